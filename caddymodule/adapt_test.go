@@ -1,0 +1,87 @@
+package caddymodule
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+)
+
+var update = flag.Bool("update", false, "rewrite the expected JSON of golden adapt tests")
+
+// TestAdaptGolden adapts every testdata/*.caddyfiletest (a Caddyfile, a line of
+// dashes, the expected JSON) and the project's Caddyfile.example and examples/,
+// and compares the JSON with what is recorded.
+func TestAdaptGolden(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.caddyfiletest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	more, _ := filepath.Glob("../examples/*.caddyfiletest")
+	files = append(files, more...)
+	if len(files) == 0 {
+		t.Fatal("no golden files found")
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			input, want, ok := splitGolden(string(data))
+			if !ok {
+				t.Fatalf("%s: no line of dashes between the Caddyfile and the JSON", file)
+			}
+			got := adaptJSON(t, input)
+			if *update {
+				if err := os.WriteFile(file, []byte(input+"----------\n"+got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if strings.TrimSpace(got) != strings.TrimSpace(want) {
+				t.Errorf("%s: adapted JSON differs\n--- got\n%s\n--- want\n%s", file, got, want)
+			}
+		})
+	}
+}
+
+func splitGolden(s string) (input, want string, ok bool) {
+	lines := strings.SplitAfter(s, "\n")
+	for i, l := range lines {
+		if strings.TrimSpace(l) != "" && strings.Trim(strings.TrimSpace(l), "-") == "" {
+			return strings.Join(lines[:i], ""), strings.Join(lines[i+1:], ""), true
+		}
+	}
+	return "", "", false
+}
+
+func adaptJSON(t testing.TB, caddyfile string) string {
+	t.Helper()
+	out, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
+	if err != nil {
+		t.Fatalf("adapt: %v", err)
+	}
+	for _, w := range warnings {
+		t.Errorf("adapt warning: %s", w.String())
+	}
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, out, "", "\t"); err != nil {
+		t.Fatal(err)
+	}
+	return buf.String() + "\n"
+}
+
+// TestAdaptCaddyfileExample keeps the recommended Caddyfile adaptable.
+func TestAdaptCaddyfileExample(t *testing.T) {
+	data, err := os.ReadFile("../Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	adaptJSON(t, string(data))
+}

@@ -1,0 +1,357 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+)
+
+func init() {
+	httpcaddyfile.RegisterDirective("clawgate", parseClawgateDirective)
+	// The guard must run before anything that answers or proxies a request, so it
+	// orders itself ahead of every standard handler directive.
+	httpcaddyfile.RegisterDirectiveOrder("clawgate", httpcaddyfile.Before, "basic_auth")
+}
+
+// parseClawgateDirective parses the `clawgate` directive:
+//
+//	clawgate [<matcher>] [<upstream>] {
+//	    gateway <name>
+//	    upstream <127.0.0.1:18789>        # guard-only form: follow with your own reverse_proxy
+//	    allow_remote_upstream
+//	    user_header <name>
+//	    token <name> {
+//	        env <VAR> | file <path> | sha256 <hex>
+//	        user <identity>
+//	        scopes <scope>...
+//	        expires <RFC 3339 time>
+//	    }
+//	    jwt {
+//	        algorithms <alg>...
+//	        hmac_secret_env <VAR>
+//	        hmac_secret_file <path>
+//	        public_key_file <path>...
+//	        jwks_file <path>
+//	        issuer <iss>
+//	        audience <aud>...
+//	        leeway <duration>
+//	        user_claim <claim>
+//	        scope_claim <claim>
+//	        max_length <bytes>
+//	    }
+//	    allow <cond>... [scopes <s>,<s>...]
+//	    deny <cond>...
+//	    rate_limit {
+//	        failures <n>
+//	        window <duration>
+//	        lockout <duration>
+//	        max_clients <n>
+//	    }
+//	}
+//
+// With an upstream argument it is a shortcut that expands, like forward_auth, into
+// the guard followed by Caddy's reverse_proxy to that upstream, configured to send
+// the identity headers the guard decided after the proxy's own hop-by-hop header
+// removal (so a client's Connection header cannot delete them). Without one, it is
+// the guard alone, and the `upstream` subdirective names the gateway the following
+// reverse_proxy reaches.
+func parseClawgateDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
+	h.Next() // directive name
+	matcherSet, err := h.ExtractMatcherSet()
+	if err != nil {
+		return nil, err
+	}
+	h.Dispenser.Reset()
+
+	guard := new(Handler)
+	shortcut, err := guard.unmarshal(h.Dispenser)
+	if err != nil {
+		return nil, err
+	}
+	if !shortcut {
+		return h.NewRoute(matcherSet, guard), nil
+	}
+
+	userHeader := guard.UserHeader
+	if userHeader == "" {
+		userHeader = "x-forwarded-user"
+	}
+	proxy := &reverseproxy.Handler{
+		Upstreams: reverseproxy.UpstreamPool{{Dial: upstreamDial(guard.Upstream)}},
+		Headers: &headers.Handler{Request: &headers.HeaderOps{Set: http.Header{
+			"X-Forwarded-For":                     {"{clawgate.client_ip}"},
+			"X-Forwarded-Proto":                   {"{clawgate.proto}"},
+			"X-Forwarded-Host":                    {"{clawgate.host}"},
+			http.CanonicalHeaderKey(userHeader):   {"{clawgate.user}"},
+			http.CanonicalHeaderKey(scopesHeader): {"{clawgate.scopes}"},
+		}}},
+	}
+	route := caddyhttp.Route{HandlersRaw: []json.RawMessage{
+		caddyconfig.JSONModuleObject(guard, "handler", "clawgate", nil),
+		caddyconfig.JSONModuleObject(proxy, "handler", "reverse_proxy", nil),
+	}}
+	return h.NewRoute(matcherSet, &caddyhttp.Subroute{Routes: caddyhttp.RouteList{route}}), nil
+}
+
+const scopesHeader = "x-openclaw-scopes"
+
+// upstreamDial turns the guard's upstream into reverse_proxy's dial address.
+func upstreamDial(s string) string {
+	s = strings.TrimPrefix(s, "http://")
+	return strings.TrimSuffix(s, "/")
+}
+
+// UnmarshalCaddyfile sets up the guard alone from Caddyfile tokens; the shortcut
+// form with an upstream argument is handled by the directive.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	shortcut, err := h.unmarshal(d)
+	if err != nil {
+		return err
+	}
+	if shortcut {
+		return d.Err("the upstream argument is only valid for the clawgate directive; use the upstream subdirective")
+	}
+	return nil
+}
+
+// unmarshal reads the directive and reports whether it had an upstream argument.
+func (h *Handler) unmarshal(d *caddyfile.Dispenser) (bool, error) {
+	d.Next() // directive name
+	shortcut := false
+	if d.NextArg() {
+		h.Upstream = d.Val()
+		shortcut = true
+	}
+	if d.NextArg() {
+		return false, d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "gateway":
+			if err := oneArg(d, &h.Gateway); err != nil {
+				return false, err
+			}
+		case "upstream":
+			if shortcut {
+				return false, d.Err("upstream given twice: as the directive's argument and as a subdirective")
+			}
+			if err := oneArg(d, &h.Upstream); err != nil {
+				return false, err
+			}
+		case "allow_remote_upstream":
+			if d.NextArg() {
+				return false, d.ArgErr()
+			}
+			h.AllowRemoteUpstream = true
+		case "user_header":
+			if err := oneArg(d, &h.UserHeader); err != nil {
+				return false, err
+			}
+		case "token":
+			tc, err := unmarshalToken(d)
+			if err != nil {
+				return false, err
+			}
+			h.Tokens = append(h.Tokens, tc)
+		case "jwt":
+			if h.JWT != nil {
+				return false, d.Err("only one jwt block is allowed")
+			}
+			jc, err := unmarshalJWT(d)
+			if err != nil {
+				return false, err
+			}
+			h.JWT = jc
+		case "allow", "deny":
+			rule := append([]string{d.Val()}, d.RemainingArgs()...)
+			h.Rules = append(h.Rules, strings.Join(rule, " "))
+		case "rate_limit":
+			rl, err := unmarshalRateLimit(d)
+			if err != nil {
+				return false, err
+			}
+			h.RateLimit = rl
+		default:
+			return false, d.Errf("unrecognized clawgate subdirective %q", d.Val())
+		}
+	}
+	return shortcut, nil
+}
+
+func unmarshalToken(d *caddyfile.Dispenser) (TokenConfig, error) {
+	var tc TokenConfig
+	if err := oneArg(d, &tc.Name); err != nil {
+		return tc, err
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "env":
+			err = oneArg(d, &tc.Env)
+		case "file":
+			err = oneArg(d, &tc.File)
+		case "sha256":
+			err = oneArg(d, &tc.SHA256)
+		case "user":
+			err = oneArg(d, &tc.User)
+		case "scopes":
+			tc.Scopes = splitList(d.RemainingArgs())
+			if len(tc.Scopes) == 0 {
+				err = d.ArgErr()
+			}
+		case "expires":
+			err = oneArg(d, &tc.Expires)
+		default:
+			err = d.Errf("unrecognized token subdirective %q", d.Val())
+		}
+		if err != nil {
+			return tc, err
+		}
+	}
+	return tc, nil
+}
+
+func unmarshalJWT(d *caddyfile.Dispenser) (*JWTConfig, error) {
+	jc := new(JWTConfig)
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "algorithms":
+			jc.Algorithms = splitList(d.RemainingArgs())
+			if len(jc.Algorithms) == 0 {
+				err = d.ArgErr()
+			}
+		case "hmac_secret_env":
+			err = oneArg(d, &jc.HMACSecretEnv)
+		case "hmac_secret_file":
+			err = oneArg(d, &jc.HMACSecretFile)
+		case "public_key_file":
+			files := d.RemainingArgs()
+			if len(files) == 0 {
+				err = d.ArgErr()
+			}
+			jc.PublicKeyFiles = append(jc.PublicKeyFiles, files...)
+		case "jwks_file":
+			err = oneArg(d, &jc.JWKSFile)
+		case "issuer":
+			err = oneArg(d, &jc.Issuer)
+		case "audience":
+			jc.Audience = splitList(d.RemainingArgs())
+			if len(jc.Audience) == 0 {
+				err = d.ArgErr()
+			}
+		case "leeway":
+			var s string
+			if err = oneArg(d, &s); err == nil {
+				err = parseDuration(d, s, &jc.Leeway)
+			}
+		case "user_claim":
+			err = oneArg(d, &jc.UserClaim)
+		case "scope_claim":
+			err = oneArg(d, &jc.ScopeClaim)
+		case "max_length":
+			err = intArg(d, &jc.MaxLength)
+		default:
+			err = d.Errf("unrecognized jwt subdirective %q", d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return jc, nil
+}
+
+func unmarshalRateLimit(d *caddyfile.Dispenser) (*RateLimitConfig, error) {
+	rl := new(RateLimitConfig)
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		var s string
+		switch d.Val() {
+		case "failures":
+			err = intArg(d, &rl.Failures)
+		case "window":
+			if err = oneArg(d, &s); err == nil {
+				err = parseDuration(d, s, &rl.Window)
+			}
+		case "lockout":
+			if err = oneArg(d, &s); err == nil {
+				err = parseDuration(d, s, &rl.Lockout)
+			}
+		case "max_clients":
+			err = intArg(d, &rl.MaxClients)
+		default:
+			err = d.Errf("unrecognized rate_limit subdirective %q", d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return rl, nil
+}
+
+// oneArg reads exactly one argument into dst.
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+func intArg(d *caddyfile.Dispenser, dst *int) error {
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		return d.Errf("%s: want a positive integer, got %q", d.Val(), s)
+	}
+	*dst = n
+	return nil
+}
+
+func parseDuration(d *caddyfile.Dispenser, s string, dst *caddy.Duration) error {
+	dur, err := caddy.ParseDuration(s)
+	if err != nil {
+		return d.Errf("bad duration %q: %v", s, err)
+	}
+	*dst = caddy.Duration(dur)
+	return nil
+}
+
+// splitList accepts both `a b c` and `a,b,c`.
+func splitList(args []string) []string {
+	var out []string
+	for _, a := range args {
+		for _, p := range strings.Split(a, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// Interface guards
+var (
+	_ caddyfile.Unmarshaler = (*Handler)(nil)
+)

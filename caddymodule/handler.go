@@ -1,0 +1,621 @@
+package caddymodule
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/edge"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler is clawgate's edge guard, `http.handlers.clawgate`. It sits in front of
+// Caddy's own reverse_proxy to a loopback OpenClaw gateway and decides, for every
+// request and WebSocket upgrade, who may pass: tailnet device identity, static
+// bearer tokens and JWTs are matched against an ordered list of rules (first match
+// wins, default deny). An admitted request has every client-supplied identity and
+// forwarding header removed and the headers OpenClaw's trusted-proxy mode reads set
+// by the guard: X-Forwarded-For (the client IP, never loopback), X-Forwarded-Proto,
+// X-Forwarded-Host, the user header and x-openclaw-scopes (always present, empty
+// when the matching rule grants no scopes).
+//
+// After an admitted request these placeholders are set: {http.auth.user.id} and
+// {clawgate.user} (the identity forwarded to OpenClaw), {clawgate.login},
+// {clawgate.node}, {clawgate.tags}, {clawgate.scopes}, {clawgate.client_ip},
+// {clawgate.gateway} and {clawgate.decision} (the index of the matching rule).
+type Handler struct {
+	// Gateway names the OpenClaw gateway this guard protects. It appears in logs and
+	// placeholders and links the guard to the gateway of that name in the `clawgate`
+	// app (its audit gate). Default: "default".
+	Gateway string `json:"gateway,omitempty"`
+
+	// Upstream is the address of the OpenClaw gateway, as host:port or
+	// http://host:port. It must be a loopback IP literal (127.0.0.0/8 or ::1) unless
+	// AllowRemoteUpstream is set. Required.
+	Upstream string `json:"upstream,omitempty"`
+
+	// AllowRemoteUpstream permits an upstream that is not on loopback. OpenClaw's own
+	// guidance is to keep the gateway on loopback; set this only when the path to the
+	// upstream is private by other means. Default: false.
+	AllowRemoteUpstream bool `json:"allow_remote_upstream,omitempty"`
+
+	// UserHeader is the header OpenClaw's trusted-proxy mode reads the user from
+	// (gateway.auth.trustedProxy.userHeader). Default: "x-forwarded-user".
+	UserHeader string `json:"user_header,omitempty"`
+
+	// Tokens are static bearer tokens accepted at the edge. Their secrets come from
+	// an environment variable or a file (or are given as a SHA-256 hash) and are kept
+	// in memory only as SHA-256 hashes. Default: none.
+	Tokens []TokenConfig `json:"tokens,omitempty"`
+
+	// JWT configures verification of bearer JWTs. Default: JWTs are not accepted.
+	JWT *JWTConfig `json:"jwt,omitempty"`
+
+	// Rules is the ordered policy, one rule per string, in the syntax
+	// `allow|deny <cond>... [scopes <s>,<s>...]` with conditions such as
+	// `user:alice@example.com`, `tag:ci`, `node:alice-laptop`, `token:ci`, `jwt`,
+	// `claim:role=operator`, `cap:example.com/cap/openclaw`, `tailnet`, `anyone`.
+	// The first matching rule decides; a request no rule matches is denied. The
+	// scopes of an allow rule are sent as x-openclaw-scopes (none when omitted).
+	// Required: a guard with no rules denies everything and is refused at load.
+	Rules []string `json:"rules,omitempty"`
+
+	// RateLimit bounds failed authentication attempts per client IP and per
+	// identity. Default: 10 failures per minute lock a client out for 5 minutes,
+	// tracking at most 10000 clients.
+	RateLimit *RateLimitConfig `json:"rate_limit,omitempty"`
+
+	tokens   *edge.TokenSet
+	jwt      *edge.JWTVerifier
+	policy   *edge.Policy
+	limiter  *edge.Limiter
+	upstream netip.AddrPort
+	strip    []string
+	logger   *zap.Logger
+	app      *App
+	now      func() time.Time
+}
+
+// TokenConfig is one named static bearer token. Exactly one of Env, File and SHA256
+// gives its secret; the secret itself is never part of the configuration.
+type TokenConfig struct {
+	// Name identifies the token in rules (`token:<name>`) and logs. Required.
+	Name string `json:"name,omitempty"`
+	// Env is the environment variable holding the token.
+	Env string `json:"env,omitempty"`
+	// File is a file holding the token (surrounding whitespace is trimmed). It must
+	// not be readable by other users.
+	File string `json:"file,omitempty"`
+	// SHA256 is the hex SHA-256 of the token, for configs that must not be able to
+	// reveal it.
+	SHA256 string `json:"sha256,omitempty"`
+	// User is the identity forwarded to OpenClaw for callers with this token when no
+	// tailnet login applies. Default: "token:<name>".
+	User string `json:"user,omitempty"`
+	// Scopes caps the scopes of callers with this token (intersected with the
+	// matching rule's scopes). Default: no cap beyond the rule's.
+	Scopes []string `json:"scopes,omitempty"`
+	// Expires is when the token stops being accepted, in RFC 3339. Default: never.
+	Expires string `json:"expires,omitempty"`
+}
+
+// JWTConfig configures bearer JWT verification.
+type JWTConfig struct {
+	// Algorithms is the allowlist of signing algorithms: HS256, HS384, HS512,
+	// RS256, ES256, EdDSA. Required; "none" is never accepted.
+	Algorithms []string `json:"algorithms,omitempty"`
+	// HMACSecretEnv names an environment variable holding an HMAC secret of at
+	// least 32 bytes.
+	HMACSecretEnv string `json:"hmac_secret_env,omitempty"`
+	// HMACSecretFile is a file holding an HMAC secret of at least 32 bytes.
+	HMACSecretFile string `json:"hmac_secret_file,omitempty"`
+	// PublicKeyFiles are PEM files with RSA (2048 bits or more), P-256 or Ed25519
+	// public keys or certificates.
+	PublicKeyFiles []string `json:"public_key_files,omitempty"`
+	// JWKSFile is a local JWK set file; a token's kid selects among its keys. Keys
+	// are never fetched from URLs named in tokens.
+	JWKSFile string `json:"jwks_file,omitempty"`
+	// Issuer, when set, must equal the token's iss claim.
+	Issuer string `json:"issuer,omitempty"`
+	// Audience, when set, must contain one of the token's aud values.
+	Audience []string `json:"audience,omitempty"`
+	// Leeway is the clock skew allowed for exp, nbf and iat. Default: 0.
+	Leeway caddy.Duration `json:"leeway,omitempty"`
+	// UserClaim is the claim that names the user. Default: "sub".
+	UserClaim string `json:"user_claim,omitempty"`
+	// ScopeClaim is the claim holding the token's scopes (a space-separated string
+	// or an array), which caps the rule's scopes. Default: "scope".
+	ScopeClaim string `json:"scope_claim,omitempty"`
+	// MaxLength is the longest token accepted, in bytes. Default: 4096.
+	MaxLength int `json:"max_length,omitempty"`
+}
+
+// RateLimitConfig bounds failed authentication attempts.
+type RateLimitConfig struct {
+	// Failures is how many failed attempts within Window lock a client out.
+	// Default: 10.
+	Failures int `json:"failures,omitempty"`
+	// Window is the period failures are counted over. Default: 1m.
+	Window caddy.Duration `json:"window,omitempty"`
+	// Lockout is how long a locked-out client is refused. Default: 5m.
+	Lockout caddy.Duration `json:"lockout,omitempty"`
+	// MaxClients bounds the memory used: at most this many clients are tracked.
+	// Default: 10000.
+	MaxClients int `json:"max_clients,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.clawgate",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision compiles the rules and loads the secrets the guard needs.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if h.Gateway == "" {
+		h.Gateway = "default"
+	}
+	if h.UserHeader == "" {
+		h.UserHeader = "x-forwarded-user"
+	}
+	h.strip = []string{h.UserHeader}
+
+	up, err := parseUpstream(h.Upstream)
+	if err != nil {
+		return fmt.Errorf("clawgate.upstream: %w", err)
+	}
+	h.upstream = up
+
+	specs := make([]edge.TokenSpec, 0, len(h.Tokens))
+	for i, tc := range h.Tokens {
+		spec, err := tc.spec()
+		if err != nil {
+			return fmt.Errorf("clawgate.tokens[%d]: %w", i, err)
+		}
+		specs = append(specs, spec)
+	}
+	if h.tokens, err = edge.NewTokenSet(specs); err != nil {
+		return fmt.Errorf("clawgate.tokens: %w", err)
+	}
+
+	if h.JWT != nil {
+		cfg, err := h.JWT.config()
+		if err != nil {
+			return fmt.Errorf("clawgate.jwt: %w", err)
+		}
+		if h.jwt, err = edge.NewJWTVerifier(cfg); err != nil {
+			return fmt.Errorf("clawgate.jwt: %w", err)
+		}
+	}
+
+	if h.policy, err = edge.NewPolicy(h.Rules); err != nil {
+		return fmt.Errorf("clawgate.%w", err)
+	}
+
+	rl := RateLimitConfig{}
+	if h.RateLimit != nil {
+		rl = *h.RateLimit
+	}
+	h.limiter = edge.NewLimiter(rl.Failures, time.Duration(rl.Window), time.Duration(rl.Lockout), rl.MaxClients)
+
+	appIface, err := ctx.AppIfConfigured(appID)
+	switch {
+	case err == nil:
+		h.app = appIface.(*App)
+	case !errors.Is(err, caddy.ErrNotConfigured):
+		return fmt.Errorf("loading clawgate app: %w", err)
+	}
+	return nil
+}
+
+// Validate refuses configurations that would be unsafe to serve.
+func (h *Handler) Validate() error {
+	if len(h.Rules) == 0 {
+		return errors.New("clawgate.rules: no rules: the guard would deny every request; add at least one `allow` rule")
+	}
+	if !h.upstream.Addr().IsLoopback() && !h.AllowRemoteUpstream {
+		return fmt.Errorf("clawgate.upstream: %q is not a loopback address; keep the OpenClaw gateway on 127.0.0.1 (gateway.bind: \"loopback\") or set allow_remote_upstream", h.Upstream)
+	}
+	if strings.ContainsAny(h.UserHeader, " \t\r\n:") || h.UserHeader == "" {
+		return fmt.Errorf("clawgate.user_header: %q is not a valid header name", h.UserHeader)
+	}
+	if h.JWT == nil && rulesNeedJWT(h.Rules) {
+		return errors.New("clawgate.rules: a rule needs a JWT (jwt or claim:) but no jwt block is configured")
+	}
+	return nil
+}
+
+// ServeHTTP admits or denies one request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	now := h.now()
+
+	if edge.QueryCredential(r.URL.RawQuery) {
+		return h.deny(w, r, http.StatusUnauthorized, "query_token",
+			"credentials in the query string are refused; send Authorization: Bearer", nil, "")
+	}
+
+	clientIP, ok := requestClientIP(r)
+	if !ok || clientIP.IsLoopback() || clientIP.IsUnspecified() {
+		return h.deny(w, r, http.StatusForbidden, "unattributable",
+			"the client address cannot be attributed (loopback or unknown); reach the gateway over the tailnet", nil, "")
+	}
+	ipKey := "ip:" + clientIP.String()
+	if wait, blocked := h.limiter.Blocked(ipKey, now); blocked {
+		return h.tooMany(w, r, wait, nil)
+	}
+
+	id := &edge.Identity{}
+	if h.app != nil {
+		found, err := h.app.identify(r, id)
+		if err != nil {
+			h.logger.Warn("tailnet identity lookup failed", zap.String("gateway", h.Gateway), zap.String("client_ip", clientIP.String()), zap.Error(err))
+			return h.deny(w, r, http.StatusForbidden, "identity_unavailable",
+				"the tailnet identity of this device could not be established", nil, "")
+		}
+		_ = found
+	}
+
+	bearer, err := edge.BearerToken(r.Header)
+	if err != nil {
+		h.fail(ipKey, "", now)
+		return h.deny(w, r, http.StatusUnauthorized, "bad_credential", "the Authorization header is malformed", id, "")
+	}
+	var fingerprint string
+	var edgeCredential, badCredential bool
+	if bearer != "" {
+		fingerprint = edge.Fingerprint(bearer)
+		tok, terr := h.tokens.Lookup(bearer, now)
+		switch {
+		case terr == nil:
+			id.Token, edgeCredential = tok, true
+		case errors.Is(terr, edge.ErrTokenExpired):
+			h.fail(ipKey, "", now)
+			return h.deny(w, r, http.StatusUnauthorized, "token_expired", "this token has expired", id, fingerprint)
+		case h.jwt != nil && edge.LooksLikeJWT(bearer):
+			claims, jerr := h.jwt.Verify(bearer, now)
+			if jerr == nil {
+				id.JWT, edgeCredential = claims, true
+			} else {
+				badCredential = true
+				h.debugCredential("jwt rejected", fingerprint, jerr)
+			}
+		default:
+			badCredential = true
+		}
+		// A bearer the edge does not recognise may be meant for the gateway
+		// itself (token mode); it only passes along with a tailnet identity.
+		if badCredential && !id.OnTailnet {
+			h.fail(ipKey, "", now)
+			return h.deny(w, r, http.StatusUnauthorized, "bad_credential", "the bearer token was not accepted", id, fingerprint)
+		}
+	}
+	if !id.OnTailnet && !edgeCredential {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="clawgate"`)
+		return h.deny(w, r, http.StatusUnauthorized, "unauthenticated", "authentication required", id, "")
+	}
+
+	user, ok := id.User()
+	if !ok {
+		return h.deny(w, r, http.StatusForbidden, "bad_identity", "the caller's identity cannot be forwarded", id, fingerprint)
+	}
+	idKey := "id:" + user
+	if wait, blocked := h.limiter.Blocked(idKey, now); blocked {
+		return h.tooMany(w, r, wait, id)
+	}
+
+	decision := h.policy.Decide(id)
+	if !decision.Allowed {
+		if badCredential {
+			h.fail(ipKey, idKey, now)
+		}
+		return h.deny(w, r, http.StatusForbidden, "forbidden", "no rule allows this request", id, fingerprint, zap.Int("rule", decision.Rule), zap.String("why", decision.Reason))
+	}
+
+	if h.app != nil {
+		if blocked, reasons := h.app.gateStatus(h.Gateway); blocked {
+			return h.deny(w, r, http.StatusServiceUnavailable, "audit_failed",
+				"this gateway's OpenClaw config fails its security audit: "+strings.Join(reasons, "; "), id, fingerprint)
+		}
+	}
+
+	edge.CleanRequestHeaders(r.Header, h.strip)
+	if edgeCredential {
+		// Edge secrets are never passed on to the gateway.
+		r.Header.Del("Authorization")
+	}
+	scopes := edge.ScopesHeader(decision.Scopes)
+	if err := edge.SetForwardHeaders(r.Header, edge.Forward{
+		ClientIP:   clientIP,
+		Proto:      forwardedProto(r),
+		Host:       r.Host,
+		UserHeader: h.UserHeader,
+		User:       user,
+		Scopes:     decision.Scopes,
+	}); err != nil {
+		return h.deny(w, r, http.StatusForbidden, "unattributable", "the client address cannot be attributed", id, fingerprint)
+	}
+
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl.Set("http.auth.user.id", user)
+	repl.Set("clawgate.user", user)
+	repl.Set("clawgate.login", id.Login)
+	repl.Set("clawgate.node", id.Node)
+	repl.Set("clawgate.tags", strings.Join(id.Tags, ","))
+	repl.Set("clawgate.scopes", scopes)
+	repl.Set("clawgate.client_ip", clientIP.String())
+	repl.Set("clawgate.proto", forwardedProto(r))
+	repl.Set("clawgate.host", r.Host)
+	repl.Set("clawgate.gateway", h.Gateway)
+	repl.Set("clawgate.decision", decision.Rule)
+
+	if ce := h.logger.Check(zapcore.DebugLevel, "allowed"); ce != nil {
+		ce.Write(zap.String("gateway", h.Gateway), zap.String("user", user), zap.Int("rule", decision.Rule),
+			zap.String("scopes", scopes), zap.String("client_ip", clientIP.String()), zap.String("token", fingerprint))
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// rulesNeedJWT reports whether any rule has a jwt or claim condition.
+func rulesNeedJWT(rules []string) bool {
+	for _, r := range rules {
+		for _, f := range strings.Fields(r) {
+			if f == "jwt" || strings.HasPrefix(f, "claim:") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (h *Handler) fail(ipKey, idKey string, now time.Time) {
+	h.limiter.Fail(ipKey, now)
+	if idKey != "" {
+		h.limiter.Fail(idKey, now)
+	}
+}
+
+func (h *Handler) debugCredential(msg, fingerprint string, err error) {
+	if ce := h.logger.Check(zapcore.DebugLevel, msg); ce != nil {
+		ce.Write(zap.String("gateway", h.Gateway), zap.String("token", fingerprint), zap.Error(err))
+	}
+}
+
+// deny answers a refused request and logs why; the log has the reason, the
+// identity and a token fingerprint, never a secret.
+func (h *Handler) deny(w http.ResponseWriter, r *http.Request, status int, reason, msg string, id *edge.Identity, fingerprint string, extra ...zap.Field) error {
+	if ce := h.logger.Check(zapcore.InfoLevel, "denied"); ce != nil {
+		fields := []zap.Field{zap.String("gateway", h.Gateway), zap.String("reason", reason), zap.Int("status", status),
+			zap.String("remote", r.RemoteAddr), zap.String("method", r.Method), zap.String("path", r.URL.Path)}
+		if id != nil {
+			fields = append(fields, zap.String("login", id.Login), zap.String("node", id.Node))
+			if id.Token != nil {
+				fields = append(fields, zap.String("token_name", id.Token.Name))
+			}
+		}
+		if fingerprint != "" {
+			fields = append(fields, zap.String("token", fingerprint))
+		}
+		ce.Write(append(fields, extra...)...)
+	}
+	edge.WriteDenial(w, r, status, reason, msg, 0)
+	return nil
+}
+
+func (h *Handler) tooMany(w http.ResponseWriter, r *http.Request, wait time.Duration, id *edge.Identity) error {
+	if ce := h.logger.Check(zapcore.InfoLevel, "denied"); ce != nil {
+		ce.Write(zap.String("gateway", h.Gateway), zap.String("reason", "rate_limited"), zap.String("remote", r.RemoteAddr), zap.Duration("retry_after", wait))
+	}
+	edge.WriteDenial(w, r, http.StatusTooManyRequests, "rate_limited", "too many failed authentication attempts; retry later", wait)
+	return nil
+}
+
+// requestClientIP is the client address as Caddy determined it (honouring the
+// server's trusted_proxies), falling back to the connection's remote address.
+func requestClientIP(r *http.Request) (netip.Addr, bool) {
+	s, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	if s == "" {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			return netip.Addr{}, false
+		}
+		s = host
+	}
+	s, _, _ = strings.Cut(s, "%")
+	addr, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return addr.Unmap(), true
+}
+
+func forwardedProto(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// parseUpstream accepts host:port or http://host:port with an IP literal host.
+func parseUpstream(s string) (netip.AddrPort, error) {
+	if s == "" {
+		return netip.AddrPort{}, errors.New("required: the OpenClaw gateway address, e.g. 127.0.0.1:18789")
+	}
+	hostport := s
+	if strings.Contains(s, "://") {
+		u, err := url.Parse(s)
+		if err != nil {
+			return netip.AddrPort{}, fmt.Errorf("%q: %w", s, err)
+		}
+		if u.Scheme != "http" {
+			return netip.AddrPort{}, fmt.Errorf("%q: scheme must be http (the gateway listens on plain loopback HTTP)", s)
+		}
+		if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.User != nil {
+			return netip.AddrPort{}, fmt.Errorf("%q: only scheme, host and port are allowed", s)
+		}
+		hostport = u.Host
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%q: want host:port: %w", s, err)
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		if strings.EqualFold(host, "localhost") {
+			return netip.AddrPort{}, fmt.Errorf("%q: use 127.0.0.1 rather than localhost (OpenClaw trusts the proxy by IP, and localhost may resolve to ::1)", s)
+		}
+		return netip.AddrPort{}, fmt.Errorf("%q: host must be an IP address, not a name", s)
+	}
+	ap, err := netip.ParseAddrPort(net.JoinHostPort(addr.String(), port))
+	if err != nil || ap.Port() == 0 {
+		return netip.AddrPort{}, fmt.Errorf("%q: bad port", s)
+	}
+	return ap, nil
+}
+
+func (tc TokenConfig) spec() (edge.TokenSpec, error) {
+	spec := edge.TokenSpec{Name: tc.Name, User: tc.User, Scopes: tc.Scopes}
+	if tc.Name == "" {
+		return spec, errors.New("name is required")
+	}
+	sources := 0
+	for _, v := range []string{tc.Env, tc.File, tc.SHA256} {
+		if v != "" {
+			sources++
+		}
+	}
+	if sources != 1 {
+		return spec, fmt.Errorf("token %q: exactly one of env, file or sha256 must be set", tc.Name)
+	}
+	var err error
+	switch {
+	case tc.Env != "":
+		v := strings.TrimSpace(os.Getenv(tc.Env))
+		if v == "" {
+			return spec, fmt.Errorf("token %q: environment variable %s is empty or unset", tc.Name, tc.Env)
+		}
+		spec.Secret = []byte(v)
+	case tc.File != "":
+		if spec.Secret, err = readSecretFile(tc.File); err != nil {
+			return spec, fmt.Errorf("token %q: %w", tc.Name, err)
+		}
+	default:
+		if spec.Hash, err = decodeSHA256(tc.SHA256); err != nil {
+			return spec, fmt.Errorf("token %q: sha256: %w", tc.Name, err)
+		}
+	}
+	if tc.Expires != "" {
+		if spec.Expires, err = time.Parse(time.RFC3339, tc.Expires); err != nil {
+			return spec, fmt.Errorf("token %q: expires: want RFC 3339 like 2027-01-31T00:00:00Z: %w", tc.Name, err)
+		}
+	}
+	return spec, nil
+}
+
+func (jc *JWTConfig) config() (edge.JWTConfig, error) {
+	cfg := edge.JWTConfig{
+		Algorithms: jc.Algorithms,
+		Issuer:     jc.Issuer,
+		Audience:   jc.Audience,
+		Leeway:     time.Duration(jc.Leeway),
+		UserClaim:  jc.UserClaim,
+		ScopeClaim: jc.ScopeClaim,
+		MaxLength:  jc.MaxLength,
+	}
+	if jc.HMACSecretEnv != "" {
+		v := strings.TrimSpace(os.Getenv(jc.HMACSecretEnv))
+		if v == "" {
+			return cfg, fmt.Errorf("hmac_secret_env: environment variable %s is empty or unset", jc.HMACSecretEnv)
+		}
+		cfg.HMACSecrets = append(cfg.HMACSecrets, []byte(v))
+	}
+	if jc.HMACSecretFile != "" {
+		secret, err := readSecretFile(jc.HMACSecretFile)
+		if err != nil {
+			return cfg, fmt.Errorf("hmac_secret_file: %w", err)
+		}
+		cfg.HMACSecrets = append(cfg.HMACSecrets, secret)
+	}
+	for _, f := range jc.PublicKeyFiles {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return cfg, fmt.Errorf("public_key_files: %w", err)
+		}
+		keys, err := edge.ParsePublicKeysPEM(data)
+		if err != nil {
+			return cfg, fmt.Errorf("public_key_files: %s: %w", f, err)
+		}
+		cfg.PublicKeys = append(cfg.PublicKeys, keys...)
+	}
+	if jc.JWKSFile != "" {
+		data, err := os.ReadFile(jc.JWKSFile)
+		if err != nil {
+			return cfg, fmt.Errorf("jwks_file: %w", err)
+		}
+		byID, octs, err := edge.ParseJWKS(data)
+		if err != nil {
+			return cfg, fmt.Errorf("jwks_file: %s: %w", jc.JWKSFile, err)
+		}
+		cfg.KeysByID = byID
+		cfg.HMACSecrets = append(cfg.HMACSecrets, octs...)
+	}
+	return cfg, nil
+}
+
+// readSecretFile reads a secret from a file that other users cannot read.
+func readSecretFile(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading secret file: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("secret file %s is not a regular file", path)
+	}
+	if fi.Mode().Perm()&0o004 != 0 {
+		return nil, fmt.Errorf("secret file %s is readable by every user (mode %04o); chmod 600 it", path, fi.Mode().Perm())
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading secret file: %w", err)
+	}
+	v := strings.TrimSpace(string(data))
+	if v == "" {
+		return nil, fmt.Errorf("secret file %s is empty", path)
+	}
+	return []byte(v), nil
+}
+
+func decodeSHA256(s string) ([]byte, error) {
+	b, err := hex.DecodeString(strings.TrimPrefix(strings.ToLower(strings.TrimSpace(s)), "sha256:"))
+	if err != nil || len(b) != 32 {
+		return nil, errors.New("want 64 hex characters")
+	}
+	return b, nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)
