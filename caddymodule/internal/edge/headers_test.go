@@ -218,47 +218,49 @@ func TestSetForwardHeaders(t *testing.T) {
 	}
 }
 
+var queryCredentialTests = []struct {
+	in   string
+	want bool
+}{
+	{"", false},
+	{"a=1&b=2", false},
+	{"session=abc&page_token=x&tokens=1&keys=2&authx=3&csrf_token=4", false},
+	{"token=abc", true},
+	{"a=1&access_token=abc", true},
+	{"ACCESS_TOKEN=abc", true},
+	{"Access-Token=abc", true},
+	{"access.token=abc", true},
+	{"id_token=x", true},
+	{"jwt", true},
+	{"auth=", true},
+	{"Authorization=Bearer+x", true},
+	{"bearer=x", true},
+	{"api_key=x", true},
+	{"api-key=x", true},
+	{"apikey=x", true},
+	{"KEY=x", true},
+	{"password=x", true},
+	{"secret=x", true},
+	{"a=1;token=x", true},
+	{"%74oken=x", true},
+	{"%54%4F%4B%45%4E=x", true},
+	{"acc%65ss_token=x", true},
+	{"%2574oken=x", true},
+	{"access%5Ftoken=x", true},
+	{"token%zz=x", false},
+	{"%zztoken=x", false},
+	{"tok%en=x", false},
+	{"api+key=x", true},
+	{"token[]=x", true},
+	{"x=token", false},
+	{"x=access_token%3Dabc", false},
+	{"&&&", false},
+	{"=token", false},
+	{strings.Repeat("a", 100) + "=1", false},
+}
+
 func TestQueryCredential(t *testing.T) {
-	tests := []struct {
-		in   string
-		want bool
-	}{
-		{"", false},
-		{"a=1&b=2", false},
-		{"session=abc&page_token=x&tokens=1&keys=2&authx=3&csrf_token=4", false},
-		{"token=abc", true},
-		{"a=1&access_token=abc", true},
-		{"ACCESS_TOKEN=abc", true},
-		{"Access-Token=abc", true},
-		{"access.token=abc", true},
-		{"id_token=x", true},
-		{"jwt", true},
-		{"auth=", true},
-		{"Authorization=Bearer+x", true},
-		{"bearer=x", true},
-		{"api_key=x", true},
-		{"api-key=x", true},
-		{"apikey=x", true},
-		{"KEY=x", true},
-		{"password=x", true},
-		{"secret=x", true},
-		{"a=1;token=x", true},
-		{"%74oken=x", true},
-		{"%54%4F%4B%45%4E=x", true},
-		{"acc%65ss_token=x", true},
-		{"%2574oken=x", true},
-		{"access%5Ftoken=x", true},
-		{"token%zz=x", false},
-		{"%zztoken=x", false},
-		{"tok%en=x", false},
-		{"api+key=x", true},
-		{"token[]=x", true},
-		{"x=token", false},
-		{"x=access_token%3Dabc", false},
-		{"&&&", false},
-		{"=token", false},
-		{strings.Repeat("a", 100) + "=1", false},
-	}
+	tests := queryCredentialTests
 	for _, tt := range tests {
 		if got := QueryCredential(tt.in); got != tt.want {
 			t.Errorf("QueryCredential(%q) = %v, want %v", tt.in, got, tt.want)
@@ -266,32 +268,34 @@ func TestQueryCredential(t *testing.T) {
 	}
 }
 
+var bearerTokenTests = []struct {
+	name    string
+	h       http.Header
+	want    string
+	wantErr string
+}{
+	{name: "none", h: http.Header{}},
+	{name: "good", h: http.Header{"Authorization": {"Bearer abc.def.ghi"}}, want: "abc.def.ghi"},
+	{name: "scheme case", h: http.Header{"Authorization": {"bEaReR tok-123_~+/="}}, want: "tok-123_~+/="},
+	{name: "lowercase key", h: http.Header{"authorization": {"Bearer abc"}}, want: "abc"},
+	{name: "duplicate values", h: http.Header{"Authorization": {"Bearer a", "Bearer b"}}, wantErr: "more than one"},
+	{name: "duplicate keys", h: http.Header{"Authorization": {"Bearer a"}, "authorization": {"Bearer a"}}, wantErr: "more than one"},
+	{name: "basic", h: http.Header{"Authorization": {"Basic YWxhZGRpbjpvcGVuc2VzYW1l"}}, wantErr: `unsupported authorization scheme "Basic"`},
+	{name: "empty", h: http.Header{"Authorization": {""}}, wantErr: "malformed authorization header"},
+	{name: "scheme only", h: http.Header{"Authorization": {"Bearer"}}, wantErr: "malformed authorization header"},
+	{name: "empty token", h: http.Header{"Authorization": {"Bearer "}}, wantErr: "empty bearer token"},
+	{name: "two spaces", h: http.Header{"Authorization": {"Bearer  abc"}}, wantErr: "malformed bearer token"},
+	{name: "tab", h: http.Header{"Authorization": {"Bearer\tabc"}}, wantErr: "malformed authorization header"},
+	{name: "inner space", h: http.Header{"Authorization": {"Bearer abc def"}}, wantErr: "malformed bearer token"},
+	{name: "comma joined", h: http.Header{"Authorization": {"Bearer a, Bearer b"}}, wantErr: "malformed bearer token"},
+	{name: "trailing space", h: http.Header{"Authorization": {"Bearer abc "}}, wantErr: "malformed bearer token"},
+	{name: "control char", h: http.Header{"Authorization": {"Bearer abc\x00"}}, wantErr: "malformed bearer token"},
+	{name: "non-ascii", h: http.Header{"Authorization": {"Bearer abcé"}}, wantErr: "malformed bearer token"},
+	{name: "no space", h: http.Header{"Authorization": {"Bearerabc"}}, wantErr: "malformed authorization header"},
+}
+
 func TestBearerToken(t *testing.T) {
-	tests := []struct {
-		name    string
-		h       http.Header
-		want    string
-		wantErr string
-	}{
-		{name: "none", h: http.Header{}},
-		{name: "good", h: http.Header{"Authorization": {"Bearer abc.def.ghi"}}, want: "abc.def.ghi"},
-		{name: "scheme case", h: http.Header{"Authorization": {"bEaReR tok-123_~+/="}}, want: "tok-123_~+/="},
-		{name: "lowercase key", h: http.Header{"authorization": {"Bearer abc"}}, want: "abc"},
-		{name: "duplicate values", h: http.Header{"Authorization": {"Bearer a", "Bearer b"}}, wantErr: "more than one"},
-		{name: "duplicate keys", h: http.Header{"Authorization": {"Bearer a"}, "authorization": {"Bearer a"}}, wantErr: "more than one"},
-		{name: "basic", h: http.Header{"Authorization": {"Basic YWxhZGRpbjpvcGVuc2VzYW1l"}}, wantErr: `unsupported authorization scheme "Basic"`},
-		{name: "empty", h: http.Header{"Authorization": {""}}, wantErr: "malformed authorization header"},
-		{name: "scheme only", h: http.Header{"Authorization": {"Bearer"}}, wantErr: "malformed authorization header"},
-		{name: "empty token", h: http.Header{"Authorization": {"Bearer "}}, wantErr: "empty bearer token"},
-		{name: "two spaces", h: http.Header{"Authorization": {"Bearer  abc"}}, wantErr: "malformed bearer token"},
-		{name: "tab", h: http.Header{"Authorization": {"Bearer\tabc"}}, wantErr: "malformed authorization header"},
-		{name: "inner space", h: http.Header{"Authorization": {"Bearer abc def"}}, wantErr: "malformed bearer token"},
-		{name: "comma joined", h: http.Header{"Authorization": {"Bearer a, Bearer b"}}, wantErr: "malformed bearer token"},
-		{name: "trailing space", h: http.Header{"Authorization": {"Bearer abc "}}, wantErr: "malformed bearer token"},
-		{name: "control char", h: http.Header{"Authorization": {"Bearer abc\x00"}}, wantErr: "malformed bearer token"},
-		{name: "non-ascii", h: http.Header{"Authorization": {"Bearer abcé"}}, wantErr: "malformed bearer token"},
-		{name: "no space", h: http.Header{"Authorization": {"Bearerabc"}}, wantErr: "malformed authorization header"},
-	}
+	tests := bearerTokenTests
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := BearerToken(tt.h)

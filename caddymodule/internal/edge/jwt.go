@@ -97,6 +97,10 @@ type JWTConfig struct {
 	// MaxLength is the longest token accepted, in bytes; default 4096.
 	// Longer tokens are rejected before any decoding.
 	MaxLength int
+	// CacheSize bounds how many verified tokens are remembered so that a
+	// repeated token skips signature verification; default 10240, negative
+	// disables the cache.
+	CacheSize int
 }
 
 // Claims is what a verified JWT contributes to an Identity. Claims returned
@@ -169,7 +173,12 @@ func NewJWTVerifier(cfg JWTConfig) (*JWTVerifier, error) {
 		allowed:  make(map[string]algFamily, len(cfg.Algorithms)),
 		byFamily: make(map[algFamily]jwt.VerificationKeySet),
 		byID:     make(map[string]idKey, len(cfg.KeysByID)),
-		cache:    newJWTCache(defaultJWTCacheSize),
+	}
+	switch {
+	case cfg.CacheSize == 0:
+		v.cache = newJWTCache(defaultJWTCacheSize)
+	case cfg.CacheSize > 0:
+		v.cache = newJWTCache(cfg.CacheSize)
 	}
 	for _, a := range cfg.Algorithms {
 		fam, ok := supportedAlgs[a]
@@ -282,9 +291,12 @@ func (v *JWTVerifier) Verify(token string, now time.Time) (*Claims, error) {
 	if !LooksLikeJWT(token) {
 		return nil, fmt.Errorf("%w: not three base64url segments", ErrJWTMalformed)
 	}
-	key := cacheKey(token)
-	if c := v.cache.get(key, now); c != nil {
-		return c, nil
+	var key [32]byte
+	if v.cache != nil {
+		key = cacheKey(token)
+		if c := v.cache.get(key, now); c != nil {
+			return c, nil
+		}
 	}
 
 	headerSeg := token[:strings.IndexByte(token, '.')]

@@ -34,7 +34,8 @@ type jwtCacheEntry struct {
 	notBefore time.Time // earliest instant the token was valid, leeway applied
 }
 
-// newJWTCache returns a cache holding at most max entries.
+// newJWTCache returns a cache holding at most max entries (rounded down to
+// a multiple of the shard count, and at least one per shard).
 func newJWTCache(max int) *jwtCache {
 	c := &jwtCache{perShard: max / jwtCacheShards}
 	if c.perShard < 1 {
@@ -58,6 +59,9 @@ func (c *jwtCache) shard(k [sha256.Size]byte) *jwtCacheShard {
 
 // get returns the cached claims for k if they are valid at now.
 func (c *jwtCache) get(k [sha256.Size]byte, now time.Time) *Claims {
+	if c == nil {
+		return nil
+	}
 	s := c.shard(k)
 	s.mu.RLock()
 	e, ok := s.m[k]
@@ -80,7 +84,7 @@ func (c *jwtCache) get(k [sha256.Size]byte, now time.Time) *Claims {
 // put remembers verified claims, evicting expired entries and then an
 // arbitrary one when the shard is full.
 func (c *jwtCache) put(k [sha256.Size]byte, claims *Claims, notBefore, now time.Time) {
-	if !now.Before(claims.Expires) {
+	if c == nil || !now.Before(claims.Expires) {
 		return
 	}
 	s := c.shard(k)
@@ -104,6 +108,9 @@ func (c *jwtCache) put(k [sha256.Size]byte, claims *Claims, notBefore, now time.
 
 // len returns the number of cached entries.
 func (c *jwtCache) len() int {
+	if c == nil {
+		return 0
+	}
 	n := 0
 	for i := range c.shards {
 		s := &c.shards[i]

@@ -7,58 +7,60 @@ import (
 	"testing"
 )
 
-func TestParseRule(t *testing.T) {
-	tests := []struct {
-		in         string
-		wantAction Action
-		wantScopes []string
-		wantConds  int
-		wantErr    string
-	}{
-		{in: "allow anyone", wantAction: Allow, wantScopes: []string{}, wantConds: 1},
-		{in: "  deny   tag:ci  ", wantAction: Deny, wantScopes: []string{}, wantConds: 1},
-		{in: "allow user:alice@example.com,@example.org tag:ci scopes operator.read,operator.write", wantAction: Allow, wantScopes: []string{"operator.read", "operator.write"}, wantConds: 2},
-		{in: "allow tailnet scopes none", wantAction: Allow, wantScopes: []string{}, wantConds: 1},
-		{in: "allow jwt claim:realm.roles=operator,admin scopes operator.read,operator.read", wantAction: Allow, wantScopes: []string{"operator.read"}, wantConds: 2},
-		{in: "allow cap:example.com/cap/openclaw{role=operator,admin}", wantAction: Allow, wantScopes: []string{}, wantConds: 1},
-		{in: "allow cap:example.com/cap/a,example.com/cap/b", wantAction: Allow, wantScopes: []string{}, wantConds: 1},
-		{in: "allow token:* node:alice-laptop tag:tag:ci", wantAction: Allow, wantScopes: []string{}, wantConds: 3},
+var parseRuleTests = []struct {
+	in         string
+	wantAction Action
+	wantScopes []string
+	wantConds  int
+	wantErr    string
+}{
+	{in: "allow anyone", wantAction: Allow, wantScopes: []string{}, wantConds: 1},
+	{in: "  deny   tag:ci  ", wantAction: Deny, wantScopes: []string{}, wantConds: 1},
+	{in: "allow user:alice@example.com,@example.org tag:ci scopes operator.read,operator.write", wantAction: Allow, wantScopes: []string{"operator.read", "operator.write"}, wantConds: 2},
+	{in: "allow tailnet scopes none", wantAction: Allow, wantScopes: []string{}, wantConds: 1},
+	{in: "allow jwt claim:realm.roles=operator,admin scopes operator.read,operator.read", wantAction: Allow, wantScopes: []string{"operator.read"}, wantConds: 2},
+	{in: "allow cap:example.com/cap/openclaw{role=operator,admin}", wantAction: Allow, wantScopes: []string{}, wantConds: 1},
+	{in: "allow cap:example.com/cap/a,example.com/cap/b", wantAction: Allow, wantScopes: []string{}, wantConds: 1},
+	{in: "allow token:* node:alice-laptop tag:tag:ci", wantAction: Allow, wantScopes: []string{}, wantConds: 3},
 
-		{in: "", wantErr: "empty rule"},
-		{in: "   ", wantErr: "empty rule"},
-		{in: "permit anyone", wantErr: `rule must start with allow or deny, not "permit"`},
-		{in: "Allow anyone", wantErr: "rule must start with allow or deny"},
-		{in: "allow", wantErr: "rule has no condition"},
-		{in: "allow scopes operator.read", wantErr: "rule has no condition"},
-		{in: "allow foo:bar", wantErr: `unknown condition "foo:bar"`},
-		{in: "allow foo", wantErr: `unknown condition "foo"`},
-		{in: "allow jwt:x", wantErr: `unknown condition "jwt:x"`},
-		{in: "allow everyone", wantErr: `unknown condition "everyone"`},
-		{in: "allow user:", wantErr: `empty value in "user:"`},
-		{in: "allow user:a@b.c,,d@e.f", wantErr: `empty value in "user:a@b.c,,d@e.f"`},
-		{in: "allow user:a@b.c,", wantErr: `empty value in "user:a@b.c,"`},
-		{in: "allow user:@", wantErr: "invalid domain"},
-		{in: "allow user:@a@b.c", wantErr: "invalid domain"},
-		{in: "allow tag:", wantErr: `empty value in "tag:"`},
-		{in: "allow tag:tag:", wantErr: `empty value in "tag:tag:"`},
-		{in: "allow token:c i", wantErr: `unknown condition "i"`},
-		{in: "allow token:a/b", wantErr: "invalid token name"},
-		{in: "allow claim:role", wantErr: "must be claim:<path>=<value>"},
-		{in: "allow claim:=x", wantErr: "must be claim:<path>=<value>"},
-		{in: "allow claim:a..b=x", wantErr: "must be claim:<path>=<value>"},
-		{in: "allow claim:role=", wantErr: `empty value in "claim:role="`},
-		{in: "allow cap:x{role=a", wantErr: "must be cap:<name>{<field>=<value>"},
-		{in: "allow cap:{role=a}", wantErr: "must be cap:<name>{<field>=<value>"},
-		{in: "allow cap:x{=a}", wantErr: "must be cap:<name>{<field>=<value>"},
-		{in: "allow cap:x{role=}", wantErr: "empty value"},
-		{in: "allow cap:x}", wantErr: "unbalanced braces"},
-		{in: "allow anyone scopes", wantErr: "scopes needs a list or none"},
-		{in: "allow anyone scopes a b", wantErr: `unexpected "b" after scopes`},
-		{in: "allow anyone scopes Operator.Admin", wantErr: `invalid scope "Operator.Admin"`},
-		{in: "allow anyone scopes a,,b", wantErr: `invalid scope ""`},
-		{in: "allow anyone scopes a;b", wantErr: `invalid scope "a;b"`},
-		{in: "deny anyone scopes operator.read", wantErr: "deny rule cannot grant scopes"},
-	}
+	{in: "", wantErr: "empty rule"},
+	{in: "   ", wantErr: "empty rule"},
+	{in: "permit anyone", wantErr: `rule must start with allow or deny, not "permit"`},
+	{in: "Allow anyone", wantErr: "rule must start with allow or deny"},
+	{in: "allow", wantErr: "rule has no condition"},
+	{in: "allow scopes operator.read", wantErr: "rule has no condition"},
+	{in: "allow foo:bar", wantErr: `unknown condition "foo:bar"`},
+	{in: "allow foo", wantErr: `unknown condition "foo"`},
+	{in: "allow jwt:x", wantErr: `unknown condition "jwt:x"`},
+	{in: "allow everyone", wantErr: `unknown condition "everyone"`},
+	{in: "allow user:", wantErr: `empty value in "user:"`},
+	{in: "allow user:a@b.c,,d@e.f", wantErr: `empty value in "user:a@b.c,,d@e.f"`},
+	{in: "allow user:a@b.c,", wantErr: `empty value in "user:a@b.c,"`},
+	{in: "allow user:@", wantErr: "invalid domain"},
+	{in: "allow user:@a@b.c", wantErr: "invalid domain"},
+	{in: "allow tag:", wantErr: `empty value in "tag:"`},
+	{in: "allow tag:tag:", wantErr: `empty value in "tag:tag:"`},
+	{in: "allow token:c i", wantErr: `unknown condition "i"`},
+	{in: "allow token:a/b", wantErr: "invalid token name"},
+	{in: "allow claim:role", wantErr: "must be claim:<path>=<value>"},
+	{in: "allow claim:=x", wantErr: "must be claim:<path>=<value>"},
+	{in: "allow claim:a..b=x", wantErr: "must be claim:<path>=<value>"},
+	{in: "allow claim:role=", wantErr: `empty value in "claim:role="`},
+	{in: "allow cap:x{role=a", wantErr: "must be cap:<name>{<field>=<value>"},
+	{in: "allow cap:{role=a}", wantErr: "must be cap:<name>{<field>=<value>"},
+	{in: "allow cap:x{=a}", wantErr: "must be cap:<name>{<field>=<value>"},
+	{in: "allow cap:x{role=}", wantErr: "empty value"},
+	{in: "allow cap:x}", wantErr: "unbalanced braces"},
+	{in: "allow anyone scopes", wantErr: "scopes needs a list or none"},
+	{in: "allow anyone scopes a b", wantErr: `unexpected "b" after scopes`},
+	{in: "allow anyone scopes Operator.Admin", wantErr: `invalid scope "Operator.Admin"`},
+	{in: "allow anyone scopes a,,b", wantErr: `invalid scope ""`},
+	{in: "allow anyone scopes a;b", wantErr: `invalid scope "a;b"`},
+	{in: "deny anyone scopes operator.read", wantErr: "deny rule cannot grant scopes"},
+}
+
+func TestParseRule(t *testing.T) {
+	tests := parseRuleTests
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
 			got, err := ParseRule(tt.in)
