@@ -257,4 +257,3 @@ func FuzzQueryCredential(f *testing.F) {
 		}
 	})
 }
-
