@@ -29,18 +29,18 @@ func waConfig(secret []byte, mod func(*Config)) Config {
 	return c
 }
 
-func TestGenericWhatsApp(t *testing.T) {
-	secret := newSecret(t)
-	strict := mustNew(t, waConfig(secret, nil))
-	lenient := mustNew(t, waConfig(secret, func(c *Config) { c.AllowNoSender = true }))
+type waCase struct {
+	name    string
+	body    string
+	strict  want // waConfig
+	lenient want // waConfig with AllowNoSender
+}
+
+// waCases is the WhatsApp Cloud API table; it also seeds FuzzGeneric.
+func waCases() []waCase {
 	alice, mallory := "+"+waAlice, "+"+waMallory
 	twoEntries := `{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"value":{"messages":[` + waText(`"16315551234"`) + `]}}]},{"id":"2","changes":[{"value":{"messages":[` + waText(`"447700900123"`) + `]}}]}]}`
-	tests := []struct {
-		name    string
-		body    string
-		strict  want
-		lenient want
-	}{
+	return []waCase{
 		{"message", waMessage, want{allowed: true, senders: []string{alice}}, want{allowed: true, senders: []string{alice}}},
 		{"statuses only", waStatuses, want{reason: ReasonNoSender}, want{allowed: true}},
 		{"stranger", waBody(waText(`"447700900123"`)), want{reason: ReasonSenderNotAllowed, senders: []string{mallory}, rejected: []string{mallory}}, want{reason: ReasonSenderNotAllowed, senders: []string{mallory}, rejected: []string{mallory}}},
@@ -65,7 +65,13 @@ func TestGenericWhatsApp(t *testing.T) {
 		{"top-level array", `[` + waMessage + `]`, want{reason: ReasonUnparsable}, want{reason: ReasonUnparsable}},
 		{"not UTF-8", waBody(`{"from":"16315551234","text":{"body":"` + "\x80" + `"}}`), want{reason: ReasonUnparsable}, want{reason: ReasonUnparsable}},
 	}
-	for _, tt := range tests {
+}
+
+func TestGenericWhatsApp(t *testing.T) {
+	secret := newSecret(t)
+	strict := mustNew(t, waConfig(secret, nil))
+	lenient := mustNew(t, waConfig(secret, func(c *Config) { c.AllowNoSender = true }))
+	for _, tt := range waCases() {
 		h := hubHeader(secret, tt.body)
 		checkVerdict(t, "strict: "+tt.name, strict.Check(h, []byte(tt.body), time.Now()), tt.strict)
 		checkVerdict(t, "allow_no_sender: "+tt.name, lenient.Check(h, []byte(tt.body), time.Now()), tt.lenient)
@@ -96,9 +102,13 @@ func TestGenericSignature(t *testing.T) {
 		{"repeated header", nil, http.Header{"X-Hub-Signature-256": {"sha256=" + hex.EncodeToString(digest), "sha256=" + hex.EncodeToString(digest)}}, body, want{reason: ReasonBadSignature}},
 		{"truncated", nil, hdr("X-Hub-Signature-256", "sha256="+hex.EncodeToString(digest)[:62]), body, want{reason: ReasonBadSignature}},
 		{"odd hex", nil, hdr("X-Hub-Signature-256", "sha256="+hex.EncodeToString(digest)+"0"), body, want{reason: ReasonBadSignature}},
-		{"base64 configured", func(c *Config) { c.SignatureHeader, c.SignaturePrefix, c.SignatureEncoding = "X-Signature", "", "base64" },
+		{"base64 configured", func(c *Config) {
+			c.SignatureHeader, c.SignaturePrefix, c.SignatureEncoding = "X-Signature", "", "base64"
+		},
 			hdr("X-Signature", base64.StdEncoding.EncodeToString(digest)), body, alice},
-		{"base64 configured, hex sent", func(c *Config) { c.SignatureHeader, c.SignaturePrefix, c.SignatureEncoding = "X-Signature", "", "base64" },
+		{"base64 configured, hex sent", func(c *Config) {
+			c.SignatureHeader, c.SignaturePrefix, c.SignatureEncoding = "X-Signature", "", "base64"
+		},
 			hdr("X-Signature", hex.EncodeToString(digest)), body, want{reason: ReasonBadSignature}},
 		{"no prefix configured", func(c *Config) { c.SignaturePrefix = "" }, hdr("X-Hub-Signature-256", hex.EncodeToString(digest)), body, alice},
 		{"no prefix configured, prefix sent", func(c *Config) { c.SignaturePrefix = "" }, hubHeader(secret, body), body, want{reason: ReasonBadSignature}},

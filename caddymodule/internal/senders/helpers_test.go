@@ -104,6 +104,15 @@ func tgHeader(secret []byte) http.Header {
 	return h
 }
 
+// bodyCase is one row of a provider table: a body (form-encoded when form is set, Slack only)
+// and the Verdict it must get.
+type bodyCase struct {
+	name string
+	body string
+	form bool
+	want want
+}
+
 // want describes the expected Verdict; nil slices mean "empty".
 type want struct {
 	allowed   bool

@@ -23,20 +23,20 @@ func mkSlackForm(fields ...string) string {
 	return v.Encode()
 }
 
-func TestSlack(t *testing.T) {
-	secret := newSecret(t)
-	c := mustNew(t, Config{Provider: Slack, Secret: secret, Allow: []string{"slack:" + strings.ToLower(slackAlice), "team:" + slackTeam + ":user:" + slackBob}})
-	now := time.Unix(1725000000, 0)
+func slackConfig(secret []byte) Config {
+	return Config{Provider: Slack, Secret: secret, Allow: []string{"slack:" + strings.ToLower(slackAlice), "team:" + slackTeam + ":user:" + slackBob}}
+}
+
+// slackNow is the clock of the Slack tables.
+var slackNow = time.Unix(1725000000, 0)
+
+// slackCases is the Slack table, for slackConfig at slackNow; it also seeds FuzzSlack.
+func slackCases() []bodyCase {
 	alice := "team:" + slackTeam + ":user:" + slackAlice
 	bob := "team:" + slackTeam + ":user:" + slackBob
 	mallet := "team:" + slackTeam + ":user:" + slackMallet
 	interactive := func(payload string) string { return mkSlackForm("payload", payload) }
-	tests := []struct {
-		name string
-		body string
-		form bool
-		want want
-	}{
+	return []bodyCase{
 		{"direct message", slackEventIM, false, want{allowed: true, senders: []string{alice}}},
 		{"app_mention from stranger", mkSlackEvent(slackTeam, `{"type":"app_mention","user":"U0MALLET1","text":"<@U0BOT> hi","ts":"1.2","channel":"C1"}`), false, want{reason: ReasonSenderNotAllowed, senders: []string{mallet}, rejected: []string{mallet}}},
 		{"team-qualified entry, same team", mkSlackEvent(slackTeam, `{"type":"message","user":"W0BOB0001","text":"hi","channel":"C1"}`), false, want{allowed: true, senders: []string{bob}}},
@@ -91,7 +91,13 @@ func TestSlack(t *testing.T) {
 		{"form body sent as JSON", mkSlackForm("user_id", slackAlice), false, want{reason: ReasonUnparsable}},
 		{"top-level array", `[` + slackEventIM + `]`, false, want{reason: ReasonUnparsable}},
 	}
-	for _, tt := range tests {
+}
+
+func TestSlack(t *testing.T) {
+	secret := newSecret(t)
+	c := mustNew(t, slackConfig(secret))
+	now := slackNow
+	for _, tt := range slackCases() {
 		h := slackHeader(secret, now, tt.body)
 		if tt.form {
 			h.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -123,7 +129,9 @@ func TestSlackSignature(t *testing.T) {
 		want   want
 	}{
 		{"valid", valid, body, alice},
-		{"upper-case hex", with(func(h http.Header) { h.Set("X-Slack-Signature", "v0="+strings.ToUpper(strings.TrimPrefix(h.Get("X-Slack-Signature"), "v0="))) }), body, alice},
+		{"upper-case hex", with(func(h http.Header) {
+			h.Set("X-Slack-Signature", "v0="+strings.ToUpper(strings.TrimPrefix(h.Get("X-Slack-Signature"), "v0=")))
+		}), body, alice},
 		{"charset in content type", with(func(h http.Header) { h.Set("Content-Type", "application/json; charset=utf-8") }), body, alice},
 		{"no content type", with(func(h http.Header) { h.Del("Content-Type") }), body, alice},
 		{"bad content type", with(func(h http.Header) { h.Set("Content-Type", "application/x-www-form-urlencoded; charset") }), body, want{reason: ReasonUnparsable}},
@@ -137,7 +145,9 @@ func TestSlackSignature(t *testing.T) {
 		{"missing signature", with(func(h http.Header) { h.Del("X-Slack-Signature") }), body, want{reason: ReasonBadSignature}},
 		{"missing timestamp", with(func(h http.Header) { h.Del("X-Slack-Request-Timestamp") }), body, want{reason: ReasonBadSignature}},
 		{"no headers", http.Header{}, body, want{reason: ReasonBadSignature}},
-		{"v1 scheme", with(func(h http.Header) { h.Set("X-Slack-Signature", "v1="+strings.TrimPrefix(h.Get("X-Slack-Signature"), "v0=")) }), body, want{reason: ReasonBadSignature}},
+		{"v1 scheme", with(func(h http.Header) {
+			h.Set("X-Slack-Signature", "v1="+strings.TrimPrefix(h.Get("X-Slack-Signature"), "v0="))
+		}), body, want{reason: ReasonBadSignature}},
 		{"no scheme", with(func(h http.Header) { h.Set("X-Slack-Signature", strings.TrimPrefix(h.Get("X-Slack-Signature"), "v0=")) }), body, want{reason: ReasonBadSignature}},
 		{"truncated signature", with(func(h http.Header) { s := h.Get("X-Slack-Signature"); h.Set("X-Slack-Signature", s[:len(s)-2]) }), body, want{reason: ReasonBadSignature}},
 		{"non-hex signature", with(func(h http.Header) { h.Set("X-Slack-Signature", "v0="+strings.Repeat("zz", 32)) }), body, want{reason: ReasonBadSignature}},
@@ -164,7 +174,9 @@ func TestSlackSignature(t *testing.T) {
 			h.Set("X-Slack-Request-Timestamp", "1")
 			h.Set("X-Slack-Signature", sigFor(secret, "1", body))
 		}), body, want{reason: ReasonStaleTimestamp}},
-		{"url_verification needs the signature", with(func(h http.Header) { h.Set("X-Slack-Signature", sigFor(newSecret(t), ts, `{"type":"url_verification","challenge":"c"}`)) }), `{"type":"url_verification","challenge":"c"}`, want{reason: ReasonBadSignature}},
+		{"url_verification needs the signature", with(func(h http.Header) {
+			h.Set("X-Slack-Signature", sigFor(newSecret(t), ts, `{"type":"url_verification","challenge":"c"}`))
+		}), `{"type":"url_verification","challenge":"c"}`, want{reason: ReasonBadSignature}},
 	}
 	for _, tt := range tests {
 		checkVerdict(t, tt.name, c.Check(tt.header, []byte(tt.body), now), tt.want)
