@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // defaultJWTCacheSize bounds how many verified tokens a verifier remembers.
@@ -49,7 +50,14 @@ func newJWTCache(max int) *jwtCache {
 
 // cacheKey hashes a token; the hash, not the token, is kept in memory.
 func cacheKey(token string) [sha256.Size]byte {
-	return sha256.Sum256([]byte(token))
+	return sum256(token)
+}
+
+// sum256 hashes s without copying it: the []byte conversion would escape
+// into the assembly hash and allocate on every cached verification.
+// Sum256 only reads its input, so viewing the string's bytes is safe.
+func sum256(s string) [sha256.Size]byte {
+	return sha256.Sum256(unsafe.Slice(unsafe.StringData(s), len(s)))
 }
 
 // shard picks the shard for a key from the key's own (uniform) bytes.

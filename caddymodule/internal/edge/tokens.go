@@ -162,7 +162,7 @@ func (s *TokenSet) Lookup(secret string, now time.Time) (*Token, error) {
 	if s == nil || secret == "" {
 		return nil, ErrUnknownToken
 	}
-	h := sha256.Sum256([]byte(secret))
+	h := sum256(secret)
 	match := -1
 	for i := range s.entries {
 		eq := subtle.ConstantTimeCompare(h[:], s.entries[i].hash[:])
@@ -181,7 +181,7 @@ func (s *TokenSet) Lookup(secret string, now time.Time) (*Token, error) {
 // Fingerprint returns a short SHA-256 hex prefix of secret that identifies
 // it in logs without revealing it.
 func Fingerprint(secret string) string {
-	h := sha256.Sum256([]byte(secret))
+	h := sum256(secret)
 	return hex.EncodeToString(h[:4])
 }
 
