@@ -190,7 +190,7 @@ func filterConnection(vals []string) string {
 }
 
 // CleanRequestHeaders deletes every header whose normalised name is
-// "forwarded", "x-real-ip", "x-forwarded-*", "x-openclaw-scopes",
+// "forwarded", "x-real-ip", "x-forwarded" or "x-forwarded-*", "x-openclaw-scopes",
 // "tailscale-*", "x-client-ip", "true-client-ip", "cf-connecting-ip",
 // "x-original-forwarded-for" or one of extra, in any case and with '_' or
 // '.' spellings, however often repeated. It also rewrites Connection to

@@ -56,7 +56,9 @@ type Identity struct {
 // can be copied. The chosen value is trimmed and ASCII-lowercased; if it is
 // then empty, longer than 256 bytes, not valid UTF-8, or contains a comma, a
 // control or another non-printable character, User returns false rather than
-// falling through to a weaker identity.
+// falling through to a weaker identity. A JWT user that starts with
+// "node:" or "token:" is refused too, so that an issuer's user names cannot
+// impersonate device or token identities.
 func (id *Identity) User() (string, bool) {
 	if id == nil {
 		return "", false
@@ -65,7 +67,13 @@ func (id *Identity) User() (string, bool) {
 		return normalizeUser(id.Login)
 	}
 	if id.JWT != nil && id.JWT.User != "" {
-		return normalizeUser(id.JWT.User)
+		u, ok := normalizeUser(id.JWT.User)
+		if !ok || strings.HasPrefix(u, "node:") || strings.HasPrefix(u, "token:") {
+			// An issuer's user names are not ours to vouch for: one
+			// spelled like a device or token identity would pass for it.
+			return "", false
+		}
+		return u, true
 	}
 	if id.Token != nil {
 		if id.Token.User != "" {

@@ -40,6 +40,8 @@ func TestIdentityUser(t *testing.T) {
 		{name: "login 257 bytes", id: &Identity{OnTailnet: true, Login: strings.Repeat("a", 245) + "@example.com"}},
 		{name: "invalid login does not fall through to the token", id: &Identity{OnTailnet: true, Login: "a,b", Token: tok}},
 		{name: "jwt user with comma", id: &Identity{JWT: &Claims{User: "a,b"}}},
+		{name: "jwt user spelled as a node", id: &Identity{JWT: &Claims{User: "Node:ci-runner"}}},
+		{name: "jwt user spelled as a token", id: &Identity{JWT: &Claims{User: "token:ci"}, Token: tok}},
 		{name: "blank jwt user falls to token", id: &Identity{JWT: &Claims{User: ""}, Token: tok}, want: "token:ci", wantOK: true},
 		{name: "tagged device without node", id: &Identity{OnTailnet: true, Tags: []string{"tag:ci"}}, wantTags: true},
 	}

@@ -489,7 +489,8 @@ func NewPolicy(rules []string) (*Policy, error) {
 func (p *Policy) Rules() []Rule { return p.rules }
 
 // NeedsCredential reports whether any rule mentions token, jwt or claim, so
-// that the caller knows a bearer credential must be parsed.
+// that the caller knows a bearer credential must be parsed. user: rules can
+// also match a credential's user, but only if the caller parsed one.
 func (p *Policy) NeedsCredential() bool { return p.needsCred }
 
 // Decision is the outcome of Policy.Decide.
