@@ -1,0 +1,413 @@
+package tsnet
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"tailscale.com/envknob"
+	"tailscale.com/ipn"
+	ts "tailscale.com/tsnet"
+)
+
+var (
+	// ErrClosed is returned by methods of a Node that has been closed.
+	ErrClosed = errors.New("tailnet node closed")
+	// ErrNotStarted is returned by methods that need a started Node.
+	ErrNotStarted = errors.New("tailnet node not started")
+	// ErrHTTPSDisabled means the tailnet gives this node no certificate
+	// domains: MagicDNS or HTTPS certificates are off for the tailnet.
+	ErrHTTPSDisabled = errors.New("tailnet HTTPS certificates are disabled")
+)
+
+// httpsHelp tells an operator how to turn certificates on.
+const httpsHelp = "enable MagicDNS and HTTPS Certificates on the DNS page of the Tailscale admin console " +
+	"(https://login.tailscale.com/admin/dns; see https://tailscale.com/kb/1153/enabling-https); " +
+	"a self-hosted control server must offer certificate domains too"
+
+// Node is one tsnet server owned by clawgate. Create it with New, bring it
+// up with Start, and release it with Close. All methods are safe for
+// concurrent use.
+type Node struct {
+	cfg   Config
+	logf  *logSink // backend lines
+	ulogf *logSink // lines for people
+
+	cache *whoIsCache
+
+	// closing is cancelled when Close begins; it stops Start, the bus
+	// watcher and pending waits.
+	closing     context.Context
+	cancelClose context.CancelFunc
+	done        chan struct{}
+	closeOnce   sync.Once
+	watchers    sync.WaitGroup
+
+	mu        sync.Mutex
+	srv       *ts.Server // non-nil once launched successfully
+	launchErr error      // sticky failure of the first launch
+	closed    bool
+	authURL   string // last login URL printed
+}
+
+// New validates cfg and prepares its state directory. It does not start the
+// node. logf receives verbose backend lines, userLogf the few lines meant
+// for a person (such as a login URL); either may be nil.
+func New(cfg Config, logf, userLogf Logf) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("tailnet node config: %w", err)
+	}
+	if err := prepareStateDir(cfg.StateDir); err != nil {
+		return nil, fmt.Errorf("tailnet node %q: state_dir %q: %w", cfg.Hostname, cfg.StateDir, err)
+	}
+	cfg.Tags = slices.Clone(cfg.Tags)
+	redact := newRedactor(nodeSecrets(cfg)...)
+	closing, cancel := context.WithCancel(context.Background())
+	return &Node{
+		cfg:         cfg,
+		logf:        &logSink{out: logf, redact: redact},
+		ulogf:       &logSink{out: userLogf, redact: redact, dropAuthLoop: true},
+		cache:       newWhoIsCache(),
+		closing:     closing,
+		cancelClose: cancel,
+		done:        make(chan struct{}),
+	}, nil
+}
+
+// Config returns the configuration the node was created with.
+func (n *Node) Config() Config {
+	c := n.cfg
+	c.Tags = slices.Clone(c.Tags)
+	return c
+}
+
+// String names the node without showing its configuration's secret.
+func (n *Node) String() string {
+	return fmt.Sprintf("tailnet node %q", n.cfg.Hostname)
+}
+
+// Start brings the node onto the tailnet and returns once it is Running, or
+// when ctx ends or the node is closed. If the node needs an interactive
+// login, the login URL goes to userLogf, once per URL. A Start that gives up
+// leaves the node trying in the background; Close it to stop.
+func (n *Node) Start(ctx context.Context) error {
+	srv, err := n.launch()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(n.closing, cancel)
+	defer stop()
+	if _, err := srv.Up(ctx); err != nil {
+		if n.closing.Err() != nil {
+			return fmt.Errorf("starting %v: %w", n, ErrClosed)
+		}
+		return fmt.Errorf("starting %v: %w", n, err)
+	}
+	return nil
+}
+
+// launch creates and starts the tsnet server once, without waiting for it
+// to be Running, and starts the IPN bus watcher.
+func (n *Node) launch() (*ts.Server, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil, fmt.Errorf("%v: %w", n, ErrClosed)
+	}
+	if n.srv != nil || n.launchErr != nil {
+		return n.srv, n.launchErr
+	}
+	// No log upload to Tailscale from a security gateway; see the package
+	// documentation.
+	envknob.SetNoLogsNoSupport()
+	srv := &ts.Server{
+		Dir:           n.cfg.StateDir,
+		Hostname:      n.cfg.Hostname,
+		AuthKey:       n.cfg.AuthKey,
+		ControlURL:    n.cfg.ControlURL,
+		Ephemeral:     n.cfg.Ephemeral,
+		AdvertiseTags: slices.Clone(n.cfg.Tags),
+		Port:          n.cfg.Port,
+		Logf:          n.logf.logf,
+		UserLogf:      n.ulogf.logf,
+	}
+	if err := srv.Start(); err != nil {
+		// tsnet has released what it built; Close must not be called on a
+		// server whose Start failed.
+		n.launchErr = fmt.Errorf("starting %v: %w", n, err)
+		return nil, n.launchErr
+	}
+	n.srv = srv
+	n.watchers.Go(func() { n.watch(srv) })
+	return srv, nil
+}
+
+// server returns the launched server, or an error saying why there is none.
+func (n *Node) server() (*ts.Server, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	switch {
+	case n.closed:
+		return nil, fmt.Errorf("%v: %w", n, ErrClosed)
+	case n.launchErr != nil:
+		return nil, n.launchErr
+	case n.srv == nil:
+		return nil, fmt.Errorf("%v: %w", n, ErrNotStarted)
+	}
+	return n.srv, nil
+}
+
+// watchMask asks for state and login URLs (to print the URL once) and for
+// peer changes (to invalidate WhoIs answers).
+const watchMask = ipn.NotifyInitialState | ipn.NotifyPeerChanges | ipn.NotifyPeerPatches
+
+// watch follows the node's IPN bus until the node closes, reconnecting if
+// the bus drops the watcher. WhoIs caching is on only while it is connected.
+func (n *Node) watch(srv *ts.Server) {
+	defer n.cache.setEnabled(false)
+	backoff := 10 * time.Millisecond
+	for n.closing.Err() == nil {
+		if err := n.watchOnce(srv); err != nil && n.closing.Err() == nil {
+			n.logf.logf("clawgate: watching IPN bus of %v: %v; retrying", n, err)
+		}
+		n.cache.setEnabled(false)
+		select {
+		case <-n.closing.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (n *Node) watchOnce(srv *ts.Server) error {
+	lc, err := srv.LocalClient()
+	if err != nil {
+		return err
+	}
+	w, err := lc.WatchIPNBus(n.closing, watchMask)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	for {
+		note, err := w.Next()
+		if err != nil {
+			return err
+		}
+		n.handleNotify(&note)
+	}
+}
+
+// handleNotify acts on one IPN bus message.
+func (n *Node) handleNotify(note *ipn.Notify) {
+	if note.State != nil {
+		// The first message answers NotifyInitialState: from here on, no
+		// peer change can slip past the cache.
+		n.cache.setEnabled(*note.State == ipn.Running)
+	}
+	if u := note.BrowseToURL; u != nil && *u != "" {
+		n.mu.Lock()
+		fresh := *u != n.authURL
+		n.authURL = *u
+		n.mu.Unlock()
+		if fresh {
+			n.ulogf.logf("tailnet node %q needs a login: visit %s", n.cfg.Hostname, *u)
+		}
+	}
+	if note.SelfChange != nil {
+		// Our own addresses, tailnet or capabilities moved: start over.
+		n.cache.flush()
+	}
+	var ids = slices.Clone(note.PeersRemoved)
+	for _, p := range note.PeersChanged {
+		ids = append(ids, p.ID)
+	}
+	for _, pc := range note.PeerChangedPatch {
+		if !identityNeutral(pc) {
+			ids = append(ids, pc.NodeID)
+		}
+	}
+	n.cache.dropNodes(ids, addrsOf(note.PeersChanged))
+}
+
+// Listen returns a listener on the node's tailnet addresses only, such as
+// Listen("tcp", ":443"). It starts the node if needed but does not wait for
+// it to be Running; connections arrive once it is.
+func (n *Node) Listen(network, addr string) (net.Listener, error) {
+	srv, err := n.launch()
+	if err != nil {
+		return nil, err
+	}
+	ln, err := srv.Listen(network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("%v: listening on %s %s: %w", n, network, addr, err)
+	}
+	return ln, nil
+}
+
+// WhoIs identifies the tailnet peer at remoteAddr ("ip:port", as in
+// http.Request.RemoteAddr). Answers are cached per peer IP until the peer
+// changes (key, identity, tags, grants) or leaves, and at most 30 seconds;
+// errors are never cached.
+func (n *Node) WhoIs(ctx context.Context, remoteAddr string) (*WhoIs, error) {
+	srv, err := n.server()
+	if err != nil {
+		return nil, err
+	}
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return nil, fmt.Errorf("whois %q: %w", remoteAddr, err)
+	}
+	ip := ap.Addr().Unmap()
+	who, gen := n.cache.get(ip)
+	if who != nil {
+		return who, nil
+	}
+	lc, err := srv.LocalClient()
+	if err != nil {
+		return nil, fmt.Errorf("whois %s: %w", ip, err)
+	}
+	res, err := lc.WhoIs(ctx, remoteAddr)
+	if err != nil {
+		return nil, fmt.Errorf("whois %s: %w", ip, err)
+	}
+	if res.Node == nil || res.UserProfile == nil {
+		return nil, fmt.Errorf("whois %s: incomplete answer from LocalAPI", ip)
+	}
+	who = whoIsFromResponse(res)
+	n.cache.put(ip, gen, who, res.Node.ID)
+	return who, nil
+}
+
+// WhoIsCacheStats reports how the WhoIs cache has been used.
+func (n *Node) WhoIsCacheStats() WhoIsCacheStats {
+	return n.cache.snapshot()
+}
+
+// TailnetIPs returns the node's tailnet addresses, IPv4 first; none before
+// the node has joined.
+func (n *Node) TailnetIPs() []netip.Addr {
+	srv, err := n.server()
+	if err != nil {
+		return nil
+	}
+	var ips []netip.Addr
+	v4, v6 := srv.TailscaleIPs()
+	for _, ip := range []netip.Addr{v4, v6} {
+		if ip.IsValid() {
+			ips = append(ips, ip)
+		}
+	}
+	return ips
+}
+
+// CertDomains returns the DNS names the node can get certificates for, such
+// as "gw.tail1234.ts.net". When the tailnet offers none, the error wraps
+// ErrHTTPSDisabled and says how to turn certificates on.
+func (n *Node) CertDomains(ctx context.Context) ([]string, error) {
+	srv, err := n.server()
+	if err != nil {
+		return nil, err
+	}
+	lc, err := srv.LocalClient()
+	if err != nil {
+		return nil, fmt.Errorf("%v: %w", n, err)
+	}
+	st, err := lc.StatusWithoutPeers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%v: reading status: %w", n, err)
+	}
+	if st.BackendState != ipn.Running.String() {
+		return nil, fmt.Errorf("%v: not running (state %s)", n, st.BackendState)
+	}
+	if st.CurrentTailnet == nil || !st.CurrentTailnet.MagicDNSEnabled {
+		return nil, fmt.Errorf("%v: %w: MagicDNS is off; %s", n, ErrHTTPSDisabled, httpsHelp)
+	}
+	if len(st.CertDomains) == 0 {
+		return nil, fmt.Errorf("%v: %w: the tailnet offers no certificate domains; %s", n, ErrHTTPSDisabled, httpsHelp)
+	}
+	return slices.Clone(st.CertDomains), nil
+}
+
+// GetCertificate returns the node's certificate for hello's server name, for
+// use as tls.Config.GetCertificate. Tailscale's LocalAPI obtains and renews
+// it (Let's Encrypt through the control server's DNS-01 support). When it
+// fails because the tailnet has HTTPS off, the error says so and how to fix
+// it.
+func (n *Node) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	srv, err := n.server()
+	if err != nil {
+		return nil, err
+	}
+	lc, err := srv.LocalClient()
+	if err != nil {
+		return nil, fmt.Errorf("%v: %w", n, err)
+	}
+	name := ""
+	if hello != nil {
+		name = hello.ServerName
+	}
+	cert, err := lc.GetCertificate(hello)
+	if err == nil {
+		return cert, nil
+	}
+	ctx := context.Background()
+	if hello != nil && hello.Context() != nil {
+		ctx = hello.Context()
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	domains, derr := n.CertDomains(ctx)
+	if derr != nil {
+		return nil, fmt.Errorf("getting certificate for %q: %w", name, derr)
+	}
+	return nil, fmt.Errorf("getting certificate for %q from %v (its certificate domains: %v): %w", name, n, domains, err)
+}
+
+// HTTPClient returns a client whose connections go over the tailnet. It
+// fails its requests until the node has been started.
+func (n *Node) HTTPClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{DialContext: n.dial}}
+}
+
+func (n *Node) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	srv, err := n.server()
+	if err != nil {
+		return nil, err
+	}
+	return srv.Dial(ctx, network, addr)
+}
+
+// Close shuts the node down and returns once it has: listeners closed, the
+// backend stopped, state written. It is idempotent; concurrent callers all
+// wait for the same shutdown.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.cancelClose()
+		n.mu.Lock()
+		n.closed = true
+		srv := n.srv
+		n.mu.Unlock()
+		if srv != nil {
+			srv.Close()
+		}
+		n.watchers.Wait()
+		close(n.done)
+	})
+	<-n.done
+	return nil
+}
+
+// Done is closed once the node has completely shut down.
+func (n *Node) Done() <-chan struct{} {
+	return n.done
+}

@@ -1,0 +1,266 @@
+package tsnet
+
+import (
+	"encoding/json"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"tailscale.com/client/tailscale/apitype"
+	"tailscale.com/tailcfg"
+)
+
+// WhoIs describes the tailnet peer behind a connection, as the node's
+// control server sees it.
+type WhoIs struct {
+	// Login is the owner's login name, such as "alice@example.com". Tagged
+	// nodes belong to no person: the control server reports the pseudo-user
+	// "tagged-devices" for them, so policy should match Tags instead.
+	Login string
+	// DisplayName is the owner's display name.
+	DisplayName string
+	// Node is the peer's short MagicDNS name, such as "alice-laptop".
+	Node string
+	// NodeFQDN is the peer's full MagicDNS name without the trailing dot,
+	// such as "alice-laptop.tail1234.ts.net".
+	NodeFQDN string
+	// NodeID is the peer's stable node ID.
+	NodeID string
+	// Tailnet is the MagicDNS suffix of the peer's own tailnet, such as
+	// "tail1234.ts.net" (for a node shared in from another tailnet, that
+	// tailnet's suffix).
+	Tailnet string
+	// Tags are the peer's ACL tags; empty for a node owned by a user.
+	Tags []string
+	// Caps are the application capabilities the tailnet policy grants the
+	// peer towards this node (grants with "app"), keyed by capability name.
+	Caps map[string][]json.RawMessage
+	// NodeKey is the peer's current node public key ("nodekey:...").
+	NodeKey string
+}
+
+// whoIsFromResponse converts LocalAPI's answer into a WhoIs.
+func whoIsFromResponse(r *apitype.WhoIsResponse) *WhoIs {
+	w := &WhoIs{}
+	if up := r.UserProfile; up != nil {
+		w.Login = up.LoginName
+		w.DisplayName = up.DisplayName
+	}
+	if n := r.Node; n != nil {
+		w.NodeFQDN = strings.TrimSuffix(n.Name, ".")
+		w.Node, w.Tailnet, _ = strings.Cut(w.NodeFQDN, ".")
+		if w.Node == "" {
+			w.Node = n.ComputedName
+		}
+		w.NodeID = string(n.StableID)
+		w.Tags = slices.Clone(n.Tags)
+		if !n.Key.IsZero() {
+			w.NodeKey = n.Key.String()
+		}
+	}
+	if len(r.CapMap) > 0 {
+		w.Caps = make(map[string][]json.RawMessage, len(r.CapMap))
+		for name, vals := range r.CapMap {
+			raw := make([]json.RawMessage, len(vals))
+			for i, v := range vals {
+				raw[i] = json.RawMessage(v)
+			}
+			w.Caps[string(name)] = raw
+		}
+	}
+	return w
+}
+
+// clone returns a deep copy, so a caller that edits its answer cannot change
+// what the cache hands to the next caller.
+func (w *WhoIs) clone() *WhoIs {
+	c := *w
+	c.Tags = slices.Clone(w.Tags)
+	if w.Caps != nil {
+		c.Caps = make(map[string][]json.RawMessage, len(w.Caps))
+		for k, vals := range w.Caps {
+			cv := make([]json.RawMessage, len(vals))
+			for i, v := range vals {
+				cv[i] = slices.Clone(v)
+			}
+			c.Caps[k] = cv
+		}
+	}
+	return &c
+}
+
+// WhoIsCacheStats counts WhoIs cache use since the node was created.
+type WhoIsCacheStats struct {
+	Hits    uint64 // answered from the cache
+	Misses  uint64 // asked the node's LocalAPI
+	Drops   uint64 // entries removed because their peer changed or left, or the cache was flushed
+	Entries int    // entries held now
+}
+
+const (
+	// whoIsTTL bounds how stale an answer can be if a change notification
+	// is ever missed; invalidation by notification is the main mechanism.
+	whoIsTTL = 30 * time.Second
+	// whoIsMaxEntries bounds memory: one entry per peer IP that talked to
+	// us within whoIsTTL.
+	whoIsMaxEntries = 4096
+)
+
+type whoIsEntry struct {
+	who     *WhoIs
+	nodeID  tailcfg.NodeID
+	expires time.Time
+}
+
+// whoIsCache maps a peer's tailnet IP to its WhoIs answer.
+//
+// It is filled only while a watcher of the node's IPN bus is connected
+// (enabled), because the watcher is what tells it when a peer's key,
+// identity or grants change. gen counts invalidations: an answer fetched
+// before an invalidation is not stored after it.
+type whoIsCache struct {
+	now func() time.Time
+	ttl time.Duration
+	max int
+
+	mu      sync.Mutex
+	enabled bool
+	gen     uint64
+	entries map[netip.Addr]whoIsEntry
+	stats   WhoIsCacheStats
+}
+
+func newWhoIsCache() *whoIsCache {
+	return &whoIsCache{now: time.Now, ttl: whoIsTTL, max: whoIsMaxEntries}
+}
+
+// get returns a copy of the cached answer for ip, and the generation to pass
+// to put if there is none.
+func (c *whoIsCache) get(ip netip.Addr) (*WhoIs, uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.entries[ip]; ok {
+		if c.now().Before(e.expires) {
+			c.stats.Hits++
+			return e.who.clone(), c.gen
+		}
+		delete(c.entries, ip)
+	}
+	c.stats.Misses++
+	return nil, c.gen
+}
+
+// put stores who for ip unless the cache was invalidated since gen.
+func (c *whoIsCache) put(ip netip.Addr, gen uint64, who *WhoIs, nodeID tailcfg.NodeID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.enabled || gen != c.gen {
+		return
+	}
+	now := c.now()
+	if len(c.entries) >= c.max {
+		for k, e := range c.entries {
+			if !now.Before(e.expires) {
+				delete(c.entries, k)
+			}
+		}
+	}
+	if len(c.entries) >= c.max {
+		// Full of live entries: evict an arbitrary one. Map order is
+		// random enough that no peer can pin the others out.
+		for k := range c.entries {
+			delete(c.entries, k)
+			break
+		}
+	}
+	if c.entries == nil {
+		c.entries = make(map[netip.Addr]whoIsEntry)
+	}
+	c.entries[ip] = whoIsEntry{who: who.clone(), nodeID: nodeID, expires: now.Add(c.ttl)}
+}
+
+// setEnabled turns caching on or off; turning it off flushes it.
+func (c *whoIsCache) setEnabled(on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !on {
+		c.flushLocked()
+	}
+	c.enabled = on
+}
+
+// flush drops every entry.
+func (c *whoIsCache) flush() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.flushLocked()
+}
+
+func (c *whoIsCache) flushLocked() {
+	c.gen++
+	c.stats.Drops += uint64(len(c.entries))
+	clear(c.entries)
+}
+
+// dropNodes drops the entries of the given nodes and of the given IPs (a
+// changed node may have changed addresses).
+func (c *whoIsCache) dropNodes(ids []tailcfg.NodeID, ips []netip.Addr) {
+	if len(ids) == 0 && len(ips) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	for ip, e := range c.entries {
+		if slices.Contains(ids, e.nodeID) || slices.Contains(ips, ip) {
+			delete(c.entries, ip)
+			c.stats.Drops++
+		}
+	}
+}
+
+func (c *whoIsCache) snapshot() WhoIsCacheStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.stats
+	s.Entries = len(c.entries)
+	return s
+}
+
+// identityNeutral reports whether a peer patch only touches fields that
+// cannot change who the peer is or what it may do (liveness and
+// reachability). Anything else, including fields added in future versions,
+// counts as a change.
+func identityNeutral(pc *tailcfg.PeerChange) bool {
+	if pc == nil {
+		return true
+	}
+	rest := *pc
+	rest.NodeID = 0
+	rest.DERPRegion = 0
+	rest.Endpoints = nil
+	rest.DiscoKey = nil
+	rest.Online = nil
+	rest.LastSeen = nil
+	return isZeroPeerChange(rest)
+}
+
+// isZeroPeerChange reports whether pc carries no change at all. It compares
+// JSON encodings so new fields are covered without code changes here.
+func isZeroPeerChange(pc tailcfg.PeerChange) bool {
+	b, err := json.Marshal(pc)
+	return err == nil && string(b) == `{"NodeID":0}`
+}
+
+// addrsOf returns the IPs of n's addresses.
+func addrsOf(nodes []*tailcfg.Node) []netip.Addr {
+	var ips []netip.Addr
+	for _, n := range nodes {
+		for _, p := range n.Addresses {
+			ips = append(ips, p.Addr())
+		}
+	}
+	return ips
+}
