@@ -3,6 +3,7 @@ package senders
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -83,7 +84,7 @@ func (v *value) get(key string) (*value, bool) {
 
 // parseObject parses data as a single JSON object under the strict rules above.
 func parseObject(data []byte) (value, error) {
-	p := parser{data: data}
+	p := parser{data: data, scratch: make([]member, 0, 16)}
 	p.skipSpace()
 	if p.pos >= len(p.data) || p.data[p.pos] != '{' {
 		return value{}, fmt.Errorf("json: top level is not an object")
@@ -102,6 +103,9 @@ func parseObject(data []byte) (value, error) {
 type parser struct {
 	data []byte
 	pos  int
+	// scratch holds the members of the objects and arrays being parsed, innermost last; each is
+	// copied out at its final size when it closes, so no items slice is grown by appending.
+	scratch []member
 }
 
 func (p *parser) errorf(format string, args ...any) error {
@@ -159,12 +163,13 @@ func (p *parser) object(depth int) (value, error) {
 		return value{}, p.errorf("nesting deeper than %d", maxDepth)
 	}
 	p.pos++ // '{'
-	v := value{kind: kindObject}
+	base := len(p.scratch)
+	defer func() { p.scratch = p.scratch[:base] }()
 	var seen map[string]struct{} // built only for large objects; small ones are scanned
 	p.skipSpace()
 	if p.pos < len(p.data) && p.data[p.pos] == '}' {
 		p.pos++
-		return v, nil
+		return value{kind: kindObject}, nil
 	}
 	for {
 		p.skipSpace()
@@ -176,9 +181,10 @@ func (p *parser) object(depth int) (value, error) {
 		if err != nil {
 			return value{}, err
 		}
-		if seen == nil && len(v.items) >= 16 {
-			seen = make(map[string]struct{}, 2*len(v.items))
-			for _, m := range v.items {
+		items := p.scratch[base:]
+		if seen == nil && len(items) >= 16 {
+			seen = make(map[string]struct{}, 2*len(items))
+			for _, m := range items {
 				seen[m.key] = struct{}{}
 			}
 		}
@@ -187,8 +193,8 @@ func (p *parser) object(depth int) (value, error) {
 			_, dup = seen[key]
 			seen[key] = struct{}{}
 		} else {
-			for i := range v.items {
-				if v.items[i].key == key {
+			for i := range items {
+				if items[i].key == key {
 					dup = true
 					break
 				}
@@ -206,7 +212,7 @@ func (p *parser) object(depth int) (value, error) {
 		if err != nil {
 			return value{}, err
 		}
-		v.items = append(v.items, member{key: key, val: val})
+		p.scratch = append(p.scratch, member{key: key, val: val})
 		p.skipSpace()
 		if p.pos >= len(p.data) {
 			return value{}, p.errorf("unterminated object")
@@ -216,7 +222,7 @@ func (p *parser) object(depth int) (value, error) {
 			p.pos++
 		case '}':
 			p.pos++
-			return v, nil
+			return value{kind: kindObject, items: slices.Clone(p.scratch[base:])}, nil
 		default:
 			return value{}, p.errorf("expected ',' or '}' in object")
 		}
@@ -228,18 +234,19 @@ func (p *parser) array(depth int) (value, error) {
 		return value{}, p.errorf("nesting deeper than %d", maxDepth)
 	}
 	p.pos++ // '['
-	v := value{kind: kindArray}
+	base := len(p.scratch)
+	defer func() { p.scratch = p.scratch[:base] }()
 	p.skipSpace()
 	if p.pos < len(p.data) && p.data[p.pos] == ']' {
 		p.pos++
-		return v, nil
+		return value{kind: kindArray}, nil
 	}
 	for {
 		val, err := p.value(depth)
 		if err != nil {
 			return value{}, err
 		}
-		v.items = append(v.items, member{val: val})
+		p.scratch = append(p.scratch, member{val: val})
 		p.skipSpace()
 		if p.pos >= len(p.data) {
 			return value{}, p.errorf("unterminated array")
@@ -249,7 +256,7 @@ func (p *parser) array(depth int) (value, error) {
 			p.pos++
 		case ']':
 			p.pos++
-			return v, nil
+			return value{kind: kindArray, items: slices.Clone(p.scratch[base:])}, nil
 		default:
 			return value{}, p.errorf("expected ',' or ']' in array")
 		}
