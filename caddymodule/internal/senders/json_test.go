@@ -67,6 +67,12 @@ var parseTests = []struct {
 	{"utf8 surrogate", "{\"a\":\"\xed\xa0\x80\"}", false, false},
 	{"invalid utf8 in key", "{\"\xfe\":1}", false, false},
 	{"comment", `{"a":1 /* c */}`, false, false},
+	{"utf8 after escape", `{"a":"\n é 😀"}`, true, false},
+	{"control char after escape", "{\"a\":\"\\n\x01\"}", false, false},
+	{"invalid utf8 after escape", "{\"a\":\"\\n\xff\"}", false, false},
+	{"unterminated after escape", `{"a":"\n`, false, false},
+	{"unterminated escape", `{"a":"\`, false, false},
+	{"upper-case hex escape", `{"a":"\u00C9\uD83D\uDE00"}`, true, false},
 
 	{"duplicate key", `{"from":1,"from":2}`, false, true},
 	{"duplicate after escape", `{"from":{"id":1},"fr\u006fm":{"id":2}}`, false, true},
