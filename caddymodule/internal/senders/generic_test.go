@@ -155,3 +155,26 @@ func TestGenericPaths(t *testing.T) {
 		checkVerdict(t, tt.name, c.Check(h, []byte(tt.body), time.Now()), tt.want)
 	}
 }
+
+func TestGenericLargeBatch(t *testing.T) {
+	// Tens of thousands of senders in one signed body: every one is found and judged, repeats are
+	// folded, and one stranger among them still rejects the batch.
+	secret := newSecret(t)
+	c := mustNew(t, waConfig(secret, func(cfg *Config) { cfg.Allow = []string{"*"} }))
+	const n = 30000
+	msgs := make([]string, 0, n+1)
+	for i := range n {
+		msgs = append(msgs, `{"from":"`+fmt.Sprint(15550000000+i)+`"}`)
+	}
+	msgs = append(msgs, `{"from":"15550000000"}`) // a repeat
+	body := waBody(msgs...)
+	v := c.Check(hubHeader(secret, body), []byte(body), time.Now())
+	if !v.Allowed || len(v.Senders) != n || v.Senders[n-1] != "+"+fmt.Sprint(15550000000+n-1) {
+		t.Fatalf("Check(%d senders, allow *) = allowed %v, %d senders, want allowed with %d", n+1, v.Allowed, len(v.Senders), n)
+	}
+	strict := mustNew(t, waConfig(secret, func(cfg *Config) { cfg.Allow = []string{"+15550000000"} }))
+	v = strict.Check(hubHeader(secret, body), []byte(body), time.Now())
+	if v.Allowed || v.Reason != ReasonSenderNotAllowed || len(v.Rejected) != n-1 {
+		t.Fatalf("Check(%d senders, one allowed) = %s… with %d rejected, want sender_not_allowed with %d rejected", n+1, v.Reason, len(v.Rejected), n-1)
+	}
+}

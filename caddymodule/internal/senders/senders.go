@@ -283,21 +283,40 @@ func singleHeader(h http.Header, name string) (string, bool) {
 type collector struct {
 	senders []string
 	groups  []string
+	// seen indexes senders and groups once there are many, so that a large batch (a 1 MiB body
+	// can name tens of thousands) is deduplicated in linear time.
+	seen map[string]struct{}
 	// missing records an item of a batch (a LINE event, a matched array element) that carries no
 	// sender: the whole batch is then no_sender, whatever the other items say.
 	missing bool
 }
 
-func (col *collector) addSender(s string) {
-	if !slices.Contains(col.senders, s) {
-		col.senders = append(col.senders, s)
-	}
-}
+func (col *collector) addSender(s string) { col.senders = col.add(col.senders, "s", s) }
 
-func (col *collector) addGroup(g string) {
-	if !slices.Contains(col.groups, g) {
-		col.groups = append(col.groups, g)
+func (col *collector) addGroup(g string) { col.groups = col.add(col.groups, "g", g) }
+
+// add appends v to list unless it is already there; ns keeps senders and groups apart in seen.
+func (col *collector) add(list []string, ns, v string) []string {
+	if col.seen == nil && len(list) < 16 {
+		if slices.Contains(list, v) {
+			return list
+		}
+		return append(list, v)
 	}
+	if col.seen == nil {
+		col.seen = make(map[string]struct{})
+		for _, s := range col.senders {
+			col.seen["s"+s] = struct{}{}
+		}
+		for _, g := range col.groups {
+			col.seen["g"+g] = struct{}{}
+		}
+	}
+	if _, dup := col.seen[ns+v]; dup {
+		return list
+	}
+	col.seen[ns+v] = struct{}{}
+	return append(list, v)
 }
 
 // verdict judges collected senders with senderOK and groups with groupOK (nil: no groups expected).
