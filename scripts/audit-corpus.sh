@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# audit-corpus.sh keeps clawgate's OpenClaw audit honest against the real `openclaw security audit`.
+#
+#   scripts/audit-corpus.sh record [case...]   run the real CLI on each case (all when none named) and
+#                                              write <case>/expected.json
+#   scripts/audit-corpus.sh check [N]          re-run the real CLI on N random cases (default 3); fail
+#                                              when its (checkId, severity) set differs from expected.json
+#   scripts/audit-corpus.sh bench [runs]       time the real CLI (default 3 runs) and `go test -bench
+#                                              BenchmarkAudit` on the same config; print both and the ratio
+#   scripts/audit-corpus.sh list               list the cases
+#
+# A case is caddymodule/internal/audit/testdata/corpus/<case>/ holding openclaw.json (JSON5; may
+# $include sibling files), an optional setup.json and the recorded expected.json. Each run builds the
+# case in a fresh temp dir: <tmp>/state is the state dir, the case's files are copied into it (the
+# config is <tmp>/state/openclaw.json), then setup.json is applied:
+#   {"config_mode":"0600", "state_dir_mode":"0700", "include_mode":"0600",
+#    "files":{"credentials/x.json":{"mode":"0644","content":"{}"}}, "dirs":{"credentials":"0755"},
+#    "symlinks":{"openclaw.json":"real/openclaw.json"}, "env":{"VAR":"v"}}
+# (paths relative to the state dir; a symlink entry moves an existing file to the target first). The
+# audit runs with an empty environment apart from PATH and setup.json's env, and the temp dir's path is
+# replaced by $ROOT in the recorded output. TestCorpus (go test ./caddymodule/internal/audit) builds
+# cases the same way.
+#
+# Cases configuring discord, slack or whatsapp make the real CLI npm-install that channel's plugin
+# into the throwaway state dir (~80 MB, 20-50 s; needs the npm registry).
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+corpus=$repo/caddymodule/internal/audit/testdata/corpus
+openclaw=$repo/scripts/openclaw.sh
+
+die() {
+	echo "audit-corpus.sh: $*" >&2
+	exit 1
+}
+
+# node_bin finds the pinned Node that openclaw.sh installed; it parses JSON so the script needs no jq.
+node_bin() {
+	local envlines
+	envlines=$("$openclaw" env) || die "OpenClaw is not installed; run: scripts/openclaw.sh install"
+	(eval "$envlines" && command -v node)
+}
+
+# build_case <case-dir> <tmp>: lay the case out under <tmp>/state and print the env assignments
+# (NAME=value, one per line) that setup.json asks for.
+build_case() {
+	"$NODE" - "$1" "$2" <<'EOF'
+const fs = require("fs"), path = require("path");
+const [caseDir, tmp] = process.argv.slice(2);
+const state = path.join(tmp, "state");
+const setupPath = path.join(caseDir, "setup.json");
+const setup = fs.existsSync(setupPath) ? JSON.parse(fs.readFileSync(setupPath, "utf8")) : {};
+const mode = (s, d) => parseInt(s ?? d, 8);
+fs.mkdirSync(state, { recursive: true });
+for (const name of fs.readdirSync(caseDir)) {
+  if (name === "setup.json" || name === "expected.json") continue;
+  const src = path.join(caseDir, name);
+  if (!fs.statSync(src).isFile()) continue;
+  const dst = path.join(state, name);
+  fs.copyFileSync(src, dst);
+  fs.chmodSync(dst, name === "openclaw.json" ? mode(setup.config_mode, "0600") : mode(setup.include_mode, "0600"));
+}
+for (const [rel, m] of Object.entries(setup.dirs ?? {})) {
+  const p = path.join(state, rel);
+  fs.mkdirSync(p, { recursive: true });
+  fs.chmodSync(p, mode(m, "0700"));
+}
+for (const [rel, f] of Object.entries(setup.files ?? {})) {
+  const p = path.join(state, rel);
+  fs.mkdirSync(path.dirname(p), { recursive: true });
+  fs.writeFileSync(p, f.content ?? "");
+  fs.chmodSync(p, mode(f.mode, "0600"));
+}
+for (const [link, target] of Object.entries(setup.symlinks ?? {})) {
+  const l = path.join(state, link), t = path.join(state, target);
+  if (fs.existsSync(l)) {
+    fs.mkdirSync(path.dirname(t), { recursive: true });
+    fs.renameSync(l, t);
+  }
+  fs.symlinkSync(path.relative(path.dirname(l), t), l);
+}
+fs.chmodSync(state, mode(setup.state_dir_mode, "0700"));
+for (const [k, v] of Object.entries(setup.env ?? {})) console.log(`${k}=${v}`);
+EOF
+}
+
+# run_case <case-name> <out-file>: run the real audit on a freshly built case.
+run_case() {
+	local name=$1 out=$2 tmp rc=0
+	tmp=$(mktemp -d)
+	tmp=$(cd "$tmp" && pwd -P)
+	local envs=()
+	mapfile -t envs < <(build_case "$corpus/$name" "$tmp")
+	env -i PATH="$PATH" "${envs[@]}" "$openclaw" audit "$tmp/state/openclaw.json" "$tmp/state" >"$tmp/out.json" 2>"$tmp/err.txt" || rc=$?
+	if ! "$NODE" -e 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).findings.length' "$tmp/out.json" >/dev/null 2>&1; then
+		echo "audit-corpus.sh: case $name: the real audit failed (exit $rc):" >&2
+		head -c 2000 "$tmp/out.json" "$tmp/err.txt" >&2 || true
+		rm -rf "$tmp"
+		return 1
+	fi
+	"$NODE" -e '
+const fs = require("fs");
+const [file, root, out] = process.argv.slice(1);
+const text = fs.readFileSync(file, "utf8").split(root).join("$ROOT");
+fs.writeFileSync(out, JSON.stringify(JSON.parse(text), null, 2) + "\n");
+' "$tmp/out.json" "$tmp" "$out"
+	rm -rf "$tmp"
+}
+
+list_cases() {
+	local d
+	for d in "$corpus"/*/; do
+		[[ -f $d/openclaw.json ]] && basename "$d"
+	done
+}
+
+cmd_record() {
+	local cases=("$@") name start failed=0
+	[[ ${#cases[@]} -gt 0 ]] || mapfile -t cases < <(list_cases)
+	for name in "${cases[@]}"; do
+		[[ -f $corpus/$name/openclaw.json ]] || die "no case $name"
+		start=$SECONDS
+		if run_case "$name" "$corpus/$name/expected.json"; then
+			echo "recorded $name ($((SECONDS - start))s): $("$NODE" -e 'const r=require(process.argv[1]);console.log(r.findings.map(f=>f.severity[0]+":"+f.checkId).join(" "))' "$corpus/$name/expected.json")"
+		else
+			failed=$((failed + 1))
+		fi
+	done
+	((failed == 0)) || die "$failed case(s) failed to record"
+}
+
+cmd_check() {
+	local n=${1:-3} name tmp bad=0
+	mapfile -t all < <(list_cases)
+	[[ ${#all[@]} -gt 0 ]] || die "no cases under $corpus"
+	mapfile -t picked < <(printf '%s\n' "${all[@]}" | shuf -n "$n")
+	tmp=$(mktemp -d)
+	trap 'rm -rf "$tmp"' EXIT
+	for name in "${picked[@]}"; do
+		[[ -f $corpus/$name/expected.json ]] || die "case $name has no expected.json; run: scripts/audit-corpus.sh record $name"
+		run_case "$name" "$tmp/$name.json" || { bad=$((bad + 1)); continue; }
+		if "$NODE" -e '
+const [want, got] = process.argv.slice(1).map((f) => new Set(require(f).findings.map((x) => x.checkId + " " + x.severity)));
+const missing = [...want].filter((k) => !got.has(k)), extra = [...got].filter((k) => !want.has(k));
+if (missing.length || extra.length) {
+  for (const k of missing) console.log("  only in expected.json: " + k);
+  for (const k of extra) console.log("  only in this run:      " + k);
+  process.exit(1);
+}' "$corpus/$name/expected.json" "$tmp/$name.json"; then
+			echo "ok    $name"
+		else
+			echo "DRIFT $name"
+			bad=$((bad + 1))
+		fi
+	done
+	((bad == 0)) || die "$bad of ${#picked[@]} case(s) differ from the recorded real audit; OpenClaw has drifted (re-record and review)"
+}
+
+cmd_bench() {
+	local runs=${1:-3} tmp i start end total=0 ms
+	tmp=$(mktemp -d)
+	trap 'rm -rf "$tmp"' EXIT
+	tmp=$(cd "$tmp" && pwd -P)
+	mkdir -p -m 700 "$tmp/state"
+	install -m 600 "$repo/caddymodule/internal/audit/testdata/bench/openclaw.json" "$tmp/state/openclaw.json"
+	for ((i = 0; i < runs; i++)); do
+		start=$(date +%s%N)
+		env -i PATH="$PATH" "$openclaw" audit "$tmp/state/openclaw.json" "$tmp/state" >/dev/null 2>&1 || die "real audit failed"
+		end=$(date +%s%N)
+		total=$((total + (end - start) / 1000))
+	done
+	ms=$(awk -v t="$total" -v n="$runs" 'BEGIN { printf "%.1f", t / n / 1000 }')
+	echo "real openclaw security audit --json: ${ms} ms mean wall time over $runs run(s)"
+	local line ns
+	line=$(cd "$repo" && go test ./caddymodule/internal/audit -run '^$' -bench '^BenchmarkAudit$' -benchmem -count 1 | grep '^BenchmarkAudit')
+	echo "go: $line"
+	ns=$(awk '{ for (i = 1; i <= NF; i++) if ($(i+1) == "ns/op") print $i }' <<<"$line")
+	awk -v ms="$ms" -v ns="$ns" 'BEGIN { printf "clawgate audit: %.3f ms per load+run; the real CLI takes %.0fx as long\n", ns / 1e6, ms * 1e6 / ns }'
+}
+
+case ${1:-} in
+record | check | bench)
+	sub=$1
+	shift
+	NODE=$(node_bin)
+	"cmd_$sub" "$@"
+	;;
+list) list_cases ;;
+*)
+	sed -n '2,9s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+	exit 2
+	;;
+esac
