@@ -762,12 +762,12 @@ func (a *auditor) execFilesystemDrift() {
 // Interpreter-like and semantically broad safeBins
 // (src/infra/exec-safe-bin-runtime-policy.ts, exec-safe-bin-semantics.ts).
 var (
-	interpreterSafeBins     = []string{"ash", "awk", "bash", "busybox", "bun", "cmd", "cmd.exe", "cscript", "dash", "deno", "fish", "gawk", "gsed", "ksh", "lua", "mawk", "nawk", "node", "nodejs", "perl", "php", "powershell", "powershell.exe", "pypy", "pwsh", "pwsh.exe", "python", "python2", "python3", "ruby", "sed", "sh", "toybox", "wscript", "zsh"}
-	interpreterSafeBinRe    = regexp.MustCompile(`^(?:python|ruby|perl|php|node)\d+(?:\.\d+)?$`)
-	awkWarning              = "awk-family interpreters can execute commands, access ENVIRON, and write files, so prefer explicit allowlist entries or approval-gated runs instead of safeBins."
-	sedWarning              = "sed scripts can execute commands and write files, so prefer explicit allowlist entries or approval-gated runs instead of safeBins."
-	broadSafeBinWarnings    = map[string]string{"jq": "jq can read environment data and load jq code from modules or startup files, so prefer explicit allowlist entries or approval-gated runs instead of safeBins.", "awk": awkWarning, "gawk": awkWarning, "mawk": awkWarning, "nawk": awkWarning, "sed": sedWarning, "gsed": sedWarning}
-	safeBinWindowsSuffixRe  = regexp.MustCompile(`(?i)\.(?:exe|cmd|bat|com)$`)
+	interpreterSafeBins    = []string{"ash", "awk", "bash", "busybox", "bun", "cmd", "cmd.exe", "cscript", "dash", "deno", "fish", "gawk", "gsed", "ksh", "lua", "mawk", "nawk", "node", "nodejs", "perl", "php", "powershell", "powershell.exe", "pypy", "pwsh", "pwsh.exe", "python", "python2", "python3", "ruby", "sed", "sh", "toybox", "wscript", "zsh"}
+	interpreterSafeBinRe   = regexp.MustCompile(`^(?:python|ruby|perl|php|node)\d+(?:\.\d+)?$`)
+	awkWarning             = "awk-family interpreters can execute commands, access ENVIRON, and write files, so prefer explicit allowlist entries or approval-gated runs instead of safeBins."
+	sedWarning             = "sed scripts can execute commands and write files, so prefer explicit allowlist entries or approval-gated runs instead of safeBins."
+	broadSafeBinWarnings   = map[string]string{"jq": "jq can read environment data and load jq code from modules or startup files, so prefer explicit allowlist entries or approval-gated runs instead of safeBins.", "awk": awkWarning, "gawk": awkWarning, "mawk": awkWarning, "nawk": awkWarning, "sed": sedWarning, "gsed": sedWarning}
+	safeBinWindowsSuffixRe = regexp.MustCompile(`(?i)\.(?:exe|cmd|bat|com)$`)
 )
 
 func normalizeSafeBinName(raw string) string {

@@ -30,9 +30,9 @@ const npmPluginInstallReason = "the real CLI installs the channel plugin while a
 
 // corpusSetup is a case's setup.json (see scripts/audit-corpus.sh).
 type corpusSetup struct {
-	ConfigMode   string            `json:"config_mode"`
-	StateDirMode string            `json:"state_dir_mode"`
-	IncludeMode  string            `json:"include_mode"`
+	ConfigMode   string `json:"config_mode"`
+	StateDirMode string `json:"state_dir_mode"`
+	IncludeMode  string `json:"include_mode"`
 	Files        map[string]struct {
 		Mode    string `json:"mode"`
 		Content string `json:"content"`

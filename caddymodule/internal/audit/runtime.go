@@ -23,8 +23,8 @@ type agentEntry struct {
 // channel schemas of openclaw@2026.9.6 (bundled-channel-config-metadata);
 // validation fills them in, so the audit sees them even when unset.
 var channelDefaults = map[string]struct {
-	dm, group        string
-	accDM, accGroup  string
+	dm, group       string
+	accDM, accGroup string
 }{
 	"buzz":           {group: "allowlist"},
 	"discord":        {dm: "pairing", group: "allowlist"},
@@ -172,7 +172,9 @@ func (rt *runtime) get(keys ...string) any { return get(rt.tree, keys...) }
 // bind is gateway.bind, "loopback" when unset or not a string.
 func (rt *runtime) bind() string { return strOr(rt.get("gateway", "bind"), "loopback") }
 
-func (rt *runtime) tailscaleMode() string { return strOr(rt.get("gateway", "tailscale", "mode"), "off") }
+func (rt *runtime) tailscaleMode() string {
+	return strOr(rt.get("gateway", "tailscale", "mode"), "off")
+}
 
 // remotelyExposed is OpenClaw's isGatewayRemotelyExposed.
 func (rt *runtime) remotelyExposed() bool {
@@ -249,9 +251,9 @@ type gatewayAuth struct {
 	password       string
 	allowTailscale bool
 	// plan facts used by the gateway checks
-	envToken, envPassword                    string
-	localToken, localPassword, remoteToken   credential
-	remotePassword                           credential
+	envToken, envPassword                  string
+	localToken, localPassword, remoteToken credential
+	remotePassword                         credential
 }
 
 func (rt *runtime) resolveAuth() gatewayAuth {
