@@ -14,6 +14,7 @@ import (
 
 	"tailscale.com/envknob"
 	"tailscale.com/ipn"
+	"tailscale.com/tailcfg"
 	ts "tailscale.com/tsnet"
 )
 
@@ -48,6 +49,10 @@ type Node struct {
 	cancelClose context.CancelFunc
 	done        chan struct{}
 	closeOnce   sync.Once
+	// running is closed when the bus watcher first sees the node Running,
+	// so that Start returns only once WhoIs caching works.
+	running     chan struct{}
+	runningOnce sync.Once
 	watchers    sync.WaitGroup
 
 	mu        sync.Mutex
@@ -55,6 +60,7 @@ type Node struct {
 	launchErr error      // sticky failure of the first launch
 	closed    bool
 	authURL   string // last login URL printed
+	selfID    string // identity-relevant fields of our own node, last seen
 }
 
 // New validates cfg and prepares its state directory. It does not start the
@@ -78,6 +84,7 @@ func New(cfg Config, logf, userLogf Logf) (*Node, error) {
 		closing:     closing,
 		cancelClose: cancel,
 		done:        make(chan struct{}),
+		running:     make(chan struct{}),
 	}, nil
 }
 
@@ -106,7 +113,15 @@ func (n *Node) Start(ctx context.Context) error {
 	defer cancel()
 	stop := context.AfterFunc(n.closing, cancel)
 	defer stop()
-	if _, err := srv.Up(ctx); err != nil {
+	_, err = srv.Up(ctx)
+	if err == nil {
+		select {
+		case <-n.running:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
+	if err != nil {
 		if n.closing.Err() != nil {
 			return fmt.Errorf("starting %v: %w", n, ErrClosed)
 		}
@@ -212,7 +227,11 @@ func (n *Node) handleNotify(note *ipn.Notify) {
 	if note.State != nil {
 		// The first message answers NotifyInitialState: from here on, no
 		// peer change can slip past the cache.
-		n.cache.setEnabled(*note.State == ipn.Running)
+		running := *note.State == ipn.Running
+		n.cache.setEnabled(running)
+		if running {
+			n.runningOnce.Do(func() { close(n.running) })
+		}
 	}
 	if u := note.BrowseToURL; u != nil && *u != "" {
 		n.mu.Lock()
@@ -223,20 +242,33 @@ func (n *Node) handleNotify(note *ipn.Notify) {
 			n.ulogf.logf("tailnet node %q needs a login: visit %s", n.cfg.Hostname, *u)
 		}
 	}
-	if note.SelfChange != nil {
-		// Our own addresses, tailnet or capabilities moved: start over.
+	if note.SelfChange != nil && n.selfIdentityChanged(note.SelfChange) {
+		// Our own addresses or identity moved: answers computed towards
+		// the old ones may not hold.
 		n.cache.flush()
 	}
-	var ids = slices.Clone(note.PeersRemoved)
-	for _, p := range note.PeersChanged {
-		ids = append(ids, p.ID)
-	}
+	n.cache.profilesChanged(note.UserProfiles)
+	n.cache.peersChanged(note.PeersChanged)
+	n.cache.peersGone(note.PeersRemoved, true)
+	var patched []tailcfg.NodeID
 	for _, pc := range note.PeerChangedPatch {
 		if !identityNeutral(pc) {
-			ids = append(ids, pc.NodeID)
+			patched = append(patched, pc.NodeID)
 		}
 	}
-	n.cache.dropNodes(ids, addrsOf(note.PeersChanged))
+	n.cache.peersGone(patched, false)
+}
+
+// selfIdentityChanged reports whether self differs from the last self node
+// seen in the fields a WhoIs answer can depend on; endpoint and DERP moves,
+// which are frequent, do not count.
+func (n *Node) selfIdentityChanged(self *tailcfg.Node) bool {
+	id := nodeIdentity(self)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	changed := n.selfID != "" && id != n.selfID
+	n.selfID = id
+	return changed
 }
 
 // Listen returns a listener on the node's tailnet addresses only, such as
@@ -284,7 +316,7 @@ func (n *Node) WhoIs(ctx context.Context, remoteAddr string) (*WhoIs, error) {
 		return nil, fmt.Errorf("whois %s: incomplete answer from LocalAPI", ip)
 	}
 	who = whoIsFromResponse(res)
-	n.cache.put(ip, gen, who, res.Node.ID)
+	n.cache.put(ip, gen, who, res.Node, res.Node.User)
 	return who, nil
 }
 

@@ -111,29 +111,65 @@ const (
 type whoIsEntry struct {
 	who     *WhoIs
 	nodeID  tailcfg.NodeID
+	nodeFP  string // nodeIdentity of the node when answered
+	userID  tailcfg.UserID
 	expires time.Time
 }
 
 // whoIsCache maps a peer's tailnet IP to its WhoIs answer.
 //
 // It is filled only while a watcher of the node's IPN bus is connected
-// (enabled), because the watcher is what tells it when a peer's key,
-// identity or grants change. gen counts invalidations: an answer fetched
-// before an invalidation is not stored after it.
+// (enabled), because the watcher is what tells it when a peer changes.
+// Full netmaps re-announce every peer, so a change drops an entry only if
+// the peer's identity (nodeIdentity) or its owner's profile really differs.
+//
+// Lookups race with notifications: an answer fetched just before a change
+// must not be stored just after it. gen counts the invalidations that carry
+// no comparable identity (flushes, removals, patches), and put refuses an
+// answer whose identity differs from the latest one announced.
 type whoIsCache struct {
 	now func() time.Time
 	ttl time.Duration
 	max int
 
-	mu      sync.Mutex
-	enabled bool
-	gen     uint64
-	entries map[netip.Addr]whoIsEntry
-	stats   WhoIsCacheStats
+	mu       sync.Mutex
+	enabled  bool
+	gen      uint64
+	entries  map[netip.Addr]whoIsEntry
+	nodeFPs  map[tailcfg.NodeID]string // latest identity announced per peer
+	removed  map[tailcfg.NodeID]bool   // peers announced gone
+	profiles map[tailcfg.UserID]string // latest profileKey announced per user
+	stats    WhoIsCacheStats
 }
 
 func newWhoIsCache() *whoIsCache {
 	return &whoIsCache{now: time.Now, ttl: whoIsTTL, max: whoIsMaxEntries}
+}
+
+// nodeIdentity condenses the fields of a node that a WhoIs answer depends on
+// (endpoints, DERP home and liveness are left out: they change often and say
+// nothing about who the peer is).
+func nodeIdentity(n *tailcfg.Node) string {
+	b, err := json.Marshal(struct {
+		ID        tailcfg.NodeID
+		StableID  tailcfg.StableNodeID
+		Key       string
+		Addresses []netip.Prefix
+		Name      string
+		User      tailcfg.UserID
+		Sharer    tailcfg.UserID
+		Tags      []string
+		CapMap    tailcfg.NodeCapMap
+	}{n.ID, n.StableID, n.Key.String(), n.Addresses, n.Name, n.User, n.Sharer, n.Tags, n.CapMap})
+	if err != nil {
+		return "unknown:" + err.Error() // never equal to a real identity
+	}
+	return string(b)
+}
+
+// profileKey condenses the parts of a user profile that a WhoIs answer holds.
+func profileKey(login, displayName string) string {
+	return login + "\x00" + displayName
 }
 
 // get returns a copy of the cached answer for ip, and the generation to pass
@@ -152,11 +188,20 @@ func (c *whoIsCache) get(ip netip.Addr) (*WhoIs, uint64) {
 	return nil, c.gen
 }
 
-// put stores who for ip unless the cache was invalidated since gen.
-func (c *whoIsCache) put(ip netip.Addr, gen uint64, who *WhoIs, nodeID tailcfg.NodeID) {
+// put stores who, the answer for ip about node (owned by userID), unless the
+// cache was invalidated since gen or a newer identity of the node or its
+// owner has been announced.
+func (c *whoIsCache) put(ip netip.Addr, gen uint64, who *WhoIs, node *tailcfg.Node, userID tailcfg.UserID) {
+	fp := nodeIdentity(node)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.enabled || gen != c.gen {
+	if !c.enabled || gen != c.gen || c.removed[node.ID] {
+		return
+	}
+	if latest, ok := c.nodeFPs[node.ID]; ok && latest != fp {
+		return
+	}
+	if latest, ok := c.profiles[userID]; ok && latest != profileKey(who.Login, who.DisplayName) {
 		return
 	}
 	now := c.now()
@@ -178,15 +223,17 @@ func (c *whoIsCache) put(ip netip.Addr, gen uint64, who *WhoIs, nodeID tailcfg.N
 	if c.entries == nil {
 		c.entries = make(map[netip.Addr]whoIsEntry)
 	}
-	c.entries[ip] = whoIsEntry{who: who.clone(), nodeID: nodeID, expires: now.Add(c.ttl)}
+	c.entries[ip] = whoIsEntry{who: who.clone(), nodeID: node.ID, nodeFP: fp, userID: userID, expires: now.Add(c.ttl)}
 }
 
-// setEnabled turns caching on or off; turning it off flushes it.
+// setEnabled turns caching on or off; turning it off flushes it and forgets
+// what was announced, since announcements may be missed while off.
 func (c *whoIsCache) setEnabled(on bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !on {
 		c.flushLocked()
+		c.nodeFPs, c.removed, c.profiles = nil, nil, nil
 	}
 	c.enabled = on
 }
@@ -204,20 +251,82 @@ func (c *whoIsCache) flushLocked() {
 	clear(c.entries)
 }
 
-// dropNodes drops the entries of the given nodes and of the given IPs (a
-// changed node may have changed addresses).
-func (c *whoIsCache) dropNodes(ids []tailcfg.NodeID, ips []netip.Addr) {
-	if len(ids) == 0 && len(ips) == 0 {
+// dropIf removes the entries for which drop reports true. c.mu must be held.
+func (c *whoIsCache) dropIf(drop func(netip.Addr, whoIsEntry) bool) {
+	for ip, e := range c.entries {
+		if drop(ip, e) {
+			delete(c.entries, ip)
+			c.stats.Drops++
+		}
+	}
+}
+
+// peersChanged records the current identity of peers that were added or
+// re-announced, and drops entries they contradict: the same node with
+// another identity, or one of their addresses cached for another node.
+func (c *whoIsCache) peersChanged(nodes []*tailcfg.Node) {
+	if len(nodes) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range nodes {
+		fp := nodeIdentity(n)
+		if c.nodeFPs == nil {
+			c.nodeFPs = make(map[tailcfg.NodeID]string)
+		}
+		c.nodeFPs[n.ID] = fp
+		delete(c.removed, n.ID)
+		c.dropIf(func(ip netip.Addr, e whoIsEntry) bool {
+			if e.nodeID == n.ID {
+				return e.nodeFP != fp
+			}
+			return slices.ContainsFunc(n.Addresses, func(p netip.Prefix) bool { return p.Addr() == ip })
+		})
+	}
+}
+
+// peersGone drops the entries of peers that left or changed in a way that
+// carries no full identity (a patch), and refuses answers fetched before.
+func (c *whoIsCache) peersGone(ids []tailcfg.NodeID, left bool) {
+	if len(ids) == 0 {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
-	for ip, e := range c.entries {
-		if slices.Contains(ids, e.nodeID) || slices.Contains(ips, ip) {
-			delete(c.entries, ip)
-			c.stats.Drops++
+	for _, id := range ids {
+		delete(c.nodeFPs, id)
+		if left {
+			if len(c.removed) >= c.max {
+				clear(c.removed) // bounded; a stale answer for an old peer is only a TTL risk
+			}
+			if c.removed == nil {
+				c.removed = make(map[tailcfg.NodeID]bool)
+			}
+			c.removed[id] = true
 		}
+	}
+	c.dropIf(func(_ netip.Addr, e whoIsEntry) bool { return slices.Contains(ids, e.nodeID) })
+}
+
+// profilesChanged records users' current profiles and drops entries that
+// show an older one.
+func (c *whoIsCache) profilesChanged(profiles map[tailcfg.UserID]tailcfg.UserProfileView) {
+	if len(profiles) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, up := range profiles {
+		key := profileKey(up.LoginName(), up.DisplayName())
+		if c.profiles == nil {
+			c.profiles = make(map[tailcfg.UserID]string)
+		}
+		c.profiles[id] = key
+		c.dropIf(func(_ netip.Addr, e whoIsEntry) bool {
+			return e.userID == id && profileKey(e.who.Login, e.who.DisplayName) != key
+		})
 	}
 }
 
@@ -252,15 +361,4 @@ func identityNeutral(pc *tailcfg.PeerChange) bool {
 func isZeroPeerChange(pc tailcfg.PeerChange) bool {
 	b, err := json.Marshal(pc)
 	return err == nil && string(b) == `{"NodeID":0}`
-}
-
-// addrsOf returns the IPs of n's addresses.
-func addrsOf(nodes []*tailcfg.Node) []netip.Addr {
-	var ips []netip.Addr
-	for _, n := range nodes {
-		for _, p := range n.Addresses {
-			ips = append(ips, p.Addr())
-		}
-	}
-	return ips
 }

@@ -2,6 +2,7 @@ package tsnet
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"reflect"
 	"testing"
@@ -78,114 +79,108 @@ var (
 	ipC = netip.MustParseAddr("100.64.0.3")
 )
 
+// peer returns a node with one address, as a netmap would hold it.
+func peer(id tailcfg.NodeID, ip netip.Addr, user tailcfg.UserID) *tailcfg.Node {
+	return &tailcfg.Node{
+		ID:        id,
+		StableID:  tailcfg.StableNodeID(fmt.Sprintf("n%d", id)),
+		Key:       key.NewNode().Public(),
+		Addresses: []netip.Prefix{netip.PrefixFrom(ip, 32)},
+		Name:      fmt.Sprintf("peer%d.example.ts.net.", id),
+		User:      user,
+	}
+}
+
+func profiles(id tailcfg.UserID, login, display string) map[tailcfg.UserID]tailcfg.UserProfileView {
+	return map[tailcfg.UserID]tailcfg.UserProfileView{id: (&tailcfg.UserProfile{ID: id, LoginName: login, DisplayName: display}).View()}
+}
+
 func TestWhoIsCache(t *testing.T) {
-	alice := &WhoIs{Login: "alice@example.com"}
+	alice := &WhoIs{Login: "alice@example.com", DisplayName: "Alice"}
+	bob := &WhoIs{Login: "bob@example.com", DisplayName: "Bob"}
 	tests := []struct {
-		name      string
-		run       func(c *whoIsCache, clk *fakeClock)
+		name string
+		// run starts with the answer for peer A (node 1, user 10) being
+		// looked up; it returns the generation to store it with.
+		run       func(c *whoIsCache, clk *fakeClock, a, b *tailcfg.Node) (gen uint64)
 		wantHit   bool
-		wantStats WhoIsCacheStats
+		wantStats WhoIsCacheStats // after run, put(A), and get(A)
 	}{
 		{
-			name: "hit after put",
-			run: func(c *whoIsCache, clk *fakeClock) {
-				_, gen := c.get(ipA)
-				c.put(ipA, gen, alice, 1)
-			},
+			name:      "hit after put",
+			run:       func(c *whoIsCache, clk *fakeClock, a, b *tailcfg.Node) uint64 { return c.gen },
 			wantHit:   true,
-			wantStats: WhoIsCacheStats{Hits: 1, Misses: 1, Entries: 1},
+			wantStats: WhoIsCacheStats{Hits: 1, Entries: 1},
 		},
 		{
 			name: "expired after ttl",
-			run: func(c *whoIsCache, clk *fakeClock) {
-				_, gen := c.get(ipA)
-				c.put(ipA, gen, alice, 1)
-				clk.t = clk.t.Add(whoIsTTL)
+			run: func(c *whoIsCache, clk *fakeClock, a, b *tailcfg.Node) uint64 {
+				clk.t = clk.t.Add(-whoIsTTL) // stored "ttl ago"
+				return c.gen
 			},
-			wantStats: WhoIsCacheStats{Misses: 2},
+			wantStats: WhoIsCacheStats{Misses: 1},
 		},
 		{
-			name: "still fresh just before ttl",
-			run: func(c *whoIsCache, clk *fakeClock) {
-				_, gen := c.get(ipA)
-				c.put(ipA, gen, alice, 1)
-				clk.t = clk.t.Add(whoIsTTL - time.Nanosecond)
+			name: "answer fetched before a removal is not stored",
+			run: func(c *whoIsCache, clk *fakeClock, a, b *tailcfg.Node) uint64 {
+				gen := c.gen
+				c.peersGone([]tailcfg.NodeID{99}, true)
+				return gen
+			},
+			wantStats: WhoIsCacheStats{Misses: 1},
+		},
+		{
+			name: "answer for a removed peer is not stored",
+			run: func(c *whoIsCache, clk *fakeClock, a, b *tailcfg.Node) uint64 {
+				c.peersGone([]tailcfg.NodeID{a.ID}, true)
+				return c.gen
+			},
+			wantStats: WhoIsCacheStats{Misses: 1},
+		},
+		{
+			name: "answer older than the announced identity is not stored",
+			run: func(c *whoIsCache, clk *fakeClock, a, b *tailcfg.Node) uint64 {
+				newer := a.Clone()
+				newer.Key = key.NewNode().Public()
+				c.peersChanged([]*tailcfg.Node{newer})
+				return c.gen
+			},
+			wantStats: WhoIsCacheStats{Misses: 1},
+		},
+		{
+			name: "answer matching the announced identity is stored",
+			run: func(c *whoIsCache, clk *fakeClock, a, b *tailcfg.Node) uint64 {
+				c.peersChanged([]*tailcfg.Node{a.Clone(), b})
+				c.profilesChanged(profiles(10, "alice@example.com", "Alice"))
+				return c.gen
 			},
 			wantHit:   true,
-			wantStats: WhoIsCacheStats{Hits: 1, Misses: 1, Entries: 1},
+			wantStats: WhoIsCacheStats{Hits: 1, Entries: 1},
 		},
 		{
-			name: "answer fetched before an invalidation is not stored",
-			run: func(c *whoIsCache, clk *fakeClock) {
-				_, gen := c.get(ipA)
-				c.dropNodes([]tailcfg.NodeID{99}, nil)
-				c.put(ipA, gen, alice, 1)
+			name: "answer with an outdated profile is not stored",
+			run: func(c *whoIsCache, clk *fakeClock, a, b *tailcfg.Node) uint64 {
+				c.profilesChanged(profiles(10, "alice@example.com", "Alice Renamed"))
+				return c.gen
 			},
-			wantStats: WhoIsCacheStats{Misses: 2},
+			wantStats: WhoIsCacheStats{Misses: 1},
 		},
 		{
 			name: "disabled cache stores nothing",
-			run: func(c *whoIsCache, clk *fakeClock) {
+			run: func(c *whoIsCache, clk *fakeClock, a, b *tailcfg.Node) uint64 {
 				c.setEnabled(false)
-				_, gen := c.get(ipA)
-				c.put(ipA, gen, alice, 1)
+				return c.gen
 			},
-			wantStats: WhoIsCacheStats{Misses: 2},
-		},
-		{
-			name: "disabling flushes",
-			run: func(c *whoIsCache, clk *fakeClock) {
-				_, gen := c.get(ipA)
-				c.put(ipA, gen, alice, 1)
-				c.setEnabled(false)
-				c.setEnabled(true)
-			},
-			wantStats: WhoIsCacheStats{Misses: 2, Drops: 1},
-		},
-		{
-			name: "peer changed drops by node id",
-			run: func(c *whoIsCache, clk *fakeClock) {
-				_, gen := c.get(ipA)
-				c.put(ipA, gen, alice, 1)
-				c.put(ipB, gen, alice, 2)
-				c.dropNodes([]tailcfg.NodeID{1}, nil)
-			},
-			wantStats: WhoIsCacheStats{Misses: 2, Drops: 1, Entries: 1},
-		},
-		{
-			name: "peer changed drops by address",
-			run: func(c *whoIsCache, clk *fakeClock) {
-				_, gen := c.get(ipA)
-				c.put(ipA, gen, alice, 1)
-				c.dropNodes(nil, []netip.Addr{ipA})
-			},
-			wantStats: WhoIsCacheStats{Misses: 2, Drops: 1},
-		},
-		{
-			name: "other peer changing keeps the entry",
-			run: func(c *whoIsCache, clk *fakeClock) {
-				_, gen := c.get(ipA)
-				c.put(ipA, gen, alice, 1)
-				c.dropNodes([]tailcfg.NodeID{2}, []netip.Addr{ipB})
-			},
-			wantHit:   true,
-			wantStats: WhoIsCacheStats{Hits: 1, Misses: 1, Entries: 1},
-		},
-		{
-			name: "flush",
-			run: func(c *whoIsCache, clk *fakeClock) {
-				_, gen := c.get(ipA)
-				c.put(ipA, gen, alice, 1)
-				c.put(ipB, gen, alice, 2)
-				c.flush()
-			},
-			wantStats: WhoIsCacheStats{Misses: 2, Drops: 2},
+			wantStats: WhoIsCacheStats{Misses: 1},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, clk := newTestCache()
-			tt.run(c, clk)
+			a, b := peer(1, ipA, 10), peer(2, ipB, 20)
+			gen := tt.run(c, clk, a, b)
+			c.put(ipA, gen, alice, a, a.User)
+			clk.t = time.Unix(1000, 0)
 			got, _ := c.get(ipA)
 			if (got != nil) != tt.wantHit {
 				t.Fatalf("get(%v) = %+v, want hit %v", ipA, got, tt.wantHit)
@@ -198,23 +193,104 @@ func TestWhoIsCache(t *testing.T) {
 			}
 		})
 	}
+
+	// Invalidation of stored entries: A (alice) and B (bob) are cached,
+	// then something is announced.
+	invalidations := []struct {
+		name     string
+		announce func(c *whoIsCache, a, b *tailcfg.Node)
+		wantA    bool // A still cached
+		wantB    bool
+	}{
+		{"full netmap re-announces both unchanged", func(c *whoIsCache, a, b *tailcfg.Node) {
+			c.peersChanged([]*tailcfg.Node{a.Clone(), b.Clone()})
+		}, true, true},
+		{"liveness-only change is not identity", func(c *whoIsCache, a, b *tailcfg.Node) {
+			a2 := a.Clone()
+			a2.Online = new(true)
+			a2.HomeDERP = 7
+			c.peersChanged([]*tailcfg.Node{a2})
+		}, true, true},
+		{"node key changed", func(c *whoIsCache, a, b *tailcfg.Node) {
+			a2 := a.Clone()
+			a2.Key = key.NewNode().Public()
+			c.peersChanged([]*tailcfg.Node{a2})
+		}, false, true},
+		{"tags changed", func(c *whoIsCache, a, b *tailcfg.Node) {
+			a2 := a.Clone()
+			a2.Tags = []string{"tag:ci"}
+			c.peersChanged([]*tailcfg.Node{a2})
+		}, false, true},
+		{"owner changed", func(c *whoIsCache, a, b *tailcfg.Node) {
+			a2 := a.Clone()
+			a2.User = 30
+			c.peersChanged([]*tailcfg.Node{a2})
+		}, false, true},
+		{"node attributes changed", func(c *whoIsCache, a, b *tailcfg.Node) {
+			a2 := a.Clone()
+			a2.CapMap = tailcfg.NodeCapMap{"x": nil}
+			c.peersChanged([]*tailcfg.Node{a2})
+		}, false, true},
+		{"address moved to a new node", func(c *whoIsCache, a, b *tailcfg.Node) {
+			c.peersChanged([]*tailcfg.Node{peer(3, ipA, 10)})
+		}, false, true},
+		{"peer left", func(c *whoIsCache, a, b *tailcfg.Node) {
+			c.peersGone([]tailcfg.NodeID{b.ID}, true)
+		}, true, false},
+		{"peer patched", func(c *whoIsCache, a, b *tailcfg.Node) {
+			c.peersGone([]tailcfg.NodeID{a.ID}, false)
+		}, false, true},
+		{"profile renamed", func(c *whoIsCache, a, b *tailcfg.Node) {
+			c.profilesChanged(profiles(20, "bob@example.com", "Robert"))
+		}, true, false},
+		{"profile re-announced unchanged", func(c *whoIsCache, a, b *tailcfg.Node) {
+			c.profilesChanged(profiles(20, "bob@example.com", "Bob"))
+		}, true, true},
+		{"flush", func(c *whoIsCache, a, b *tailcfg.Node) { c.flush() }, false, false},
+		{"disable and enable", func(c *whoIsCache, a, b *tailcfg.Node) {
+			c.setEnabled(false)
+			c.setEnabled(true)
+		}, false, false},
+	}
+	for _, tt := range invalidations {
+		t.Run(tt.name, func(t *testing.T) {
+			c, _ := newTestCache()
+			a, b := peer(1, ipA, 10), peer(2, ipB, 20)
+			c.put(ipA, c.gen, alice, a, a.User)
+			c.put(ipB, c.gen, bob, b, b.User)
+			tt.announce(c, a, b)
+			gotA, _ := c.get(ipA)
+			gotB, _ := c.get(ipB)
+			if (gotA != nil) != tt.wantA || (gotB != nil) != tt.wantB {
+				t.Fatalf("cached after announce: A %v, B %v; want A %v, B %v", gotA != nil, gotB != nil, tt.wantA, tt.wantB)
+			}
+			wantDrops := uint64(0)
+			for _, kept := range []bool{tt.wantA, tt.wantB} {
+				if !kept {
+					wantDrops++
+				}
+			}
+			if s := c.snapshot(); s.Drops != wantDrops {
+				t.Fatalf("Drops = %d, want %d", s.Drops, wantDrops)
+			}
+		})
+	}
 }
 
 func TestWhoIsCacheBounded(t *testing.T) {
 	c, clk := newTestCache()
 	c.max = 2
-	_, gen := c.get(ipA)
-	c.put(ipA, gen, &WhoIs{}, 1)
+	c.put(ipA, c.gen, &WhoIs{}, peer(1, ipA, 1), 1)
 	clk.t = clk.t.Add(whoIsTTL) // ipA expires
-	c.put(ipB, gen, &WhoIs{}, 2)
-	c.put(ipC, gen, &WhoIs{}, 3) // full: the expired ipA goes first
+	c.put(ipB, c.gen, &WhoIs{}, peer(2, ipB, 1), 1)
+	c.put(ipC, c.gen, &WhoIs{}, peer(3, ipC, 1), 1) // full: the expired ipA goes first
 	if s := c.snapshot(); s.Entries != 2 {
 		t.Fatalf("entries = %d, want 2", s.Entries)
 	}
 	if got, _ := c.get(ipC); got == nil {
 		t.Fatal("newest entry missing")
 	}
-	c.put(ipA, gen, &WhoIs{}, 1) // full of live entries: one is evicted
+	c.put(ipA, c.gen, &WhoIs{}, peer(1, ipA, 1), 1) // full of live entries: one is evicted
 	if s := c.snapshot(); s.Entries != 2 {
 		t.Fatalf("entries = %d, want 2", s.Entries)
 	}
@@ -222,9 +298,8 @@ func TestWhoIsCacheBounded(t *testing.T) {
 
 func TestWhoIsCacheReturnsCopies(t *testing.T) {
 	c, _ := newTestCache()
-	_, gen := c.get(ipA)
 	orig := &WhoIs{Login: "alice@example.com", Tags: []string{"tag:a"}}
-	c.put(ipA, gen, orig, 1)
+	c.put(ipA, c.gen, orig, peer(1, ipA, 1), 1)
 	orig.Tags[0] = "tag:mutated-after-put"
 	got, _ := c.get(ipA)
 	got.Tags[0] = "tag:mutated-by-caller"

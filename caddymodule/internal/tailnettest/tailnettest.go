@@ -1,0 +1,534 @@
+// Package tailnettest runs a real, offline tailnet inside a Go test: a
+// Tailscale control server (tailscale.com/tstest/integration/testcontrol),
+// DERP and STUN on 127.0.0.1, and real tsnet nodes. See
+// /work/shared/reference/tailnet-testing.md for the recipe it follows.
+//
+// # Chosen logins and per-peer grants
+//
+// testcontrol names every user "user-<N>@fake-control.example.net" (getUser
+// numbers users by registration order, keyed by node key) and has no API to
+// rename one; UpdateNode can move a node to another user ID, but that user
+// has no profile, so WhoIs fails. Its app capabilities are global only
+// (SetGlobalAppCaps grants from "*" to "*"); SetNodeCapMap sets a node's
+// own node attributes, which peers see as WhoIs(...).Node.CapMap, not as the
+// WhoIs CapMap that grants fill in. And AddRawMapResponse switches a node's
+// automatic map updates off for good.
+//
+// So the Tailnet serves map streams itself through testcontrol's
+// AltMapStream hook: it records each node's map requests (endpoints, disco
+// key, Hostinfo, home DERP) into testcontrol with UpdateNode, as
+// testcontrol's own serveMap does, and sends testcontrol's MapResponse for
+// the node after decorating it:
+//   - a node created WithLogin gets a user ID of its own (one per login) and
+//     the response carries that user's profile (LoginName, DisplayName);
+//   - a tagged node belongs to the "tagged-devices" user, as on Tailscale's
+//     control plane (testcontrol keeps it with its registering user);
+//   - for every peer created WithCapMap, the packet filter gets a CapGrant
+//     rule from the peer's addresses to the receiving node's addresses, so
+//     WhoIs on the receiving node returns those caps for that peer only.
+//
+// Identities are keyed by hostname and known before the node registers, so
+// no node is ever seen with a provisional identity. Streams resend when
+// anything changes (immediately for changes made through the Tailnet, within
+// 250 ms for changes made directly on Control).
+package tailnettest
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clawgate/clawgate/tsnet"
+	"tailscale.com/ipn/store/mem"
+	"tailscale.com/net/netns"
+	"tailscale.com/tailcfg"
+	ts "tailscale.com/tsnet"
+	"tailscale.com/tstest/integration"
+	"tailscale.com/tstest/integration/testcontrol"
+	"tailscale.com/types/logger"
+)
+
+// Domain is the tailnet's MagicDNS suffix: node "gw" is gw.tail-scale.ts.net.
+const Domain = "tail-scale.ts.net"
+
+// TaggedDevices is the login the control server reports for tagged nodes.
+const TaggedDevices = "tagged-devices"
+
+const (
+	// taggedDevicesID mirrors the user ID Tailscale's control plane uses
+	// for tagged devices; it is far from testcontrol's small IDs.
+	taggedDevicesID tailcfg.UserID = 2147455555
+	// firstLoginID is the first user ID handed to a chosen login.
+	firstLoginID tailcfg.UserID = 1 << 20
+
+	// pollInterval bounds how late a stream notices a change made directly
+	// on Control, which the Tailnet cannot see.
+	pollInterval = 250 * time.Millisecond
+	// keepAliveInterval stays well under the client's map watchdog.
+	keepAliveInterval = 30 * time.Second
+	// upTimeout bounds bringing one node up.
+	upTimeout = 60 * time.Second
+)
+
+// VerboseEnv, set to 1, sends control, DERP and node logs to t.Logf.
+const VerboseEnv = "CLAWGATE_TAILNET_VERBOSE"
+
+// Tailnet is an in-process tailnet. Create it with New.
+type Tailnet struct {
+	Control    *testcontrol.Server
+	ControlURL string
+	DERPMap    *tailcfg.DERPMap
+
+	logf logger.Logf
+	quit chan struct{} // closed at cleanup: ends map streams
+
+	mu      sync.Mutex
+	hosts   map[string]identity       // by hostname
+	userIDs map[string]tailcfg.UserID // by login
+	changed chan struct{}             // closed and replaced on every change
+}
+
+// identity is what the Tailnet decides about a node, by hostname.
+type identity struct {
+	login       string // "" keeps testcontrol's user
+	displayName string
+	caps        tailcfg.PeerCapMap // granted to this node towards every other node
+}
+
+// TailnetOption configures New.
+type TailnetOption func(*testcontrol.Server)
+
+// RequireAuthKey makes the control server refuse to register nodes that do
+// not present key.
+func RequireAuthKey(key string) TailnetOption {
+	return func(s *testcontrol.Server) { s.RequireAuthKey = key }
+}
+
+// RequireAuth makes registration wait for an interactive login: the node
+// gets a login URL, which the test completes with Control.CompleteAuth.
+func RequireAuth() TailnetOption {
+	return func(s *testcontrol.Server) { s.RequireAuth = true }
+}
+
+// WithoutHTTPS turns MagicDNS and certificate domains off for the tailnet,
+// as in a tailnet whose admin never enabled HTTPS.
+func WithoutHTTPS() TailnetOption {
+	return func(s *testcontrol.Server) {
+		s.MagicDNSDomain = ""
+		s.DNSConfig = nil
+	}
+}
+
+// New starts a control server and a DERP+STUN server on 127.0.0.1. All of it
+// is closed in t.Cleanup, after the nodes.
+func New(t testing.TB, opts ...TailnetOption) *Tailnet {
+	t.Helper()
+	disableNetns(t)
+	logf := logger.Discard
+	if os.Getenv(VerboseEnv) == "1" {
+		logf = t.Logf
+	}
+	tn := &Tailnet{
+		logf:    logf,
+		quit:    make(chan struct{}),
+		hosts:   make(map[string]identity),
+		userIDs: make(map[string]tailcfg.UserID),
+		changed: make(chan struct{}),
+	}
+	tn.DERPMap = integration.RunDERPAndSTUN(t, logf, "127.0.0.1")
+	tn.Control = &testcontrol.Server{
+		DERPMap:        tn.DERPMap,
+		DNSConfig:      &tailcfg.DNSConfig{Proxied: true},
+		MagicDNSDomain: Domain,
+		Logf:           logf,
+		// Non-nil: nodes get the tags they advertise at registration.
+		// Retagging later is not modelled (see serveMapStream).
+		TagOwners:    map[string][]string{},
+		AltMapStream: tn.serveMapStream,
+	}
+	for _, o := range opts {
+		o(tn.Control)
+	}
+	tn.Control.HTTPTestServer = httptest.NewUnstartedServer(tn.Control)
+	tn.Control.HTTPTestServer.Start()
+	t.Cleanup(tn.Control.HTTPTestServer.Close)
+	t.Cleanup(func() { close(tn.quit) }) // runs first: streams end, then the server closes
+	tn.ControlURL = tn.Control.HTTPTestServer.URL
+	return tn
+}
+
+var (
+	netnsMu    sync.Mutex
+	netnsUsers int
+)
+
+// disableNetns turns off tailscale's socket marking for the life of the
+// test, as tsnet's own tests do: unprivileged, it only slows nodes down.
+// Counted, so parallel tailnets do not turn it back on under each other.
+func disableNetns(t testing.TB) {
+	netnsMu.Lock()
+	defer netnsMu.Unlock()
+	if netnsUsers == 0 {
+		netns.SetEnabled(false)
+	}
+	netnsUsers++
+	t.Cleanup(func() {
+		netnsMu.Lock()
+		defer netnsMu.Unlock()
+		netnsUsers--
+		if netnsUsers == 0 {
+			netns.SetEnabled(true)
+		}
+	})
+}
+
+// NodeOption configures a node.
+type NodeOption func(*nodeOptions)
+
+type nodeOptions struct {
+	login, displayName string
+	tags               []string
+	caps               tailcfg.PeerCapMap
+}
+
+// WithLogin makes login ("alice@example.com") the node's owner; the display
+// name is the part before '@'. Nodes with the same login share a user.
+func WithLogin(login string) NodeOption {
+	return func(o *nodeOptions) {
+		o.login = login
+		o.displayName, _, _ = strings.Cut(login, "@")
+	}
+}
+
+// WithTags makes the node advertise tags; the control server grants them,
+// and the node then belongs to the "tagged-devices" user.
+func WithTags(tags ...string) NodeOption {
+	return func(o *nodeOptions) { o.tags = append(o.tags, tags...) }
+}
+
+// WithCapMap grants the node application capabilities towards every other
+// node: WhoIs on any other node, for a connection from this one, returns
+// caps in its CapMap.
+func WithCapMap(caps tailcfg.PeerCapMap) NodeOption {
+	return func(o *nodeOptions) { o.caps = caps }
+}
+
+// register records the identity for hostname before its node exists.
+func (tn *Tailnet) register(t testing.TB, hostname string, opts []NodeOption) nodeOptions {
+	t.Helper()
+	var o nodeOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.login != "" && len(o.tags) > 0 {
+		t.Fatalf("tailnettest: node %q: WithLogin and WithTags exclude each other (tagged nodes belong to %s)", hostname, TaggedDevices)
+	}
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	if _, dup := tn.hosts[hostname]; dup {
+		t.Fatalf("tailnettest: hostname %q used twice", hostname)
+	}
+	id := identity{login: o.login, displayName: o.displayName, caps: o.caps}
+	if o.login != "" {
+		if _, ok := tn.userIDs[o.login]; !ok {
+			tn.userIDs[o.login] = firstLoginID + tailcfg.UserID(len(tn.userIDs))
+		}
+	}
+	for _, tag := range o.tags {
+		// Read by testcontrol only on retagging, which it does not reach
+		// here, so writing while it runs is safe.
+		tn.Control.TagOwners[tag] = nil
+	}
+	tn.hosts[hostname] = id
+	tn.notifyLocked()
+	return o
+}
+
+// Node is a plain tsnet node on the Tailnet (not one clawgate manages).
+type Node struct {
+	*ts.Server
+	Hostname string
+	IPs      []netip.Addr // IPv4 first
+}
+
+// NewNode starts a tsnet node, waits until it is Running and connected to
+// its home DERP server, and closes it in t.Cleanup.
+func (tn *Tailnet) NewNode(t testing.TB, hostname string, opts ...NodeOption) *Node {
+	t.Helper()
+	o := tn.register(t, hostname, opts)
+	s := &ts.Server{
+		Dir:           filepath.Join(t.TempDir(), hostname),
+		Hostname:      hostname,
+		ControlURL:    tn.ControlURL,
+		Ephemeral:     true,
+		Store:         new(mem.Store), // nothing written to disk after Close
+		AdvertiseTags: o.tags,
+		Logf:          logger.WithPrefix(tn.logf, hostname+": "),
+		UserLogf:      logger.WithPrefix(tn.logf, hostname+": "),
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), upTimeout)
+	defer cancel()
+	st, err := s.Up(ctx)
+	if err != nil {
+		t.Fatalf("tailnettest: node %q: %v", hostname, err)
+	}
+	waitHomeDERP(t, ctx, s, hostname)
+	return &Node{Server: s, Hostname: hostname, IPs: slices.Clone(st.TailscaleIPs)}
+}
+
+// waitHomeDERP blocks until s has picked a home DERP region and heard from
+// it; before that, the DERP server drops packets for s (PeerGoneNotHere).
+func waitHomeDERP(t testing.TB, ctx context.Context, s *ts.Server, hostname string) {
+	t.Helper()
+	h := s.Sys().HealthTracker.Get()
+	ms := s.Sys().MagicSock.Get()
+	for {
+		if r := ms.GetLastNetcheckReport(ctx); r != nil && r.PreferredDERP != 0 &&
+			!h.GetDERPRegionReceivedTime(r.PreferredDERP).IsZero() {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("tailnettest: node %q: waiting for home DERP: %v", hostname, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// HTTPClient returns a client that dials over the tailnet, with a timeout
+// so a broken path fails the test instead of hanging it.
+func (n *Node) HTTPClient() *http.Client {
+	c := n.Server.HTTPClient()
+	c.Timeout = 30 * time.Second
+	return c
+}
+
+// Dial connects to addr over the tailnet.
+func (n *Node) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	return n.Server.Dial(ctx, network, addr)
+}
+
+// WaitPeer waits until from sees the node named to with tailnet addresses
+// and a DERP home, and a disco ping to it succeeds, so the first real
+// packet is not lost.
+func (tn *Tailnet) WaitPeer(t testing.TB, from *Node, to string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), upTimeout)
+	defer cancel()
+	lc, err := from.LocalClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last string
+	for {
+		st, err := lc.Status(ctx)
+		if err != nil {
+			t.Fatalf("tailnettest: %s: status: %v", from.Hostname, err)
+		}
+		last = "not in status"
+		for _, p := range st.Peer {
+			if p.HostName != to && strings.TrimSuffix(p.DNSName, "."+Domain+".") != to {
+				continue
+			}
+			if len(p.TailscaleIPs) == 0 || (p.Relay == "" && p.CurAddr == "") {
+				last = "no addresses or DERP home yet"
+				break
+			}
+			pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+			res, err := lc.Ping(pctx, p.TailscaleIPs[0], tailcfg.PingDisco)
+			pcancel()
+			if err == nil && res.Err == "" {
+				return
+			}
+			last = "disco ping failed"
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("tailnettest: %s waiting for peer %q: %s", from.Hostname, to, last)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Config returns a clawgate tsnet.Config for a node on this tailnet, with a
+// fresh state directory (not yet created; tsnet.New creates it 0700) that
+// is removed after the test, so Close the node before the test ends. opts
+// work as for NewNode (WithTags sets Config.Tags).
+func (tn *Tailnet) Config(t testing.TB, hostname string, opts ...NodeOption) tsnet.Config {
+	t.Helper()
+	o := tn.register(t, hostname, opts)
+	return tsnet.Config{
+		Hostname:   hostname,
+		StateDir:   filepath.Join(t.TempDir(), hostname),
+		ControlURL: tn.ControlURL,
+		Ephemeral:  true,
+		Tags:       o.tags,
+	}
+}
+
+// notifyLocked wakes every map stream. tn.mu must be held.
+func (tn *Tailnet) notifyLocked() {
+	close(tn.changed)
+	tn.changed = make(chan struct{})
+}
+
+func (tn *Tailnet) notify() {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	tn.notifyLocked()
+}
+
+func (tn *Tailnet) changedCh() <-chan struct{} {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	return tn.changed
+}
+
+// serveMapStream replaces testcontrol's serveMap (see the package comment).
+func (tn *Tailnet) serveMapStream(ctx context.Context, w testcontrol.MapStreamWriter, req *tailcfg.MapRequest) {
+	if tn.Control.Node(req.NodeKey) == nil {
+		return
+	}
+	// As in serveMap: since capability version 68, a streaming request
+	// carries no updates; they come in separate non-streaming requests.
+	if !req.ReadOnly && !(req.Stream && req.Version >= 68) {
+		tn.recordMapRequest(req)
+	}
+	if !req.Stream {
+		if res := tn.mapResponse(req); res != nil {
+			w.SendMapMessage(res)
+		}
+		return
+	}
+	tn.notify() // a node (re)connected: its peers' maps changed
+	poll := time.NewTicker(pollInterval)
+	defer poll.Stop()
+	keepAlive := time.NewTicker(keepAliveInterval)
+	defer keepAlive.Stop()
+	var last []byte
+	for {
+		changed := tn.changedCh() // before building, so no change is missed
+		res := tn.mapResponse(req)
+		if res == nil {
+			return
+		}
+		b, err := json.Marshal(res)
+		if err != nil {
+			tn.logf("tailnettest: marshal map response: %v", err)
+			return
+		}
+		if !bytes.Equal(b, last) {
+			if err := w.SendMapMessage(res); err != nil {
+				return
+			}
+			last = b
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tn.quit:
+			return
+		case <-changed:
+		case <-poll.C:
+		case <-keepAlive.C:
+			if err := w.SendMapMessage(&tailcfg.MapResponse{KeepAlive: true}); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// recordMapRequest stores what a node reports about itself, as serveMap
+// does. tn.mu serializes these read-modify-write updates; nothing else in
+// testcontrol writes an existing node's entry.
+func (tn *Tailnet) recordMapRequest(req *tailcfg.MapRequest) {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	n := tn.Control.Node(req.NodeKey)
+	if n == nil {
+		return
+	}
+	n.Endpoints = slices.DeleteFunc(slices.Clone(req.Endpoints), func(ep netip.AddrPort) bool {
+		ip := ep.Addr()
+		return ip.Zone() != "" || (ip.Is6() && ip.IsLinkLocalUnicast())
+	})
+	n.DiscoKey = req.DiscoKey
+	n.Cap = req.Version
+	if req.Hostinfo != nil {
+		n.Hostinfo = req.Hostinfo.View()
+		if ni := req.Hostinfo.NetInfo; ni != nil && ni.PreferredDERP != 0 {
+			n.HomeDERP = ni.PreferredDERP
+		}
+	}
+	tn.Control.UpdateNode(n)
+	tn.notifyLocked()
+}
+
+// mapResponse returns testcontrol's map for req's node with the Tailnet's
+// identities and grants applied, or nil if the node is gone.
+func (tn *Tailnet) mapResponse(req *tailcfg.MapRequest) *tailcfg.MapResponse {
+	res, err := tn.Control.MapResponse(req)
+	if err != nil || res == nil {
+		return nil
+	}
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	profiles := make(map[tailcfg.UserID]tailcfg.UserProfile)
+	for _, up := range res.UserProfiles {
+		profiles[up.ID] = up
+	}
+	for _, n := range append([]*tailcfg.Node{res.Node}, res.Peers...) {
+		id := tn.hosts[hostnameOf(n)]
+		switch {
+		case len(n.Tags) > 0:
+			n.User = taggedDevicesID
+			profiles[taggedDevicesID] = tailcfg.UserProfile{ID: taggedDevicesID, LoginName: TaggedDevices, DisplayName: "Tagged Devices"}
+		case id.login != "":
+			uid := tn.userIDs[id.login]
+			n.User = uid
+			profiles[uid] = tailcfg.UserProfile{ID: uid, LoginName: id.login, DisplayName: id.displayName}
+		}
+	}
+	res.UserProfiles = res.UserProfiles[:0]
+	for _, up := range profiles {
+		res.UserProfiles = append(res.UserProfiles, up)
+	}
+	// Sorted so that an unchanged map encodes identically and is not resent.
+	slices.SortFunc(res.UserProfiles, func(a, b tailcfg.UserProfile) int { return cmp.Compare(a.ID, b.ID) })
+
+	for _, p := range res.Peers {
+		caps := tn.hosts[hostnameOf(p)].caps
+		if len(caps) == 0 {
+			continue
+		}
+		var srcs []string
+		for _, a := range p.Addresses {
+			srcs = append(srcs, a.Addr().String())
+		}
+		res.PacketFilter = append(res.PacketFilter, tailcfg.FilterRule{
+			SrcIPs:   srcs,
+			CapGrant: []tailcfg.CapGrant{{Dsts: slices.Clone(res.Node.Addresses), CapMap: caps}},
+		})
+	}
+	return res
+}
+
+func hostnameOf(n *tailcfg.Node) string {
+	if !n.Hostinfo.Valid() {
+		return ""
+	}
+	return n.Hostinfo.Hostname()
+}
