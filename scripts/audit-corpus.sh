@@ -156,16 +156,20 @@ if (missing.length || extra.length) {
 	((bad == 0)) || die "$bad of ${#picked[@]} case(s) differ from the recorded real audit; OpenClaw has drifted (re-record and review)"
 }
 
+# bench_env must match the env BenchmarkAudit gives the Go audit.
+bench_env=(TELEGRAM_BOT_TOKEN=123456:bench-telegram-token HOOKS_TOKEN=hk_bench_0123456789abcdef0123456789)
+
 cmd_bench() {
 	local runs=${1:-3} tmp i start end total=0 ms
 	tmp=$(mktemp -d)
 	trap 'rm -rf "$tmp"' EXIT
 	tmp=$(cd "$tmp" && pwd -P)
 	mkdir -p -m 700 "$tmp/state"
-	install -m 600 "$repo/caddymodule/internal/audit/testdata/bench/openclaw.json" "$tmp/state/openclaw.json"
+	install -m 600 "$repo"/caddymodule/internal/audit/testdata/bench/* "$tmp/state/"
 	for ((i = 0; i < runs; i++)); do
 		start=$(date +%s%N)
-		env -i PATH="$PATH" "$openclaw" audit "$tmp/state/openclaw.json" "$tmp/state" >/dev/null 2>&1 || die "real audit failed"
+		env -i PATH="$PATH" "${bench_env[@]}" "$openclaw" audit "$tmp/state/openclaw.json" "$tmp/state" >"$tmp/out.json" 2>&1 ||
+			die "real audit failed: $(head -c 1000 "$tmp/out.json")"
 		end=$(date +%s%N)
 		total=$((total + (end - start) / 1000))
 	done

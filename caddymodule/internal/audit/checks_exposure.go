@@ -174,36 +174,56 @@ func (a *auditor) modelHygiene() {
 func inferParamB(text string) float64 {
 	s := strings.ToLower(strings.TrimSpace(text))
 	best := 0.0
-	for j := 0; j <= len(s); j++ {
-		if j > 0 && isAlnum(s[j-1]) {
+	// Like JavaScript's matchAll, a match consumes its leading delimiter
+	// and the search resumes right after the "b".
+	for i := 0; i <= len(s); {
+		end, v := -1, 0.0
+		if i == 0 {
+			end, v = paramBTokenAt(s, 0)
+		}
+		if end < 0 && i < len(s) && !isAlnum(s[i]) {
+			end, v = paramBTokenAt(s, i+1)
+		}
+		if end < 0 {
+			i++
 			continue
 		}
-		k := j
-		if k < len(s) && s[k] >= 'a' && s[k] <= 'z' {
-			k++
-		}
-		d := k
-		for d < len(s) && s[d] >= '0' && s[d] <= '9' {
-			d++
-		}
-		if d == k {
-			continue
-		}
-		end := d
-		if end+1 < len(s) && s[end] == '.' && s[end+1] >= '0' && s[end+1] <= '9' {
-			end++
-			for end < len(s) && s[end] >= '0' && s[end] <= '9' {
-				end++
-			}
-		}
-		if end >= len(s) || s[end] != 'b' || (end+1 < len(s) && isAlnum(s[end+1])) {
-			continue
-		}
-		if v, err := strconv.ParseFloat(s[k:end], 64); err == nil && v > best {
+		if v > best {
 			best = v
 		}
+		i = end
 	}
 	return best
+}
+
+// paramBTokenAt matches [a-z]?(\d+(\.\d+)?)b followed by a non-alphanumeric
+// or the end, at s[k:]; it returns the index after the "b" and the number.
+func paramBTokenAt(s string, k int) (int, float64) {
+	if k < len(s) && s[k] >= 'a' && s[k] <= 'z' {
+		k++
+	}
+	d := k
+	for d < len(s) && s[d] >= '0' && s[d] <= '9' {
+		d++
+	}
+	if d == k {
+		return -1, 0
+	}
+	end := d
+	if end+1 < len(s) && s[end] == '.' && s[end+1] >= '0' && s[end+1] <= '9' {
+		end++
+		for end < len(s) && s[end] >= '0' && s[end] <= '9' {
+			end++
+		}
+	}
+	if end >= len(s) || s[end] != 'b' || (end+1 < len(s) && isAlnum(s[end+1])) {
+		return -1, 0
+	}
+	v, err := strconv.ParseFloat(s[k:end], 64)
+	if err != nil {
+		return -1, 0
+	}
+	return end + 1, v
 }
 
 func isAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
