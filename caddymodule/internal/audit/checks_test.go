@@ -104,9 +104,9 @@ func TestRunChecks(t *testing.T) {
 func TestRunFilesystemChecks(t *testing.T) {
 	dir := t.TempDir()
 	writeTree(t, dir, map[string]string{
-		"openclaw.json": `{gateway: {auth: {token: '` + longToken + `'}, trustedProxies: ['::1']}, logging: {file: '` + filepath.Join(dir, "gw.log") + `'}, $include: 'extra.json'}`,
-		"extra.json":    `{}`,
-		"gw.log":        "",
+		"openclaw.json":                      `{gateway: {auth: {token: '` + longToken + `'}, trustedProxies: ['::1']}, logging: {file: '` + filepath.Join(dir, "gw.log") + `'}, $include: 'extra.json'}`,
+		"extra.json":                         `{}`,
+		"gw.log":                             "",
 		"agents/main/sessions/sessions.json": "{}",
 		"credentials/x.json":                 "{}",
 	})

@@ -60,9 +60,9 @@ func TestLoadIncludes(t *testing.T) {
 		{
 			name: "nested include resolves relative to the including file",
 			files: map[string]string{
-				"openclaw.json": `{$include: 'conf/base.json'}`,
+				"openclaw.json":  `{$include: 'conf/base.json'}`,
 				"conf/base.json": `{"gateway": {"$include": "gw.json"}}`,
-				"conf/gw.json":  `{"mode": "local"}`,
+				"conf/gw.json":   `{"mode": "local"}`,
 			},
 			want:     map[string]any{"gateway": map[string]any{"mode": "local"}},
 			includes: []string{"conf/base.json", "conf/gw.json"},
