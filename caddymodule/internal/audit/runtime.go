@@ -9,9 +9,10 @@ import (
 // source tree plus the defaults the loader materialises, and the derived
 // facts several checks share.
 type runtime struct {
-	cfg    *Config
-	tree   map[string]any
-	agents []agentEntry
+	cfg         *Config
+	tree        map[string]any
+	agents      []agentEntry
+	policyCache map[string][]*toolPolicy
 }
 
 type agentEntry struct {

@@ -110,17 +110,26 @@ type toolPolicy struct {
 	allow    []string
 	hasAllow bool
 	deny     []string
+
+	// compiled lazily: policies are asked about many tools per audit
+	compiled            bool
+	allowPats, denyPats []globPattern
 }
 
 func (p *toolPolicy) allows(name string) bool {
 	if p == nil {
 		return true
 	}
+	if !p.compiled {
+		p.denyPats = compileGlobs(expandToolGroups(p.deny))
+		p.allowPats = compileGlobs(expandToolGroups(p.allow))
+		p.compiled = true
+	}
 	n := normalizeToolName(name)
-	if matchesGlobs(n, compileGlobs(expandToolGroups(p.deny))) {
+	if matchesGlobs(n, p.denyPats) {
 		return false
 	}
-	allow := compileGlobs(expandToolGroups(p.allow))
+	allow := p.allowPats
 	if len(allow) == 0 {
 		return true
 	}
@@ -188,8 +197,22 @@ func profilePolicy(profile any, alsoAllow any) *toolPolicy {
 }
 
 // configuredToolPolicies is resolveConfiguredToolPolicies without provider
-// (byProvider) layers.
+// (byProvider) layers. agentTools must be agentID's tools section (nil for
+// the defaults), so results are cached per agent and sandbox mode.
 func (rt *runtime) configuredToolPolicies(agentTools map[string]any, sandboxMode, agentID string) []*toolPolicy {
+	key := agentID + "\x00" + sandboxMode
+	if p, ok := rt.policyCache[key]; ok {
+		return p
+	}
+	if rt.policyCache == nil {
+		rt.policyCache = map[string][]*toolPolicy{}
+	}
+	p := rt.buildToolPolicies(agentTools, sandboxMode, agentID)
+	rt.policyCache[key] = p
+	return p
+}
+
+func (rt *runtime) buildToolPolicies(agentTools map[string]any, sandboxMode, agentID string) []*toolPolicy {
 	var out []*toolPolicy
 	globalTools := obj(rt.get("tools"))
 	profile := agentTools["profile"]
