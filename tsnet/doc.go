@@ -21,7 +21,9 @@
 // # No log upload
 //
 // Outside tests, tsnet sends its backend logs to Tailscale's log service
-// (log.tailscale.com), and keeps a local copy in the state directory. A
+// (log.tailscale.com), and keeps a local copy in the state directory
+// (tailscaled.log*.txt; tsnet writes it before the lines reach the filter
+// above, so it is as private as the rest of the state directory). A
 // security gateway should not ship its logs to a third party by default, so
 // [Node.Start] turns that off the way tailscaled's --no-logs-no-support flag
 // does: it calls envknob.SetNoLogsNoSupport, which sets
