@@ -1,11 +1,20 @@
 package caddymodule
 
 import (
+	"errors"
+	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/edge"
+	"github.com/clawgate/clawgate/tsnet"
 )
 
 const appID = "clawgate"
@@ -15,9 +24,56 @@ func init() {
 }
 
 // App is the `clawgate` app: the tailnet nodes clawgate runs and the OpenClaw
-// gateways it fronts.
+// gateways it fronts. Nodes are started on first use by a listener bound to
+// `clawgate/<node>` and shared across config reloads.
 type App struct {
-	ctx caddy.Context
+	// Nodes configures the tailnet nodes by name. A site bound to
+	// `clawgate/<name>` for a name not listed here gets a node with default
+	// settings. Default: none.
+	Nodes map[string]*NodeConfig `json:"nodes,omitempty"`
+
+	ctx    caddy.Context
+	logger *zap.Logger
+	nodes  map[string]tsnet.Config
+}
+
+// NodeConfig is one tailnet node that clawgate runs as (tsnet): its own machine
+// on the tailnet, with its own name, keys and certificate.
+type NodeConfig struct {
+	// Hostname is the node's name on the tailnet and the first label of its
+	// MagicDNS name. Default: the node's name in the config.
+	Hostname string `json:"hostname,omitempty"`
+
+	// StateDir holds the node's keys. It is created 0700; an existing directory
+	// readable by others is refused. Default: `clawgate/<name>` in Caddy's data
+	// directory.
+	StateDir string `json:"state_dir,omitempty"`
+
+	// AuthKey registers the node without an interactive login. It must be a
+	// placeholder such as `{env.TS_AUTHKEY}`, resolved when the config loads, so the
+	// key never appears in Caddy's /config admin output; a literal key is refused.
+	// Default: `{env.TS_AUTHKEY}` when that variable is set, else an interactive
+	// login whose URL is logged once.
+	AuthKey string `json:"auth_key,omitempty"`
+
+	// AuthKeyFile is a file holding the auth key, not readable by other users.
+	// Default: none.
+	AuthKeyFile string `json:"auth_key_file,omitempty"`
+
+	// ControlURL is the coordination server, for example a Headscale instance.
+	// Default: Tailscale's.
+	ControlURL string `json:"control_url,omitempty"`
+
+	// Ephemeral registers the node as ephemeral: the tailnet forgets it soon after
+	// it goes offline. Default: false.
+	Ephemeral bool `json:"ephemeral,omitempty"`
+
+	// Tags are the ACL tags the node advertises, such as "tag:clawgate".
+	// Default: none.
+	Tags []string `json:"tags,omitempty"`
+
+	// Port is the UDP port for WireGuard. Default: 0, any free port.
+	Port uint16 `json:"port,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -28,32 +84,133 @@ func (App) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision sets up the app.
+// Provision resolves each node's configuration; nodes start when a listener
+// first needs them.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
+	a.logger = ctx.Logger()
+	a.nodes = make(map[string]tsnet.Config, len(a.Nodes))
+	for name, nc := range a.Nodes {
+		cfg, err := nc.tsnetConfig(name)
+		if err != nil {
+			return fmt.Errorf("clawgate.nodes.%s: %w", name, err)
+		}
+		a.nodes[name] = cfg
+	}
 	return nil
 }
 
-// Start starts the app.
-func (a *App) Start() error { return nil }
-
-// Stop stops the app.
-func (a *App) Stop() error { return nil }
-
-// identify fills id with the tailnet identity of the request's device when the
-// request arrived through one of the app's nodes, and reports whether it did.
-func (a *App) identify(r *http.Request, id *edge.Identity) (bool, error) {
-	return false, nil
+// Validate checks the nodes' settings without touching the tailnet.
+func (a *App) Validate() error {
+	for name, cfg := range a.nodes {
+		if err := cfg.Validate(); err != nil {
+			return fmt.Errorf("clawgate.nodes.%s: %w", name, err)
+		}
+	}
+	return nil
 }
 
-// gateStatus reports whether the named gateway is blocked by its audit, with the
-// reasons to show.
-func (a *App) gateStatus(gateway string) (bool, []string) {
-	return false, nil
+// Start starts the app; nodes are started by their listeners.
+func (a *App) Start() error { return nil }
+
+// Stop stops the app; nodes are released by their listeners.
+func (a *App) Stop() error { return nil }
+
+// nodeConfig returns the tsnet configuration for a node name, the default one
+// for a name the app does not list.
+func (a *App) nodeConfig(name string) (tsnet.Config, error) {
+	if cfg, ok := a.nodes[name]; ok {
+		return cfg, nil
+	}
+	cfg, err := (&NodeConfig{}).tsnetConfig(name)
+	if err != nil {
+		return cfg, fmt.Errorf("clawgate node %q: %w", name, err)
+	}
+	return cfg, cfg.Validate()
+}
+
+// tsnetConfig resolves a node's settings: defaults, placeholders, key files.
+func (nc *NodeConfig) tsnetConfig(name string) (tsnet.Config, error) {
+	cfg := tsnet.Config{
+		Hostname:   nc.Hostname,
+		StateDir:   nc.StateDir,
+		ControlURL: nc.ControlURL,
+		Ephemeral:  nc.Ephemeral,
+		Tags:       nc.Tags,
+		Port:       nc.Port,
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname = name
+	}
+	if cfg.StateDir == "" {
+		cfg.StateDir = filepath.Join(caddy.AppDataDir(), "clawgate", name)
+	}
+	repl := caddy.NewReplacer()
+	cfg.ControlURL = repl.ReplaceKnown(cfg.ControlURL, "")
+	switch {
+	case nc.AuthKey != "" && nc.AuthKeyFile != "":
+		return cfg, errors.New("auth_key and auth_key_file are mutually exclusive")
+	case nc.AuthKey != "":
+		if !strings.HasPrefix(nc.AuthKey, "{") || !strings.HasSuffix(nc.AuthKey, "}") {
+			return cfg, errors.New("auth_key must be a placeholder such as {env.TS_AUTHKEY} or use auth_key_file; a literal key would be visible in Caddy's /config")
+		}
+		cfg.AuthKey = repl.ReplaceKnown(nc.AuthKey, "")
+		if cfg.AuthKey == "" {
+			return cfg, fmt.Errorf("auth_key: %s is empty or unset", nc.AuthKey)
+		}
+	case nc.AuthKeyFile != "":
+		key, err := readSecretFile(nc.AuthKeyFile)
+		if err != nil {
+			return cfg, fmt.Errorf("auth_key_file: %w", err)
+		}
+		cfg.AuthKey = string(key)
+	default:
+		cfg.AuthKey = strings.TrimSpace(os.Getenv("TS_AUTHKEY"))
+	}
+	return cfg, nil
+}
+
+// identify fills id with the tailnet identity of the request's device when the
+// request arrived through one of clawgate's nodes, and reports whether it did. A
+// request that did arrive over the tailnet but whose peer cannot be identified
+// is an error: the caller denies it.
+func identify(r *http.Request, id *edge.Identity) (bool, error) {
+	local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if local == nil {
+		return false, nil
+	}
+	ap, err := netip.ParseAddrPort(local.String())
+	if err != nil {
+		return false, nil
+	}
+	node := nodeByIP(ap.Addr().Unmap())
+	if node == nil {
+		return false, nil
+	}
+	who, err := node.WhoIs(r.Context(), r.RemoteAddr)
+	if err != nil {
+		return true, fmt.Errorf("whois on %v: %w", node, err)
+	}
+	id.OnTailnet = true
+	id.Login = who.Login
+	id.DisplayName = who.DisplayName
+	id.Node = who.Node
+	id.NodeID = who.NodeID
+	id.Tags = who.Tags
+	id.Tailnet = who.Tailnet
+	id.Caps = who.Caps
+	return true, nil
 }
 
 // Interface guards
 var (
 	_ caddy.App         = (*App)(nil)
 	_ caddy.Provisioner = (*App)(nil)
+	_ caddy.Validator   = (*App)(nil)
 )
+
+// gateStatus reports whether the named gateway is blocked by its audit, with
+// the reasons to show.
+func (a *App) gateStatus(gateway string) (bool, []string) {
+	return false, nil
+}

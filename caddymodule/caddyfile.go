@@ -16,10 +16,104 @@ import (
 )
 
 func init() {
+	httpcaddyfile.RegisterGlobalOption("clawgate", parseAppOption)
 	httpcaddyfile.RegisterDirective("clawgate", parseClawgateDirective)
 	// The guard must run before anything that answers or proxies a request, so it
 	// orders itself ahead of every standard handler directive.
 	httpcaddyfile.RegisterDirectiveOrder("clawgate", httpcaddyfile.Before, "basic_auth")
+}
+
+// parseAppOption parses the `clawgate` global option into the clawgate app:
+//
+//	clawgate {
+//	    node <name> {
+//	        hostname <hostname>
+//	        state_dir <dir>
+//	        auth_key {env.TS_AUTHKEY}
+//	        auth_key_file <path>
+//	        control_url <url>
+//	        ephemeral
+//	        tags <tag:...>...
+//	        port <udp port>
+//	    }
+//	}
+func parseAppOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	app, _ := existing.(*App)
+	if app == nil {
+		app = new(App)
+	}
+	d.Next() // option name
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "node":
+			var name string
+			if err := oneArg(d, &name); err != nil {
+				return nil, err
+			}
+			if _, dup := app.Nodes[name]; dup {
+				return nil, d.Errf("node %q is configured twice", name)
+			}
+			nc, err := unmarshalNode(d)
+			if err != nil {
+				return nil, err
+			}
+			if app.Nodes == nil {
+				app.Nodes = make(map[string]*NodeConfig)
+			}
+			app.Nodes[name] = nc
+		default:
+			return nil, d.Errf("unrecognized clawgate option %q", d.Val())
+		}
+	}
+	return httpcaddyfile.App{Name: appID, Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+func unmarshalNode(d *caddyfile.Dispenser) (*NodeConfig, error) {
+	nc := new(NodeConfig)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "hostname":
+			err = oneArg(d, &nc.Hostname)
+		case "state_dir":
+			err = oneArg(d, &nc.StateDir)
+		case "auth_key":
+			err = oneArg(d, &nc.AuthKey)
+		case "auth_key_file":
+			err = oneArg(d, &nc.AuthKeyFile)
+		case "control_url":
+			err = oneArg(d, &nc.ControlURL)
+		case "ephemeral":
+			if d.NextArg() {
+				err = d.ArgErr()
+			}
+			nc.Ephemeral = true
+		case "tags":
+			nc.Tags = splitList(d.RemainingArgs())
+			if len(nc.Tags) == 0 {
+				err = d.ArgErr()
+			}
+		case "port":
+			var s string
+			if err = oneArg(d, &s); err == nil {
+				var p uint64
+				p, err = strconv.ParseUint(s, 10, 16)
+				if err != nil {
+					err = d.Errf("port: want a UDP port number, got %q", s)
+				}
+				nc.Port = uint16(p)
+			}
+		default:
+			err = d.Errf("unrecognized node subdirective %q", d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return nc, nil
 }
 
 // parseClawgateDirective parses the `clawgate` directive:

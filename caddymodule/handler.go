@@ -266,14 +266,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	id := &edge.Identity{}
-	if h.app != nil {
-		found, err := h.app.identify(r, id)
-		if err != nil {
-			h.logger.Warn("tailnet identity lookup failed", zap.String("gateway", h.Gateway), zap.String("client_ip", clientIP.String()), zap.Error(err))
-			return h.deny(w, r, http.StatusForbidden, "identity_unavailable",
-				"the tailnet identity of this device could not be established", nil, "")
-		}
-		_ = found
+	if _, err := identify(r, id); err != nil {
+		h.logger.Warn("tailnet identity lookup failed", zap.String("gateway", h.Gateway), zap.String("client_ip", clientIP.String()), zap.Error(err))
+		return h.deny(w, r, http.StatusForbidden, "identity_unavailable",
+			"the tailnet identity of this device could not be established", nil, "")
 	}
 
 	bearer, err := edge.BearerToken(r.Header)
