@@ -32,9 +32,15 @@ type App struct {
 	// settings. Default: none.
 	Nodes map[string]*NodeConfig `json:"nodes,omitempty"`
 
-	ctx    caddy.Context
-	logger *zap.Logger
-	nodes  map[string]tsnet.Config
+	// Gateways configures the OpenClaw gateways by name (the `gateway` of a
+	// guard), each with its audit gate. Default: none.
+	Gateways map[string]*GatewayConfig `json:"gateways,omitempty"`
+
+	ctx     caddy.Context
+	logger  *zap.Logger
+	nodes   map[string]tsnet.Config
+	gates   map[string]*gate
+	metrics *gateMetrics
 }
 
 // NodeConfig is one tailnet node that clawgate runs as (tsnet): its own machine
@@ -97,7 +103,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		a.nodes[name] = cfg
 	}
-	return nil
+	a.metrics = newGateMetrics(ctx.GetMetricsRegistry())
+	return a.provisionGates()
 }
 
 // Validate checks the nodes' settings without touching the tailnet.
@@ -110,11 +117,22 @@ func (a *App) Validate() error {
 	return nil
 }
 
-// Start starts the app; nodes are started by their listeners.
-func (a *App) Start() error { return nil }
+// Start runs each gateway's first audit and starts watching its files; nodes
+// are started by their listeners.
+func (a *App) Start() error {
+	for _, g := range a.gates {
+		g.start()
+	}
+	return nil
+}
 
-// Stop stops the app; nodes are released by their listeners.
-func (a *App) Stop() error { return nil }
+// Stop stops the gateways' watchers; nodes are released by their listeners.
+func (a *App) Stop() error {
+	for _, g := range a.gates {
+		g.stop()
+	}
+	return nil
+}
 
 // nodeConfig returns the tsnet configuration for a node name, the default one
 // for a name the app does not list.
@@ -208,9 +226,3 @@ var (
 	_ caddy.Provisioner = (*App)(nil)
 	_ caddy.Validator   = (*App)(nil)
 )
-
-// gateStatus reports whether the named gateway is blocked by its audit, with
-// the reasons to show.
-func (a *App) gateStatus(gateway string) (bool, []string) {
-	return false, nil
-}

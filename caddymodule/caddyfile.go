@@ -36,6 +36,14 @@ func init() {
 //	        tags <tag:...>...
 //	        port <udp port>
 //	    }
+//	    gateway <name> {
+//	        config <path/to/openclaw.json>
+//	        state_dir <dir>
+//	        upstream 127.0.0.1:18789
+//	        block_on critical|warn|info|never
+//	        expect <checkId>...
+//	        origins https://<node>.<tailnet>.ts.net...
+//	    }
 //	}
 func parseAppOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	app, _ := existing.(*App)
@@ -64,11 +72,62 @@ func parseAppOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				app.Nodes = make(map[string]*NodeConfig)
 			}
 			app.Nodes[name] = nc
+		case "gateway":
+			var name string
+			if err := oneArg(d, &name); err != nil {
+				return nil, err
+			}
+			if _, dup := app.Gateways[name]; dup {
+				return nil, d.Errf("gateway %q is configured twice", name)
+			}
+			gc, err := unmarshalGateway(d)
+			if err != nil {
+				return nil, err
+			}
+			if app.Gateways == nil {
+				app.Gateways = make(map[string]*GatewayConfig)
+			}
+			app.Gateways[name] = gc
 		default:
 			return nil, d.Errf("unrecognized clawgate option %q", d.Val())
 		}
 	}
 	return httpcaddyfile.App{Name: appID, Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+func unmarshalGateway(d *caddyfile.Dispenser) (*GatewayConfig, error) {
+	gc := new(GatewayConfig)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "config":
+			err = oneArg(d, &gc.Config)
+		case "state_dir":
+			err = oneArg(d, &gc.StateDir)
+		case "upstream":
+			err = oneArg(d, &gc.Upstream)
+		case "block_on":
+			err = oneArg(d, &gc.BlockOn)
+		case "expect":
+			ids := splitList(d.RemainingArgs())
+			if len(ids) == 0 {
+				err = d.ArgErr()
+			}
+			gc.Expect = append(gc.Expect, ids...)
+		case "origins":
+			origins := splitList(d.RemainingArgs())
+			if len(origins) == 0 {
+				err = d.ArgErr()
+			}
+			gc.Origins = append(gc.Origins, origins...)
+		default:
+			err = d.Errf("unrecognized gateway subdirective %q", d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return gc, nil
 }
 
 func unmarshalNode(d *caddyfile.Dispenser) (*NodeConfig, error) {

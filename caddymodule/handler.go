@@ -223,6 +223,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	switch {
 	case err == nil:
 		h.app = appIface.(*App)
+		if err := h.app.registerGuard(h.Gateway, h.UserHeader, admittedUsers(h.Rules, h.Tokens)); err != nil {
+			return fmt.Errorf("clawgate.gateway: %w", err)
+		}
 	case !errors.Is(err, caddy.ErrNotConfigured):
 		return fmt.Errorf("loading clawgate app: %w", err)
 	}
@@ -352,6 +355,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.deny(w, r, http.StatusForbidden, "unattributable", "the client address cannot be attributed", id, fingerprint)
 	}
 
+	if h.app != nil && edge.IsWebSocketUpgrade(r) {
+		// Track the upgraded connection so it is closed if the gateway's audit
+		// starts failing.
+		w = &hijackTracker{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, gateway: h.Gateway}
+	}
+
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Set("http.auth.user.id", user)
 	repl.Set("clawgate.user", user)
@@ -370,6 +379,37 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			zap.String("scopes", scopes), zap.String("client_ip", clientIP.String()), zap.String("token", fingerprint))
 	}
 	return next.ServeHTTP(w, r)
+}
+
+// admittedUsers lists the users the allow rules name explicitly and the users
+// of static tokens: what the gateway's trustedProxy.allowUsers should hold.
+func admittedUsers(rules []string, tokens []TokenConfig) []string {
+	var users []string
+	for _, r := range rules {
+		f := strings.Fields(r)
+		if len(f) == 0 || f[0] != "allow" {
+			continue
+		}
+		for _, c := range f[1:] {
+			list, ok := strings.CutPrefix(c, "user:")
+			if !ok {
+				continue
+			}
+			for _, u := range strings.Split(list, ",") {
+				if u != "" && !strings.HasPrefix(u, "@") {
+					users = append(users, strings.ToLower(u))
+				}
+			}
+		}
+	}
+	for _, t := range tokens {
+		if t.User != "" {
+			users = append(users, strings.ToLower(t.User))
+		} else {
+			users = append(users, "token:"+strings.ToLower(t.Name))
+		}
+	}
+	return users
 }
 
 // rulesNeedJWT reports whether any rule has a jwt or claim condition.

@@ -1,0 +1,216 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A trusted-proxy config that passes the audit behind clawgate: the only
+// critical finding is gateway.trusted_proxy_auth, expected by design once
+// clawgate's consistency checks pass.
+const goodGatewayConfig = `{
+  // JSON5, as OpenClaw reads it
+  gateway: {
+    mode: "local", bind: "loopback", port: 18789,
+    trustedProxies: ["127.0.0.1", "::1"],
+    auth: { mode: "trusted-proxy",
+      trustedProxy: { userHeader: "x-forwarded-user", requiredHeaders: ["x-forwarded-proto", "x-forwarded-host"],
+        allowUsers: ["ci-bot"], allowLoopback: true } },
+  },
+}`
+
+// insecureGatewayConfig binds beyond loopback with no auth.
+const insecureGatewayConfig = `{"gateway":{"mode":"local","bind":"lan","auth":{"mode":"none"}}}`
+
+type gateFixture struct {
+	*guardFixture
+	cfgPath, stateDir string
+}
+
+func newGateFixture(t *testing.T) *gateFixture {
+	dir := t.TempDir()
+	f := &gateFixture{guardFixture: &guardFixture{be: newBackend(t)}, stateDir: filepath.Join(dir, "state")}
+	if err := os.Mkdir(f.stateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	f.cfgPath = filepath.Join(f.stateDir, "openclaw.json")
+	f.write(t, goodGatewayConfig)
+	f.tokCI = randToken(t, 32)
+	t.Setenv("CG_TEST_TOKEN_CI", f.tokCI)
+	port := freePort(t)
+	f.url = "http://127.0.0.1:" + itoa(port)
+	startCaddy(t, fmt.Sprintf(`{
+	admin off
+	auto_https off
+	servers {
+		trusted_proxies static 127.0.0.1/32
+		client_ip_headers X-Real-IP
+	}
+	clawgate {
+		gateway home {
+			config %s
+			state_dir %s
+			upstream 127.0.0.1:18789
+		}
+	}
+}
+http://127.0.0.1:%d {
+	clawgate %s {
+		gateway home
+		token ci {
+			env CG_TEST_TOKEN_CI
+			user ci-bot
+		}
+		allow token:ci scopes operator.read
+	}
+}`, f.cfgPath, f.stateDir, port, f.be.addr()))
+	waitHTTP(t, f.url)
+	return f
+}
+
+func (f *gateFixture) write(t testing.TB, content string) {
+	t.Helper()
+	tmp := f.cfgPath + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, f.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitStatus polls until the guarded route answers want, within 1.5 s (the gate
+// promises a change is seen within a second), and returns the last body.
+func (f *gateFixture) waitStatus(t testing.TB, want int) string {
+	t.Helper()
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	for {
+		resp, body := f.do(t, f.url, reqOpts{bearer: f.tokCI})
+		if resp.StatusCode == want {
+			return body
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status stayed %d (want %d) for 1.5 s: %s", resp.StatusCode, want, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestGate(t *testing.T) {
+	f := newGateFixture(t)
+	f.waitStatus(t, 200)
+
+	t.Run("insecure config blocks with reasons, fixed config serves", func(t *testing.T) {
+		f.write(t, insecureGatewayConfig)
+		body := f.waitStatus(t, 503)
+		if got := errorType(t, body); got != "clawgate_audit_failed" {
+			t.Errorf("error.type = %q", got)
+		}
+		for _, id := range []string{"gateway.bind_no_auth", "clawgate.bind"} {
+			if !strings.Contains(body, id) {
+				t.Errorf("503 body does not name %s: %s", id, body)
+			}
+		}
+		if strings.Contains(body, f.stateDir) {
+			t.Errorf("503 body reveals an absolute path: %s", body)
+		}
+		before := f.be.count()
+		f.do(t, f.url, reqOpts{bearer: f.tokCI})
+		if f.be.count() != before {
+			t.Errorf("a blocked gateway received a request")
+		}
+		f.write(t, goodGatewayConfig)
+		f.waitStatus(t, 200)
+	})
+
+	t.Run("permissions are audited", func(t *testing.T) {
+		if err := os.Chmod(f.cfgPath, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		body := f.waitStatus(t, 503)
+		if !strings.Contains(body, "fs.config.perms_world_readable") {
+			t.Errorf("503 body: %s", body)
+		}
+		if err := os.Chmod(f.cfgPath, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		f.waitStatus(t, 200)
+	})
+
+	t.Run("unparsable and missing configs block", func(t *testing.T) {
+		f.write(t, `{gateway: {bind: "loopback",`)
+		body := f.waitStatus(t, 503)
+		if !strings.Contains(body, "cannot be audited") || strings.Contains(body, f.stateDir) {
+			t.Errorf("503 body: %s", body)
+		}
+		if err := os.Remove(f.cfgPath); err != nil {
+			t.Fatal(err)
+		}
+		f.waitStatus(t, 503)
+		f.write(t, goodGatewayConfig)
+		f.waitStatus(t, 200)
+	})
+
+	t.Run("an open WebSocket is closed when the gateway becomes blocked", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, _, err := wsDial(ctx, "ws"+strings.TrimPrefix(f.url, "http")+"/ws", http.Header{"Authorization": {"Bearer " + f.tokCI}, "X-Real-IP": {"203.0.113.7"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.CloseNow()
+		if _, msg, err := c.Read(ctx); err != nil || string(msg) != "hello ci-bot" {
+			t.Fatalf("first frame %q, %v", msg, err)
+		}
+		f.write(t, insecureGatewayConfig)
+		readErr := make(chan error, 1)
+		go func() {
+			_, _, err := c.Read(ctx)
+			readErr <- err
+		}()
+		select {
+		case err := <-readErr:
+			if err == nil {
+				t.Fatal("read succeeded on a blocked gateway's WebSocket")
+			}
+		case <-time.After(1500 * time.Millisecond):
+			t.Fatal("the WebSocket stayed open 1.5 s after the gateway was blocked")
+		}
+		f.write(t, goodGatewayConfig)
+		f.waitStatus(t, 200)
+	})
+
+	t.Run("a flood of changes does not wedge the gate", func(t *testing.T) {
+		for i := 0; i < 300; i++ {
+			if i%2 == 0 {
+				f.write(t, insecureGatewayConfig)
+			} else {
+				f.write(t, goodGatewayConfig)
+			}
+		}
+		f.write(t, goodGatewayConfig)
+		f.waitStatus(t, 200)
+		f.write(t, insecureGatewayConfig)
+		f.waitStatus(t, 503)
+		f.write(t, goodGatewayConfig)
+		f.waitStatus(t, 200)
+	})
+
+	t.Run("browsers get a page with the reasons", func(t *testing.T) {
+		f.write(t, insecureGatewayConfig)
+		f.waitStatus(t, 503)
+		resp, body := f.do(t, f.url, reqOpts{bearer: f.tokCI, accept: "text/html"})
+		if resp.StatusCode != 503 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") || !strings.Contains(body, "gateway.bind_no_auth") {
+			t.Errorf("got %d %s: %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+		}
+		f.write(t, goodGatewayConfig)
+		f.waitStatus(t, 200)
+	})
+
+}
