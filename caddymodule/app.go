@@ -123,11 +123,13 @@ func (a *App) Start() error {
 	for _, g := range a.gates {
 		g.start()
 	}
+	runningApp.Store(a)
 	return nil
 }
 
 // Stop stops the gateways' watchers; nodes are released by their listeners.
 func (a *App) Stop() error {
+	runningApp.CompareAndSwap(a, nil)
 	for _, g := range a.gates {
 		g.stop()
 	}

@@ -2,7 +2,9 @@ package caddymodule
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -31,6 +33,7 @@ const insecureGatewayConfig = `{"gateway":{"mode":"local","bind":"lan","auth":{"
 type gateFixture struct {
 	*guardFixture
 	cfgPath, stateDir string
+	admin             string
 }
 
 func newGateFixture(t *testing.T) *gateFixture {
@@ -45,8 +48,9 @@ func newGateFixture(t *testing.T) *gateFixture {
 	t.Setenv("CG_TEST_TOKEN_CI", f.tokCI)
 	port := freePort(t)
 	f.url = "http://127.0.0.1:" + itoa(port)
+	f.admin = "127.0.0.1:" + itoa(freePort(t))
 	startCaddy(t, fmt.Sprintf(`{
-	admin off
+	admin %s
 	auto_https off
 	servers {
 		trusted_proxies static 127.0.0.1/32
@@ -69,7 +73,7 @@ http://127.0.0.1:%d {
 		}
 		allow token:ci scopes operator.read
 	}
-}`, f.cfgPath, f.stateDir, port, f.be.addr()))
+}`, f.admin, f.cfgPath, f.stateDir, port, f.be.addr()))
 	waitHTTP(t, f.url)
 	return f
 }
@@ -198,6 +202,42 @@ func TestGate(t *testing.T) {
 		f.waitStatus(t, 200)
 		f.write(t, insecureGatewayConfig)
 		f.waitStatus(t, 503)
+		f.write(t, goodGatewayConfig)
+		f.waitStatus(t, 200)
+	})
+
+	t.Run("admin endpoint and metrics show the verdict", func(t *testing.T) {
+		get := func(path string) string {
+			resp, err := http.Get("http://" + f.admin + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 {
+				t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
+			}
+			return string(b)
+		}
+		var gw map[string]struct {
+			Blocked bool
+			Reasons []string
+			Summary struct{ Critical int }
+		}
+		if err := json.Unmarshal([]byte(get("/clawgate/gateways")), &gw); err != nil {
+			t.Fatal(err)
+		}
+		if home, ok := gw["home"]; !ok || home.Blocked || home.Summary.Critical == 0 {
+			t.Errorf("admin /clawgate/gateways: %+v", gw)
+		}
+		if m := get("/metrics"); !strings.Contains(m, `clawgate_gateway_blocked{gateway="home"} 0`) || !strings.Contains(m, `clawgate_gateway_audit_findings{gateway="home",severity="critical"}`) {
+			t.Errorf("metrics lack the gate's gauges")
+		}
+		f.write(t, insecureGatewayConfig)
+		f.waitStatus(t, 503)
+		if m := get("/metrics"); !strings.Contains(m, `clawgate_gateway_blocked{gateway="home"} 1`) {
+			t.Errorf("metrics do not show the gateway blocked")
+		}
 		f.write(t, goodGatewayConfig)
 		f.waitStatus(t, 200)
 	})
