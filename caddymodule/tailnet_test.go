@@ -2,11 +2,13 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/coder/websocket"
+	"github.com/tailscale/tscert"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
 )
@@ -30,9 +33,9 @@ type tailnetFixture struct {
 	siteURL        string
 }
 
-func newTailnetFixture(t *testing.T) *tailnetFixture {
+func newTailnetFixture(t *testing.T, opts ...tailnettest.TailnetOption) *tailnetFixture {
 	begin := time.Now()
-	f := &tailnetFixture{tn: tailnettest.New(t), be: newBackend(t)}
+	f := &tailnetFixture{tn: tailnettest.New(t, opts...), be: newBackend(t)}
 	gw := f.tn.Config(t, "gw")
 	f.alice = f.tn.NewNode(t, "alice-laptop", tailnettest.WithLogin("alice@example.com"))
 	f.bob = f.tn.NewNode(t, "bob-phone", tailnettest.WithLogin("bob@example.com"))
@@ -360,4 +363,54 @@ func goroutineDiff(before, after []byte) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+func TestTailnetCertificates(t *testing.T) {
+	// Never reach Let's Encrypt from a test: the node's ACME client gets a
+	// closed port, so a certificate request fails after routing is proven.
+	t.Setenv("TS_DEBUG_ACME_DIRECTORY_URL", "http://127.0.0.1:1/directory")
+	newTailnetFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	domain := "gw." + tailnettest.Domain
+
+	t.Run("caddy's tailscale manager sees the node's domains", func(t *testing.T) {
+		st, err := tscert.GetStatus(ctx)
+		if err != nil {
+			t.Fatalf("tscert.GetStatus: %v", err)
+		}
+		if !slices.Contains(st.CertDomains, domain) {
+			t.Fatalf("CertDomains = %v, want %s", st.CertDomains, domain)
+		}
+	})
+	t.Run("certificate requests go to the node", func(t *testing.T) {
+		_, _, err := tscert.CertPair(ctx, domain)
+		if err == nil {
+			t.Fatal("got a certificate with no ACME server")
+		}
+		if strings.Contains(err.Error(), "tailscaled") || !strings.Contains(err.Error(), domain) {
+			t.Errorf("error does not come from the node's own ACME attempt: %v", err)
+		}
+	})
+	t.Run("get_certificate clawgate names the node", func(t *testing.T) {
+		_, err := CertGetter{Node: "gw"}.GetCertificate(ctx, &tls.ClientHelloInfo{ServerName: domain})
+		if err == nil || !strings.Contains(err.Error(), domain) {
+			t.Errorf("GetCertificate error = %v", err)
+		}
+		_, err = CertGetter{Node: "nope"}.GetCertificate(ctx, &tls.ClientHelloInfo{ServerName: domain})
+		if err == nil || !strings.Contains(err.Error(), "no running clawgate node") {
+			t.Errorf("unknown node: %v", err)
+		}
+	})
+}
+
+func TestTailnetCertificatesHTTPSOff(t *testing.T) {
+	newTailnetFixture(t, tailnettest.WithoutHTTPS())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := CertGetter{Node: "gw"}.GetCertificate(ctx, &tls.ClientHelloInfo{ServerName: "gw.example.ts.net"})
+	if err == nil || !strings.Contains(err.Error(), "HTTPS") {
+		t.Fatalf("error = %v, want one saying HTTPS certificates are off and how to fix it", err)
+	}
+	t.Logf("the user sees: %v", err)
 }
