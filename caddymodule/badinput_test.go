@@ -1667,3 +1667,29 @@ func bodyCases(r *routesFixture) []badCase {
 	}
 	return cases
 }
+
+// TestBadInputClosedGaps holds the cases that got through before the guard refused OpenClaw capability paths and declared trailers naming protected headers.
+func TestBadInputClosedGaps(t *testing.T) {
+	s := &biSuite{}
+	r := newRoutesFixture(t)
+	sites := []*biSite{r.site}
+	p := func(name, target string, lines ...string) badCase {
+		return badCase{name: name, want: either, target: target, lines: lines, auth: []string{"Bearer " + r.tokCI}, user: ciUser, scopes: ciScopes}
+	}
+	cases := []badCase{
+		// OpenClaw rewrites /__openclaw__/cap/<cap>/<rest> to /<rest> before
+		// routing, so a request Caddy routes by "/tools/invoke" can reach
+		// the gateway's /tools/invoke through the other route's guard.
+		p("openclaw capability prefix", "/__openclaw__/cap/x/tools/invoke"),
+		p("openclaw capability prefix, dotted", "/__openclaw__/cap/x/y/../tools/invoke"),
+		p("openclaw capability prefix, encoded dots", "/a/%2e%2e/__openclaw__/cap/x/tools/invoke"),
+		p("openclaw capability prefix, websocket", "/__openclaw__/cap/x/tools/invoke", wsLines()...),
+		// Caddy forwards declared request trailers upstream as trailers.
+		{name: "trailer naming the user header", want: either, method: "POST", target: "/upload", auth: []string{"Bearer " + r.tokCI}, user: ciUser, scopes: ciScopes,
+			lines: []string{"Transfer-Encoding: chunked", "Trailer: X-Forwarded-User"}, body: "3\r\nabc\r\n0\r\nX-Forwarded-User: evil@example.com\r\n\r\n"},
+	}
+	s.family(t, sites, cases)
+	if s.passed != s.cases {
+		t.Fatalf("%d of %d formerly open gaps get through again", s.cases-s.passed, s.cases)
+	}
+}

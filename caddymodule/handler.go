@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path"
 	"strings"
 	"time"
 
@@ -85,7 +86,7 @@ type Handler struct {
 	policy   *edge.Policy
 	limiter  *edge.Limiter
 	upstream netip.AddrPort
-	strip    []string
+	cleaner  *edge.HeaderCleaner
 	logger   *zap.Logger
 	app      *App
 	now      func() time.Time
@@ -179,7 +180,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.UserHeader == "" {
 		h.UserHeader = "x-forwarded-user"
 	}
-	h.strip = []string{h.UserHeader}
+	h.cleaner = edge.NewHeaderCleaner([]string{h.UserHeader})
 
 	up, err := parseUpstream(h.Upstream)
 	if err != nil {
@@ -256,6 +257,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if edge.QueryCredential(r.URL.RawQuery) {
 		return h.deny(w, r, http.StatusUnauthorized, "query_token",
 			"credentials in the query string are refused; send Authorization: Bearer", nil, "")
+	}
+	for name := range r.Trailer {
+		// Trailers arrive after the guard has decided and would be forwarded
+		// as they are: none may carry an identity or forwarding header.
+		if h.cleaner.Protected(name) {
+			return h.deny(w, r, http.StatusBadRequest, "bad_trailer",
+				"request trailers may not carry identity or forwarding headers", nil, "")
+		}
+	}
+	if isCapabilityPath(r.URL.Path) {
+		return h.deny(w, r, http.StatusForbidden, "capability_path",
+			"OpenClaw capability URLs (/__openclaw__/cap/...) are not served through clawgate: OpenClaw would route them past this route's rules", nil, "")
 	}
 
 	clientIP, ok := requestClientIP(r)
@@ -338,7 +351,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 
-	edge.CleanRequestHeaders(r.Header, h.strip)
+	h.cleaner.Clean(r.Header)
 	if edgeCredential {
 		// Edge secrets are never passed on to the gateway.
 		r.Header.Del("Authorization")
@@ -379,6 +392,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			zap.String("scopes", scopes), zap.String("client_ip", clientIP.String()), zap.String("token", fingerprint))
 	}
 	return next.ServeHTTP(w, r)
+}
+
+// isCapabilityPath reports whether OpenClaw would treat the path as a
+// capability URL, /__openclaw__/cap/<cap>/<rest>, which it rewrites to /<rest>
+// before routing: Caddy's route matchers would see one path and the gateway act
+// on another.
+func isCapabilityPath(p string) bool {
+	p = strings.ToLower(path.Clean("/" + strings.ReplaceAll(p, "\\", "/")))
+	return p == "/__openclaw__/cap" || strings.HasPrefix(p, "/__openclaw__/cap/")
 }
 
 // admittedUsers lists the users the allow rules name explicitly and the users
