@@ -87,6 +87,7 @@ type gateState struct {
 	Findings []audit.Finding `json:"findings,omitempty"`
 	Checked  time.Time       `json:"checked"`
 	key      string          // what changed between two verdicts
+	config   *audit.Config   // the config this verdict is about; nil when it could not be loaded
 }
 
 // provisionGates prepares a gate per configured gateway.
@@ -225,6 +226,7 @@ func (g *gate) audit() *gateState {
 		st.key = "error:" + st.Error
 		return st
 	}
+	st.config = cfg
 	report := audit.Run(cfg, audit.RunOptions{Now: st.Checked})
 	g.mu.Lock()
 	expect := g.expect
@@ -380,6 +382,17 @@ func (m *gateMetrics) record(gateway string, st *gateState) {
 	m.findings.WithLabelValues(gateway, "critical").Set(float64(st.Summary.Critical))
 	m.findings.WithLabelValues(gateway, "warn").Set(float64(st.Summary.Warn))
 	m.findings.WithLabelValues(gateway, "info").Set(float64(st.Summary.Info))
+}
+
+// gatewayConfig returns the named gateway's OpenClaw config as last loaded by
+// its gate (re-read within a second of any change), or nil when the gateway is
+// not configured or its config could not be loaded. Callers must not modify it.
+func (a *App) gatewayConfig(gateway string) *audit.Config {
+	g := a.gates[gateway]
+	if g == nil {
+		return nil
+	}
+	return g.state.Load().config
 }
 
 // gateSnapshot is what the admin endpoint shows.
