@@ -17,12 +17,16 @@
 #    "files":{"credentials/x.json":{"mode":"0644","content":"{}"}}, "dirs":{"credentials":"0755"},
 #    "symlinks":{"openclaw.json":"real/openclaw.json"}, "env":{"VAR":"v"}}
 # (paths relative to the state dir; a symlink entry moves an existing file to the target first). The
-# audit runs with an empty environment apart from PATH and setup.json's env, and the temp dir's path is
+# audit runs with an empty environment apart from PATH, audit_env and setup.json's env; the temp dir's path is
 # replaced by $ROOT in the recorded output. TestCorpus (go test ./caddymodule/internal/audit) builds
 # cases the same way.
 #
-# Cases configuring discord, slack or whatsapp make the real CLI npm-install that channel's plugin
-# into the throwaway state dir (~80 MB, 20-50 s; needs the npm registry).
+# Configuring a channel whose plugin is not bundled (discord, slack, whatsapp) or some model providers
+# makes the real CLI npm-install the plugin into the state dir while it audits. The corpus points npm
+# at an unreachable registry instead, so that install fails at once and the same way everywhere: runs
+# stay offline, fast and reproducible, and the audit reports what it reports for a gateway whose plugin
+# is not installed yet (no plugins.installs_* findings, which clawgate cannot see anyway: OpenClaw
+# keeps install records in SQLite).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -77,12 +81,16 @@ for (const [link, target] of Object.entries(setup.symlinks ?? {})) {
     fs.mkdirSync(path.dirname(t), { recursive: true });
     fs.renameSync(l, t);
   }
+  fs.mkdirSync(path.dirname(l), { recursive: true });
   fs.symlinkSync(path.relative(path.dirname(l), t), l);
 }
 fs.chmodSync(state, mode(setup.state_dir_mode, "0700"));
 for (const [k, v] of Object.entries(setup.env ?? {})) console.log(`${k}=${v}`);
 EOF
 }
+
+# audit_env is the whole environment of a real audit run, besides PATH and the case's setup.json env.
+audit_env=(npm_config_registry=http://127.0.0.1:9/ npm_config_fetch_retries=0 npm_config_fetch_timeout=2000 npm_config_update_notifier=false)
 
 # run_case <case-name> <out-file>: run the real audit on a freshly built case.
 run_case() {
@@ -91,7 +99,7 @@ run_case() {
 	tmp=$(cd "$tmp" && pwd -P)
 	local envs=()
 	mapfile -t envs < <(build_case "$corpus/$name" "$tmp")
-	env -i PATH="$PATH" "${envs[@]}" "$openclaw" audit "$tmp/state/openclaw.json" "$tmp/state" >"$tmp/out.json" 2>"$tmp/err.txt" || rc=$?
+	env -i PATH="$PATH" "${audit_env[@]}" "${envs[@]}" "$openclaw" audit "$tmp/state/openclaw.json" "$tmp/state" >"$tmp/out.json" 2>"$tmp/err.txt" || rc=$?
 	if ! "$NODE" -e 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).findings.length' "$tmp/out.json" >/dev/null 2>&1; then
 		echo "audit-corpus.sh: case $name: the real audit failed (exit $rc):" >&2
 		head -c 2000 "$tmp/out.json" "$tmp/err.txt" >&2 || true
@@ -168,7 +176,7 @@ cmd_bench() {
 	install -m 600 "$repo"/caddymodule/internal/audit/testdata/bench/* "$tmp/state/"
 	for ((i = 0; i < runs; i++)); do
 		start=$(date +%s%N)
-		env -i PATH="$PATH" "${bench_env[@]}" "$openclaw" audit "$tmp/state/openclaw.json" "$tmp/state" >"$tmp/out.json" 2>&1 ||
+		env -i PATH="$PATH" "${audit_env[@]}" "${bench_env[@]}" "$openclaw" audit "$tmp/state/openclaw.json" "$tmp/state" >"$tmp/out.json" 2>&1 ||
 			die "real audit failed: $(head -c 1000 "$tmp/out.json")"
 		end=$(date +%s%N)
 		total=$((total + (end - start) / 1000))

@@ -201,9 +201,12 @@ func (rt *runtime) workspaceDirs() []string {
 		switch {
 		case ws != "":
 		case normalizeAgentID(ag.id) == defaultID || defaultID == "" && len(rt.agents) == 1:
-			if def != "" {
+			switch {
+			case def != "":
 				ws = def
-			} else {
+			case strings.TrimSpace(rt.cfg.Getenv("OPENCLAW_WORKSPACE_DIR")) != "":
+				ws = strings.TrimSpace(rt.cfg.Getenv("OPENCLAW_WORKSPACE_DIR"))
+			default:
 				ws = filepath.Join(rt.cfg.StateDir, "workspace")
 			}
 		default:

@@ -1,9 +1,3 @@
-// Package audit loads an OpenClaw gateway configuration the way OpenClaw
-// does (JSON5, $include, ${VAR}) and runs the subset of `openclaw security
-// audit` that can be decided from the config, its includes and the
-// filesystem, producing the same check IDs, severities and titles as the real
-// CLI. It knows nothing of Caddy; caddymodule wires it into the gate and the
-// `caddy clawgate audit` command.
 package audit
 
 import (

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"path/filepath"
 	"regexp"
 	"strings"
 )
@@ -22,7 +23,8 @@ type agentEntry struct {
 
 // channelDefaults are the dmPolicy/groupPolicy defaults in the bundled
 // channel schemas of openclaw@2026.9.6 (bundled-channel-config-metadata);
-// validation fills them in, so the audit sees them even when unset.
+// validation fills them in, so the audit sees them even when unset, once the
+// channel's plugin is there to validate against (see newRuntime).
 var channelDefaults = map[string]struct {
 	dm, group       string
 	accDM, accGroup string
@@ -45,9 +47,9 @@ var channelDefaults = map[string]struct {
 	"zalouser":       {group: "allowlist", accGroup: "allowlist"},
 }
 
-// externalChannelPlugins are channels whose plugin is not bundled with
-// openclaw@2026.9.6 and is npm-installed on first use.
-var externalChannelPlugins = map[string]bool{"discord": true, "slack": true, "whatsapp": true}
+// bundledChannelPlugins ship inside openclaw@2026.9.6 (dist/extensions);
+// every other channel plugin is npm-installed on first use.
+var bundledChannelPlugins = map[string]bool{"telegram": true}
 
 func newRuntime(cfg *Config) *runtime {
 	tree := cloneTree(cfg.Tree).(map[string]any)
@@ -68,6 +70,11 @@ func newRuntime(cfg *Config) *runtime {
 			if ch == nil || !ok {
 				continue
 			}
+			// OpenClaw cannot validate (and so does not default) the settings
+			// of an npm-distributed channel until its plugin is installed.
+			if !bundledChannelPlugins[id] && !channelPluginInstalled(cfg.StateDir, id) {
+				continue
+			}
 			setDefault(ch, "dmPolicy", d.dm)
 			setDefault(ch, "groupPolicy", d.group)
 			for _, a := range obj(ch["accounts"]) {
@@ -81,6 +88,13 @@ func newRuntime(cfg *Config) *runtime {
 	rt := &runtime{cfg: cfg, tree: tree}
 	rt.agents = listAgentEntries(tree)
 	return rt
+}
+
+// channelPluginInstalled reports whether OpenClaw's managed npm project for
+// a channel plugin exists under <state>/npm/projects (openclaw-<id>-<hash>).
+func channelPluginInstalled(stateDir, id string) bool {
+	matches, _ := filepath.Glob(filepath.Join(stateDir, "npm", "projects", "openclaw-"+id+"-*", "node_modules", "@openclaw", id, "package.json"))
+	return len(matches) > 0
 }
 
 func setDefault(m map[string]any, k, v string) {
