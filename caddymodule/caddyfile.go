@@ -203,6 +203,9 @@ func unmarshalNode(d *caddyfile.Dispenser) (*NodeConfig, error) {
 //	    }
 //	    allow <cond>... [scopes <s>,<s>...]
 //	    deny <cond>...
+//	    gateway_token {
+//	        env <VAR> | file <path>
+//	    }
 //	    rate_limit {
 //	        failures <n>
 //	        window <duration>
@@ -327,6 +330,12 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser) (bool, error) {
 		case "allow", "deny":
 			rule := append([]string{d.Val()}, d.RemainingArgs()...)
 			h.Rules = append(h.Rules, strings.Join(rule, " "))
+		case "gateway_token":
+			src, err := unmarshalSecretSource(d)
+			if err != nil {
+				return false, err
+			}
+			h.GatewayToken = src
 		case "rate_limit":
 			rl, err := unmarshalRateLimit(d)
 			if err != nil {
@@ -424,6 +433,28 @@ func unmarshalJWT(d *caddyfile.Dispenser) (*JWTConfig, error) {
 		}
 	}
 	return jc, nil
+}
+
+func unmarshalSecretSource(d *caddyfile.Dispenser) (*SecretSource, error) {
+	src := new(SecretSource)
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "env":
+			err = oneArg(d, &src.Env)
+		case "file":
+			err = oneArg(d, &src.File)
+		default:
+			err = d.Errf("unrecognized %s subdirective %q; want env or file", "gateway_token", d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return src, nil
 }
 
 func unmarshalRateLimit(d *caddyfile.Dispenser) (*RateLimitConfig, error) {

@@ -76,11 +76,21 @@ type Handler struct {
 	// Required: a guard with no rules denies everything and is refused at load.
 	Rules []string `json:"rules,omitempty"`
 
+	// GatewayToken is the gateway's own token or password (token or password
+	// auth mode), injected as `Authorization: Bearer` into admitted requests to
+	// its HTTP APIs (/v1/*, /tools/invoke, /api/v1/admin/rpc) so phones and
+	// scripts never hold it. It is never sent on other paths, on WebSocket
+	// upgrades, or for a request the guard did not admit, and never logged. Note
+	// that OpenClaw treats its shared secret as full operator access: the rule's
+	// scope cap does not limit a brokered request. Default: none.
+	GatewayToken *SecretSource `json:"gateway_token,omitempty"`
+
 	// RateLimit bounds failed authentication attempts per client IP and per
 	// identity. Default: 10 failures per minute lock a client out for 5 minutes,
 	// tracking at most 10000 clients.
 	RateLimit *RateLimitConfig `json:"rate_limit,omitempty"`
 
+	brokered string // "Bearer <gateway token>", or ""
 	tokens   *edge.TokenSet
 	jwt      *edge.JWTVerifier
 	policy   *edge.Policy
@@ -113,6 +123,32 @@ type TokenConfig struct {
 	Scopes []string `json:"scopes,omitempty"`
 	// Expires is when the token stops being accepted, in RFC 3339. Default: never.
 	Expires string `json:"expires,omitempty"`
+}
+
+// SecretSource names where a secret lives; the secret itself is never part of
+// the configuration.
+type SecretSource struct {
+	// Env is an environment variable holding the secret.
+	Env string `json:"env,omitempty"`
+	// File is a file holding the secret, not readable by other users.
+	File string `json:"file,omitempty"`
+}
+
+func (s *SecretSource) read() (string, error) {
+	switch {
+	case s.Env != "" && s.File != "":
+		return "", errors.New("env and file are mutually exclusive")
+	case s.Env != "":
+		v := strings.TrimSpace(os.Getenv(s.Env))
+		if v == "" {
+			return "", fmt.Errorf("environment variable %s is empty or unset", s.Env)
+		}
+		return v, nil
+	case s.File != "":
+		b, err := readSecretFile(s.File)
+		return string(b), err
+	}
+	return "", errors.New("env or file is required")
 }
 
 // JWTConfig configures bearer JWT verification.
@@ -208,6 +244,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if h.jwt, err = edge.NewJWTVerifier(cfg); err != nil {
 			return fmt.Errorf("clawgate.jwt: %w", err)
 		}
+	}
+
+	if h.GatewayToken != nil {
+		tok, err := h.GatewayToken.read()
+		if err != nil {
+			return fmt.Errorf("clawgate.gateway_token: %w", err)
+		}
+		h.brokered = "Bearer " + tok
 	}
 
 	if h.policy, err = edge.NewPolicy(h.Rules); err != nil {
@@ -356,6 +400,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// Edge secrets are never passed on to the gateway.
 		r.Header.Del("Authorization")
 	}
+	if h.brokered != "" && brokeredPath(r.URL.Path) && !edge.IsWebSocketUpgrade(r) {
+		r.Header.Set("Authorization", h.brokered)
+	}
 	scopes := edge.ScopesHeader(decision.Scopes)
 	if err := edge.SetForwardHeaders(r.Header, edge.Forward{
 		ClientIP:   clientIP,
@@ -392,6 +439,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			zap.String("scopes", scopes), zap.String("client_ip", clientIP.String()), zap.String("token", fingerprint))
 	}
 	return next.ServeHTTP(w, r)
+}
+
+// brokeredPath reports whether the gateway token is injected on this path: the
+// HTTP APIs that take it as a bearer, and nothing else.
+func brokeredPath(p string) bool {
+	return strings.HasPrefix(p, "/v1/") || p == "/tools/invoke" || p == "/api/v1/admin/rpc"
 }
 
 // isCapabilityPath reports whether OpenClaw would treat the path as a
