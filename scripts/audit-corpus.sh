@@ -3,8 +3,9 @@
 #
 #   scripts/audit-corpus.sh record [case...]   run the real CLI on each case (all when none named) and
 #                                              write <case>/expected.json
-#   scripts/audit-corpus.sh check [N]          re-run the real CLI on N random cases (default 3); fail
-#                                              when its (checkId, severity) set differs from expected.json
+#   scripts/audit-corpus.sh check [N] [case...] re-run the real CLI on N random cases (default 3), or on
+#                                              the named ones; fail when its (checkId, severity) set
+#                                              differs from expected.json
 #   scripts/audit-corpus.sh bench [runs]       time the real CLI (default 3 runs) and `go test -bench
 #                                              BenchmarkAudit` on the same config; print both and the ratio
 #   scripts/audit-corpus.sh list               list the cases
@@ -139,11 +140,17 @@ cmd_record() {
 
 cmd_check() {
 	local n=${1:-3} name tmp bad=0
-	mapfile -t all < <(list_cases)
-	[[ ${#all[@]} -gt 0 ]] || die "no cases under $corpus"
-	mapfile -t picked < <(printf '%s\n' "${all[@]}" | shuf -n "$n")
+	shift || true
+	if [[ $# -gt 0 ]]; then
+		picked=("$@")
+	else
+		mapfile -t all < <(list_cases)
+		[[ ${#all[@]} -gt 0 ]] || die "no cases under $corpus"
+		mapfile -t picked < <(printf '%s\n' "${all[@]}" | shuf -n "$n")
+	fi
 	tmp=$(mktemp -d)
-	trap 'rm -rf "$tmp"' EXIT
+	# Expanded now: the local is gone by the time the EXIT trap runs.
+	trap "rm -rf $(printf %q "$tmp")" EXIT
 	for name in "${picked[@]}"; do
 		[[ -f $corpus/$name/expected.json ]] || die "case $name has no expected.json; run: scripts/audit-corpus.sh record $name"
 		run_case "$name" "$tmp/$name.json" || { bad=$((bad + 1)); continue; }
@@ -170,7 +177,8 @@ bench_env=(TELEGRAM_BOT_TOKEN=123456:bench-telegram-token HOOKS_TOKEN=hk_bench_0
 cmd_bench() {
 	local runs=${1:-3} tmp i start end total=0 ms
 	tmp=$(mktemp -d)
-	trap 'rm -rf "$tmp"' EXIT
+	# Expanded now: the local is gone by the time the EXIT trap runs.
+	trap "rm -rf $(printf %q "$tmp")" EXIT
 	tmp=$(cd "$tmp" && pwd -P)
 	mkdir -p -m 700 "$tmp/state"
 	install -m 600 "$repo"/caddymodule/internal/audit/testdata/bench/* "$tmp/state/"
@@ -199,7 +207,7 @@ record | check | bench)
 	;;
 list) list_cases ;;
 *)
-	sed -n '2,9s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+	sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
 	exit 2
 	;;
 esac
