@@ -66,9 +66,16 @@ the config cannot be read.
 			audit.Flags().String("fail-on", "critical", "exit 1 when a finding at or above this severity is present: critical, warn, info or never")
 			audit.Flags().String("state-dir", "", "OpenClaw's state directory (default: OPENCLAW_STATE_DIR or ~/.openclaw)")
 			cmd.AddCommand(audit)
+			for _, sub := range subcommands {
+				cmd.AddCommand(sub())
+			}
 		},
 	})
 }
+
+// subcommands are the other `caddy clawgate` subcommands; each file that
+// defines one appends its constructor in init.
+var subcommands []func() *cobra.Command
 
 // runAuditCommand audits one config and writes the report; it returns the exit
 // status: 0 clean, 1 a finding at or above failOn, 2 the config could not be
