@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -38,6 +39,10 @@ import (
 //     clawgate must always send it.
 //   - In token mode a device-less client that comes through a proxy (not
 //     direct-local) gets hello-ok with no scopes at all.
+//   - An atomic rewrite of openclaw.json that changes only tools.* is
+//     hot-applied, no restart: "[reload] config hot reload applied (tools)"
+//     about 0.7–0.9 s after the rename, which is after clawgate's gate has
+//     already blocked the gateway (0.3–0.5 s here).
 func TestOpenClawE2E(t *testing.T) {
 	openclawtest.Require(t)
 	begin := time.Now()
@@ -46,13 +51,9 @@ func TestOpenClawE2E(t *testing.T) {
 	t.Logf("TestOpenClawE2E took %v", time.Since(begin).Round(100*time.Millisecond))
 }
 
-// testGateWithRealGateway (insecure edit of openclaw.json → 503 within a
-// second and the open WebSocket closed; restored → traffic resumes) is not
-// written yet: it needs the audit gate the lead is building. It belongs here,
-// run against the trusted-proxy fixture of testOpenClawTrustedProxy.
-
 const (
 	ocSitePort = 18080
+	ocGateTP   = "openclaw-tp" // the trusted-proxy gateway, audited by clawgate's gate
 	ocAlice    = "alice@example.com"
 	ocBob      = "bob@example.com"
 	ocCIUser   = "token:ci" // the identity clawgate forwards for the ci token
@@ -72,7 +73,10 @@ type ocFixture struct {
 // newOCFixture starts the gateway from gatewayConfig (its "port" and
 // "logging.file" are filled in here), then the tailnet and Caddy with
 // guard as the body of the shortcut `clawgate 127.0.0.1:<port> { ... }`.
-func newOCFixture(t *testing.T, gatewayConfig map[string]any, guard string) *ocFixture {
+// With gate set, the clawgate app audits the gateway's real openclaw.json
+// and state dir under that gateway name, and the fixture fails unless the
+// config as written passes the audit.
+func newOCFixture(t *testing.T, gatewayConfig map[string]any, gate, guard string) *ocFixture {
 	t.Helper()
 	f := &ocFixture{tokCI: randToken(t, 32)}
 	t.Setenv("CG_TEST_TOKEN_CI", f.tokCI)
@@ -96,6 +100,16 @@ func newOCFixture(t *testing.T, gatewayConfig map[string]any, guard string) *ocF
 	f.alice = f.tn.NewNode(t, "alice-laptop", tailnettest.WithLogin(ocAlice))
 	f.bob = f.tn.NewNode(t, "bob-phone", tailnettest.WithLogin(ocBob))
 	f.ci = f.tn.NewNode(t, "ci-bot", tailnettest.WithTags("tag:ci"))
+	gateBlock := ""
+	if gate != "" {
+		gateBlock = fmt.Sprintf(`
+		gateway %s {
+			config %s
+			state_dir %s
+			upstream 127.0.0.1:%d
+			origins %s
+		}`, gate, f.gw.ConfigPath(), f.gw.StateDir(), port, ocSiteURL)
+	}
 	startCaddyTailnet(t, fmt.Sprintf(`{
 	admin off
 	auto_https off
@@ -104,7 +118,7 @@ func newOCFixture(t *testing.T, gatewayConfig map[string]any, guard string) *ocF
 			control_url %s
 			state_dir %s
 			ephemeral
-		}
+		}%s
 	}
 }
 http://:%d {
@@ -113,9 +127,17 @@ http://:%d {
 %s
 	}
 }
-`, f.tn.ControlURL, gw.StateDir, ocSitePort, port, guard))
+`, f.tn.ControlURL, gw.StateDir, gateBlock, ocSitePort, port, guard))
 	(&tailnetFixture{tn: f.tn, alice: f.alice, bob: f.bob, ci: f.ci}).waitGW(t)
 	t.Logf("tailnet with 4 nodes and Caddy up in %v", time.Since(start).Round(10*time.Millisecond))
+	if gate != "" {
+		// The gate audits once at start, so its verdict is in already. Said
+		// here, a config the gate refuses fails with the reasons rather than
+		// as a puzzling 503 in whichever subtest comes first.
+		if status, body := ocPost(t, f.alice, "/tools/invoke", `{"tool":"sessions_list","args":{}}`, nil); status == http.StatusServiceUnavailable {
+			t.Fatalf("the gateway's unmodified openclaw.json fails clawgate's gate: %s", body)
+		}
+	}
 	return f
 }
 
@@ -139,7 +161,7 @@ func testOpenClawTrustedProxy(t *testing.T) {
 			"identityScopes": map[string]any{ocAlice: []string{"operator.read", "operator.write", "operator.admin"}},
 		},
 		"controlUi": map[string]any{"allowedOrigins": []string{ocSiteURL}},
-	}}, `		gateway openclaw-tp
+	}}, ocGateTP, `		gateway `+ocGateTP+`
 		token ci {
 			env CG_TEST_TOKEN_CI
 		}
@@ -332,6 +354,271 @@ func testOpenClawTrustedProxy(t *testing.T) {
 			}
 		}
 	})
+
+	// Last: it edits the gateway's config, which the subtests above rely on.
+	t.Run("an insecure openclaw.json closes the gateway until restored", func(t *testing.T) {
+		testGateWithRealGateway(t, f)
+	})
+}
+
+// gateInsecureCheck is what testGateWithRealGateway's edit should trip:
+// tools.elevated.allowFrom.<provider> holding "*" lets anyone on that channel
+// run elevated exec. OpenClaw accepts it (allowFrom is a free map of providers)
+// and hot-applies "tools.*" without a restart, so the gateway keeps serving
+// while clawgate blocks it.
+const gateInsecureCheck = "tools.elevated.allowFrom.whatsapp.wildcard"
+
+// gateWithin is how fast the gate must react to an edit: it promises a change
+// is seen within a second (it audits every 500 ms); the rest is slack for a
+// busy 2-core machine.
+const gateWithin = 1500 * time.Millisecond
+
+// testGateWithRealGateway edits the real gateway's openclaw.json to an insecure
+// setting while alice holds a WebSocket: clawgate closes it and answers 503
+// with the reasons; restoring the original bytes lets her back in. The real
+// `openclaw security audit` must report what clawgate blocked on as critical.
+func testGateWithRealGateway(t *testing.T, f *ocFixture) {
+	path := f.gw.ConfigPath()
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tree map[string]any
+	if err := json.Unmarshal(orig, &tree); err != nil {
+		t.Fatalf("the gateway's openclaw.json is not plain JSON: %v", err)
+	}
+	tree["tools"] = map[string]any{"elevated": map[string]any{
+		"enabled":   true,
+		"allowFrom": map[string]any{"whatsapp": []string{"*"}},
+	}}
+	insecure, err := json.Marshal(tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Whatever happens below, the gateway ends with the config it started with.
+	t.Cleanup(func() { writeFileAtomic(t, path, orig) })
+	logBefore := readGatewayLog(t, f.gw)
+
+	ctx := testCtx(t)
+	oc := dialOC(t, ctx, f.alice, nil)
+	oc.connect(ctx, []string{"operator.read"}, "")
+	wsClosed := make(chan time.Time, 1)
+	go func() {
+		// Events (ticks, health) may arrive; only the end of the stream counts.
+		for {
+			if _, _, err := oc.c.Read(ctx); err != nil {
+				wsClosed <- time.Now()
+				return
+			}
+		}
+	}()
+
+	edited := time.Now()
+	writeFileAtomic(t, path, insecure)
+
+	status, body, took := pollPost(t, f.alice, edited, http.StatusServiceUnavailable)
+	if status != http.StatusServiceUnavailable {
+		t.Fatalf("%v after the insecure edit POST /tools/invoke still answers %d %s, want 503", gateWithin, status, body)
+	}
+	t.Logf("gate reaction: 503 after %v", took.Round(time.Millisecond))
+	var denial struct {
+		Error struct{ Type, Message string }
+	}
+	if err := json.Unmarshal([]byte(body), &denial); err != nil {
+		t.Fatalf("503 body is not JSON: %v: %q", err, body)
+	}
+	if denial.Error.Type != "clawgate_audit_failed" {
+		t.Errorf("503 error.type = %q, want clawgate_audit_failed", denial.Error.Type)
+	}
+	reasons := gateReasonIDs(denial.Error.Message)
+	if !slices.Contains(reasons, gateInsecureCheck) {
+		t.Errorf("503 reasons %q do not name %s: %s", reasons, gateInsecureCheck, body)
+	}
+	if strings.Contains(body, f.gw.Dir) {
+		t.Errorf("503 body reveals the gateway's directory: %s", body)
+	}
+
+	select {
+	case at := <-wsClosed:
+		d := at.Sub(edited)
+		t.Logf("gate reaction: alice's WebSocket closed after %v", d.Round(time.Millisecond))
+		if d > gateWithin {
+			t.Errorf("alice's WebSocket closed %v after the edit, want within %v", d, gateWithin)
+		}
+	case <-time.After(time.Until(edited.Add(gateWithin))):
+		t.Fatalf("alice's WebSocket is still open %v after the insecure edit", gateWithin)
+	}
+
+	// A new WebSocket is refused at the edge too.
+	if c, resp, err := websocket.Dial(ctx, wsURL(), &websocket.DialOptions{HTTPClient: f.alice.HTTPClient()}); err == nil {
+		c.CloseNow()
+		t.Errorf("a new WebSocket upgrade succeeded on a blocked gateway")
+	} else if resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("a new WebSocket upgrade on a blocked gateway: %v, want 503", err)
+	}
+
+	// OpenClaw took the edit as a hot reload: it neither refused the config
+	// nor restarted, so what clawgate blocked was a live, running setting.
+	const hotReload = "[reload] config hot reload applied (tools)"
+	reload := waitGatewayLogAfter(t, f.gw, len(logBefore), hotReload)
+	if strings.Contains(strings.ToLower(reload), "restart") || strings.Contains(strings.ToLower(reload), "invalid") {
+		t.Errorf("gw.log after the edit speaks of a restart or an invalid config:\n%s", tailString(reload, 20))
+	}
+	for _, line := range strings.Split(reload, "\n") {
+		if strings.Contains(line, "[reload]") {
+			t.Logf("gw.log: %s", line)
+		}
+	}
+	logBefore = readGatewayLog(t, f.gw)
+
+	restored := time.Now()
+	writeFileAtomic(t, path, orig)
+	oc = dialUntilServed(t, ctx, f.alice, restored)
+	if oc == nil {
+		t.Fatalf("clawgate still refuses alice's WebSocket %v after openclaw.json was restored", gateWithin)
+	}
+	oc.connect(ctx, []string{"operator.read"}, "")
+	if d := time.Since(restored); d > gateWithin {
+		t.Errorf("alice's hello-ok came %v after the restore, want within %v", d, gateWithin)
+	} else {
+		t.Logf("gate recovery: alice's hello-ok %v after the restore", d.Round(time.Millisecond))
+	}
+	if status, body := ocPost(t, f.alice, "/tools/invoke", `{"tool":"sessions_list","args":{}}`, nil); status != http.StatusOK {
+		t.Errorf("POST /tools/invoke after the restore = %d %s, want 200", status, body)
+	}
+	// OpenClaw took the restore too: the gateway ends as it started.
+	waitGatewayLogAfter(t, f.gw, len(logBefore), hotReload)
+
+	// The oracle: the real CLI, on the same insecure config, must call every
+	// OpenClaw check clawgate blocked on critical, and block-worthy findings
+	// of the CLI must be among clawgate's reasons (but those expected of a
+	// trusted proxy, which clawgate excuses once its own checks pass).
+	dir := t.TempDir()
+	cfgCopy := filepath.Join(dir, "openclaw.json")
+	if err := os.WriteFile(cfgCopy, insecure, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	out := openclawtest.Audit(t, cfgCopy, filepath.Join(dir, "state"), nil)
+	t.Logf("openclaw security audit on the insecure config took %v", time.Since(start).Round(100*time.Millisecond))
+	var report struct {
+		Findings []struct{ CheckID, Severity string }
+	}
+	if err := json.Unmarshal(out, &report); err != nil {
+		t.Fatalf("decoding the audit JSON: %v", err)
+	}
+	critical := map[string]bool{}
+	for _, fd := range report.Findings {
+		if fd.Severity == "critical" {
+			critical[fd.CheckID] = true
+		}
+	}
+	t.Logf("openclaw security audit: critical %q; clawgate's reasons %q", slices.Sorted(maps.Keys(critical)), reasons)
+	for _, id := range reasons {
+		if !strings.HasPrefix(id, "clawgate.") && !critical[id] {
+			t.Errorf("clawgate blocked on %s, which `openclaw security audit` does not report as critical (its critical: %q)", id, slices.Sorted(maps.Keys(critical)))
+		}
+	}
+	for id := range critical {
+		if id != "gateway.trusted_proxy_auth" && !slices.Contains(reasons, id) {
+			t.Errorf("`openclaw security audit` reports %s as critical, but clawgate's reasons %q do not name it", id, reasons)
+		}
+	}
+}
+
+// writeFileAtomic replaces path with data (mode 0600) through a rename, as
+// editors and config tools do, so no reader sees half a file.
+func writeFileAtomic(t testing.TB, path string, data []byte) {
+	t.Helper()
+	tmp := path + ".clawgate-test.tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// pollPost POSTs /tools/invoke as from until it answers want or gateWithin has
+// passed since since; it returns the last answer and when it came.
+func pollPost(t testing.TB, from *tailnettest.Node, since time.Time, want int) (int, string, time.Duration) {
+	t.Helper()
+	for {
+		status, body := ocPost(t, from, "/tools/invoke", `{"tool":"sessions_list","args":{}}`, nil)
+		took := time.Since(since)
+		if status == want || took > gateWithin {
+			return status, body, took
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// dialUntilServed retries alice's WebSocket upgrade until clawgate lets it
+// through (a blocked gateway refuses it with 503) or gateWithin has passed
+// since since; it returns the connection, or nil.
+func dialUntilServed(t testing.TB, ctx context.Context, from *tailnettest.Node, since time.Time) *ocClient {
+	t.Helper()
+	for {
+		hc := from.HTTPClient()
+		c, resp, err := websocket.Dial(ctx, wsURL(), &websocket.DialOptions{HTTPClient: hc})
+		if err == nil {
+			t.Cleanup(hc.CloseIdleConnections)
+			c.SetReadLimit(4 << 20)
+			oc := &ocClient{t: t, c: c}
+			t.Cleanup(oc.close)
+			return oc
+		}
+		hc.CloseIdleConnections()
+		if resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("WebSocket upgrade after the restore: %v, want 503 or success", err)
+		}
+		if time.Since(since) > gateWithin {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// gateReasonIDs returns the check IDs of a clawgate_audit_failed message,
+// "...: <checkId>: <title>; <checkId>: <title>".
+func gateReasonIDs(msg string) []string {
+	_, list, ok := strings.Cut(msg, "fails its security audit: ")
+	if !ok {
+		return nil
+	}
+	var ids []string
+	for _, r := range strings.Split(list, "; ") {
+		if id, _, ok := strings.Cut(r, ": "); ok {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+func readGatewayLog(t testing.TB, gw *openclawtest.Gateway) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(gw.Dir, "gw.log"))
+	if err != nil {
+		t.Fatalf("reading gw.log: %v", err)
+	}
+	return string(b)
+}
+
+// waitGatewayLogAfter waits until the part of gw.log past offset contains
+// substr and returns that part.
+func waitGatewayLogAfter(t testing.TB, gw *openclawtest.Gateway, offset int, substr string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		log := readGatewayLog(t, gw)[offset:]
+		if strings.Contains(log, substr) {
+			return log
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gw.log never showed %q after the edit; new lines:\n%s", substr, tailString(log, 20))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func testOpenClawToken(t *testing.T) {
@@ -341,7 +628,7 @@ func testOpenClawToken(t *testing.T) {
 		"bind":           "loopback",
 		"trustedProxies": []string{"127.0.0.1", "::1"},
 		"auth":           map[string]any{"mode": "token", "token": token},
-	}}, `		gateway openclaw-token
+	}}, "", `		gateway openclaw-token
 		allow user:alice@example.com scopes operator.read,operator.write`)
 
 	t.Run("a browserless client with the token in connect gets hello-ok", func(t *testing.T) {
