@@ -77,6 +77,45 @@ func adaptJSON(t testing.TB, caddyfile string) string {
 	return buf.String() + "\n"
 }
 
+// TestAdaptExamples adapts each runnable examples/*.caddyfile and compares the
+// JSON with testdata/examples/<name>.json.
+func TestAdaptExamples(t *testing.T) {
+	files, err := filepath.Glob("../examples/*.caddyfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 5 {
+		t.Fatalf("found %d examples, want at least 5", len(files))
+	}
+	for _, file := range files {
+		name := strings.TrimSuffix(filepath.Base(file), ".caddyfile")
+		t.Run(name, func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := adaptJSON(t, string(data))
+			golden := filepath.Join("testdata", "examples", name+".json")
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("no golden JSON for %s (run with -update): %v", file, err)
+			}
+			if strings.TrimSpace(got) != strings.TrimSpace(string(want)) {
+				t.Errorf("%s: adapted JSON differs from %s\n--- got\n%s", file, golden, got)
+			}
+		})
+	}
+}
+
 // TestAdaptCaddyfileExample keeps the recommended Caddyfile adaptable.
 func TestAdaptCaddyfileExample(t *testing.T) {
 	data, err := os.ReadFile("../Caddyfile.example")
