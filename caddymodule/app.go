@@ -104,7 +104,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.nodes[name] = cfg
 	}
 	a.metrics = newGateMetrics(ctx.GetMetricsRegistry())
-	return a.provisionGates()
+	if err := a.provisionGates(); err != nil {
+		return err
+	}
+	return a.provisionPairing()
 }
 
 // Validate checks the nodes' settings without touching the tailnet.

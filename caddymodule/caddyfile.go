@@ -120,6 +120,8 @@ func unmarshalGateway(d *caddyfile.Dispenser) (*GatewayConfig, error) {
 				err = d.ArgErr()
 			}
 			gc.Origins = append(gc.Origins, origins...)
+		case "pairing":
+			gc.Pairing, err = unmarshalPairing(d)
 		default:
 			err = d.Errf("unrecognized gateway subdirective %q", d.Val())
 		}

@@ -55,6 +55,10 @@ type GatewayConfig struct {
 	// clawgate (https://<node>.<tailnet>.ts.net), checked against
 	// gateway.controlUi.allowedOrigins. Default: not checked.
 	Origins []string `json:"origins,omitempty"`
+
+	// Pairing requires each tailnet device to be approved once before it
+	// reaches this gateway. Default: off.
+	Pairing *PairingConfig `json:"pairing,omitempty"`
 }
 
 // gateInterval is how often a gateway's config is audited again; a change is

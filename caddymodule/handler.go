@@ -388,6 +388,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.deny(w, r, http.StatusForbidden, "forbidden", "no rule allows this request", id, fingerprint, zap.Int("rule", decision.Rule), zap.String("why", decision.Reason))
 	}
 
+	if h.app != nil && h.app.checkDevice(w, r, h, id) {
+		return nil
+	}
+
 	if h.app != nil {
 		if blocked, reasons := h.app.gateStatus(h.Gateway); blocked {
 			return h.deny(w, r, http.StatusServiceUnavailable, "audit_failed",
