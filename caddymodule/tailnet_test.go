@@ -68,7 +68,23 @@ http://:%d {
 		allow tag:ci token:ci scopes operator.read
 	}
 }
-`, f.tn.ControlURL, gw.StateDir, nodeExtra, f.port, f.be.addr())
+http://:%d {
+	bind clawgate/gw
+	clawgate {
+		upstream %s
+		allow user:alice@example.com scopes operator.read
+		allow tag:ci scopes none
+	}
+	reverse_proxy %s {
+		header_up X-Test-Auth-User {http.auth.user.id}
+		header_up X-Test-Login {clawgate.login}
+		header_up X-Test-Node {clawgate.node}
+		header_up X-Test-Tags {clawgate.tags}
+		header_up X-Test-Gateway {clawgate.gateway}
+		header_up X-Test-Decision {clawgate.decision}
+	}
+}
+`, f.tn.ControlURL, gw.StateDir, nodeExtra, f.port, f.be.addr(), f.port+1, f.be.addr(), f.be.addr())
 	}
 	startCaddyTailnet(t, f.caddyfile(""))
 	f.waitGW(t)
@@ -223,10 +239,38 @@ func TestTailnetFrontDoor(t *testing.T) {
 		})
 	}
 
+	t.Run("placeholders carry the identity", func(t *testing.T) {
+		tests := []struct {
+			from *tailnettest.Node
+			want map[string]string
+		}{
+			{f.alice, map[string]string{"X-Test-Auth-User": "alice@example.com", "X-Test-Login": "alice@example.com", "X-Test-Node": "alice-laptop", "X-Test-Tags": "", "X-Test-Gateway": "default", "X-Test-Decision": "0"}},
+			{f.ci, map[string]string{"X-Test-Auth-User": "node:ci-bot", "X-Test-Node": "ci-bot", "X-Test-Tags": "tag:ci", "X-Test-Decision": "1"}},
+		}
+		for _, tt := range tests {
+			client := tt.from.HTTPClient()
+			resp, err := client.Get(fmt.Sprintf("http://gw.%s:%d/", tailnettest.Domain, f.port+1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			client.CloseIdleConnections()
+			if resp.StatusCode != 200 {
+				t.Fatalf("%s: status %d", tt.from.Hostname, resp.StatusCode)
+			}
+			got := f.be.last(t).Header
+			for k, v := range tt.want {
+				if got.Get(k) != v {
+					t.Errorf("%s: %s = %q, want %q", tt.from.Hostname, k, got.Get(k), v)
+				}
+			}
+		}
+	})
+
 	t.Run("only the site's port is reachable", func(t *testing.T) {
 		gwIP := nodeByName("gw").tailnetIPs()[0]
 		_, bePort, _ := net.SplitHostPort(f.be.addr())
-		for _, port := range []string{bePort, "18789", "22", "2019"} {
+		for _, port := range []string{bePort, "18789", "22", "2019", "443"} {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			c, err := f.alice.Dial(ctx, "tcp", net.JoinHostPort(gwIP.String(), port))
 			cancel()
