@@ -1,0 +1,317 @@
+package setup
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/audit"
+	"github.com/clawgate/clawgate/caddymodule/internal/edge"
+)
+
+// DefaultUserHeader is the header a guard sends the user in unless its
+// user_header says otherwise.
+const DefaultUserHeader = "x-forwarded-user"
+
+// DefaultPort is OpenClaw's default gateway port, and so what clawgate's gate
+// expects when its gateway block names no upstream.
+const DefaultPort = 18789
+
+// RequiredHeaders are the forwarding headers every admitted request carries
+// from clawgate that OpenClaw should insist on, so a request that did not come
+// through clawgate lacks them. (X-Forwarded-For is sent too, but OpenClaw reads
+// it for attribution, not as a required header.)
+var RequiredHeaders = []string{"x-forwarded-proto", "x-forwarded-host"}
+
+// operatorScopes are the scopes OpenClaw's config schema accepts in
+// gateway.auth.identityScopes (openclaw@2026.9.6, OperatorScopeSchema); any
+// other name there stops the gateway from starting.
+var operatorScopes = []string{
+	"operator.admin", "operator.read", "operator.write", "operator.sessions.read", "operator.sessions.write",
+	"operator.approvals", "operator.questions", "operator.pairing", "operator.talk", "operator.talk.secrets",
+}
+
+const adminScope = "operator.admin"
+
+// Guard is one clawgate guard in front of a gateway, as configured in Caddy.
+type Guard struct {
+	// UserHeader is the header the guard sends the user in. Default:
+	// DefaultUserHeader.
+	UserHeader string
+	// Port is the loopback port the guard's upstream names; 0 when unknown.
+	Port int
+	// Rules are the guard's policy rules, as written.
+	Rules []string
+	// Tokens are the guard's static tokens (names, users and scope caps only;
+	// never their secrets).
+	Tokens []Token
+}
+
+// Token is a static bearer token of a guard, without its secret.
+type Token struct {
+	Name   string
+	User   string
+	Scopes []string
+}
+
+// Input is what the Caddy config says about one gateway.
+type Input struct {
+	// Guards are every guard naming the gateway.
+	Guards []Guard
+	// Origins are the origins listed in the gateway's block of the clawgate
+	// app; when set they are the Control UI origins.
+	Origins []string
+	// SiteOrigins are the https origins of tailnet sites (bound to
+	// clawgate/<node>, with a *.ts.net host) whose guards name the gateway;
+	// used when Origins is empty.
+	SiteOrigins []string
+	// Upstream is the port of the upstream in the gateway's block; 0 when the
+	// block names none (the gate then expects DefaultPort).
+	Upstream int
+	// Gated reports whether the clawgate app has a block for the gateway (and
+	// so audits it).
+	Gated bool
+}
+
+// Edge is what clawgate does in front of one gateway: what it sends and whom
+// it admits, which the gateway's openclaw.json has to agree with.
+type Edge struct {
+	// UserHeader is the header carrying the user, lowercase.
+	UserHeader string
+	// RequiredHeaders are the forwarding headers OpenClaw should require.
+	RequiredHeaders []string
+	// Users are the identities clawgate's rules admit by name (logins and
+	// token users), lowercase and sorted: gateway.auth.trustedProxy.allowUsers.
+	Users []string
+	// Scopes are, per user, the operator scopes the allow rules naming that
+	// user grant: gateway.auth.identityScopes. Users whose rules grant none
+	// are absent.
+	Scopes map[string][]string
+	// AutoApproveScopes are the scopes device auto-approval may grant when
+	// asked for: every scope a rule grants, operator.admin excepted.
+	AutoApproveScopes []string
+	// Origins are the browser origins of the Control UI through clawgate.
+	Origins []string
+	// Port is the loopback port clawgate proxies to; 0 skips the check.
+	Port int
+	// Notes are things about the edge that the config change cannot fix and
+	// the user should know.
+	Notes []string
+}
+
+// Expect is what clawgate's gate checks a config against for this edge.
+func (e Edge) Expect() audit.Expect {
+	return audit.Expect{
+		UserHeader:      e.UserHeader,
+		RequiredHeaders: audit.DefaultRequiredHeaders,
+		Users:           e.Users,
+		Origins:         e.Origins,
+		Port:            e.Port,
+	}
+}
+
+// Derive works out what the gateway's config has to agree with from the
+// guards in front of it. It fails when the guards disagree in a way no single
+// gateway config can satisfy (two user headers, two upstream ports), or when a
+// rule does not parse.
+func Derive(in Input) (Edge, error) {
+	e := Edge{RequiredHeaders: slices.Clone(RequiredHeaders), Scopes: map[string][]string{}}
+	if len(in.Guards) == 0 {
+		return e, fmt.Errorf("no clawgate guard names this gateway")
+	}
+	users := map[string]bool{}
+	scopes := map[string]map[string]bool{}
+	all := map[string]bool{}
+	unknown := map[string]bool{}
+	grant := func(user string, sc []string) {
+		for _, s := range sc {
+			if !slices.Contains(operatorScopes, s) {
+				unknown[s] = true
+				continue
+			}
+			all[s] = true
+			if scopes[user] == nil {
+				scopes[user] = map[string]bool{}
+			}
+			scopes[user][s] = true
+		}
+	}
+	ports := map[int]bool{}
+	for gi, g := range in.Guards {
+		h := strings.ToLower(strings.TrimSpace(g.UserHeader))
+		if h == "" {
+			h = DefaultUserHeader
+		}
+		if e.UserHeader != "" && e.UserHeader != h {
+			return e, fmt.Errorf("guards send the user in different headers (%s and %s); OpenClaw reads one", e.UserHeader, h)
+		}
+		e.UserHeader = h
+		if g.Port > 0 {
+			ports[g.Port] = true
+		}
+		for _, t := range g.Tokens {
+			users[tokenUser(t)] = true
+		}
+		for ri, raw := range g.Rules {
+			rule, err := edge.ParseRule(raw)
+			if err != nil {
+				return e, fmt.Errorf("guard %d, rule %d %q: %w", gi+1, ri+1, raw, err)
+			}
+			if rule.Action != edge.Allow {
+				continue
+			}
+			named, tokens, other := ruleSubjects(rule.Source)
+			for _, u := range named {
+				if strings.HasPrefix(u, "@") {
+					e.Notes = append(e.Notes, fmt.Sprintf("rule %q admits a whole domain (%s): OpenClaw's allowUsers cannot say that, so those users are refused by the gateway unless also named", rule.Source, u))
+					continue
+				}
+				users[u] = true
+				grant(u, rule.Scopes)
+			}
+			if len(named) == 0 {
+				for _, t := range g.Tokens {
+					if !slices.Contains(tokens, "*") && !slices.Contains(tokens, strings.ToLower(t.Name)) {
+						continue
+					}
+					sc := rule.Scopes
+					if len(t.Scopes) > 0 {
+						sc = intersect(sc, t.Scopes)
+					}
+					grant(tokenUser(t), sc)
+				}
+			}
+			if len(named) == 0 && len(tokens) == 0 && other != "" {
+				e.Notes = append(e.Notes, fmt.Sprintf("rule %q admits callers by %s, not by name: OpenClaw's allowUsers lists only named users and tokens, so the gateway refuses those callers unless their identity is also named in a rule", rule.Source, other))
+			}
+		}
+	}
+	for u := range users {
+		e.Users = append(e.Users, u)
+	}
+	sort.Strings(e.Users)
+	for u, set := range scopes {
+		e.Scopes[u] = sortedKeys(set)
+	}
+	for s := range all {
+		if s != adminScope {
+			e.AutoApproveScopes = append(e.AutoApproveScopes, s)
+		}
+	}
+	sort.Strings(e.AutoApproveScopes)
+	for _, s := range sortedKeys(unknown) {
+		e.Notes = append(e.Notes, fmt.Sprintf("scope %q is granted by a rule but is not an OpenClaw operator scope; it is left out of identityScopes (OpenClaw refuses unknown scopes there)", s))
+	}
+
+	e.Origins = normalizeOrigins(in.Origins)
+	if len(e.Origins) == 0 {
+		e.Origins = normalizeOrigins(in.SiteOrigins)
+	}
+	if len(e.Origins) == 0 {
+		e.Notes = append(e.Notes, "no Control UI origin is known (no `origins` in the clawgate gateway block and no *.ts.net site bound to clawgate/<node>): gateway.controlUi.allowedOrigins is left alone")
+	}
+
+	guardPorts := sortedIntKeys(ports)
+	switch {
+	case in.Upstream > 0:
+		e.Port = in.Upstream
+		for _, p := range guardPorts {
+			if p != in.Upstream {
+				e.Notes = append(e.Notes, fmt.Sprintf("a guard proxies to port %d but the clawgate gateway block says upstream port %d: the gateway cannot listen on both", p, in.Upstream))
+			}
+		}
+	case len(guardPorts) > 1:
+		return e, fmt.Errorf("guards proxy to different ports (%v); one gateway listens on one", guardPorts)
+	case len(guardPorts) == 1:
+		e.Port = guardPorts[0]
+		if in.Gated && e.Port != DefaultPort {
+			e.Notes = append(e.Notes, fmt.Sprintf("the clawgate gateway block names no upstream, so its gate expects port %d while the guards proxy to %d: add `upstream 127.0.0.1:%d` to the block", DefaultPort, e.Port, e.Port))
+		}
+	case in.Gated:
+		e.Port = DefaultPort
+	}
+	return e, nil
+}
+
+// ruleSubjects returns the user: values (lowercase), the token: values
+// (lowercase), and the first condition that admits by something other than a
+// name, of an allow rule as normalised by edge.ParseRule.
+func ruleSubjects(source string) (users, tokens []string, other string) {
+	fields := strings.Fields(source)
+	for i := 1; i < len(fields); i++ {
+		f := fields[i]
+		if f == "scopes" {
+			break
+		}
+		switch {
+		case strings.HasPrefix(f, "user:"):
+			for _, u := range strings.Split(f[len("user:"):], ",") {
+				if u = strings.ToLower(strings.TrimSpace(u)); u != "" {
+					users = append(users, u)
+				}
+			}
+		case strings.HasPrefix(f, "token:"):
+			for _, t := range strings.Split(f[len("token:"):], ",") {
+				if t = strings.ToLower(strings.TrimSpace(t)); t != "" {
+					tokens = append(tokens, t)
+				}
+			}
+		default:
+			if other == "" {
+				other = f
+			}
+		}
+	}
+	return users, tokens, other
+}
+
+// tokenUser is the identity clawgate forwards for a token caller without a
+// tailnet login, as edge.Identity.User has it.
+func tokenUser(t Token) string {
+	if t.User != "" {
+		return strings.ToLower(strings.TrimSpace(t.User))
+	}
+	return "token:" + strings.ToLower(t.Name)
+}
+
+func intersect(a, b []string) []string {
+	var out []string
+	for _, s := range a {
+		if slices.Contains(b, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// normalizeOrigins lowercases, drops trailing slashes and duplicates, and
+// sorts, as OpenClaw compares origins.
+func normalizeOrigins(in []string) []string {
+	set := map[string]bool{}
+	for _, o := range in {
+		o = strings.TrimRight(strings.ToLower(strings.TrimSpace(o)), "/")
+		if o != "" {
+			set[o] = true
+		}
+	}
+	return sortedKeys(set)
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sortedIntKeys(m map[int]bool) []int {
+	out := make([]int, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Ints(out)
+	return out
+}
