@@ -295,6 +295,9 @@ func normalizeOrigins(in []string) []string {
 			set[o] = true
 		}
 	}
+	if len(set) == 0 {
+		return nil
+	}
 	return sortedKeys(set)
 }
 
