@@ -17,13 +17,16 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "clawgate",
-		Usage: "audit [--json] [--fail-on critical|warn|info|never] [--state-dir DIR] [CONFIG]",
+		Usage: "audit [--json] [--fail-on critical|warn|info|never] [--state-dir DIR] [CONFIG] | setup [--config Caddyfile] [--gateway NAME] [--write] [--json]",
 		Short: "clawgate's tools for OpenClaw gateways",
 		Long: `
 clawgate's command-line tools.
 
   caddy clawgate audit [CONFIG]   audits an OpenClaw openclaw.json the way
                                   'openclaw security audit' does
+  caddy clawgate setup [--write]  makes each gateway's openclaw.json agree
+                                  with clawgate (shows the diff; --write
+                                  applies it, keeping a backup)
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			audit := &cobra.Command{
@@ -66,6 +69,7 @@ the config cannot be read.
 			audit.Flags().String("fail-on", "critical", "exit 1 when a finding at or above this severity is present: critical, warn, info or never")
 			audit.Flags().String("state-dir", "", "OpenClaw's state directory (default: OPENCLAW_STATE_DIR or ~/.openclaw)")
 			cmd.AddCommand(audit)
+			cmd.AddCommand(newSetupCommand())
 			for _, sub := range subcommands {
 				cmd.AddCommand(sub())
 			}

@@ -1,0 +1,457 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/spf13/cobra"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/audit"
+	"github.com/clawgate/clawgate/caddymodule/internal/setup"
+)
+
+// newSetupCommand is `caddy clawgate setup`.
+func newSetupCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "setup [--config Caddyfile] [--adapter NAME] [--gateway NAME] [--write] [--json] [--device-auto-approve]",
+		Short: "Makes each gateway's openclaw.json agree with clawgate",
+		Long: `
+Reads clawgate's Caddy config and, for each OpenClaw gateway its guards front,
+the gateway's openclaw.json, and shows as a diff of config paths, with a reason
+for each, what OpenClaw needs so that it accepts clawgate and nothing else:
+gateway.bind "loopback", gateway.trustedProxies ["127.0.0.1", "::1"],
+gateway.auth.mode "trusted-proxy" with the user header and forwarding headers
+clawgate sends, allowLoopback, allowUsers = the users clawgate's rules admit,
+identityScopes from the rules' scopes, controlUi.allowedOrigins = the tailnet
+origins, no shared token (moved to gateway.auth.password for the local CLI),
+and no Tailscale Serve/Funnel managed by OpenClaw.
+
+With --write the changes are made in place: comments and layout are kept,
+each file is replaced atomically (mode 0600) after a timestamped backup next
+to it, and the config is audited again. setup refuses to write a file that
+changed since it was read, a symlink, a read-only file, or a change it cannot
+make safely in the text (it says which and why). Secrets are never printed.
+
+The gateway's config is the one its block in the clawgate app names
+('config'), else OpenClaw's default (OPENCLAW_CONFIG_PATH, else
+~/.openclaw/openclaw.json).
+
+Exit status: 0 when the configs agree (or were made to), 1 when changes are
+pending (without --write) or clawgate.* findings remain, 2 on errors.
+`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			var o setupOptions
+			o.config, _ = c.Flags().GetString("config")
+			o.adapter, _ = c.Flags().GetString("adapter")
+			o.gateway, _ = c.Flags().GetString("gateway")
+			o.write, _ = c.Flags().GetBool("write")
+			o.asJSON, _ = c.Flags().GetBool("json")
+			o.autoApprove, _ = c.Flags().GetBool("device-auto-approve")
+			code, err := runSetupCommand(c.OutOrStdout(), o)
+			if err != nil {
+				fmt.Fprintln(c.ErrOrStderr(), "clawgate setup:", err)
+			}
+			if code != 0 {
+				os.Exit(code)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().String("config", "", "clawgate's Caddy config (default: ./Caddyfile)")
+	cmd.Flags().String("adapter", "", "config adapter (default: caddyfile, or none for a .json file)")
+	cmd.Flags().String("gateway", "", "only this gateway (default: every gateway a guard names)")
+	cmd.Flags().Bool("write", false, "apply the changes (a backup of each file is kept)")
+	cmd.Flags().Bool("json", false, "print the plan and result as JSON")
+	cmd.Flags().Bool("device-auto-approve", false, "also let OpenClaw pair browsers that come through clawgate without approval, with the rules' non-admin scopes")
+	return cmd
+}
+
+type setupOptions struct {
+	config, adapter, gateway   string
+	write, asJSON, autoApprove bool
+	now                        func() time.Time
+	loadOpts                   func(name string, gc *GatewayConfig) audit.LoadOptions // tests: isolate from the process environment
+}
+
+// setupReport is one gateway's part of the output.
+type setupReport struct {
+	Gateway string `json:"gateway"`
+	*setup.Plan
+	Result *setup.Result `json:"result,omitempty"`
+	Error  string        `json:"error,omitempty"`
+}
+
+// runSetupCommand plans (and with write applies) the changes for each
+// gateway; it returns the exit status.
+func runSetupCommand(out io.Writer, o setupOptions) (int, error) {
+	if o.now == nil {
+		o.now = time.Now
+	}
+	cfgJSON, err := loadCaddyJSON(o.config, o.adapter)
+	if err != nil {
+		return 2, err
+	}
+	gateways, err := setupGateways(cfgJSON)
+	if err != nil {
+		return 2, err
+	}
+	names := make([]string, 0, len(gateways))
+	for name := range gateways {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	if o.gateway != "" {
+		if gateways[o.gateway] == nil {
+			return 2, fmt.Errorf("no gateway %q in the config (gateways: %s)", o.gateway, strings.Join(names, ", "))
+		}
+		names = []string{o.gateway}
+	}
+	if len(names) == 0 {
+		return 2, errors.New("the config has no clawgate guard and no clawgate gateway: nothing to set up")
+	}
+
+	code := 0
+	worse := func(c int) {
+		if c > code {
+			code = c
+		}
+	}
+	seen := map[string]string{} // config path -> gateway
+	var reports []setupReport
+	for _, name := range names {
+		g := gateways[name]
+		r := setupReport{Gateway: name}
+		reports = append(reports, r)
+		rp := &reports[len(reports)-1]
+		fail := func(err error) {
+			rp.Error = err.Error()
+			worse(2)
+		}
+		e, err := setup.Derive(g.in)
+		if err != nil {
+			fail(fmt.Errorf("gateway %q: %w", name, err))
+			continue
+		}
+		lo := audit.LoadOptions{}
+		if g.block != nil {
+			lo = audit.LoadOptions{ConfigPath: g.block.Config, StateDir: g.block.StateDir}
+		}
+		if o.loadOpts != nil {
+			lo = o.loadOpts(name, g.block)
+		}
+		p, err := setup.Prepare(lo, e, setup.Options{DeviceAutoApprove: o.autoApprove})
+		if err != nil {
+			fail(fmt.Errorf("gateway %q: %w", name, err))
+			continue
+		}
+		rp.Plan = p
+		if other, dup := seen[p.Config]; dup {
+			fail(fmt.Errorf("gateways %q and %q both use %s; give each its own `config` in the clawgate gateway block", other, name, p.Config))
+			continue
+		}
+		seen[p.Config] = name
+		if g.block == nil {
+			p.Notes = append(p.Notes, fmt.Sprintf("the clawgate app has no `gateway %s` block, so this is OpenClaw's default config and clawgate's gate does not audit it; add the block to have clawgate refuse traffic while the config is unsafe", name))
+		}
+		if !p.Pending() {
+			continue
+		}
+		if !o.write {
+			worse(1)
+			if p.Unwritable != "" {
+				worse(2)
+			}
+			continue
+		}
+		res, err := p.Write(o.now())
+		rp.Result = res
+		if err != nil {
+			fail(fmt.Errorf("gateway %q: %w", name, err))
+			continue
+		}
+		if len(res.Consistency) > 0 {
+			worse(1)
+		}
+	}
+
+	if o.asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(struct {
+			Gateways []setupReport `json:"gateways"`
+		}{reports}); err != nil {
+			return 2, err
+		}
+		return code, nil
+	}
+	writeSetupText(out, reports, o.write)
+	return code, nil
+}
+
+// writeSetupText prints the plans and results for people.
+func writeSetupText(out io.Writer, reports []setupReport, wrote bool) {
+	pending := false
+	for i, r := range reports {
+		if i > 0 {
+			fmt.Fprintln(out)
+		}
+		if r.Plan == nil {
+			fmt.Fprintf(out, "gateway %q: error: %s\n", r.Gateway, r.Error)
+			continue
+		}
+		fmt.Fprintf(out, "gateway %q: %s\n", r.Gateway, r.Config)
+		if !r.Pending() {
+			fmt.Fprintln(out, "  agrees with clawgate; nothing to change")
+		}
+		for _, c := range r.Changes {
+			switch c.Op {
+			case "add":
+				fmt.Fprintf(out, "  + %s = %s\n", c.Path, c.New)
+			case "set":
+				fmt.Fprintf(out, "  ~ %s: %s -> %s\n", c.Path, c.Old, c.New)
+			case "remove":
+				fmt.Fprintf(out, "  - %s (was %s)\n", c.Path, c.Old)
+			case "move":
+				fmt.Fprintf(out, "  > %s moved to %s (%s)\n", c.Path, c.New, c.Old)
+			}
+			fmt.Fprintf(out, "      %s\n", c.Reason)
+			if c.File != "" {
+				fmt.Fprintf(out, "      (in %s)\n", c.File)
+			}
+		}
+		for _, n := range r.Notes {
+			fmt.Fprintf(out, "  note: %s\n", n)
+		}
+		if r.Unwritable != "" {
+			fmt.Fprintf(out, "  cannot write this: %s\n", r.Unwritable)
+		}
+		if r.Error != "" {
+			fmt.Fprintf(out, "  error: %s\n", r.Error)
+		}
+		if r.Pending() && !wrote {
+			pending = true
+		}
+		if res := r.Result; res != nil {
+			for i, w := range res.Written {
+				fmt.Fprintf(out, "  wrote %s", w)
+				if i < len(res.Backups) {
+					fmt.Fprintf(out, " (backup: %s)", res.Backups[i])
+				}
+				fmt.Fprintln(out)
+			}
+			if len(res.Written) == 0 {
+				continue
+			}
+			s := res.Report.Summary
+			fmt.Fprintf(out, "  audit of the written config: %d critical · %d warn · %d info\n", s.Critical, s.Warn, s.Info)
+			expected := audit.ExpectedByDesign(res.Consistency)
+			for _, f := range append(slices.Clone(res.Consistency), res.Report.Findings...) {
+				if f.Severity == audit.SeverityInfo {
+					continue
+				}
+				tag := ""
+				if slices.Contains(expected, f.CheckID) {
+					tag = " (expected behind clawgate)"
+				}
+				fmt.Fprintf(out, "    %-8s %s: %s%s\n", f.Severity, f.CheckID, f.Title, tag)
+			}
+			fmt.Fprintln(out, "  OpenClaw applies config changes itself; restart the gateway if it is not watching its config.")
+		}
+	}
+	if pending {
+		fmt.Fprintln(out, "\nRun `caddy clawgate setup --write` to apply these changes (each file is backed up first).")
+	}
+}
+
+// loadCaddyJSON reads clawgate's Caddy config as JSON, adapting a Caddyfile.
+func loadCaddyJSON(path, adapter string) ([]byte, error) {
+	if path == "" {
+		path = "Caddyfile"
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading Caddy config: %w", err)
+	}
+	if adapter == "" {
+		if strings.EqualFold(filepath.Ext(path), ".json") {
+			return data, nil
+		}
+		adapter = "caddyfile"
+	}
+	a := caddyconfig.GetAdapter(adapter)
+	if a == nil {
+		return nil, fmt.Errorf("unknown config adapter %q", adapter)
+	}
+	out, _, err := a.Adapt(data, map[string]any{"filename": path})
+	if err != nil {
+		return nil, fmt.Errorf("adapting %s: %w", path, err)
+	}
+	return out, nil
+}
+
+// setupGateway is what the Caddy config says about one gateway.
+type setupGateway struct {
+	block *GatewayConfig
+	in    setup.Input
+}
+
+// setupGateways collects, per gateway name, its block in the clawgate app and
+// every guard (http.handlers.clawgate, wherever it sits in the HTTP routes)
+// that names it, with the tailnet origins of the sites those guards serve.
+func setupGateways(cfgJSON []byte) (map[string]*setupGateway, error) {
+	var root struct {
+		Apps struct {
+			Clawgate *App           `json:"clawgate"`
+			HTTP     map[string]any `json:"http"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(cfgJSON, &root); err != nil {
+		return nil, fmt.Errorf("reading Caddy config JSON: %w", err)
+	}
+	out := map[string]*setupGateway{}
+	get := func(name string) *setupGateway {
+		if out[name] == nil {
+			out[name] = &setupGateway{}
+		}
+		return out[name]
+	}
+	if app := root.Apps.Clawgate; app != nil {
+		for name, gc := range app.Gateways {
+			if gc == nil {
+				gc = &GatewayConfig{}
+			}
+			g := get(name)
+			g.block = gc
+			g.in.Gated = true
+			g.in.Origins = gc.Origins
+			if gc.Upstream != "" {
+				ap, err := parseUpstream(gc.Upstream)
+				if err != nil {
+					return nil, fmt.Errorf("clawgate.gateways.%s.upstream: %w", name, err)
+				}
+				g.in.Upstream = int(ap.Port())
+			}
+		}
+	}
+	servers, _ := root.Apps.HTTP["servers"].(map[string]any)
+	for _, sname := range sortedMapKeys(servers) {
+		srv, _ := servers[sname].(map[string]any)
+		scheme, port, tailnet := serverListener(srv)
+		var walkErr error
+		walkGuards(srv, nil, func(raw map[string]any, hosts []string) {
+			var h Handler
+			b, _ := json.Marshal(raw)
+			if err := json.Unmarshal(b, &h); err != nil {
+				walkErr = fmt.Errorf("server %s: reading a clawgate guard: %w", sname, err)
+				return
+			}
+			if h.Gateway == "" {
+				h.Gateway = "default"
+			}
+			guard := setup.Guard{UserHeader: h.UserHeader, Rules: h.Rules}
+			if ap, err := parseUpstream(h.Upstream); err == nil {
+				guard.Port = int(ap.Port())
+			}
+			for _, t := range h.Tokens {
+				guard.Tokens = append(guard.Tokens, setup.Token{Name: t.Name, User: t.User, Scopes: t.Scopes})
+			}
+			g := get(h.Gateway)
+			g.in.Guards = append(g.in.Guards, guard)
+			if tailnet {
+				for _, host := range hosts {
+					if strings.HasSuffix(strings.ToLower(host), ".ts.net") && !strings.Contains(host, "*") {
+						g.in.SiteOrigins = append(g.in.SiteOrigins, siteOrigin(scheme, host, port))
+					}
+				}
+			}
+		})
+		if walkErr != nil {
+			return nil, walkErr
+		}
+	}
+	return out, nil
+}
+
+// serverListener tells whether a server listens on a clawgate node, and the
+// scheme and port browsers use to reach it.
+func serverListener(srv map[string]any) (scheme string, port int, tailnet bool) {
+	listen, _ := srv["listen"].([]any)
+	for _, l := range listen {
+		addr, _ := l.(string)
+		rest, ok := strings.CutPrefix(addr, networkName+"/")
+		if !ok {
+			continue
+		}
+		tailnet = true
+		if _, p, err := net.SplitHostPort(rest); err == nil {
+			port, _ = strconv.Atoi(p)
+		}
+	}
+	scheme = "http"
+	if _, hasTLS := srv["tls_connection_policies"]; hasTLS || port == 443 {
+		scheme = "https"
+	}
+	return scheme, port, tailnet
+}
+
+func siteOrigin(scheme, host string, port int) string {
+	host = strings.ToLower(host)
+	if port == 0 || scheme == "https" && port == 443 || scheme == "http" && port == 80 {
+		return scheme + "://" + host
+	}
+	return scheme + "://" + net.JoinHostPort(host, strconv.Itoa(port))
+}
+
+// walkGuards calls visit for every clawgate handler below v, with the hosts
+// the routes on the way match.
+func walkGuards(v any, hosts []string, visit func(map[string]any, []string)) {
+	switch t := v.(type) {
+	case map[string]any:
+		if t["handler"] == "clawgate" {
+			visit(t, hosts)
+			return
+		}
+		if match, ok := t["match"].([]any); ok {
+			hosts = slices.Clone(hosts)
+			for _, m := range match {
+				mm, _ := m.(map[string]any)
+				list, _ := mm["host"].([]any)
+				for _, h := range list {
+					if s, ok := h.(string); ok {
+						hosts = append(hosts, s)
+					}
+				}
+			}
+		}
+		for _, k := range sortedMapKeys(t) {
+			if k != "match" {
+				walkGuards(t[k], hosts, visit)
+			}
+		}
+	case []any:
+		for _, e := range t {
+			walkGuards(e, hosts, visit)
+		}
+	}
+}
+
+func sortedMapKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,270 @@
+package caddymodule
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/audit"
+	"github.com/clawgate/clawgate/caddymodule/internal/setup"
+)
+
+// setupCaddyfile is a clawgate config with two gateways: "home" with a block
+// in the app and a tailnet site, "lab" guarded but without a block.
+const setupCaddyfile = `{
+	clawgate {
+		gateway home {
+			config %s
+			state_dir %s
+			upstream 127.0.0.1:18789
+		}
+	}
+}
+https://gw.tail1234.ts.net {
+	bind clawgate/gw
+	handle /api/* {
+		clawgate 127.0.0.1:18789 {
+			gateway home
+			user_header X-Forwarded-User
+			token ci {
+				env CG_SETUP_TOKEN
+				scopes operator.read
+			}
+			allow user:alice@example.com scopes operator.read,operator.write
+			allow tag:ci token:ci scopes operator.read,operator.write
+		}
+	}
+	clawgate 127.0.0.1:18789 {
+		gateway home
+		allow user:bob@example.com scopes operator.read
+	}
+}
+http://127.0.0.1:8080 {
+	clawgate 127.0.0.1:19789 {
+		gateway lab
+		allow tailnet
+	}
+}
+`
+
+func writeSetupFixture(t *testing.T) (caddyfile, ocConfig string) {
+	t.Helper()
+	dir := t.TempDir()
+	ocConfig = filepath.Join(dir, "openclaw.json5")
+	const oc = `// the gateway as onboarding left it
+{
+  gateway: {
+    mode: "local",
+    bind: "lan", // reachable on the LAN
+    auth: {
+      mode: "token",
+      token: "tok-setup-0123456789abcdef0123456789",
+    },
+    tailscale: { mode: "serve" },
+  },
+}
+`
+	if err := os.WriteFile(ocConfig, []byte(oc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	caddyfile = filepath.Join(dir, "Caddyfile")
+	cf := fmt.Sprintf(setupCaddyfile, ocConfig, filepath.Join(dir, "state"))
+	if err := os.WriteFile(caddyfile, []byte(cf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return caddyfile, ocConfig
+}
+
+func TestSetupGatewaysFromCaddyfile(t *testing.T) {
+	caddyfile, ocConfig := writeSetupFixture(t)
+	cfgJSON, err := loadCaddyJSON(caddyfile, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := setupGateways(cfgJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names := sortedKeysOf(got); !slices.Equal(names, []string{"home", "lab"}) {
+		t.Fatalf("gateways = %q, want [home lab]", names)
+	}
+	home := got["home"]
+	if home.block == nil || home.block.Config != ocConfig || !home.in.Gated || home.in.Upstream != 18789 {
+		t.Errorf("home block = %+v, input %+v", home.block, home.in)
+	}
+	wantGuards := []setup.Guard{
+		{UserHeader: "X-Forwarded-User", Port: 18789, Rules: []string{
+			"allow user:alice@example.com scopes operator.read,operator.write",
+			"allow tag:ci token:ci scopes operator.read,operator.write"},
+			Tokens: []setup.Token{{Name: "ci", Scopes: []string{"operator.read"}}}},
+		{Port: 18789, Rules: []string{"allow user:bob@example.com scopes operator.read"}},
+	}
+	slices.SortFunc(home.in.Guards, func(a, b setup.Guard) int { return strings.Compare(a.Rules[0], b.Rules[0]) })
+	if !reflect.DeepEqual(home.in.Guards, wantGuards) {
+		t.Errorf("home guards =\n%+v\nwant\n%+v", home.in.Guards, wantGuards)
+	}
+	if want := []string{"https://gw.tail1234.ts.net", "https://gw.tail1234.ts.net"}; !slices.Equal(home.in.SiteOrigins, want) {
+		t.Errorf("home site origins = %q, want %q", home.in.SiteOrigins, want)
+	}
+	lab := got["lab"]
+	if lab.block != nil || len(lab.in.Guards) != 1 || lab.in.Guards[0].Port != 19789 || len(lab.in.SiteOrigins) != 0 {
+		t.Errorf("lab = block %+v, input %+v", lab.block, lab.in)
+	}
+}
+
+func sortedKeysOf[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// The users setup writes into allowUsers are the users the gate expects
+// there (admittedUsers), so a config setup wrote passes the gate.
+func TestSetupUsersMatchTheGate(t *testing.T) {
+	tests := []struct {
+		name   string
+		rules  []string
+		tokens []TokenConfig
+	}{
+		{"logins", []string{"allow user:Alice@Example.com,bob@example.com", "deny user:eve@example.com", "allow tailnet"}, nil},
+		{"domains are not users", []string{"allow user:@example.com scopes operator.read", "allow user:carol@example.com"}, nil},
+		{"tokens", []string{"allow token:ci scopes operator.read", "allow tag:x"},
+			[]TokenConfig{{Name: "CI"}, {Name: "deploy", User: "Deploy-Bot"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			guard := setup.Guard{Rules: tt.rules}
+			for _, tc := range tt.tokens {
+				guard.Tokens = append(guard.Tokens, setup.Token{Name: tc.Name, User: tc.User})
+			}
+			e, err := setup.Derive(setup.Input{Guards: []setup.Guard{guard}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := slices.Compact(slices.Sorted(slices.Values(admittedUsers(tt.rules, tt.tokens))))
+			if !slices.Equal(e.Users, want) {
+				t.Errorf("setup users = %q, gate expects %q", e.Users, want)
+			}
+		})
+	}
+}
+
+func TestSetupCommand(t *testing.T) {
+	caddyfile, ocConfig := writeSetupFixture(t)
+	orig, _ := os.ReadFile(ocConfig)
+	isolated := func(name string, gc *GatewayConfig) audit.LoadOptions {
+		lo := audit.LoadOptions{Env: audit.EnvMap(map[string]string{}), Home: t.TempDir()}
+		if gc != nil {
+			lo.ConfigPath, lo.StateDir = gc.Config, gc.StateDir
+		} else {
+			lo.ConfigPath = filepath.Join(t.TempDir(), "missing.json")
+		}
+		return lo
+	}
+	now := func() time.Time { return time.Date(2026, 7, 3, 12, 0, 0, 0, time.UTC) }
+	run := func(o setupOptions) (int, string, error) {
+		o.config, o.loadOpts, o.now = caddyfile, isolated, now
+		var out bytes.Buffer
+		code, err := runSetupCommand(&out, o)
+		if strings.Contains(out.String(), "tok-setup-0123456789abcdef") {
+			t.Errorf("the output shows the token:\n%s", out.String())
+		}
+		return code, out.String(), err
+	}
+
+	t.Run("plan", func(t *testing.T) {
+		code, out, err := run(setupOptions{gateway: "home"})
+		if err != nil || code != 1 {
+			t.Fatalf("runSetupCommand = %d, %v; want 1 (changes pending)\n%s", code, err, out)
+		}
+		for _, want := range []string{
+			`~ gateway.bind: "lan" -> "loopback"`,
+			`+ gateway.trustedProxies = ["127.0.0.1","::1"]`,
+			`~ gateway.auth.mode: "token" -> "trusted-proxy"`,
+			`> gateway.auth.token moved to gateway.auth.password (<secret, 36 chars>)`,
+			`~ gateway.tailscale.mode: "serve" -> "off"`,
+			`+ gateway.auth.trustedProxy.userHeader = "x-forwarded-user"`,
+			`+ gateway.auth.trustedProxy.allowUsers = ["alice@example.com","bob@example.com","token:ci"]`,
+			`+ gateway.auth.identityScopes["alice@example.com"] = ["operator.read","operator.write"]`,
+			`+ gateway.auth.identityScopes["bob@example.com"] = ["operator.read"]`,
+			`+ gateway.auth.identityScopes["token:ci"] = ["operator.read"]`,
+			`+ gateway.controlUi.allowedOrigins = ["https://gw.tail1234.ts.net"]`,
+			"Run `caddy clawgate setup --write`",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("output lacks %q:\n%s", want, out)
+			}
+		}
+		if now, _ := os.ReadFile(ocConfig); !bytes.Equal(now, orig) {
+			t.Errorf("a plan without --write changed the file")
+		}
+	})
+
+	t.Run("json", func(t *testing.T) {
+		code, out, err := run(setupOptions{asJSON: true})
+		if err != nil || code != 2 {
+			t.Fatalf("runSetupCommand = %d, %v; want 2 (lab's config is missing)\n%s", code, err, out)
+		}
+		var got struct {
+			Gateways []struct {
+				Gateway string         `json:"gateway"`
+				Config  string         `json:"config"`
+				Changes []setup.Change `json:"changes"`
+				Notes   []string       `json:"notes"`
+				Error   string         `json:"error"`
+			} `json:"gateways"`
+		}
+		if err := json.Unmarshal([]byte(out), &got); err != nil {
+			t.Fatalf("output is not JSON: %v\n%s", err, out)
+		}
+		if len(got.Gateways) != 2 || got.Gateways[0].Gateway != "home" || got.Gateways[1].Gateway != "lab" {
+			t.Fatalf("gateways = %+v", got.Gateways)
+		}
+		if home := got.Gateways[0]; home.Config != ocConfig || len(home.Changes) == 0 {
+			t.Errorf("home = %+v", home)
+		}
+		// lab has no block: OpenClaw's default config, missing here.
+		if lab := got.Gateways[1]; !strings.Contains(lab.Error, "no such file") {
+			t.Errorf("lab error = %q, want the missing config", lab.Error)
+		}
+	})
+
+	t.Run("write", func(t *testing.T) {
+		code, out, err := run(setupOptions{gateway: "home", write: true})
+		if err != nil || code != 0 {
+			t.Fatalf("runSetupCommand --write = %d, %v; want 0\n%s", code, err, out)
+		}
+		for _, want := range []string{"wrote " + ocConfig, "backup: " + ocConfig + ".clawgate-backup-20260703T120000Z", "gateway.trusted_proxy_auth", "(expected behind clawgate)"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("output lacks %q:\n%s", want, out)
+			}
+		}
+		written, _ := os.ReadFile(ocConfig)
+		for _, comment := range []string{"// the gateway as onboarding left it", "// reachable on the LAN"} {
+			if !bytes.Contains(written, []byte(comment)) {
+				t.Errorf("comment %q lost:\n%s", comment, written)
+			}
+		}
+		code, out, err = run(setupOptions{gateway: "home"})
+		if err != nil || code != 0 || !strings.Contains(out, "nothing to change") {
+			t.Errorf("after --write: %d, %v\n%s", code, err, out)
+		}
+	})
+
+	t.Run("unknown gateway", func(t *testing.T) {
+		code, _, err := run(setupOptions{gateway: "nope"})
+		if code != 2 || err == nil || !strings.Contains(err.Error(), `no gateway "nope"`) {
+			t.Errorf("runSetupCommand = %d, %v", code, err)
+		}
+	})
+}
