@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -13,7 +14,9 @@ import (
 	"time"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/audit"
+	"github.com/clawgate/clawgate/caddymodule/internal/openclawtest"
 	"github.com/clawgate/clawgate/caddymodule/internal/setup"
+	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
 )
 
 // setupCaddyfile is a clawgate config with two gateways: "home" with a block
@@ -265,6 +268,135 @@ func TestSetupCommand(t *testing.T) {
 		code, _, err := run(setupOptions{gateway: "nope"})
 		if code != 2 || err == nil || !strings.Contains(err.Error(), `no gateway "nope"`) {
 			t.Errorf("runSetupCommand = %d, %v", code, err)
+		}
+	})
+}
+
+// A config rewritten by `setup --write` is accepted by the real OpenClaw
+// gateway (which exits at startup on an invalid config), and a WebSocket
+// connect through clawgate over the tailnet then gets hello-ok with the
+// scopes the rules grant: alice's rule grants read and write, and only
+// because setup wrote them into identityScopes does OpenClaw give them to a
+// device-less trusted-proxy client. One gateway (about 1 GB, 15–30 s).
+func TestSetupRealOpenClaw(t *testing.T) {
+	openclawtest.Require(t)
+	tokCI := randToken(t, 32)
+	t.Setenv("CG_SETUP_TOKEN_CI", tokCI)
+	port := openclawtest.FreePort(t)
+	dir := t.TempDir()
+
+	// The onboarding default, plus everything that keeps a proxy out.
+	start := fmt.Sprintf(`// my gateway
+{
+  gateway: {
+    mode: "local",
+    port: 18789,
+    bind: "lan", // so the phone can reach it
+    auth: {
+      mode: "token",
+      token: "%s", // for the CLI
+    },
+    tailscale: { mode: "serve" },
+    controlUi: { allowedOrigins: ["*"] },
+  },
+  logging: { file: %q },
+}
+`, randToken(t, 32), filepath.Join(dir, "openclaw.log"))
+	ocConfig := filepath.Join(dir, "openclaw.json5")
+	if err := os.WriteFile(ocConfig, []byte(start), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const gateName = "real"
+	guard := fmt.Sprintf(`	clawgate 127.0.0.1:%d {
+		gateway %s
+		token ci {
+			env CG_SETUP_TOKEN_CI
+		}
+		allow user:%s scopes operator.read,operator.write
+		allow tag:ci token:ci scopes operator.read
+	}`, port, gateName, ocAlice)
+	caddyfile := func(config, stateDir, nodeBlock string) string {
+		return fmt.Sprintf(`{
+	admin off
+	auto_https off
+	clawgate {%s
+		gateway %s {
+			config %s
+			state_dir %s
+			upstream 127.0.0.1:%d
+		}
+	}
+}
+http://gw.%s:%d {
+	bind clawgate/gw
+%s
+}
+`, nodeBlock, gateName, config, stateDir, port, tailnettest.Domain, ocSitePort, guard)
+	}
+	setupFile := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(setupFile, []byte(caddyfile(ocConfig, filepath.Join(dir, "state"), "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	code, err := runSetupCommand(&out, setupOptions{config: setupFile, write: true})
+	if err != nil || code != 0 {
+		t.Fatalf("setup --write = %d, %v\n%s", code, err, out.String())
+	}
+	t.Logf("setup --write:\n%s", out.String())
+	rewritten, err := os.ReadFile(ocConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(rewritten, []byte("// so the phone can reach it")) || !bytes.Contains(rewritten, []byte("// my gateway")) {
+		t.Errorf("comments lost:\n%s", rewritten)
+	}
+
+	begin := time.Now()
+	gw := openclawtest.Start(t, rewritten, port)
+	t.Logf("OpenClaw started from the rewritten config in %v", time.Since(begin).Round(100*time.Millisecond))
+
+	tn := tailnettest.New(t)
+	gwNode := tn.Config(t, "gw")
+	alice := tn.NewNode(t, "alice-laptop", tailnettest.WithLogin(ocAlice))
+	ci := tn.NewNode(t, "ci-bot", tailnettest.WithTags("tag:ci"))
+	node := fmt.Sprintf(`
+		node gw {
+			control_url %s
+			state_dir %s
+			ephemeral
+		}`, tn.ControlURL, gwNode.StateDir)
+	startCaddyTailnet(t, caddyfile(gw.ConfigPath(), gw.StateDir(), node))
+	deadline := time.Now().Add(60 * time.Second)
+	for p := nodeByName("gw"); p == nil || len(p.tailnetIPs()) == 0; p = nodeByName("gw") {
+		if time.Now().After(deadline) {
+			t.Fatal("clawgate node gw never came up")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	tn.WaitPeer(t, alice, "gw")
+	tn.WaitPeer(t, ci, "gw")
+	if blocked, reasons := runningApp.Load().gateStatus(gateName); blocked {
+		t.Fatalf("clawgate's gate refuses the config setup wrote: %q", reasons)
+	}
+
+	all := []string{"operator.admin", "operator.read", "operator.write"}
+	t.Run("alice", func(t *testing.T) {
+		ctx := testCtx(t)
+		oc := dialOC(t, ctx, alice, http.Header{"Origin": {ocSiteURL}})
+		hello := oc.connect(ctx, all, "")
+		if hello.Auth.Method != "trusted-proxy" {
+			t.Errorf("hello-ok auth method = %q, want trusted-proxy", hello.Auth.Method)
+		}
+		if got, want := sorted(hello.Auth.Scopes), []string{"operator.read", "operator.write"}; !slices.Equal(got, want) {
+			t.Errorf("hello-ok scopes = %q, want %q", got, want)
+		}
+	})
+	t.Run("ci token", func(t *testing.T) {
+		ctx := testCtx(t)
+		oc := dialOC(t, ctx, ci, http.Header{"Authorization": {"Bearer " + tokCI}})
+		hello := oc.connect(ctx, all, "")
+		if got, want := sorted(hello.Auth.Scopes), []string{"operator.read"}; !slices.Equal(got, want) {
+			t.Errorf("hello-ok scopes = %q, want %q", got, want)
 		}
 	})
 }

@@ -39,6 +39,9 @@ type style struct {
 type editor struct {
 	main  *file
 	files map[string]*file
+	// plainSecrets are the merged paths of moved secrets written as literal
+	// strings rather than ${VAR} references or SecretRefs.
+	plainSecrets [][]string
 }
 
 // readFile reads one config file for editing.
@@ -178,6 +181,9 @@ func (ed *editor) apply(o op) (string, error) {
 			case opDelete:
 				return l.f.path, ed.remove(l)
 			default:
+				if v := l.f.text[l.m.val.start:l.m.val.end]; (v[0] == '"' || v[0] == '\'') && !bytes.Contains(v, []byte("${")) {
+					ed.plainSecrets = append(ed.plainSecrets, append(slices.Clone(o.path[:len(o.path)-1]), o.newKey))
+				}
 				return l.f.path, ed.rename(l, o.newKey)
 			}
 		}

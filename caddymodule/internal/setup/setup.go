@@ -89,6 +89,9 @@ func Prepare(lo audit.LoadOptions, e Edge, o Options) (*Plan, error) {
 		}
 		p.Changes = append(p.Changes, op.change(where, cfg.Path))
 	}
+	for _, path := range ed.plainSecrets {
+		p.Notes = append(p.Notes, fmt.Sprintf("%s now holds the old token in plain text (the audit warns about it); consider \"${%s}\" or a SecretRef instead", PathString(path), envPassword))
+	}
 	return p, nil
 }
 

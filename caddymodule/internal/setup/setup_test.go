@@ -556,3 +556,36 @@ func appendTo(t *testing.T, path, s string) {
 		t.Fatal(err)
 	}
 }
+
+func TestMovedTokenNote(t *testing.T) {
+	tests := []struct {
+		name, token string
+		wantNote    bool
+	}{
+		{"literal", `"tok-literal-0123456789abcdef0123"`, true},
+		{"env reference", `"${GW_TOKEN}"`, false},
+		{"SecretRef", `{ source: "env", provider: "default", id: "GW_TOKEN" }`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "openclaw.json5")
+			cfg := "{ gateway: { auth: { mode: \"token\", token: " + tt.token + " } } }"
+			if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			lo := loadOpts(t, path)
+			lo.Env = audit.EnvMap(map[string]string{"GW_TOKEN": "tok-from-env-0123456789abcdef01"})
+			p, err := Prepare(lo, testEdge(t), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := slices.ContainsFunc(p.Notes, func(n string) bool { return strings.Contains(n, "plain text") })
+			if got != tt.wantNote {
+				t.Errorf("plain-text note = %v, want %v (notes %q)", got, tt.wantNote, p.Notes)
+			}
+			if js, _ := json.Marshal(p); strings.Contains(string(js), "tok-") {
+				t.Errorf("the plan shows the token: %s", js)
+			}
+		})
+	}
+}
