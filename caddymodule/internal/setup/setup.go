@@ -89,6 +89,13 @@ func Prepare(lo audit.LoadOptions, e Edge, o Options) (*Plan, error) {
 		}
 		p.Changes = append(p.Changes, op.change(where, cfg.Path))
 	}
+	// Said now rather than only at --write: a file setup would refuse to
+	// replace (symlink, read-only) is worth knowing about before.
+	for _, path := range p.Files() {
+		if err := ed.files[path].check(); err != nil {
+			p.fail(err)
+		}
+	}
 	for _, path := range ed.plainSecrets {
 		p.Notes = append(p.Notes, fmt.Sprintf("%s now holds the old token in plain text (the audit warns about it); consider \"${%s}\" or a SecretRef instead", PathString(path), envPassword))
 	}

@@ -497,6 +497,9 @@ func TestWriteRefuses(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Prepare: %v", err)
 			}
+			if tt.prepare != nil && !strings.Contains(p.Unwritable, tt.want) {
+				t.Errorf("the plan's Unwritable = %q, want it to say %q before --write", p.Unwritable, tt.want)
+			}
 			if tt.between != nil {
 				tt.between(t, real)
 			}
