@@ -45,14 +45,12 @@ type kv struct {
 }
 
 var (
-	pGateway      = []string{"gateway"}
 	pBind         = []string{"gateway", "bind"}
 	pCustomHost   = []string{"gateway", "customBindHost"}
 	pPort         = []string{"gateway", "port"}
 	pProxies      = []string{"gateway", "trustedProxies"}
 	pRealIP       = []string{"gateway", "allowRealIpFallback"}
 	pTailscale    = []string{"gateway", "tailscale", "mode"}
-	pAuth         = []string{"gateway", "auth"}
 	pMode         = []string{"gateway", "auth", "mode"}
 	pToken        = []string{"gateway", "auth", "token"}
 	pPassword     = []string{"gateway", "auth", "password"}
