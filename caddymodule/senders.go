@@ -1,0 +1,827 @@
+package caddymodule
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/audit"
+	"github.com/clawgate/clawgate/caddymodule/internal/edge"
+	"github.com/clawgate/clawgate/caddymodule/internal/senders"
+)
+
+func init() {
+	caddy.RegisterModule(Senders{})
+	httpcaddyfile.RegisterHandlerDirective("clawgate_senders", parseSendersDirective)
+	// Ahead of every standard handler, so no handle, route or respond block
+	// can reach the gateway before the payload is judged. Registered after
+	// the guard's own order (caddyfile.go's init runs first), it lands right
+	// after `clawgate`.
+	httpcaddyfile.RegisterDirectiveOrder("clawgate_senders", httpcaddyfile.Before, "basic_auth")
+}
+
+// Senders is `http.handlers.clawgate_senders`: the sender allowlist of one
+// channel webhook route (Telegram, Slack Events API, LINE, or any JSON
+// webhook signed with HMAC-SHA256). It buffers the body, checks the
+// provider's secret or signature, finds every sender named in the payload
+// and forwards the request, byte for byte, only when all of them are
+// allowed. Webhooks come from the internet, so the handler needs no tailnet
+// identity; on a `clawgate+funnel/<node>` listener it is the only way a
+// request may reach a gateway.
+//
+// Outcomes: a missing or wrong secret or signature, or a Slack timestamp
+// outside the replay window, is 401; a body over MaxBody is 413; an
+// authentic payload from a sender not on the allowlist (or naming no
+// sender, or unparsable) is dropped: answered 200 with an empty body by
+// default, so the provider does not retry it, or 403 with OnReject
+// "reject". A Slack url_verification request with a valid signature is
+// answered by clawgate itself with its challenge. Every drop is logged
+// (provider, route, reason and sender ids, never the message) and counted
+// in clawgate_webhook_dropped_total{provider,reason}.
+//
+// After an admitted request, {clawgate.senders} holds the senders found
+// (comma-separated) and {clawgate.provider} the provider.
+type Senders struct {
+	// Provider is the webhook's dialect: telegram, slack, line or generic.
+	// Required.
+	Provider string `json:"provider,omitempty"`
+
+	// Allow lists the senders admitted, in OpenClaw's allowFrom formats:
+	// Telegram numeric user ids (tg:/telegram: prefixes accepted), Slack user
+	// ids (U…, W…, slack:U…, team:T…:user:U…), LINE user ids (U + 32 hex
+	// digits), and for generic webhooks exact ids or E.164 numbers (with
+	// SenderFormat "e164"). The entry "*" admits every authentic sender; it
+	// is logged as a warning at load. Required unless AllowFromGatewayConfig
+	// is set; both together admit the union.
+	Allow []string `json:"allow,omitempty"`
+
+	// GroupAllow (telegram only) lists the group and supergroup chat ids
+	// (negative) whose updates may pass; "*" admits every group. Updates from
+	// a group also need their sender on the allowlist. Default: none, so no
+	// group update passes unless the gateway config allows groups.
+	GroupAllow []string `json:"group_allow,omitempty"`
+
+	// Gateway names the OpenClaw gateway this webhook reaches, as in the
+	// `gateway` blocks of the clawgate app. While that gateway's config fails
+	// its audit, authentic allowed payloads are answered 503 (the provider
+	// retries later) instead of being forwarded. Default: none.
+	Gateway string `json:"gateway,omitempty"`
+
+	// AllowFromGatewayConfig adds the sender allowlists of Gateway's
+	// openclaw.json: channels.<Channel>.allowFrom, groupAllowFrom and the
+	// legacy dm.allowFrom, and for Telegram the keys of groups (the group
+	// allowlist, subject to groupPolicy) and each group's allowFrom. Entries
+	// are normalised per channel as OpenClaw does; entries OpenClaw would not
+	// honour either (such as Telegram @usernames) are skipped with a warning.
+	// The lists follow edits of the file without a reload (within a second).
+	// Senders approved through OpenClaw's pairing store are not in the file
+	// and are not admitted: list them in Allow. While the config cannot be
+	// loaded, authentic payloads are answered 503. Requires Gateway.
+	// Default: false.
+	AllowFromGatewayConfig bool `json:"allow_from_gateway_config,omitempty"`
+
+	// Channel is the key under `channels` in openclaw.json that
+	// AllowFromGatewayConfig reads. Default: the provider's name; required
+	// for generic webhooks.
+	Channel string `json:"channel,omitempty"`
+
+	// Account selects channels.<Channel>.accounts.<Account> in openclaw.json,
+	// whose keys override the channel's own, as OpenClaw merges them.
+	// Default: the channel's own keys only.
+	Account string `json:"account,omitempty"`
+
+	// Secret is the provider's shared secret (Telegram's secret_token, Slack's
+	// signing secret, LINE's channel secret, the generic HMAC key), as a
+	// placeholder such as {env.TELEGRAM_WEBHOOK_SECRET}, resolved at load; a
+	// literal secret is refused, because Caddy's /config would show it.
+	// Exactly one of Secret and SecretFile is required.
+	Secret string `json:"secret,omitempty"`
+
+	// SecretFile is a file holding the secret (surrounding whitespace is
+	// trimmed); it must not be readable by other users.
+	SecretFile string `json:"secret_file,omitempty"`
+
+	// OnReject is what an authentic payload that may not pass gets: "ack"
+	// (200 with an empty body; the provider considers it delivered) or
+	// "reject" (403; most providers retry, then give up or disable the
+	// webhook). Default: "ack".
+	OnReject string `json:"on_reject,omitempty"`
+
+	// MaxBody caps the request body in bytes; longer bodies get 413.
+	// Default: 1 MiB, as OpenClaw's own Telegram webhook.
+	MaxBody int64 `json:"max_body,omitempty"`
+
+	// MaxSkew (slack only) is how far X-Slack-Request-Timestamp may be from
+	// now, either way. Default: 5m.
+	MaxSkew caddy.Duration `json:"max_skew,omitempty"`
+
+	// SenderPaths (generic only, required there) are JSON pointers to the
+	// sender ids; a "*" segment stands for every array element, as in the
+	// WhatsApp Cloud API's /entry/*/changes/*/value/messages/*/from.
+	SenderPaths []string `json:"sender_paths,omitempty"`
+
+	// SignatureHeader (generic only, required there) is the header holding
+	// the HMAC-SHA256 of the raw body, such as X-Hub-Signature-256.
+	SignatureHeader string `json:"signature_header,omitempty"`
+
+	// SignaturePrefix (generic only) is text before the digest, such as
+	// "sha256=". Default: none.
+	SignaturePrefix string `json:"signature_prefix,omitempty"`
+
+	// SignatureEncoding (generic only) is hex or base64. Default: hex.
+	SignatureEncoding string `json:"signature_encoding,omitempty"`
+
+	// SenderFormat (generic only) is "e164" to compare phone numbers in
+	// E.164 form. Default: ids are compared exactly.
+	SenderFormat string `json:"sender_format,omitempty"`
+
+	// AllowNoSender (generic only) forwards authentic payloads that name no
+	// sender at all, such as WhatsApp delivery statuses. Default: false.
+	AllowNoSender bool `json:"allow_no_sender,omitempty"`
+
+	base    senders.Config   // the route without its allowlists
+	static  *senders.Checker // with the configured lists; nil when they come from the gateway config
+	open    *senders.Checker // admits every authentic sender: authenticity alone
+	reject  bool
+	maxBody int64
+	app     *App
+	logger  *zap.Logger
+	dropped *prometheus.CounterVec
+	now     func() time.Time
+
+	dynamic *dynamicLists // the lists from the gateway's config; nil with static lists
+}
+
+// dynamicLists holds the lists built from the gateway's latest config.
+type dynamicLists struct {
+	mu      sync.Mutex // serialises rebuilds
+	current atomic.Pointer[senderLists]
+}
+
+// senderLists is an allowlist built from one load of the gateway's config.
+type senderLists struct {
+	cfg     *audit.Config
+	key     string           // the entries, to notice when a reload changed nothing
+	checker *senders.Checker // nil when it could not be built: fail closed
+	empty   bool             // no sender entries at all: checker admits any, the handler refuses all
+}
+
+// CaddyModule returns the Caddy module information.
+func (Senders) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.clawgate_senders",
+		New: func() caddy.Module { return new(Senders) },
+	}
+}
+
+// Provision loads the secret and compiles the route's checks.
+func (s *Senders) Provision(ctx caddy.Context) error {
+	s.logger = ctx.Logger()
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.Provider = strings.ToLower(strings.TrimSpace(s.Provider))
+	if s.Channel == "" && senders.Provider(s.Provider) != senders.Generic {
+		s.Channel = s.Provider
+	}
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	s.reject = s.OnReject == "reject"
+
+	secret, err := s.secret()
+	if err != nil {
+		return fmt.Errorf("clawgate_senders.%w", err)
+	}
+	s.base = s.checkConfig(secret)
+
+	open := s.base
+	open.Allow = []string{"*"}
+	if open.Provider == senders.Telegram {
+		open.GroupAllow = []string{"*"}
+	}
+	if s.open, err = senders.New(open); err != nil {
+		return fmt.Errorf("clawgate_senders: %w", err)
+	}
+	s.maxBody = s.open.MaxBody()
+
+	// The configured lists are checked now even when the gateway's config
+	// adds to them, so a typo fails the load rather than every request.
+	static := s.base
+	static.Allow, static.GroupAllow = s.Allow, s.GroupAllow
+	if s.AllowFromGatewayConfig && len(static.Allow) == 0 {
+		static.Allow = []string{"*"}
+	}
+	chk, err := senders.New(static)
+	if err != nil {
+		return fmt.Errorf("clawgate_senders: %w", err)
+	}
+	if s.AllowFromGatewayConfig {
+		s.dynamic = new(dynamicLists)
+	} else {
+		s.static = chk
+	}
+	for _, field := range []struct {
+		name    string
+		entries []string
+	}{{"allow", s.Allow}, {"group_allow", s.GroupAllow}} {
+		if slices.Contains(trimmed(field.entries), "*") {
+			s.logger.Warn(`clawgate_senders: "*" in `+field.name+` admits every authentic sender: the route checks signatures only`,
+				zap.String("provider", s.Provider), zap.String("gateway", s.Gateway))
+		}
+	}
+
+	if s.Gateway != "" {
+		appIface, err := ctx.AppIfConfigured(appID)
+		if err != nil {
+			return fmt.Errorf("clawgate_senders.gateway: %q: the clawgate app has no gateways configured: %w", s.Gateway, err)
+		}
+		s.app = appIface.(*App)
+		if s.app.gates[s.Gateway] == nil {
+			return fmt.Errorf("clawgate_senders.gateway: %q is not a gateway of the clawgate app; add `gateway %s { config … }` to the clawgate global option", s.Gateway, s.Gateway)
+		}
+	}
+
+	s.dropped = newDroppedCounter(ctx.GetMetricsRegistry())
+	return nil
+}
+
+// Validate refuses settings that cannot work together.
+func (s *Senders) Validate() error {
+	switch senders.Provider(s.Provider) {
+	case senders.Telegram, senders.Slack, senders.LINE, senders.Generic:
+	case "":
+		return errors.New("clawgate_senders.provider: required: telegram, slack, line or generic")
+	default:
+		return fmt.Errorf("clawgate_senders.provider: unknown provider %q (want telegram, slack, line or generic)", s.Provider)
+	}
+	switch s.OnReject {
+	case "", "ack", "reject":
+	default:
+		return fmt.Errorf("clawgate_senders.on_reject: %q: want ack or reject", s.OnReject)
+	}
+	if s.AllowFromGatewayConfig {
+		if s.Gateway == "" {
+			return errors.New("clawgate_senders.allow_from_gateway_config: name the gateway whose openclaw.json to read")
+		}
+		if s.Channel == "" {
+			return errors.New("clawgate_senders.channel: required with allow_from_gateway_config for generic webhooks: the key under `channels` in openclaw.json")
+		}
+	} else if s.Account != "" || (s.Channel != "" && s.Channel != s.Provider) {
+		return errors.New("clawgate_senders.channel and account apply only with allow_from_gateway_config")
+	}
+	if s.MaxBody < 0 {
+		return errors.New("clawgate_senders.max_body: must not be negative")
+	}
+	return nil
+}
+
+// checkConfig is the route's senders.Config without its allowlists.
+func (s *Senders) checkConfig(secret []byte) senders.Config {
+	return senders.Config{
+		Provider:          senders.Provider(s.Provider),
+		Secret:            secret,
+		SenderPaths:       s.SenderPaths,
+		SignatureHeader:   s.SignatureHeader,
+		SignaturePrefix:   s.SignaturePrefix,
+		SignatureEncoding: s.SignatureEncoding,
+		SenderFormat:      s.SenderFormat,
+		AllowNoSender:     s.AllowNoSender,
+		MaxBody:           s.MaxBody,
+		MaxSkew:           time.Duration(s.MaxSkew),
+	}
+}
+
+// secret resolves the configured secret.
+func (s *Senders) secret() ([]byte, error) {
+	switch {
+	case s.Secret != "" && s.SecretFile != "":
+		return nil, errors.New("secret: secret and secret_file are mutually exclusive")
+	case s.Secret != "":
+		if !strings.HasPrefix(s.Secret, "{") || !strings.HasSuffix(s.Secret, "}") {
+			return nil, errors.New("secret: must be a placeholder such as {env.TELEGRAM_WEBHOOK_SECRET}, or use secret_file; a literal secret would be visible in Caddy's /config")
+		}
+		v := strings.TrimSpace(caddy.NewReplacer().ReplaceKnown(s.Secret, ""))
+		if v == "" {
+			return nil, fmt.Errorf("secret: %s is empty or unset", s.Secret)
+		}
+		return []byte(v), nil
+	case s.SecretFile != "":
+		b, err := readSecretFile(s.SecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("secret_file: %w", err)
+		}
+		return b, nil
+	}
+	return nil, errors.New("secret: required: the provider's secret as {env.VAR}, or secret_file")
+}
+
+// ServeHTTP forwards the request only when it is authentic and every sender
+// in it is allowed.
+func (s *Senders) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if r.ContentLength > s.maxBody {
+		return s.drop(w, r, http.StatusRequestEntityTooLarge, senders.ReasonBodyTooLarge, "the webhook body is too large", senders.Verdict{})
+	}
+	body, err := senders.ReadBody(r.Body, s.maxBody)
+	if errors.Is(err, senders.ErrBodyTooLarge) {
+		return s.drop(w, r, http.StatusRequestEntityTooLarge, senders.ReasonBodyTooLarge, "the webhook body is too large", senders.Verdict{})
+	}
+	if err != nil {
+		return s.drop(w, r, http.StatusBadRequest, "unreadable_body", "the webhook body could not be read", senders.Verdict{})
+	}
+
+	chk, empty, unavailable := s.checker()
+	v := chk.Check(r.Header, body, s.now())
+	if empty && v.Allowed && len(v.Senders) > 0 {
+		v = senders.Verdict{Reason: senders.ReasonSenderNotAllowed, Senders: v.Senders, Groups: v.Groups, Rejected: v.Senders}
+	}
+
+	switch v.Reason {
+	case "":
+	case senders.ReasonBadSignature, senders.ReasonStaleTimestamp:
+		return s.drop(w, r, http.StatusUnauthorized, v.Reason, "the webhook secret or signature does not match", v)
+	case senders.ReasonBodyTooLarge:
+		return s.drop(w, r, http.StatusRequestEntityTooLarge, v.Reason, "the webhook body is too large", v)
+	default:
+		if s.reject {
+			return s.drop(w, r, http.StatusForbidden, v.Reason, "this sender may not reach the assistant", v)
+		}
+		return s.drop(w, r, http.StatusOK, v.Reason, "", v)
+	}
+
+	if v.Challenge != "" {
+		// Answered here: the challenge is authentic and carries no sender, so
+		// nothing in it needs the gateway, and Request URL verification works
+		// whatever state the gateway is in.
+		out, _ := json.Marshal(struct {
+			Challenge string `json:"challenge"`
+		}{v.Challenge})
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(out)
+		s.debug(r, "slack url_verification answered", v)
+		return nil
+	}
+	if unavailable {
+		w.Header().Set("Retry-After", "10")
+		return s.drop(w, r, http.StatusServiceUnavailable, "gateway_config_unavailable", "the allowlist cannot be read; retry later", v)
+	}
+	if s.app != nil {
+		if blocked, reasons := s.app.gateStatus(s.Gateway); blocked {
+			// The reasons are the gateway's config findings: for the log, not
+			// for the internet.
+			s.logger.Warn("webhook held back: the gateway's OpenClaw config fails its audit",
+				zap.String("gateway", s.Gateway), zap.Strings("reasons", reasons))
+			w.Header().Set("Retry-After", "30")
+			return s.drop(w, r, http.StatusServiceUnavailable, "audit_failed", "the gateway is not serving; retry later", v)
+		}
+	}
+
+	// The gateway checks the same signature over the same bytes.
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	r.ContentLength = int64(len(body))
+	r.TransferEncoding = nil
+	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("clawgate.senders", strings.Join(v.Senders, ","))
+		repl.Set("clawgate.provider", s.Provider)
+	}
+	s.debug(r, "webhook admitted", v)
+	return next.ServeHTTP(w, r)
+}
+
+// checker returns the Checker for this request: the configured one, or the
+// one built from the gateway's latest config. empty means no sender is on
+// the list (the checker then admits any, for authenticity, and the caller
+// refuses every sender); unavailable means the list cannot be known now.
+func (s *Senders) checker() (chk *senders.Checker, empty, unavailable bool) {
+	if s.static != nil {
+		return s.static, false, false
+	}
+	cfg := s.app.gatewayConfig(s.Gateway)
+	if cfg == nil {
+		return s.open, false, true
+	}
+	lists := s.dynamic.current.Load()
+	if lists == nil || lists.cfg != cfg {
+		lists = s.rebuild(cfg)
+	}
+	if lists.checker == nil {
+		return s.open, false, true
+	}
+	return lists.checker, lists.empty, false
+}
+
+// rebuild makes the lists for a newly loaded gateway config; the gate loads
+// the file again every half second, so most rebuilds find the same entries
+// and keep the Checker.
+func (s *Senders) rebuild(cfg *audit.Config) *senderLists {
+	s.dynamic.mu.Lock()
+	defer s.dynamic.mu.Unlock()
+	prev := s.dynamic.current.Load()
+	if prev != nil && prev.cfg == cfg {
+		return prev
+	}
+	allow, groups, skipped := s.gatewayEntries(cfg.Tree)
+	allow = mergeEntries(s.Allow, allow)
+	groups = mergeEntries(s.GroupAllow, groups)
+	key := strings.Join(allow, "\n") + "\x00" + strings.Join(groups, "\n")
+	if prev != nil && prev.key == key {
+		next := *prev
+		next.cfg = cfg
+		s.dynamic.current.Store(&next)
+		return &next
+	}
+
+	next := &senderLists{cfg: cfg, key: key, empty: len(allow) == 0}
+	c := s.base
+	c.Allow, c.GroupAllow = allow, groups
+	if next.empty {
+		c.Allow = []string{"*"}
+	}
+	chk, err := senders.New(c)
+	if err != nil {
+		s.logger.Error("sender allowlist from the gateway's config cannot be used; authentic webhooks get 503 until it is fixed",
+			zap.String("gateway", s.Gateway), zap.String("channel", s.Channel), zap.Error(err))
+	} else {
+		next.checker = chk
+		fields := []zap.Field{zap.String("gateway", s.Gateway), zap.String("channel", s.Channel), zap.String("account", s.Account),
+			zap.Int("senders", len(allow)), zap.Int("groups", len(groups))}
+		if len(skipped) > 0 {
+			fields = append(fields, zap.Strings("skipped_entries", skipped))
+		}
+		s.logger.Info("sender allowlist loaded from the gateway's OpenClaw config", fields...)
+		if len(skipped) > 0 {
+			s.logger.Warn("entries of the gateway's allowlists that OpenClaw would not honour either are skipped",
+				zap.String("gateway", s.Gateway), zap.String("channel", s.Channel), zap.Strings("entries", skipped))
+		}
+		if slices.Contains(allow, "*") || slices.Contains(groups, "*") {
+			s.logger.Warn(`the gateway's allowlist holds "*": every authentic sender passes this webhook route`,
+				zap.String("gateway", s.Gateway), zap.String("channel", s.Channel))
+		}
+		if next.empty {
+			s.logger.Warn("the gateway's config allows no sender on this channel: every webhook is dropped",
+				zap.String("gateway", s.Gateway), zap.String("channel", s.Channel))
+		}
+	}
+	s.dynamic.current.Store(next)
+	return next
+}
+
+// gatewayEntries reads the channel's sender and group allowlists from an
+// OpenClaw config tree, as OpenClaw would apply them, keeping only entries
+// the provider accepts; skipped lists the others.
+func (s *Senders) gatewayEntries(tree map[string]any) (allow, groups, skipped []string) {
+	chans := jsonObject(tree["channels"])
+	ch := jsonObject(chans[s.Channel])
+	var acct map[string]any
+	if s.Account != "" {
+		acct = jsonObject(jsonObject(ch["accounts"])[s.Account])
+	}
+	get := func(key string) any {
+		if v, ok := acct[key]; ok {
+			return v
+		}
+		return ch[key]
+	}
+	addSenders := func(v any) {
+		for _, e := range jsonEntries(v, &skipped) {
+			if s.validEntry(e, false) {
+				allow = append(allow, e)
+			} else {
+				skipped = append(skipped, e)
+			}
+		}
+	}
+
+	addSenders(get("allowFrom"))
+	addSenders(jsonObject(get("dm"))["allowFrom"])
+
+	policy, _ := get("groupPolicy").(string)
+	if policy == "" {
+		policy, _ = jsonObject(chans["defaults"])["groupPolicy"].(string)
+	}
+	if policy == "disabled" {
+		return allow, nil, skipped
+	}
+	addSenders(get("groupAllowFrom"))
+	if senders.Provider(s.Provider) != senders.Telegram {
+		return allow, nil, skipped
+	}
+	if policy == "open" {
+		groups = append(groups, "*")
+	}
+	gmap := jsonObject(get("groups"))
+	ids := make([]string, 0, len(gmap))
+	for id := range gmap {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		addSenders(jsonObject(gmap[id])["allowFrom"])
+		if policy == "open" {
+			continue
+		}
+		if s.validEntry(id, true) {
+			groups = append(groups, id)
+		} else {
+			skipped = append(skipped, id)
+		}
+	}
+	return allow, groups, skipped
+}
+
+// validEntry reports whether the provider accepts e as a sender (or, for
+// group, a Telegram group) entry.
+func (s *Senders) validEntry(e string, group bool) bool {
+	c := s.base
+	if group {
+		c.Allow, c.GroupAllow = []string{"*"}, []string{e}
+	} else {
+		c.Allow = []string{e}
+	}
+	_, err := senders.New(c)
+	return err == nil
+}
+
+// jsonObject returns v as a JSON object, or nil.
+func jsonObject(v any) map[string]any {
+	m, _ := v.(map[string]any)
+	return m
+}
+
+// jsonEntries returns the strings and integral numbers of a JSON array (as
+// OpenClaw accepts ids written as numbers); other elements go to skipped.
+func jsonEntries(v any, skipped *[]string) []string {
+	arr, _ := v.([]any)
+	var out []string
+	for _, e := range arr {
+		switch e := e.(type) {
+		case string:
+			out = append(out, e)
+		case float64:
+			if e == math.Trunc(e) && math.Abs(e) <= 1<<53 {
+				out = append(out, strconv.FormatFloat(e, 'f', -1, 64))
+			} else {
+				*skipped = append(*skipped, fmt.Sprint(e))
+			}
+		default:
+			*skipped = append(*skipped, fmt.Sprint(e))
+		}
+	}
+	return out
+}
+
+// mergeEntries returns a and b without repeats, a first.
+func mergeEntries(a, b []string) []string {
+	out := make([]string, 0, len(a)+len(b))
+	for _, e := range append(slices.Clone(a), b...) {
+		if e = strings.TrimSpace(e); e != "" && !slices.Contains(out, e) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func trimmed(entries []string) []string {
+	out := make([]string, len(entries))
+	for i, e := range entries {
+		out[i] = strings.TrimSpace(e)
+	}
+	return out
+}
+
+// drop answers a request that is not forwarded, logs it (never the body)
+// and counts it. status 200 is the silent acknowledgement.
+func (s *Senders) drop(w http.ResponseWriter, r *http.Request, status int, reason, msg string, v senders.Verdict) error {
+	s.dropped.WithLabelValues(s.Provider, reason).Inc()
+	if ce := s.logger.Check(zapcore.InfoLevel, "webhook dropped"); ce != nil {
+		fields := []zap.Field{zap.String("provider", s.Provider), zap.String("reason", reason), zap.Int("status", status),
+			zap.String("route", r.URL.Path), zap.String("remote", r.RemoteAddr)}
+		if s.Gateway != "" {
+			fields = append(fields, zap.String("gateway", s.Gateway))
+		}
+		if len(v.Rejected) > 0 {
+			fields = append(fields, zap.Strings("rejected", v.Rejected))
+		}
+		if len(v.Senders) > 0 {
+			fields = append(fields, zap.Strings("senders", v.Senders))
+		}
+		if len(v.Groups) > 0 {
+			fields = append(fields, zap.Strings("groups", v.Groups))
+		}
+		ce.Write(fields...)
+	}
+	if status == http.StatusOK {
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
+	edge.WriteDenial(w, r, status, reason, msg, 0)
+	return nil
+}
+
+func (s *Senders) debug(r *http.Request, msg string, v senders.Verdict) {
+	if ce := s.logger.Check(zapcore.DebugLevel, msg); ce != nil {
+		ce.Write(zap.String("provider", s.Provider), zap.String("route", r.URL.Path),
+			zap.Strings("senders", v.Senders), zap.Strings("groups", v.Groups))
+	}
+}
+
+// newDroppedCounter returns clawgate_webhook_dropped_total, registered once
+// per metrics registry and shared by every route.
+func newDroppedCounter(reg *prometheus.Registry) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "clawgate", Name: "webhook_dropped_total",
+		Help: "Channel webhook requests clawgate did not forward to the gateway, by provider and reason.",
+	}, []string{"provider", "reason"})
+	if reg == nil {
+		return c
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+				return existing
+			}
+		}
+	}
+	return c
+}
+
+// parseSendersDirective parses the `clawgate_senders` directive:
+//
+//	clawgate_senders [<matcher>] <provider> {
+//	    allow <id>...
+//	    group_allow <chat id>...                       # telegram
+//	    allow_from_gateway_config <gateway> [<channel>]
+//	    account <id>                                   # with allow_from_gateway_config
+//	    gateway <gateway>                              # its audit gate only
+//	    secret {env.VAR}
+//	    secret_file <path>
+//	    on_reject ack|reject
+//	    max_body <size>                                # e.g. 1MiB
+//	    max_skew <duration>                            # slack
+//	    sender_paths <json pointer>...                 # generic
+//	    signature_header <name>                        # generic
+//	    signature_prefix <text>                        # generic
+//	    signature_encoding hex|base64                  # generic
+//	    sender_format e164                             # generic
+//	    allow_no_sender                                # generic
+//	}
+//
+// Put it before the reverse_proxy to the gateway's webhook listener, with
+// the same matcher (or both inside one handle block).
+func parseSendersDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	s := new(Senders)
+	if err := s.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens.
+func (s *Senders) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		s.Provider = d.Val()
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
+		case "provider":
+			err = oneArg(d, &s.Provider)
+		case "allow":
+			s.Allow, err = appendList(d, s.Allow)
+		case "group_allow":
+			s.GroupAllow, err = appendList(d, s.GroupAllow)
+		case "allow_from_gateway_config":
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return d.ArgErr()
+			}
+			err = s.setGateway(d, args[0])
+			s.AllowFromGatewayConfig = true
+			if len(args) == 2 {
+				s.Channel = args[1]
+			}
+		case "gateway":
+			var name string
+			if err = oneArg(d, &name); err == nil {
+				err = s.setGateway(d, name)
+			}
+		case "channel":
+			err = oneArg(d, &s.Channel)
+		case "account":
+			err = oneArg(d, &s.Account)
+		case "secret":
+			err = oneArg(d, &s.Secret)
+		case "secret_file":
+			err = oneArg(d, &s.SecretFile)
+		case "on_reject":
+			if err = oneArg(d, &s.OnReject); err == nil && s.OnReject != "ack" && s.OnReject != "reject" {
+				err = d.Errf("on_reject: want ack or reject, got %q", s.OnReject)
+			}
+		case "max_body":
+			var v string
+			if err = oneArg(d, &v); err == nil {
+				n, perr := humanize.ParseBytes(v)
+				if perr != nil || n == 0 || n > math.MaxInt64 {
+					err = d.Errf("max_body: want a positive size such as 1MiB, got %q", v)
+				}
+				s.MaxBody = int64(n)
+			}
+		case "max_skew":
+			var v string
+			if err = oneArg(d, &v); err == nil {
+				err = parseDuration(d, v, &s.MaxSkew)
+			}
+		case "sender_paths":
+			s.SenderPaths, err = appendArgs(d, s.SenderPaths)
+		case "signature_header":
+			err = oneArg(d, &s.SignatureHeader)
+		case "signature_prefix":
+			err = oneArg(d, &s.SignaturePrefix)
+		case "signature_encoding":
+			err = oneArg(d, &s.SignatureEncoding)
+		case "sender_format":
+			err = oneArg(d, &s.SenderFormat)
+		case "allow_no_sender":
+			if d.NextArg() {
+				err = d.ArgErr()
+			}
+			s.AllowNoSender = true
+		default:
+			err = d.Errf("unrecognized clawgate_senders subdirective %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if s.Provider == "" {
+		return d.Err("clawgate_senders: missing provider (telegram, slack, line or generic)")
+	}
+	return nil
+}
+
+// setGateway names the gateway once; two different names are a mistake.
+func (s *Senders) setGateway(d *caddyfile.Dispenser, name string) error {
+	if s.Gateway != "" && s.Gateway != name {
+		return d.Errf("gateway named twice: %q and %q", s.Gateway, name)
+	}
+	s.Gateway = name
+	return nil
+}
+
+// appendList reads one or more list arguments (space- or comma-separated).
+func appendList(d *caddyfile.Dispenser, list []string) ([]string, error) {
+	items := splitList(d.RemainingArgs())
+	if len(items) == 0 {
+		return list, d.ArgErr()
+	}
+	return append(list, items...), nil
+}
+
+// appendArgs reads one or more arguments as they are (JSON pointers may
+// hold commas).
+func appendArgs(d *caddyfile.Dispenser, list []string) ([]string, error) {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return list, d.ArgErr()
+	}
+	return append(list, args...), nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Senders)(nil)
+	_ caddy.Validator             = (*Senders)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Senders)(nil)
+	_ caddyfile.Unmarshaler       = (*Senders)(nil)
+)
