@@ -94,9 +94,11 @@ type Handler struct {
 	tokens   *edge.TokenSet
 	jwt      *edge.JWTVerifier
 	policy   *edge.Policy
-	limiter  *edge.Limiter
+	ipLimit  *edge.Limiter // failed attempts per client IP
+	idLimit  *edge.Limiter // failed attempts per identity
 	upstream netip.AddrPort
 	cleaner  *edge.HeaderCleaner
+	userKey  string // UserHeader in canonical form
 	logger   *zap.Logger
 	app      *App
 	now      func() time.Time
@@ -217,6 +219,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.UserHeader = "x-forwarded-user"
 	}
 	h.cleaner = edge.NewHeaderCleaner([]string{h.UserHeader})
+	h.userKey = http.CanonicalHeaderKey(h.UserHeader)
 
 	up, err := parseUpstream(h.Upstream)
 	if err != nil {
@@ -262,7 +265,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.RateLimit != nil {
 		rl = *h.RateLimit
 	}
-	h.limiter = edge.NewLimiter(rl.Failures, time.Duration(rl.Window), time.Duration(rl.Lockout), rl.MaxClients)
+	h.ipLimit = edge.NewLimiter(rl.Failures, time.Duration(rl.Window), time.Duration(rl.Lockout), rl.MaxClients)
+	h.idLimit = edge.NewLimiter(rl.Failures, time.Duration(rl.Window), time.Duration(rl.Lockout), rl.MaxClients)
 
 	appIface, err := ctx.AppIfConfigured(appID)
 	switch {
@@ -320,12 +324,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.deny(w, r, http.StatusForbidden, "unattributable",
 			"the client address cannot be attributed (loopback or unknown); reach the gateway over the tailnet", nil, "")
 	}
-	ipKey := "ip:" + clientIP.String()
-	if wait, blocked := h.limiter.Blocked(ipKey, now); blocked {
+	// One allocation holds the request's identity and its placeholders.
+	st := &guardState{gateway: h.Gateway, clientIP: clientIP.String()}
+	id := &st.id
+	ipKey := st.clientIP
+	if wait, blocked := h.ipLimit.Blocked(ipKey, now); blocked {
 		return h.tooMany(w, r, wait, nil)
 	}
 
-	id := &edge.Identity{}
 	if _, err := identify(r, id); err != nil {
 		h.logger.Warn("tailnet identity lookup failed", zap.String("gateway", h.Gateway), zap.String("client_ip", clientIP.String()), zap.Error(err))
 		return h.deny(w, r, http.StatusForbidden, "identity_unavailable",
@@ -337,24 +343,29 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.fail(ipKey, "", now)
 		return h.deny(w, r, http.StatusUnauthorized, "bad_credential", "the Authorization header is malformed", id, "")
 	}
-	var fingerprint string
+	// fingerprint names the bearer in logs; hashed only when a log needs it.
+	fingerprint := func() string {
+		if bearer == "" {
+			return ""
+		}
+		return edge.Fingerprint(bearer)
+	}
 	var edgeCredential, badCredential bool
 	if bearer != "" {
-		fingerprint = edge.Fingerprint(bearer)
 		tok, terr := h.tokens.Lookup(bearer, now)
 		switch {
 		case terr == nil:
 			id.Token, edgeCredential = tok, true
 		case errors.Is(terr, edge.ErrTokenExpired):
 			h.fail(ipKey, "", now)
-			return h.deny(w, r, http.StatusUnauthorized, "token_expired", "this token has expired", id, fingerprint)
+			return h.deny(w, r, http.StatusUnauthorized, "token_expired", "this token has expired", id, fingerprint())
 		case h.jwt != nil && edge.LooksLikeJWT(bearer):
 			claims, jerr := h.jwt.Verify(bearer, now)
 			if jerr == nil {
 				id.JWT, edgeCredential = claims, true
 			} else {
 				badCredential = true
-				h.debugCredential("jwt rejected", fingerprint, jerr)
+				h.debugCredential("jwt rejected", fingerprint(), jerr)
 			}
 		default:
 			badCredential = true
@@ -363,7 +374,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// itself (token mode); it only passes along with a tailnet identity.
 		if badCredential && !id.OnTailnet {
 			h.fail(ipKey, "", now)
-			return h.deny(w, r, http.StatusUnauthorized, "bad_credential", "the bearer token was not accepted", id, fingerprint)
+			return h.deny(w, r, http.StatusUnauthorized, "bad_credential", "the bearer token was not accepted", id, fingerprint())
 		}
 	}
 	if !id.OnTailnet && !edgeCredential {
@@ -373,10 +384,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	user, ok := id.User()
 	if !ok {
-		return h.deny(w, r, http.StatusForbidden, "bad_identity", "the caller's identity cannot be forwarded", id, fingerprint)
+		return h.deny(w, r, http.StatusForbidden, "bad_identity", "the caller's identity cannot be forwarded", id, fingerprint())
 	}
-	idKey := "id:" + user
-	if wait, blocked := h.limiter.Blocked(idKey, now); blocked {
+	idKey := user
+	if wait, blocked := h.idLimit.Blocked(idKey, now); blocked {
 		return h.tooMany(w, r, wait, id)
 	}
 
@@ -385,7 +396,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if badCredential {
 			h.fail(ipKey, idKey, now)
 		}
-		return h.deny(w, r, http.StatusForbidden, "forbidden", "no rule allows this request", id, fingerprint, zap.Int("rule", decision.Rule), zap.String("why", decision.Reason))
+		return h.deny(w, r, http.StatusForbidden, "forbidden", "no rule allows this request", id, fingerprint(), zap.Int("rule", decision.Rule), zap.String("why", decision.Reason))
 	}
 
 	if h.app != nil && h.app.checkDevice(w, r, h, id) {
@@ -395,7 +406,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.app != nil {
 		if blocked, reasons := h.app.gateStatus(h.Gateway); blocked {
 			return h.deny(w, r, http.StatusServiceUnavailable, "audit_failed",
-				"this gateway's OpenClaw config fails its security audit: "+strings.Join(reasons, "; "), id, fingerprint)
+				"this gateway's OpenClaw config fails its security audit: "+strings.Join(reasons, "; "), id, fingerprint())
 		}
 	}
 
@@ -407,16 +418,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.brokered != "" && brokeredPath(r.URL.Path) && !edge.IsWebSocketUpgrade(r) {
 		r.Header.Set("Authorization", h.brokered)
 	}
-	scopes := edge.ScopesHeader(decision.Scopes)
+	st.user, st.scopes, st.proto, st.host, st.decision = user, decision.ScopesHeader, forwardedProto(r), r.Host, decision.Rule
 	if err := edge.SetForwardHeaders(r.Header, edge.Forward{
-		ClientIP:   clientIP,
-		Proto:      forwardedProto(r),
-		Host:       r.Host,
-		UserHeader: h.UserHeader,
-		User:       user,
-		Scopes:     decision.Scopes,
+		ClientIP:       clientIP,
+		ClientIPString: st.clientIP,
+		Proto:          st.proto,
+		Host:           st.host,
+		UserHeader:     h.userKey,
+		User:           user,
+		Scopes:         decision.Scopes,
+		ScopesHeader:   st.scopes,
 	}); err != nil {
-		return h.deny(w, r, http.StatusForbidden, "unattributable", "the client address cannot be attributed", id, fingerprint)
+		return h.deny(w, r, http.StatusForbidden, "unattributable", "the client address cannot be attributed", id, fingerprint())
 	}
 
 	if h.app != nil && edge.IsWebSocketUpgrade(r) {
@@ -427,20 +440,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Set("http.auth.user.id", user)
-	repl.Set("clawgate.user", user)
-	repl.Set("clawgate.login", id.Login)
-	repl.Set("clawgate.node", id.Node)
-	repl.Set("clawgate.tags", strings.Join(id.Tags, ","))
-	repl.Set("clawgate.scopes", scopes)
-	repl.Set("clawgate.client_ip", clientIP.String())
-	repl.Set("clawgate.proto", forwardedProto(r))
-	repl.Set("clawgate.host", r.Host)
-	repl.Set("clawgate.gateway", h.Gateway)
-	repl.Set("clawgate.decision", decision.Rule)
+	repl.Map(st.placeholder)
 
 	if ce := h.logger.Check(zapcore.DebugLevel, "allowed"); ce != nil {
 		ce.Write(zap.String("gateway", h.Gateway), zap.String("user", user), zap.Int("rule", decision.Rule),
-			zap.String("scopes", scopes), zap.String("client_ip", clientIP.String()), zap.String("token", fingerprint))
+			zap.String("scopes", st.scopes), zap.String("client_ip", st.clientIP), zap.String("token", fingerprint()))
 	}
 	return next.ServeHTTP(w, r)
 }
@@ -456,8 +460,22 @@ func brokeredPath(p string) bool {
 // before routing: Caddy's route matchers would see one path and the gateway act
 // on another.
 func isCapabilityPath(p string) bool {
+	if !containsFold(p, "__openclaw__") {
+		return false
+	}
 	p = strings.ToLower(path.Clean("/" + strings.ReplaceAll(p, "\\", "/")))
 	return p == "/__openclaw__/cap" || strings.HasPrefix(p, "/__openclaw__/cap/")
+}
+
+// containsFold reports whether s contains the lowercase ASCII sub, ignoring
+// ASCII case, without allocating.
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
 }
 
 // admittedUsers lists the users the allow rules name explicitly and the users
@@ -503,10 +521,50 @@ func rulesNeedJWT(rules []string) bool {
 	return false
 }
 
+// guardState is one admitted request's identity and the values of its
+// {clawgate.*} placeholders, looked up lazily.
+type guardState struct {
+	id                                  edge.Identity
+	user, scopes, clientIP, proto, host string
+	gateway                             string
+	decision                            int
+}
+
+// placeholder answers the {clawgate.*} placeholders.
+func (st *guardState) placeholder(key string) (any, bool) {
+	name, ok := strings.CutPrefix(key, "clawgate.")
+	if !ok {
+		return nil, false
+	}
+	switch name {
+	case "user":
+		return st.user, true
+	case "login":
+		return st.id.Login, true
+	case "node":
+		return st.id.Node, true
+	case "tags":
+		return strings.Join(st.id.Tags, ","), true
+	case "scopes":
+		return st.scopes, true
+	case "client_ip":
+		return st.clientIP, true
+	case "proto":
+		return st.proto, true
+	case "host":
+		return st.host, true
+	case "gateway":
+		return st.gateway, true
+	case "decision":
+		return st.decision, true
+	}
+	return nil, false
+}
+
 func (h *Handler) fail(ipKey, idKey string, now time.Time) {
-	h.limiter.Fail(ipKey, now)
+	h.ipLimit.Fail(ipKey, now)
 	if idKey != "" {
-		h.limiter.Fail(idKey, now)
+		h.idLimit.Fail(idKey, now)
 	}
 }
 

@@ -215,6 +215,10 @@ type Forward struct {
 	UserHeader string
 	// User is the identity to forward; "" sends no user header.
 	User string
+	// ClientIPString is ClientIP.String(), when the caller already has it.
+	ClientIPString string
+	// ScopesHeader is ScopesHeader(Scopes), when the caller already has it.
+	ScopesHeader string
 	// Scopes is the scope cap, sent even when empty.
 	Scopes []string
 }
@@ -244,9 +248,10 @@ func SetForwardHeaders(h http.Header, f Forward) error {
 	if userKey == "" || !validHeaderName(userKey) {
 		return fmt.Errorf("setting forward headers: invalid user header %q", truncate(f.UserHeader, 64))
 	}
-	switch NormalizeName(userKey) {
-	case "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-openclaw-scopes", "connection":
-		return fmt.Errorf("setting forward headers: user header %q collides with a header the guard sets", userKey)
+	for _, name := range []string{"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-openclaw-scopes", "connection"} {
+		if sameNormalizedName(userKey, name) {
+			return fmt.Errorf("setting forward headers: user header %q collides with a header the guard sets", userKey)
+		}
 	}
 	if f.User != "" {
 		if _, ok := normalizeUser(f.User); !ok || f.User != strings.TrimSpace(f.User) {
@@ -258,16 +263,52 @@ func SetForwardHeaders(h http.Header, f Forward) error {
 			return fmt.Errorf("setting forward headers: invalid scope %q", truncate(s, 64))
 		}
 	}
-	h[headerXFF] = []string{ip.String()}
-	h[headerXFP] = []string{f.Proto}
-	h[headerXFH] = []string{f.Host}
+	ipString := f.ClientIPString
+	if ipString == "" || f.ClientIP != ip {
+		ipString = ip.String()
+	}
+	scopes := f.ScopesHeader
+	if scopes == "" && len(f.Scopes) > 0 {
+		scopes = ScopesHeader(f.Scopes)
+	}
+	// One backing array for the five values: one allocation, not five.
+	vals := [...]string{ipString, f.Proto, f.Host, f.User, scopes}
+	all := vals[:]
+	h[headerXFF] = all[0:1:1]
+	h[headerXFP] = all[1:2:2]
+	h[headerXFH] = all[2:3:3]
 	if f.User != "" {
-		h[userKey] = []string{f.User}
+		h[userKey] = all[3:4:4]
 	} else {
 		delete(h, userKey)
 	}
-	h[headerScopes] = []string{ScopesHeader(f.Scopes)}
+	h[headerScopes] = all[4:5:5]
 	return nil
+}
+
+// sameNormalizedName reports whether a and b name the same header once case,
+// '_' and '.' are ignored, without allocating.
+func sameNormalizedName(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		ca, cb := lowerDash(a[i]), lowerDash(b[i])
+		if ca != cb {
+			return false
+		}
+	}
+	return true
+}
+
+func lowerDash(c byte) byte {
+	switch {
+	case c >= 'A' && c <= 'Z':
+		return c + ('a' - 'A')
+	case c == '_' || c == '.':
+		return '-'
+	}
+	return c
 }
 
 // validHeaderName reports whether s is an HTTP token.

@@ -63,7 +63,8 @@ type Rule struct {
 	// Scopes is the scope cap an allow rule grants; empty means none.
 	Scopes []string
 
-	conds []cond
+	conds  []cond
+	header string // ScopesHeader(Scopes), rendered once
 }
 
 // ParseRule parses one rule. Conditions:
@@ -126,6 +127,7 @@ func ParseRule(s string) (Rule, error) {
 	if len(r.conds) == 0 {
 		return Rule{}, errors.New("rule has no condition")
 	}
+	r.header = ScopesHeader(r.Scopes)
 	return r, nil
 }
 
@@ -503,6 +505,8 @@ type Decision struct {
 	// the credential's scopes when the credential carries any. It may be
 	// shared with the policy and must not be modified.
 	Scopes []string
+	// ScopesHeader is Scopes rendered for x-openclaw-scopes.
+	ScopesHeader string
 	// Reason is "no_rule", "deny_rule" or "" when allowed.
 	Reason string
 }
@@ -530,7 +534,11 @@ func (p *Policy) Decide(id *Identity) Decision {
 		if id.JWT != nil && id.JWT.Scopes != nil {
 			scopes = intersect(scopes, id.JWT.Scopes)
 		}
-		return Decision{Allowed: true, Rule: i, Scopes: scopes}
+		header := r.header
+		if len(scopes) != len(r.Scopes) {
+			header = ScopesHeader(scopes)
+		}
+		return Decision{Allowed: true, Rule: i, Scopes: scopes, ScopesHeader: header}
 	}
 	return Decision{Rule: -1, Scopes: []string{}, Reason: "no_rule"}
 }
