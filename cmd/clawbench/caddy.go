@@ -54,11 +54,13 @@ func (s sites) caddyfile() string {
 
 # plain Caddy on loopback
 http://127.0.0.1:%d {
+	bind 127.0.0.1
 	reverse_proxy %s
 }
 
 # clawgate on loopback: a static token, HS256 and EdDSA JWTs
 http://127.0.0.1:%d {
+	bind 127.0.0.1
 	clawgate %s {
 		gateway bench
 		token bench {
