@@ -13,6 +13,7 @@ const (
 	defaultLockout     = 5 * time.Minute
 	defaultMaxKeys     = 10000
 	maxLimiterShards   = 32
+	minPerShard        = 16
 )
 
 // Limiter counts failed authentications per key (typically the client's
@@ -59,8 +60,10 @@ func NewLimiter(maxFailures int, window, lockout time.Duration, maxKeys int) *Li
 	if maxKeys <= 0 {
 		maxKeys = defaultMaxKeys
 	}
+	// Shards hold at least minPerShard keys, so a few lockouts landing in one
+	// shard still leave room for other keys.
 	n := maxLimiterShards
-	for n > 1 && n > maxKeys {
+	for n > 1 && maxKeys/n < minPerShard {
 		n /= 2
 	}
 	l := &Limiter{
@@ -108,6 +111,11 @@ func (l *Limiter) Fail(key string, now time.Time) (retryAfter time.Duration, blo
 		if len(s.m) >= l.perShard {
 			l.evict(s, now)
 		}
+		if len(s.m) >= l.perShard {
+			// Every key held is locked out: a newcomer's failure goes
+			// uncounted rather than cost someone else's lockout.
+			return 0, false
+		}
 		e = limiterEntry{windowStart: now}
 	}
 	e.lastSeen = now
@@ -139,32 +147,27 @@ func (l *Limiter) Reset(key string) {
 
 // evict makes room in a full shard: first every entry that no longer
 // matters (not locked out, window over), then the least recently seen
-// entry that is not locked out, and only if every entry is locked out, the
-// least recently seen of those. Called with s.mu held.
+// entry that is not locked out. It never evicts a lockout: a flood of new
+// keys must not lift one. Called with s.mu held.
 func (l *Limiter) evict(s *limiterShard, now time.Time) {
 	for k, e := range s.m {
 		if !now.Before(e.lockedUntil) && now.Sub(e.windowStart) >= l.window {
 			delete(s.m, k)
 		}
 	}
-	for len(s.m) >= l.perShard && len(s.m) > 0 {
-		var oldest, oldestLocked string
-		var oldestT, oldestLockedT time.Time
-		haveFree, haveLocked := false, false
+	for len(s.m) >= l.perShard {
+		var oldest string
+		var oldestT time.Time
+		haveFree := false
 		for k, e := range s.m {
-			if now.Before(e.lockedUntil) {
-				if !haveLocked || e.lastSeen.Before(oldestLockedT) {
-					oldestLocked, oldestLockedT, haveLocked = k, e.lastSeen, true
-				}
-			} else if !haveFree || e.lastSeen.Before(oldestT) {
+			if !now.Before(e.lockedUntil) && (!haveFree || e.lastSeen.Before(oldestT)) {
 				oldest, oldestT, haveFree = k, e.lastSeen, true
 			}
 		}
-		if haveFree {
-			delete(s.m, oldest)
-		} else {
-			delete(s.m, oldestLocked)
+		if !haveFree {
+			return
 		}
+		delete(s.m, oldest)
 	}
 }
 

@@ -122,3 +122,23 @@ func TestLimiterBlockedNoAllocation(t *testing.T) {
 		t.Errorf("Blocked(unknown) allocated %v times, want 0", n)
 	}
 }
+
+func TestLimiterFullOfLockoutsKeepsThem(t *testing.T) {
+	l := NewLimiter(1, time.Minute, time.Hour, 16)
+	for i := range 16 {
+		if _, b := l.Fail("locked-"+strconv.Itoa(i), testNow); !b {
+			t.Fatalf("locked-%d not locked", i)
+		}
+	}
+	for i := range 1000 {
+		l.Fail("new-"+strconv.Itoa(i), testNow.Add(time.Second))
+	}
+	for i := range 16 {
+		if _, b := l.Blocked("locked-"+strconv.Itoa(i), testNow.Add(2*time.Second)); !b {
+			t.Errorf("locked-%d lost its lockout to new keys", i)
+		}
+	}
+	if l.Len() > 16 {
+		t.Errorf("Len() = %d, want <= 16", l.Len())
+	}
+}
