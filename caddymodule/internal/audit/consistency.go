@@ -23,6 +23,10 @@ type Expect struct {
 	Port int
 }
 
+// SetupRemediation ends every clawgate.* remediation: the command that makes
+// the gateway's config agree with the edge.
+const SetupRemediation = "`caddy clawgate setup --write` makes this change for you."
+
 // DefaultRequiredHeaders are the forwarding headers clawgate sets on every
 // proxied request.
 var DefaultRequiredHeaders = []string{"x-forwarded-proto", "x-forwarded-host", "x-forwarded-for"}
@@ -37,7 +41,7 @@ func Consistency(cfg *Config, e Expect) []Finding {
 	auth := rt.resolveAuth()
 	var out []Finding
 	add := func(id string, sev Severity, title, detail, fix string) {
-		out = append(out, Finding{CheckID: id, Severity: sev, Title: title, Detail: detail, Remediation: fix})
+		out = append(out, Finding{CheckID: id, Severity: sev, Title: title, Detail: detail, Remediation: fix + " " + SetupRemediation})
 	}
 	sent := e.RequiredHeaders
 	if len(sent) == 0 {

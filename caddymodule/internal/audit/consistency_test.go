@@ -147,3 +147,16 @@ func TestGateOnClawgateConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestConsistencyNamesSetup(t *testing.T) {
+	cfg := &Config{Tree: map[string]any{"gateway": map[string]any{"bind": "lan"}}}
+	found := Consistency(cfg, Expect{UserHeader: "x-forwarded-user"})
+	if len(found) == 0 {
+		t.Fatal("no clawgate.* finding for a lan bind")
+	}
+	for _, f := range found {
+		if !strings.HasSuffix(f.Remediation, SetupRemediation) {
+			t.Errorf("%s: remediation %q does not name caddy clawgate setup", f.CheckID, f.Remediation)
+		}
+	}
+}
