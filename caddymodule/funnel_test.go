@@ -1,9 +1,19 @@
 package caddymodule
 
 import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/encode"
@@ -11,6 +21,11 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/rewrite"
+	"tailscale.com/tailcfg"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/edge"
+	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
+	"github.com/clawgate/clawgate/tsnet"
 )
 
 // Route builders for checkFunnelServer tables: handlers are zero values,
@@ -152,4 +167,292 @@ func TestFunnelLoadRefusesGatewayRoutes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// funnelFixture is a real in-process tailnet with clawgate's node "gw"
+// serving a Telegram webhook over Funnel (port 8443) next to a tailnet-only
+// site (port 18080), a node "relay" that plays Tailscale's Funnel ingress
+// (it holds the ingress capability and brings internet connections in
+// through gw's peer API, as Tailscale's relays do), and a tailnet client.
+type funnelFixture struct {
+	tn           *tailnettest.Tailnet
+	relay, alice *tailnettest.Node
+	be           *bodyBackend
+	ui           *backend
+	secret       string
+	peerAPI      string // gw's peer API host:port, as the relay sees it
+}
+
+const (
+	funnelHost = "gw." + tailnettest.Domain
+	funnelSrc  = "203.0.113.7:40123" // the internet client
+)
+
+func newFunnelFixture(t *testing.T) *funnelFixture {
+	begin := time.Now()
+	f := &funnelFixture{tn: tailnettest.New(t), be: newBodyBackend(t), ui: newBackend(t), secret: randToken(t, 24)}
+	t.Setenv("CG_TEST_TG_SECRET", f.secret)
+	gw := f.tn.Config(t, "gw")
+	f.relay = f.tn.NewNode(t, "relay", tailnettest.WithCapMap(tailcfg.PeerCapMap{tailcfg.PeerCapabilityIngress: nil}))
+	f.alice = f.tn.NewNode(t, "alice-laptop", tailnettest.WithLogin("alice@example.com"))
+
+	// The tailnet's policy lets gw use Funnel, as an admin's nodeAttrs would.
+	granted := make(chan struct{})
+	go func() {
+		defer close(granted)
+		deadline := time.Now().Add(60 * time.Second)
+		for time.Now().Before(deadline) {
+			for _, n := range f.tn.Control.AllNodes() {
+				if n.Hostinfo.Valid() && n.Hostinfo.Hostname() == "gw" {
+					f.tn.Control.SetNodeCapMap(n.Key, tailcfg.NodeCapMap{
+						tailcfg.CapabilityHTTPS: nil,
+						tailcfg.NodeAttrFunnel:  nil,
+						tailcfg.CapabilityFunnelPorts + "?ports=443,8443,10000": nil,
+					})
+					return
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	startCaddyTailnet(t, fmt.Sprintf(`{
+	admin off
+	skip_install_trust
+	clawgate {
+		node gw {
+			control_url %s
+			state_dir %s
+			ephemeral
+		}
+	}
+}
+https://%s:8443 {
+	bind clawgate+funnel/gw
+	tls internal
+	handle /telegram-webhook {
+		clawgate_senders telegram {
+			allow 111
+			secret {env.CG_TEST_TG_SECRET}
+		}
+		reverse_proxy %s {
+			header_up X-Seen-Local {http.request.local}
+		}
+	}
+	handle {
+		respond 404
+	}
+}
+http://:18080 {
+	bind clawgate/gw
+	clawgate %s {
+		allow user:alice@example.com scopes operator.read
+	}
+}
+`, f.tn.ControlURL, gw.StateDir, funnelHost, f.be.addr(), f.ui.addr()))
+	<-granted
+	(&tailnetFixture{tn: f.tn, alice: f.alice, bob: f.relay, ci: f.relay}).waitGW(t)
+
+	lc, err := f.relay.LocalClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for f.peerAPI == "" {
+		st, err := lc.Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range st.Peer {
+			if p.HostName == "gw" && len(p.PeerAPIURL) > 0 {
+				f.peerAPI = strings.TrimPrefix(p.PeerAPIURL[0], "http://")
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the relay never saw gw's peer API")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Wait until Funnel is on: the ingress handshake succeeds.
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		c, err := f.ingress(t)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Funnel never came on: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("tailnet, Caddy and Funnel up in %v", time.Since(begin))
+	return f
+}
+
+// ingress opens a connection to gw's Funnel port the way Tailscale's Funnel
+// relays do: a POST to the peer API's /v0/ingress naming the internet
+// client and the public target, answered with 101, after which the
+// connection carries the client's bytes (TLS first).
+func (f *funnelFixture) ingress(t testing.TB) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := f.relay.Dial(ctx, "tcp", f.peerAPI)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(conn, "POST /v0/ingress HTTP/1.1\r\nHost: %s\r\nTailscale-Ingress-Src: %s\r\nTailscale-Ingress-Target: %s:8443\r\nContent-Length: 0\r\n\r\n", f.peerAPI, funnelSrc, funnelHost)
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	status, err := br.ReadString('\n')
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	if !strings.HasPrefix(status, "HTTP/1.1 101 ") {
+		conn.Close()
+		return nil, fmt.Errorf("ingress answered %q", strings.TrimSpace(status))
+	}
+	for {
+		l, err := br.ReadString('\n')
+		if err != nil {
+			conn.Close()
+			return nil, err
+		}
+		if l == "\r\n" {
+			break
+		}
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	if br.Buffered() > 0 {
+		conn.Close()
+		return nil, errors.New("bytes after the 101 answer")
+	}
+	return conn, nil
+}
+
+// post sends a webhook through Funnel, as the internet client.
+func (f *funnelFixture) post(t testing.TB, path string, body []byte, h http.Header) (int, string) {
+	t.Helper()
+	conn, err := f.ingress(t)
+	if err != nil {
+		t.Fatalf("ingress: %v", err)
+	}
+	defer conn.Close()
+	tc := tls.Client(conn, &tls.Config{ServerName: funnelHost, InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+	_ = tc.SetDeadline(time.Now().Add(20 * time.Second))
+	req, err := http.NewRequest("POST", "https://"+funnelHost+":8443"+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	if err := req.Write(tc); err != nil {
+		t.Fatalf("writing the request through Funnel: %v", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(tc), req)
+	if err != nil {
+		t.Fatalf("reading the answer through Funnel: %v", err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(out)
+}
+
+func TestFunnelWebhookEndToEnd(t *testing.T) {
+	f := newFunnelFixture(t)
+	tg := http.Header{"X-Telegram-Bot-Api-Secret-Token": {f.secret}}
+
+	t.Run("an allowed sender reaches the gateway byte for byte", func(t *testing.T) {
+		body := tgMessage(1, 111, 111, "private", "hello over Funnel")
+		before := f.be.count()
+		status, out := f.post(t, "/telegram-webhook", body, tg)
+		if status != 200 || f.be.count() != before+1 {
+			t.Fatalf("status %d %q, backend got %d requests; want 200 and 1", status, out, f.be.count()-before)
+		}
+		got := f.be.last()
+		if !bytes.Equal(got.Body, body) {
+			t.Errorf("body differs at the backend:\n got %q\nwant %q", got.Body, body)
+		}
+		if xff := got.Header.Get("X-Forwarded-For"); xff != "203.0.113.7" {
+			t.Errorf("X-Forwarded-For = %q, want the internet client 203.0.113.7", xff)
+		}
+		local := got.Header.Get("X-Seen-Local")
+		if local != funnelHost+":8443" {
+			t.Errorf("the request's local address = %q, want %s:8443", local, funnelHost)
+		}
+
+		// That local address is what the guard identifies callers by: it
+		// matches no node, so a Funnel request never has a tailnet identity,
+		// even while gw is running with its tailnet IPs.
+		if p := nodeByName("gw"); p == nil || len(p.tailnetIPs()) == 0 {
+			t.Fatal("gw is not running")
+		}
+		r := httptest.NewRequest("POST", "/", nil)
+		r = r.WithContext(context.WithValue(r.Context(), http.LocalAddrContextKey, tsnet.FunnelAddr(local)))
+		r.RemoteAddr = funnelSrc
+		id := &edge.Identity{}
+		onTailnet, err := identify(r, id)
+		if onTailnet || err != nil || id.OnTailnet || id.Login != "" {
+			t.Errorf("identify(Funnel request) = %v, %v, identity %+v; want no tailnet identity", onTailnet, err, id)
+		}
+	})
+
+	t.Run("a stranger is acknowledged and dropped", func(t *testing.T) {
+		before := f.be.count()
+		status, out := f.post(t, "/telegram-webhook", tgMessage(2, 333, 333, "private", secretText), tg)
+		if status != 200 || out != "" || f.be.count() != before {
+			t.Errorf("status %d %q, backend got %d; want 200, empty, nothing forwarded", status, out, f.be.count()-before)
+		}
+	})
+
+	t.Run("a forged secret is refused", func(t *testing.T) {
+		before := f.be.count()
+		status, _ := f.post(t, "/telegram-webhook", tgMessage(3, 111, 111, "private", "hi"), http.Header{"X-Telegram-Bot-Api-Secret-Token": {"guess"}})
+		if status != 401 || f.be.count() != before {
+			t.Errorf("status %d, backend got %d; want 401 and nothing", status, f.be.count()-before)
+		}
+	})
+
+	t.Run("other paths answer 404", func(t *testing.T) {
+		if status, _ := f.post(t, "/v1/chat/completions", []byte(`{}`), nil); status != 404 {
+			t.Errorf("status %d, want 404", status)
+		}
+	})
+
+	t.Run("the tailnet reaches the tailnet site, not the Funnel port", func(t *testing.T) {
+		c := f.alice.HTTPClient()
+		defer c.CloseIdleConnections()
+		resp, err := c.Get(fmt.Sprintf("http://%s:18080/", funnelHost))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || f.ui.last(t).Header.Get("X-Forwarded-User") != "alice@example.com" {
+			t.Errorf("tailnet site: status %d, user %q", resp.StatusCode, f.ui.last(t).Header.Get("X-Forwarded-User"))
+		}
+		gwIP := nodeByName("gw").tailnetIPs()[0]
+		// answers reports whether anything on gw's port answers a tailnet
+		// peer. A connection may be accepted by the network stack and reset
+		// at once, so only an answer counts.
+		answers := func(port int) bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			conn, err := f.alice.Dial(ctx, "tcp", net.JoinHostPort(gwIP.String(), itoa(port)))
+			if err != nil {
+				return false
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+			_, _ = conn.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+			n, _ := conn.Read(make([]byte, 1))
+			return n > 0
+		}
+		if !answers(18080) {
+			t.Fatal("the tailnet site does not answer a raw connection: the probe is broken")
+		}
+		if answers(8443) {
+			t.Error("a tailnet peer got an answer from the Funnel port")
+		}
+	})
 }
