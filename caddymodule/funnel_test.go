@@ -205,8 +205,8 @@ func newFunnelFixture(t *testing.T) *funnelFixture {
 			for _, n := range f.tn.Control.AllNodes() {
 				if n.Hostinfo.Valid() && n.Hostinfo.Hostname() == "gw" {
 					f.tn.Control.SetNodeCapMap(n.Key, tailcfg.NodeCapMap{
-						tailcfg.CapabilityHTTPS: nil,
-						tailcfg.NodeAttrFunnel:  nil,
+						tailcfg.CapabilityHTTPS:                                 nil,
+						tailcfg.NodeAttrFunnel:                                  nil,
 						tailcfg.CapabilityFunnelPorts + "?ports=443,8443,10000": nil,
 					})
 					return
