@@ -1,0 +1,509 @@
+// Package demo is `caddy clawgate demo`: it brings up, inside one process
+// and on loopback only, a Tailscale control server with DERP, tailnet nodes
+// for two users, Caddy with clawgate on its own tailnet node, and an OpenClaw
+// gateway behind it, then tours what clawgate does and prints a table.
+//
+// The gateway is the real OpenClaw, installed on first run by the project's
+// scripts/openclaw.sh; when that cannot be done (no registry, not run from a
+// checkout) the demo says how to fix it and carries on with a clearly
+// labelled stand-in. Caddy itself is driven through the Caddy interface,
+// which caddymodule implements: packages under internal never import Caddy.
+package demo
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"tailscale.com/envknob"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
+)
+
+// The cast and the names clawgate is configured with.
+const (
+	alice       = "alice@example.com" // allowed, with scopes operator.read and operator.write
+	bob         = "bob@example.com"   // on the tailnet, but no rule lets him in
+	aliceHost   = "alice-laptop"
+	bobHost     = "bob-phone"
+	nodeName    = "gw"   // clawgate's tailnet node
+	gatewayName = "home" // the gateway in clawgate's config
+	sitePort    = 80     // on the tailnet node only; nothing binds the host's port 80
+)
+
+// insecureCheck is the audit finding the insecure edit must trip:
+// tools.elevated.allowFrom.<provider> holding "*" lets anyone on that channel
+// run elevated exec. OpenClaw accepts it and hot-applies tools.* without a
+// restart (see testGateWithRealGateway in caddymodule/openclaw_e2e_test.go),
+// so the gateway keeps running while clawgate refuses its traffic.
+const insecureCheck = "tools.elevated.allowFrom.whatsapp.wildcard"
+
+// reactWithin bounds how long the tour waits for the gate to notice an edit.
+// clawgate audits every 500 ms; the rest is slack for a busy machine.
+const reactWithin = 3 * time.Second
+
+var (
+	// askedScopes is what the clients ask for in connect.
+	askedScopes = []string{"operator.read", "operator.write", "operator.admin"}
+	// allowedScopes is the cap of alice's rule; OpenClaw itself would grant
+	// her operator.admin too (identityScopes), so her scopes show the cap.
+	allowedScopes = []string{"operator.read", "operator.write"}
+)
+
+// siteHost is the name the clients dial, resolved by the tailnet's MagicDNS.
+var siteHost = nodeName + "." + tailnettest.Domain
+
+// Caddy drives the Caddy of this process.
+type Caddy interface {
+	// Start adapts and loads caddyfile, with Caddy's storage under dataDir.
+	Start(caddyfile, dataDir string) error
+	// WaitNode returns once the clawgate node name has tailnet addresses.
+	WaitNode(ctx context.Context, name string) error
+	// Stop stops Caddy and returns once every clawgate node has closed.
+	Stop() error
+}
+
+// Options configures Run.
+type Options struct {
+	// Caddy loads and stops Caddy; required.
+	Caddy Caddy
+	// Out receives one line per setup stage and per step as they happen.
+	Out io.Writer
+	// Log, if set, receives the tailnet's and the harness's logs (set
+	// CLAWGATE_TAILNET_VERBOSE=1 for the nodes' own).
+	Log io.Writer
+	// StandIn skips the real OpenClaw and uses the stand-in backend.
+	StandIn bool
+	// Dir is where the search for the clawgate checkout starts (for
+	// scripts/openclaw.sh); empty means the working directory.
+	Dir string
+}
+
+// Backends.
+const (
+	BackendOpenClaw = "openclaw"
+	BackendStandIn  = "stand-in"
+)
+
+// Step is one row of the table.
+type Step struct {
+	Name     string        `json:"step"`
+	Who      string        `json:"who"`
+	Happened string        `json:"happened"`
+	Expected string        `json:"expected"`
+	OK       bool          `json:"ok"`
+	Took     time.Duration `json:"tookNs"`
+	// Details are extra lines printed under the step: reasons, timings.
+	Details []string `json:"details,omitempty"`
+}
+
+// Result is what a run did.
+type Result struct {
+	// Backend is BackendOpenClaw or BackendStandIn ("" if setup failed
+	// before choosing).
+	Backend string `json:"backend"`
+	// BackendDesc says which gateway, e.g. "OpenClaw 2026.9.6 on 127.0.0.1:41234".
+	BackendDesc string `json:"backendDesc"`
+	// InstallHint, when the stand-in was used, says how to get OpenClaw.
+	InstallHint string `json:"installHint,omitempty"`
+	// Dir is the run's temp dir, which held everything it wrote; it is
+	// gone when Run returns.
+	Dir string `json:"dir"`
+	// Steps are setup, the tour, and cleanup, in order.
+	Steps []Step `json:"steps"`
+	// Durations of the phases.
+	Setup   time.Duration `json:"setupNs"`
+	Tour    time.Duration `json:"tourNs"`
+	Cleanup time.Duration `json:"cleanupNs"`
+}
+
+// OK reports whether every step behaved as expected.
+func (r *Result) OK() bool {
+	if len(r.Steps) == 0 {
+		return false
+	}
+	for _, s := range r.Steps {
+		if !s.OK {
+			return false
+		}
+	}
+	return true
+}
+
+// run is one demo run's state.
+type run struct {
+	o   Options
+	h   *harness
+	res *Result
+	out io.Writer
+
+	root        string // the run's temp dir; everything it writes is under it
+	gwDir       string // openclaw.json, state/, gw.log
+	origConfig  []byte // openclaw.json as first written
+	port        int    // the gateway's loopback port
+	oc          *openclaw
+	tn          *tailnettest.Tailnet
+	alice, bob  *tailnettest.Node
+	gatewayStop string // what stopping the gateway said
+	caddyUp     bool
+}
+
+// Run runs the demo and returns what happened; it has stopped and removed
+// everything it started by the time it returns.
+func Run(ctx context.Context, o Options) *Result {
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	logw := o.Log
+	if logw == nil {
+		logw = io.Discard
+	}
+	// Outside a test binary, tsnet nodes upload their logs to
+	// log.tailscale.com, and tailscale code logs through the standard
+	// logger. The demo is offline: no uploads (clawgate's own nodes turn
+	// them off the same way), and the standard logger is silenced unless
+	// logs were asked for.
+	envknob.SetNoLogsNoSupport()
+	if o.Log == nil {
+		prev := log.Writer()
+		log.SetOutput(io.Discard)
+		defer log.SetOutput(prev)
+	}
+	r := &run{o: o, res: &Result{}, out: o.Out}
+	fmt.Fprintf(r.out, "clawgate demo: a tailnet, clawgate in Caddy, and an OpenClaw gateway, all in this process and on loopback\n\n")
+
+	start := time.Now()
+	root, err := os.MkdirTemp("", "clawgate-demo-")
+	if err != nil {
+		r.res.Steps = append(r.res.Steps, Step{Name: "setup", Who: "-", Happened: "cannot make a temp dir: " + err.Error(), Expected: "everything starts"})
+		return r.res
+	}
+	r.root = root
+	r.res.Dir = root
+	r.h = newHarness("demo", root, logw)
+	setupErr := r.h.do(func() { r.setup(ctx) })
+	r.res.Setup = time.Since(start)
+	setup := Step{Name: "setup", Who: "-", Expected: "everything starts", Took: r.res.Setup}
+	if setupErr != nil {
+		setup.Happened = "failed: " + setupErr.Error()
+		r.res.Steps = append(r.res.Steps, setup)
+		fmt.Fprintf(r.out, "[setup] ✗ %s\n", setup.Happened)
+	} else {
+		setup.OK = true
+		setup.Happened = fmt.Sprintf("ready in %s; backend: the real %s", secs(r.res.Setup), r.res.BackendDesc)
+		if r.res.Backend == BackendStandIn {
+			setup.Happened = fmt.Sprintf("ready in %s; backend: STAND-IN, not OpenClaw", secs(r.res.Setup))
+		}
+		r.res.Steps = append(r.res.Steps, setup)
+		fmt.Fprintf(r.out, "[setup] ready in %s\n\n", secs(r.res.Setup))
+		tourStart := time.Now()
+		r.tour(ctx)
+		r.res.Tour = time.Since(tourStart)
+	}
+
+	cleanStart := time.Now()
+	r.res.Steps = append(r.res.Steps, r.cleanup())
+	r.res.Cleanup = time.Since(cleanStart)
+	return r.res
+}
+
+func (r *run) progress(format string, args ...any) {
+	fmt.Fprintf(r.out, "[setup] "+format+"\n", args...)
+}
+
+// setup starts everything; failures go through the harness (Fatalf aborts).
+func (r *run) setup(ctx context.Context) {
+	h := r.h
+	// Caddy's paths that do not come from its config (instance ID, default
+	// storage) follow XDG; keep them in the run's directory too.
+	h.Setenv("XDG_DATA_HOME", filepath.Join(r.root, "xdg-data"))
+	h.Setenv("XDG_CONFIG_HOME", filepath.Join(r.root, "xdg-config"))
+
+	r.chooseBackend(ctx)
+
+	var err error
+	if r.port, err = freePort(); err != nil {
+		h.Fatalf("%v", err)
+	}
+	r.gwDir = filepath.Join(r.root, "gateway")
+	// The state dir exists from the start, private as OpenClaw makes it: the
+	// gate audits its permissions before the gateway has run.
+	if err := os.MkdirAll(filepath.Join(r.gwDir, "state"), 0o700); err != nil {
+		h.Fatalf("making the gateway's directory: %v", err)
+	}
+	r.origConfig = r.gatewayConfig()
+	if err := os.WriteFile(r.configPath(), r.origConfig, 0o600); err != nil {
+		h.Fatalf("writing openclaw.json: %v", err)
+	}
+	ready := r.startBackend(ctx)
+
+	t0 := time.Now()
+	r.tn = tailnettest.New(h)
+	gw := r.tn.Config(h, nodeName)
+	r.alice = r.tn.NewNode(h, aliceHost, tailnettest.WithLogin(alice))
+	r.bob = r.tn.NewNode(h, bobHost, tailnettest.WithLogin(bob))
+	r.progress("tailnet: control server and DERP on 127.0.0.1, nodes %s (%s) and %s (%s)  %s", aliceHost, alice, bobHost, bob, secs(time.Since(t0)))
+
+	t0 = time.Now()
+	if err := r.o.Caddy.Start(r.caddyfile(gw.ControlURL, gw.StateDir), filepath.Join(r.root, "caddy")); err != nil {
+		h.Fatalf("starting Caddy: %v", err)
+	}
+	r.caddyUp = true
+	h.Cleanup(func() {
+		r.caddyUp = false
+		if err := r.o.Caddy.Stop(); err != nil {
+			h.Errorf("stopping Caddy: %v", err)
+		}
+	})
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := r.o.Caddy.WaitNode(wctx, nodeName); err != nil {
+		h.Fatalf("waiting for clawgate's tailnet node %s: %v", nodeName, err)
+	}
+	r.tn.WaitPeer(h, r.alice, nodeName)
+	r.tn.WaitPeer(h, r.bob, nodeName)
+	r.progress("Caddy with clawgate on tailnet node %s, serving http://%s  %s", nodeName, siteHost, secs(time.Since(t0)))
+
+	t0 = time.Now()
+	select {
+	case err := <-ready:
+		if err != nil {
+			h.Fatalf("starting the gateway: %v", err)
+		}
+	case <-ctx.Done():
+		h.Fatalf("interrupted while the gateway started")
+	}
+	if r.res.Backend == BackendOpenClaw {
+		r.progress("OpenClaw gateway ready (/healthz and /readyz)  %s more", secs(time.Since(t0)))
+	}
+}
+
+// chooseBackend installs the real OpenClaw, or settles for the stand-in and
+// says why.
+func (r *run) chooseBackend(ctx context.Context) {
+	standIn := func(why, hint string) {
+		r.res.Backend = BackendStandIn
+		r.res.InstallHint = hint
+		r.progress("%s", why)
+		if hint != "" {
+			r.progress("for the real gateway: %s", hint)
+		}
+		r.progress("continuing with a STAND-IN backend: a tiny server that answers like OpenClaw and echoes what clawgate forwards")
+	}
+	if r.o.StandIn {
+		standIn("--stand-in: not using the real OpenClaw", "")
+		return
+	}
+	dir := r.o.Dir
+	if dir == "" {
+		dir = "."
+	}
+	repo, err := findRepo(dir)
+	if err != nil {
+		standIn("cannot install the real OpenClaw: "+err.Error(),
+			"run the demo from a clawgate checkout: go run ./cmd/caddy clawgate demo")
+		return
+	}
+	oc := &openclaw{repo: repo}
+	t0 := time.Now()
+	r.progress("installing OpenClaw if needed: %s (the first time takes a few minutes and about 1 GB)", installCommand)
+	version, err := oc.install(ctx)
+	if err != nil {
+		why := err.Error()
+		var se *scriptError
+		if errors.As(err, &se) {
+			why = fmt.Sprintf("%v\n%s", se.err, se.summary())
+		}
+		standIn("installing OpenClaw failed: "+strings.ReplaceAll(why, "\n", "\n          "),
+			fmt.Sprintf("cd %s && %s, then run the demo again", repo, installCommand))
+		return
+	}
+	r.res.Backend = BackendOpenClaw
+	r.oc = oc
+	r.progress("OpenClaw %s is installed  %s", version, secs(time.Since(t0)))
+	r.res.BackendDesc = "OpenClaw " + version
+}
+
+// startBackend starts the gateway in the background and returns a channel
+// that yields once it serves (nil) or has failed.
+func (r *run) startBackend(ctx context.Context) <-chan error {
+	h := r.h
+	ready := make(chan error, 1)
+	if r.res.Backend == BackendStandIn {
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(r.port))
+		if err != nil {
+			h.Fatalf("starting the stand-in: %v", err)
+		}
+		s := startStandIn(l)
+		h.Cleanup(func() {
+			s.close()
+			r.gatewayStop = "stand-in stopped"
+		})
+		r.res.BackendDesc = "stand-in on 127.0.0.1:" + strconv.Itoa(r.port)
+		r.progress("stand-in backend serving on 127.0.0.1:%d", r.port)
+		ready <- nil
+		return ready
+	}
+	// Started now and waited for at the end of setup: OpenClaw takes
+	// 15–30 s to be ready, time the tailnet and Caddy use to come up.
+	runCtx, cancelRun := context.WithCancel(ctx)
+	done := make(chan struct{})
+	// Registered before the start, so a half-started gateway is stopped too.
+	h.Cleanup(func() {
+		cancelRun()
+		<-done
+		msg, err := r.oc.stop(r.gwDir)
+		if err != nil {
+			h.Errorf("stopping the OpenClaw gateway: %v", err)
+		}
+		r.gatewayStop = msg
+	})
+	go func() {
+		defer close(done)
+		ready <- r.oc.run(runCtx, r.gwDir, r.port)
+	}()
+	r.res.BackendDesc += " on 127.0.0.1:" + strconv.Itoa(r.port)
+	r.progress("starting the OpenClaw gateway on 127.0.0.1:%d (trusted-proxy auth, loopback only) in the background", r.port)
+	return ready
+}
+
+func (r *run) configPath() string { return filepath.Join(r.gwDir, "openclaw.json") }
+
+// gatewayConfig is the gateway's openclaw.json: trusted-proxy auth behind
+// clawgate on the same host, as DESIGN.md describes, admitting alice only.
+func (r *run) gatewayConfig() []byte {
+	cfg := map[string]any{
+		"gateway": map[string]any{
+			"mode":           "local",
+			"bind":           "loopback",
+			"port":           r.port,
+			"trustedProxies": []string{"127.0.0.1", "::1"},
+			"auth": map[string]any{
+				"mode": "trusted-proxy",
+				"trustedProxy": map[string]any{
+					"userHeader":      "x-forwarded-user",
+					"requiredHeaders": []string{"x-forwarded-proto", "x-forwarded-host"},
+					"allowUsers":      []string{alice},
+					"allowLoopback":   true,
+				},
+				// OpenClaw would give alice admin; clawgate's rule caps it.
+				"identityScopes": map[string]any{alice: askedScopes},
+			},
+			"controlUi": map[string]any{"allowedOrigins": []string{"http://" + siteHost}},
+		},
+		// Without it the gateway logs to /tmp/openclaw, shared machine-wide.
+		"logging": map[string]any{"file": filepath.Join(r.gwDir, "openclaw.log")},
+	}
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		r.h.Fatalf("encoding openclaw.json: %v", err)
+	}
+	return append(b, '\n')
+}
+
+// caddyfile is clawgate's config: one tailnet node, one audited gateway, and
+// a site on the node that lets alice in with two scopes and nobody else.
+func (r *run) caddyfile(controlURL, nodeState string) string {
+	return fmt.Sprintf(`{
+	admin off
+	auto_https off
+	clawgate {
+		node %s {
+			control_url %s
+			state_dir %s
+			ephemeral
+		}
+		gateway %s {
+			config %s
+			state_dir %s
+			upstream 127.0.0.1:%d
+			origins http://%s
+		}
+	}
+}
+
+http://:%d {
+	bind clawgate/%s
+	clawgate 127.0.0.1:%d {
+		gateway %s
+		allow user:%s scopes %s
+	}
+}
+`, nodeName, controlURL, strconv.Quote(nodeState),
+		gatewayName, strconv.Quote(r.configPath()), strconv.Quote(filepath.Join(r.gwDir, "state")), r.port, siteHost,
+		sitePort, nodeName, r.port, gatewayName, alice, strings.Join(allowedScopes, ","))
+}
+
+// cleanup stops everything (the harness's cleanups, last in first out) and
+// checks nothing is left.
+func (r *run) cleanup() Step {
+	s := Step{Name: "cleanup", Who: "-", Expected: "everything stopped and removed"}
+	t0 := time.Now()
+	hadCaddy := r.caddyUp
+	err := r.h.finish()
+	s.Took = time.Since(t0)
+	var did []string
+	if hadCaddy {
+		did = append(did, "Caddy stopped, node "+nodeName+" closed")
+	}
+	if r.gatewayStop != "" {
+		did = append(did, r.gatewayStop)
+	}
+	if r.tn != nil {
+		did = append(did, "tailnet closed")
+	}
+	_, statErr := os.Stat(r.root)
+	switch {
+	case err != nil:
+		s.Happened = "failed: " + err.Error()
+	case !errors.Is(statErr, os.ErrNotExist):
+		s.Happened = r.root + " is still there"
+	default:
+		s.OK = true
+		did = append(did, "temp dir removed")
+		s.Happened = strings.Join(did, "; ")
+	}
+	mark := "✓"
+	if !s.OK {
+		mark = "✗"
+	}
+	fmt.Fprintf(r.out, "[cleanup] %s %s  %s\n", mark, s.Happened, secs(s.Took))
+	fmt.Fprintln(r.out)
+	return s
+}
+
+// secs formats d as seconds with one decimal.
+func secs(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + "s" }
+
+// sameSet reports whether a and b hold the same strings, in any order.
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
+
+// httpGet returns the status of GET url, for the gateway's own /healthz.
+func httpGet(ctx context.Context, url string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
