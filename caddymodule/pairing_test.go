@@ -1,0 +1,931 @@
+package caddymodule
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/coder/websocket"
+	"go.uber.org/zap"
+	"tailscale.com/tailcfg"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/pairing"
+	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
+)
+
+const deviceCap = "example.com/cap/openclaw-device"
+
+// pairingFixture is a real tailnet and a real Caddy whose gateway "home"
+// requires device pairing, with the admin endpoint on loopback and clawgate's
+// log written to a file as JSON.
+type pairingFixture struct {
+	tn                                    *tailnettest.Tailnet
+	be                                    *backend
+	alice, phone, bob, trusted, ci, carol *tailnettest.Node
+	admin, storage, logPath, siteURL      string
+	cfg                                   []byte
+}
+
+func newPairingFixture(t *testing.T) *pairingFixture {
+	begin := time.Now()
+	f := &pairingFixture{tn: tailnettest.New(t), be: newBackend(t)}
+	gw := f.tn.Config(t, "gw")
+	f.alice = f.tn.NewNode(t, "alice-laptop", tailnettest.WithLogin("alice@example.com"))
+	f.phone = f.tn.NewNode(t, "alice-phone", tailnettest.WithLogin("alice@example.com"))
+	f.bob = f.tn.NewNode(t, "bob-phone", tailnettest.WithLogin("bob@example.com"))
+	f.trusted = f.tn.NewNode(t, "trusted-bot", tailnettest.WithTags("tag:trusted"))
+	f.ci = f.tn.NewNode(t, "ci-bot", tailnettest.WithTags("tag:ci"))
+	f.carol = f.tn.NewNode(t, "carol-desk", tailnettest.WithLogin("carol@example.com"),
+		tailnettest.WithCapMap(tailcfg.PeerCapMap{deviceCap: {tailcfg.RawMessage(`{}`)}}))
+	cfgPath, stateDir := gatewayDir(t, "alice@example.com", "carol@example.com")
+	dir := t.TempDir()
+	f.storage = filepath.Join(dir, "pairing-home.json")
+	f.logPath = filepath.Join(dir, "clawgate.log")
+	f.admin = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	const port = 18080
+	f.siteURL = fmt.Sprintf("http://gw.%s:%d", tailnettest.Domain, port)
+	caddyfile := fmt.Sprintf(`{
+	admin %s
+	auto_https off
+	clawgate {
+		node gw {
+			control_url %s
+			state_dir %s
+			ephemeral
+		}
+		gateway home {
+			config %s
+			state_dir %s
+			pairing required {
+				storage %s
+				auto_approve tag:trusted cap:%s
+			}
+		}
+	}
+}
+http://:%d {
+	bind clawgate/gw
+	clawgate %s {
+		gateway home
+		allow user:alice@example.com scopes operator.read,operator.write
+		allow user:carol@example.com scopes operator.read
+		allow tag:trusted scopes operator.read
+		allow tag:ci scopes operator.read
+	}
+}
+`, f.admin, f.tn.ControlURL, gw.StateDir, cfgPath, stateDir, f.storage, deviceCap, port, f.be.addr())
+	f.cfg = startPairingCaddy(t, caddyfile, f.logPath)
+	f.waitGW(t)
+	t.Logf("tailnet with 7 nodes and Caddy up in %v", time.Since(begin))
+	return f
+}
+
+// startPairingCaddy is startCaddyTailnet with clawgate's own log (INFO and
+// up) written as JSON to logPath; it returns the loaded config.
+func startPairingCaddy(t *testing.T, caddyfile, logPath string) []byte {
+	t.Helper()
+	t.Cleanup(func() { waitNodesClosed(t) })
+	caddyMu.Lock()
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
+	if err != nil {
+		caddyMu.Unlock()
+		t.Fatalf("adapting Caddyfile: %v\n%s", err, caddyfile)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(quietConfig(t, cfg), &m); err != nil {
+		caddyMu.Unlock()
+		t.Fatal(err)
+	}
+	logging, _ := m["logging"].(map[string]any)
+	if logging == nil {
+		logging = map[string]any{}
+	}
+	logs, _ := logging["logs"].(map[string]any)
+	if logs == nil {
+		logs = map[string]any{}
+	}
+	logs["pairing"] = map[string]any{
+		"writer":  map[string]any{"output": "file", "filename": logPath},
+		"encoder": map[string]any{"format": "json"},
+		"level":   "INFO",
+		"include": []string{"clawgate"},
+	}
+	logging["logs"] = logs
+	m["logging"] = logging
+	if cfg, err = json.Marshal(m); err != nil {
+		caddyMu.Unlock()
+		t.Fatal(err)
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		caddyMu.Unlock()
+		t.Fatalf("loading Caddy: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := caddy.Stop(); err != nil {
+			t.Errorf("stopping Caddy: %v", err)
+		}
+		caddyMu.Unlock()
+	})
+	return cfg
+}
+
+func (f *pairingFixture) waitGW(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for p := nodeByName("gw"); p == nil || len(p.tailnetIPs()) == 0; p = nodeByName("gw") {
+		if time.Now().After(deadline) {
+			t.Fatal("clawgate node gw never came up")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, n := range []*tailnettest.Node{f.alice, f.phone, f.bob, f.trusted, f.ci, f.carol} {
+		f.tn.WaitPeer(t, n, "gw")
+	}
+}
+
+// answer is one response as a client sees it.
+type answer struct {
+	status int
+	body   string
+	header http.Header
+}
+
+func (f *pairingFixture) get(t *testing.T, from *tailnettest.Node, accept string) answer {
+	t.Helper()
+	a, err := f.tryGet(from, accept, 30*time.Second)
+	if err != nil {
+		t.Fatalf("%s: GET: %v", from.Hostname, err)
+	}
+	return a
+}
+
+func (f *pairingFixture) tryGet(from *tailnettest.Node, accept string, timeout time.Duration) (answer, error) {
+	req, err := http.NewRequest("GET", f.siteURL+"/tools/invoke", nil)
+	if err != nil {
+		return answer{}, err
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	c := from.HTTPClient()
+	c.Timeout = timeout
+	defer c.CloseIdleConnections()
+	resp, err := c.Do(req)
+	if err != nil {
+		return answer{}, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return answer{resp.StatusCode, string(body), resp.Header}, nil
+}
+
+// heldError is the JSON a held device gets.
+type heldError struct {
+	Type, Message, Code, Device, Node, Gateway string
+}
+
+func parseHeld(t *testing.T, a answer) heldError {
+	t.Helper()
+	var v struct{ Error heldError }
+	if err := json.Unmarshal([]byte(a.body), &v); err != nil {
+		t.Fatalf("held answer is not JSON: %v: %q", err, a.body)
+	}
+	return v.Error
+}
+
+// mustBeHeld checks that from is held as pending and that the gateway saw
+// nothing, and returns what the device was told.
+func (f *pairingFixture) mustBeHeld(t *testing.T, from *tailnettest.Node) heldError {
+	t.Helper()
+	before := f.be.count()
+	a := f.get(t, from, "")
+	if a.status != http.StatusForbidden {
+		t.Fatalf("%s: status %d, want 403: %s", from.Hostname, a.status, a.body)
+	}
+	h := parseHeld(t, a)
+	if h.Type != "clawgate_pairing_pending" || h.Code == "" || h.Gateway != "home" || h.Node != from.Hostname {
+		t.Fatalf("%s: held answer %+v", from.Hostname, h)
+	}
+	if a.header.Get("X-Clawgate-Pairing-Code") != h.Code {
+		t.Errorf("%s: X-Clawgate-Pairing-Code %q, body code %q", from.Hostname, a.header.Get("X-Clawgate-Pairing-Code"), h.Code)
+	}
+	if f.be.count() != before {
+		t.Fatalf("%s: the gateway saw a held request", from.Hostname)
+	}
+	return h
+}
+
+func (f *pairingFixture) mustPass(t *testing.T, from *tailnettest.Node, user string) {
+	t.Helper()
+	before := f.be.count()
+	a := f.get(t, from, "")
+	if a.status != http.StatusOK || f.be.count() != before+1 {
+		t.Fatalf("%s: status %d, gateway saw %d request(s): %s", from.Hostname, a.status, f.be.count()-before, a.body)
+	}
+	if got := f.be.last(t).Header.Get("X-Forwarded-User"); got != user {
+		t.Errorf("%s: gateway saw user %q, want %q", from.Hostname, got, user)
+	}
+}
+
+func (f *pairingFixture) devices(t *testing.T) devicesList {
+	t.Helper()
+	var out bytes.Buffer
+	if err := runDevicesCommand(&out, f.admin, "list", "", "", true); err != nil {
+		t.Fatalf("devices list: %v", err)
+	}
+	var list devicesList
+	if err := json.Unmarshal(out.Bytes(), &list); err != nil {
+		t.Fatalf("devices list --json: %v: %s", err, out.String())
+	}
+	return list
+}
+
+// device returns the record of the node named node, or fails.
+func (f *pairingFixture) device(t *testing.T, node string) deviceEntry {
+	t.Helper()
+	for _, d := range f.devices(t).Devices {
+		if d.Node == node {
+			return d
+		}
+	}
+	t.Fatalf("no device %s in the list", node)
+	return deviceEntry{}
+}
+
+// adminPost calls the admin API directly, as a script would.
+func (f *pairingFixture) adminPost(t *testing.T, action string, req deviceRequest) (int, deviceResult) {
+	t.Helper()
+	body, _ := json.Marshal(req)
+	resp, err := http.Post("http://"+f.admin+"/clawgate/devices/"+action, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var res deviceResult
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == 200 {
+		if err := json.Unmarshal(b, &res); err != nil {
+			t.Fatalf("admin %s: %v: %s", action, err, b)
+		}
+	}
+	return resp.StatusCode, res
+}
+
+// command runs `caddy clawgate devices <args>` in-process against the admin
+// endpoint.
+func (f *pairingFixture) command(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := newDevicesCommand()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(append(args, "--address", f.admin))
+	if err := cmd.Execute(); err != nil {
+		t.Fatalf("caddy clawgate devices %s: %v\n%s", strings.Join(args, " "), err, out.String())
+	}
+	return out.String()
+}
+
+func stableID(t *testing.T, n *tailnettest.Node) string {
+	t.Helper()
+	lc, err := n.LocalClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := lc.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(st.Self.ID)
+}
+
+func TestPairingTailnet(t *testing.T) {
+	f := newPairingFixture(t)
+	aliceID, phoneID := stableID(t, f.alice), stableID(t, f.phone)
+	var aliceCode string
+
+	t.Run("a new device of an allowed user is held and recorded", func(t *testing.T) {
+		h := f.mustBeHeld(t, f.alice)
+		aliceCode = h.Code
+		if h.Device != aliceID {
+			t.Errorf("held device %q, want alice-laptop's node ID %q", h.Device, aliceID)
+		}
+		// Asking again gives the same code.
+		if again := f.mustBeHeld(t, f.alice); again.Code != aliceCode {
+			t.Errorf("code changed from %s to %s", aliceCode, again.Code)
+		}
+		// A browser gets a page that shows the code.
+		before := f.be.count()
+		page := f.get(t, f.alice, "text/html,application/xhtml+xml")
+		if page.status != 403 || !strings.HasPrefix(page.header.Get("Content-Type"), "text/html") ||
+			!strings.Contains(page.body, aliceCode) || !strings.Contains(page.body, "waiting for approval") {
+			t.Errorf("browser page: %d %q\n%s", page.status, page.header.Get("Content-Type"), page.body)
+		}
+		// A WebSocket upgrade is held too, before it reaches the gateway.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		_, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(f.siteURL, "http")+"/ws", &websocket.DialOptions{HTTPClient: f.alice.HTTPClient()})
+		if err == nil || resp == nil || resp.StatusCode != 403 || resp.Header.Get("X-Clawgate-Pairing-Code") != aliceCode {
+			t.Errorf("upgrade: err %v, resp %+v", err, resp)
+		}
+		if f.be.count() != before {
+			t.Errorf("the gateway saw a held page or upgrade")
+		}
+		d := f.device(t, "alice-laptop")
+		want := map[string]string{"gateway": "home", "id": aliceID, "login": "alice@example.com", "status": "pending", "code": aliceCode,
+			"fqdn": "alice-laptop." + tailnettest.Domain, "ip": f.alice.IPs[0].String()}
+		got := map[string]string{"gateway": d.Gateway, "id": d.ID, "login": d.Login, "status": string(d.Status), "code": d.Code, "fqdn": d.FQDN}
+		if len(d.IPs) > 0 {
+			got["ip"] = d.IPs[0]
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("recorded %s = %q, want %q", k, got[k], v)
+			}
+		}
+		if !strings.HasPrefix(d.NodeKey, "nodekey:") || d.FirstSeen.IsZero() || time.Since(d.FirstSeen) > time.Minute {
+			t.Errorf("recorded node key %q, first seen %v", d.NodeKey, d.FirstSeen)
+		}
+	})
+
+	t.Run("a user no rule allows is refused and never recorded", func(t *testing.T) {
+		a := f.get(t, f.bob, "")
+		if a.status != 403 || errorType(t, a.body) != "clawgate_forbidden" {
+			t.Fatalf("bob: %d %s", a.status, a.body)
+		}
+		for _, d := range f.devices(t).Devices {
+			if d.Node == "bob-phone" {
+				t.Errorf("bob's device was recorded: %+v", d)
+			}
+		}
+	})
+
+	var phoneCode string
+	t.Run("a second device of the same user is held on its own", func(t *testing.T) {
+		h := f.mustBeHeld(t, f.phone)
+		phoneCode = h.Code
+		if h.Device != phoneID || h.Code == aliceCode {
+			t.Errorf("phone held as %+v (alice-laptop has code %s)", h, aliceCode)
+		}
+	})
+
+	t.Run("approved by command, the device passes and the other stays held", func(t *testing.T) {
+		out := f.command(t, "list")
+		for _, want := range []string{"alice-laptop", "alice-phone", aliceCode, phoneCode, "pending"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("devices list lacks %q:\n%s", want, out)
+			}
+		}
+		out = f.command(t, "approve", strings.ToLower(aliceCode))
+		if !strings.Contains(out, "approved alice-laptop") || !strings.Contains(out, "gateway home") {
+			t.Errorf("approve said %q", out)
+		}
+		f.mustPass(t, f.alice, "alice@example.com")
+		f.mustBeHeld(t, f.phone)
+		if d := f.device(t, "alice-laptop"); d.Status != pairing.StatusApproved || d.Code != "" || d.ApprovedBy != localOperator() {
+			t.Errorf("after approval: %+v", d.Device)
+		}
+	})
+
+	t.Run("approved through the admin API, the second device passes", func(t *testing.T) {
+		if status, _ := f.adminPost(t, "approve", deviceRequest{Device: "no-such-device"}); status != 404 {
+			t.Errorf("approving an unknown device: %d, want 404", status)
+		}
+		if status, _ := f.adminPost(t, "approve", deviceRequest{Device: phoneID, Gateway: "elsewhere"}); status != 404 {
+			t.Errorf("approving on an unknown gateway: %d, want 404", status)
+		}
+		status, res := f.adminPost(t, "approve", deviceRequest{Device: phoneID, By: "ops-script"})
+		if status != 200 || !res.Changed || len(res.Devices) != 1 || res.Devices[0].ID != phoneID {
+			t.Fatalf("admin approve: %d %+v", status, res)
+		}
+		f.mustPass(t, f.phone, "alice@example.com")
+		if d := f.device(t, "alice-phone"); d.ApprovedBy != "ops-script" {
+			t.Errorf("approved by %q, want ops-script", d.ApprovedBy)
+		}
+	})
+
+	t.Run("revoking a device cuts its open WebSocket", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(f.siteURL, "http")+"/ws", &websocket.DialOptions{HTTPClient: f.alice.HTTPClient()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.CloseNow()
+		if _, msg, err := c.Read(ctx); err != nil || string(msg) != "hello alice@example.com" {
+			t.Fatalf("first frame %q, %v", msg, err)
+		}
+		// The phone's WebSocket must survive alice-laptop's revocation.
+		pc, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(f.siteURL, "http")+"/ws", &websocket.DialOptions{HTTPClient: f.phone.HTTPClient()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.CloseNow()
+		if _, _, err := pc.Read(ctx); err != nil {
+			t.Fatal(err)
+		}
+
+		out := f.command(t, "revoke", aliceID)
+		if !strings.Contains(out, "revoked alice-laptop") || !strings.Contains(out, "closed 1 open WebSocket") {
+			t.Errorf("revoke said %q", out)
+		}
+		readCtx, readCancel := context.WithTimeout(ctx, 10*time.Second)
+		defer readCancel()
+		if _, msg, err := c.Read(readCtx); err == nil {
+			t.Fatalf("the revoked device's WebSocket still delivers: %q", msg)
+		} else if readCtx.Err() != nil {
+			t.Fatal("the revoked device's WebSocket stayed open")
+		}
+		if err := pc.Write(ctx, websocket.MessageText, []byte("still here")); err != nil {
+			t.Fatalf("the phone's WebSocket was closed too: %v", err)
+		}
+		if _, msg, err := pc.Read(ctx); err != nil || string(msg) != "echo:still here" {
+			t.Fatalf("phone echo %q, %v", msg, err)
+		}
+		// Revoked, the device waits again with a new code.
+		h := f.mustBeHeld(t, f.alice)
+		if h.Code == aliceCode {
+			t.Errorf("the revoked device got its old code back")
+		}
+		if status, res := f.adminPost(t, "approve", deviceRequest{Device: h.Code}); status != 200 || !res.Changed {
+			t.Fatalf("re-approve: %d %+v", status, res)
+		}
+		f.mustPass(t, f.alice, "alice@example.com")
+	})
+
+	t.Run("auto-approval by tag and by capability", func(t *testing.T) {
+		f.mustPass(t, f.trusted, "node:trusted-bot")
+		f.mustPass(t, f.carol, "carol@example.com")
+		if d := f.device(t, "trusted-bot"); d.Status != pairing.StatusApproved || !d.Auto || d.ApprovedBy != "auto_approve tag:trusted" {
+			t.Errorf("trusted-bot recorded as %+v", d.Device)
+		}
+		if d := f.device(t, "carol-desk"); d.Status != pairing.StatusApproved || d.ApprovedBy != "auto_approve cap:"+deviceCap {
+			t.Errorf("carol-desk recorded as %+v", d.Device)
+		}
+		// Another tag is not the rule's tag.
+		f.mustBeHeld(t, f.ci)
+	})
+
+	t.Run("an untagged device cannot claim the tag rule", func(t *testing.T) {
+		// A user's device that asks for the tag in every way a request can.
+		id := stableID(t, f.phone)
+		if status, _ := f.adminPost(t, "revoke", deviceRequest{Device: id}); status != 200 {
+			t.Fatalf("revoke phone: %d", status)
+		}
+		req, _ := http.NewRequest("GET", f.siteURL+"/tools/invoke", nil)
+		for k, v := range map[string]string{"Tailscale-Tags": "tag:trusted", "X-Tailscale-Tags": "tag:trusted", "X-Clawgate-Tags": "tag:trusted",
+			"Tailscale-User-Login": "tagged-devices", "X-Forwarded-User": "node:trusted-bot"} {
+			req.Header.Set(k, v)
+		}
+		c := f.phone.HTTPClient()
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		c.CloseIdleConnections()
+		if h := parseHeld(t, answer{resp.StatusCode, string(body), resp.Header}); resp.StatusCode != 403 || h.Type != "clawgate_pairing_pending" {
+			t.Fatalf("phone claiming the tag: %d %s", resp.StatusCode, body)
+		}
+		// Nor can it take over the tagged device's approval: approving by
+		// the tagged device's ID leaves the phone held.
+		trustedID := stableID(t, f.trusted)
+		if status, res := f.adminPost(t, "approve", deviceRequest{Device: trustedID}); status != 200 || res.Devices[0].ID != trustedID {
+			t.Fatalf("approve trusted-bot: %d %+v", status, res)
+		}
+		f.mustBeHeld(t, f.phone)
+		if d := f.device(t, "alice-phone"); d.Status != pairing.StatusPending || d.Auto {
+			t.Errorf("phone recorded as %+v", d.Device)
+		}
+		if status, _ := f.adminPost(t, "approve", deviceRequest{Device: id}); status != 200 {
+			t.Fatalf("re-approve phone: %d", status)
+		}
+		f.mustPass(t, f.phone, "alice@example.com")
+	})
+
+	t.Run("a device re-registered with a new node key is held again", func(t *testing.T) {
+		approved := f.device(t, "alice-phone")
+		begin := time.Now()
+		rotateNodeKey(t, f.tn, f.phone)
+		t.Logf("node key rotated in %v", time.Since(begin))
+		f.tn.WaitPeer(t, f.phone, "gw")
+		t.Logf("gw reachable again after %v", time.Since(begin))
+		// gw learns the new key from the control server; until then it
+		// may still answer for the old one.
+		deadline := time.Now().Add(30 * time.Second)
+		var h heldError
+		for {
+			// While peers switch to the new key a request may be lost.
+			a, err := f.tryGet(f.phone, "", 2*time.Second)
+			if err == nil && a.status == 403 {
+				h = parseHeld(t, a)
+				t.Logf("held again after %v", time.Since(begin))
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the re-keyed phone is not held: %d %s, %v", a.status, a.body, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if h.Type != "clawgate_pairing_pending" || h.Device != phoneID {
+			t.Fatalf("held as %+v, want pending for the same node ID %s", h, phoneID)
+		}
+		d := f.device(t, "alice-phone")
+		if d.ID != phoneID || d.NodeKey == approved.NodeKey || d.Reason != pairing.ReasonNodeKeyChanged || d.Status != pairing.StatusPending {
+			t.Errorf("after re-keying: %+v (approved with %s)", d.Device, approved.NodeKey)
+		}
+		f.command(t, "approve", h.Code)
+		f.mustPass(t, f.phone, "alice@example.com")
+	})
+
+	t.Run("approvals survive a restart", func(t *testing.T) {
+		if err := caddy.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		waitNodesClosed(t)
+		if err := caddy.Load(f.cfg, true); err != nil {
+			t.Fatal(err)
+		}
+		f.waitGW(t)
+		f.mustPass(t, f.alice, "alice@example.com")
+		f.mustPass(t, f.phone, "alice@example.com")
+		f.mustBeHeld(t, f.ci)
+	})
+
+	t.Run("truncated or garbage storage holds every device until fixed", func(t *testing.T) {
+		good, err := os.ReadFile(f.storage)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, bad := range [][]byte{good[:len(good)/2], []byte("\x00garbage\xff")} {
+			writeAtomic(t, f.storage, string(bad))
+			// A config reload reads the storage again.
+			if err := caddy.Load(f.cfg, true); err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range []*tailnettest.Node{f.alice, f.trusted, f.ci} {
+				before := f.be.count()
+				a := f.get(t, n, "")
+				if a.status != 503 || errorType(t, a.body) != "clawgate_pairing_unavailable" || f.be.count() != before {
+					t.Errorf("%s with broken storage: %d %s", n.Hostname, a.status, a.body)
+				}
+			}
+			list := f.devices(t)
+			if list.Unavailable["home"] == "" || len(list.Devices) != 0 {
+				t.Errorf("list with broken storage: %+v", list)
+			}
+			if status, _ := f.adminPost(t, "approve", deviceRequest{Device: phoneID}); status != 503 {
+				t.Errorf("approve with broken storage: %d, want 503", status)
+			}
+			if got, _ := os.ReadFile(f.storage); !bytes.Equal(got, bad) {
+				t.Errorf("the broken storage was rewritten")
+			}
+		}
+		// Fixed on disk, it is picked up again without a reload.
+		writeAtomic(t, f.storage, string(good))
+		deadline := time.Now().Add(10 * time.Second)
+		for f.get(t, f.alice, "").status != 200 {
+			if time.Now().After(deadline) {
+				t.Fatal("fixed storage was not picked up")
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
+
+	t.Run("every approval, denial and revocation is logged", func(t *testing.T) {
+		events := readLog(t, f.logPath)
+		want := []struct {
+			msg    string
+			fields map[string]string
+		}{
+			{"new device waiting for approval", map[string]string{"gateway": "home", "device": aliceID, "node": "alice-laptop", "login": "alice@example.com", "code": aliceCode}},
+			{"device held", map[string]string{"gateway": "home", "device": aliceID, "reason": "pairing_pending", "code": aliceCode}},
+			{"device approved", map[string]string{"gateway": "home", "device": aliceID, "by": localOperator()}},
+			{"device approved", map[string]string{"gateway": "home", "device": phoneID, "by": "ops-script"}},
+			{"device approved", map[string]string{"gateway": "home", "node": "trusted-bot", "by": "auto_approve tag:trusted"}},
+			{"device revoked", map[string]string{"gateway": "home", "device": aliceID, "by": localOperator(), "was": "approved"}},
+			{"device node key changed: waiting for approval again", map[string]string{"gateway": "home", "device": phoneID, "reason": "node_key_changed"}},
+			{"device pairing storage cannot be used: every device of this gateway is held until the file is fixed or removed", map[string]string{"gateway": "home", "storage": f.storage}},
+		}
+		for _, w := range want {
+			found := false
+			for _, e := range events {
+				if e["msg"] != w.msg {
+					continue
+				}
+				match := true
+				for k, v := range w.fields {
+					if fmt.Sprint(e[k]) != v {
+						match = false
+					}
+				}
+				if match {
+					found = true
+					break
+				}
+			}
+			if !found {
+				t.Errorf("no log event %q with %v", w.msg, w.fields)
+			}
+		}
+	})
+}
+
+// rotateNodeKey makes n log in again, which gives it a new node key under
+// the same stable node ID, as a re-authenticated machine gets. The control
+// server keeps the old key's entry alongside; it is retired so that peers see
+// the node once, with its new key, as they do on a real tailnet.
+func rotateNodeKey(t *testing.T, tn *tailnettest.Tailnet, n *tailnettest.Node) {
+	t.Helper()
+	lc, err := n.LocalClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := lc.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldKey, id := st.Self.PublicKey, st.Self.ID
+	if err := lc.StartLoginInteractive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if st, err = lc.Status(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if st.Self.PublicKey != oldKey && st.BackendState == "Running" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s: node key did not change", n.Hostname)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if st.Self.ID != id {
+		t.Fatalf("%s: stable ID changed from %s to %s; the test wants a new key on the same node", n.Hostname, id, st.Self.ID)
+	}
+	old := tn.Control.Node(oldKey)
+	if old == nil {
+		return
+	}
+	old.ID += 1 << 20
+	old.StableID = "retired-" + old.StableID
+	old.Addresses, old.AllowedIPs = nil, nil
+	old.KeyExpiry = time.Now().Add(-time.Hour)
+	tn.Control.UpdateNode(old)
+}
+
+func readLog(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []map[string]any
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var e map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatalf("log line is not JSON: %v: %s", err, sc.Text())
+		}
+		events = append(events, e)
+	}
+	return events
+}
+
+// TestDevicesCommandConcurrentApprovals approves many pending devices at once
+// through the command and the admin endpoint of a running Caddy, and checks
+// that the storage file keeps every approval.
+func TestDevicesCommandConcurrentApprovals(t *testing.T) {
+	dir := t.TempDir()
+	storage := filepath.Join(dir, "devices.json")
+	const n = 30
+	seed := pairing.New(storage, pairing.Options{})
+	codes := make([]string, n)
+	for i := range n {
+		v, err := seed.Check(pairing.Seen{ID: fmt.Sprintf("node%02d", i), NodeKey: fmt.Sprintf("nodekey:%02x", i), Node: fmt.Sprintf("laptop-%02d", i), Login: "alice@example.com"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		codes[i] = v.Device.Code
+	}
+	cfgPath, stateDir := gatewayDir(t, "alice@example.com")
+	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	startCaddy(t, fmt.Sprintf(`{
+	admin %s
+	clawgate {
+		gateway home {
+			config %s
+			state_dir %s
+			pairing required {
+				storage %s
+			}
+		}
+		gateway other {
+			config %s
+			state_dir %s
+			pairing required {
+				storage %s
+			}
+		}
+	}
+}
+`, admin, cfgPath, stateDir, storage, cfgPath, stateDir, filepath.Join(dir, "other.json")))
+
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			var out bytes.Buffer
+			if err := runDevicesCommand(&out, admin, "approve", codes[i], "", false); err != nil {
+				errs <- fmt.Errorf("approve %s: %w", codes[i], err)
+			} else if !strings.Contains(out.String(), "approved laptop-") {
+				errs <- fmt.Errorf("approve %s said %q", codes[i], out.String())
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	list, err := pairing.New(storage, pairing.Options{}).List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	approved := 0
+	for _, d := range list {
+		if d.Status == pairing.StatusApproved {
+			approved++
+		}
+	}
+	if approved != n {
+		t.Errorf("storage holds %d approved devices, want %d", approved, n)
+	}
+
+	tests := []struct {
+		name, action, ref, gateway string
+		wantErr, wantOut           string
+	}{
+		{"list", "list", "", "", "", "laptop-29"},
+		{"list one gateway", "list", "", "other", "", "no devices yet"},
+		{"list an unknown gateway", "list", "", "nope", `gateway "nope" has no device pairing`, ""},
+		{"approve again", "approve", "node03", "", "", "already approved"},
+		{"approve an unknown device", "approve", "XXXX-XXXX", "", "no device with ID or pairing code", ""},
+		{"revoke", "revoke", "node04", "", "", "revoked laptop-04 (node04, alice@example.com) on gateway home"},
+		{"revoke again", "revoke", "node04", "", "no device", ""},
+		{"unknown action", "forget", "node05", "", "unknown action", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			err := runDevicesCommand(&out, admin, tt.action, tt.ref, tt.gateway, false)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || !strings.Contains(out.String(), tt.wantOut) {
+				t.Fatalf("out %q, err %v; want %q", out.String(), err, tt.wantOut)
+			}
+		})
+	}
+}
+
+func TestPairingCaddyfile(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     PairingConfig
+		errHas   string
+	}{
+		{"required", "pairing required", PairingConfig{Mode: "required"}, ""},
+		{"off", "pairing off", PairingConfig{Mode: "off"}, ""},
+		{"block", "pairing required {\n storage /var/lib/cg/home.json\n auto_approve tag:trusted, cap:example.com/cap/x\n auto_approve tag:ci\n max_pending 10\n}",
+			PairingConfig{Mode: "required", Storage: "/var/lib/cg/home.json", AutoApprove: []string{"tag:trusted", "cap:example.com/cap/x", "tag:ci"}, MaxPending: 10}, ""},
+		{"no mode", "pairing", PairingConfig{}, "wrong argument count"},
+		{"unknown mode", "pairing sometimes", PairingConfig{}, `"sometimes" is not one of required, off`},
+		{"two modes", "pairing required off", PairingConfig{}, "wrong argument count"},
+		{"auto-approving a user", "pairing required {\n auto_approve user:alice@example.com\n}", PairingConfig{}, "only tag:<tag> and cap:<capability>"},
+		{"auto-approving a node name", "pairing required {\n auto_approve node:alice-laptop\n}", PairingConfig{}, "only tag:<tag> and cap:<capability>"},
+		{"empty tag", "pairing required {\n auto_approve tag:\n}", PairingConfig{}, "want tag:<tag> or cap:<capability>"},
+		{"auto_approve without rules", "pairing required {\n auto_approve\n}", PairingConfig{}, "wrong argument count"},
+		{"bad max_pending", "pairing required {\n max_pending none\n}", PairingConfig{}, "positive integer"},
+		{"unknown subdirective", "pairing required {\n approve_everyone\n}", PairingConfig{}, `unrecognized pairing subdirective "approve_everyone"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := caddyfile.NewTestDispenser(tt.in)
+			d.Next()
+			got, err := unmarshalPairing(d)
+			if tt.errHas != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.errHas) {
+					t.Fatalf("unmarshalPairing(%q) error = %v, want %q", tt.in, err, tt.errHas)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			gotJSON, _ := json.Marshal(got)
+			wantJSON, _ := json.Marshal(&tt.want)
+			if string(gotJSON) != string(wantJSON) {
+				t.Errorf("unmarshalPairing(%q) = %s, want %s", tt.in, gotJSON, wantJSON)
+			}
+		})
+	}
+}
+
+func FuzzPairingCaddyfile(f *testing.F) {
+	for _, s := range []string{"pairing required", "pairing off", "pairing required {\n storage /x\n auto_approve tag:a cap:b\n max_pending 3\n}",
+		"pairing required {\n auto_approve user:x\n}", "pairing", "pairing required {\n}"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		d := caddyfile.NewTestDispenser(in)
+		if !d.Next() {
+			return
+		}
+		pc, err := unmarshalPairing(d)
+		if err != nil {
+			return
+		}
+		// Whatever parses is a valid mode with rules Provision accepts.
+		if m := strings.ToLower(pc.Mode); m != "required" && m != "off" {
+			t.Fatalf("parsed mode %q", pc.Mode)
+		}
+		for _, rule := range pc.AutoApprove {
+			if err := checkAutoApprove(rule); err != nil {
+				t.Fatalf("parsed rule %q: %v", rule, err)
+			}
+		}
+	})
+}
+
+// TestPairingProvision checks what the JSON config path refuses, which the
+// Caddyfile parser cannot catch.
+func TestPairingProvision(t *testing.T) {
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	tests := []struct {
+		name    string
+		gateway string
+		pc      PairingConfig
+		errHas  string
+	}{
+		{"off", "home", PairingConfig{Mode: "off"}, ""},
+		{"required", "home", PairingConfig{Mode: "required"}, ""},
+		{"bad mode", "home", PairingConfig{Mode: "always"}, `clawgate.gateways.home.pairing.mode: "always" is not one of required, off`},
+		{"bad rule", "home", PairingConfig{Mode: "required", AutoApprove: []string{"tag:ok", "login:alice"}}, "clawgate.gateways.home.pairing.auto_approve[1]"},
+		{"negative max_pending", "home", PairingConfig{Mode: "required", MaxPending: -1}, "max_pending"},
+		{"gateway name unfit for a file name", "../home", PairingConfig{Mode: "required"}, "set storage"},
+		{"gateway name unfit but storage set", "../home", PairingConfig{Mode: "required", Storage: filepath.Join(t.TempDir(), "p.json")}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pc := tt.pc
+			a := &App{Gateways: map[string]*GatewayConfig{tt.gateway: {Pairing: &pc}}, logger: zap.NewNop()}
+			err := a.provisionPairing()
+			if tt.errHas != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.errHas) {
+					t.Fatalf("provisionPairing error = %v, want %q", err, tt.errHas)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := pc.required(), strings.EqualFold(pc.Mode, "required"); got != want {
+				t.Errorf("required() = %v, want %v", got, want)
+			}
+		})
+	}
+	// The default storage is in Caddy's data directory.
+	pc := PairingConfig{Mode: "required"}
+	a := &App{Gateways: map[string]*GatewayConfig{"home": {Pairing: &pc}}, logger: zap.NewNop()}
+	if err := a.provisionPairing(); err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(caddy.AppDataDir(), "clawgate", "pairing-home.json"); pc.rt.store.Path() != want {
+		t.Errorf("default storage %s, want %s", pc.rt.store.Path(), want)
+	}
+}
