@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"github.com/dustin/go-humanize"
 )
 
 func init() {
@@ -205,6 +206,8 @@ func unmarshalNode(d *caddyfile.Dispenser) (*NodeConfig, error) {
 //	    }
 //	    allow <cond>... [scopes <s>,<s>...]
 //	    deny <cond>...
+//	    max_body <size>                 # default 32MiB
+//	    body_timeout <duration>         # default 60s
 //	    gateway_token {
 //	        env <VAR> | file <path>
 //	    }
@@ -332,6 +335,24 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser) (bool, error) {
 		case "allow", "deny":
 			rule := append([]string{d.Val()}, d.RemainingArgs()...)
 			h.Rules = append(h.Rules, strings.Join(rule, " "))
+		case "max_body":
+			var v string
+			if err := oneArg(d, &v); err != nil {
+				return false, err
+			}
+			n, err := humanize.ParseBytes(v)
+			if err != nil || n == 0 {
+				return false, d.Errf("max_body: want a size such as 2MiB, got %q", v)
+			}
+			h.MaxBody = int64(n)
+		case "body_timeout":
+			var v string
+			if err := oneArg(d, &v); err != nil {
+				return false, err
+			}
+			if err := parseDuration(d, v, &h.BodyTimeout); err != nil {
+				return false, err
+			}
 		case "gateway_token":
 			src, err := unmarshalSecretSource(d)
 			if err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -84,6 +85,15 @@ type Handler struct {
 	// that OpenClaw treats its shared secret as full operator access: the rule's
 	// scope cap does not limit a brokered request. Default: none.
 	GatewayToken *SecretSource `json:"gateway_token,omitempty"`
+
+	// MaxBody caps the size of an admitted request's body, in bytes; larger
+	// bodies get 413 and never reach the gateway whole. Default: 32 MiB (OpenClaw
+	// caps /tools/invoke at 2 MB and WebSocket frames at 25 MiB).
+	MaxBody int64 `json:"max_body,omitempty"`
+
+	// BodyTimeout bounds how long an admitted request's body may take to
+	// arrive, so a slow client cannot hold the gateway. Default: 60s.
+	BodyTimeout caddy.Duration `json:"body_timeout,omitempty"`
 
 	// RateLimit bounds failed authentication attempts per client IP and per
 	// identity. Default: 10 failures per minute lock a client out for 5 minutes,
@@ -218,6 +228,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.UserHeader == "" {
 		h.UserHeader = "x-forwarded-user"
 	}
+	if h.MaxBody == 0 {
+		h.MaxBody = 32 << 20
+	}
+	if h.BodyTimeout == 0 {
+		h.BodyTimeout = caddy.Duration(60 * time.Second)
+	}
 	h.cleaner = edge.NewHeaderCleaner([]string{h.UserHeader})
 	h.userKey = http.CanonicalHeaderKey(h.UserHeader)
 
@@ -288,6 +304,9 @@ func (h *Handler) Validate() error {
 	}
 	if !h.upstream.Addr().IsLoopback() && !h.AllowRemoteUpstream {
 		return fmt.Errorf("clawgate.upstream: %q is not a loopback address; keep the OpenClaw gateway on 127.0.0.1 (gateway.bind: \"loopback\") or set allow_remote_upstream", h.Upstream)
+	}
+	if h.MaxBody < 0 || h.BodyTimeout < 0 {
+		return errors.New("clawgate: max_body and body_timeout must be positive")
 	}
 	if strings.ContainsAny(h.UserHeader, " \t\r\n:") || h.UserHeader == "" {
 		return fmt.Errorf("clawgate.user_header: %q is not a valid header name", h.UserHeader)
@@ -410,6 +429,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 
+	if r.Body != nil && r.Body != http.NoBody && !edge.IsWebSocketUpgrade(r) {
+		if r.ContentLength > h.MaxBody {
+			return h.deny(w, r, http.StatusRequestEntityTooLarge, "body_too_large",
+				fmt.Sprintf("the request body is larger than %d bytes", h.MaxBody), id, fingerprint())
+		}
+		r.Body = limitedBody{http.MaxBytesReader(w, r.Body, h.MaxBody)}
+		// The deadline ends with the request: the server sets a new one for
+		// the next request on the connection.
+		_ = http.NewResponseController(w).SetReadDeadline(now.Add(time.Duration(h.BodyTimeout)))
+	}
+
 	h.cleaner.Clean(r.Header)
 	if edgeCredential {
 		// Edge secrets are never passed on to the gateway.
@@ -519,6 +549,17 @@ func rulesNeedJWT(rules []string) bool {
 		}
 	}
 	return false
+}
+
+// limitedBody turns the body-size error into a 413 for Caddy.
+type limitedBody struct{ io.ReadCloser }
+
+func (b limitedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		err = caddyhttp.Error(http.StatusRequestEntityTooLarge, err)
+	}
+	return n, err
 }
 
 // guardState is one admitted request's identity and the values of its
