@@ -264,22 +264,40 @@ func firstOfGroup(routes caddyhttp.RouteList, i int) bool {
 }
 
 // quietBetween reports whether the routes strictly between i and j cannot
-// change the request later matchers see: their handlers answer, are quiet,
-// or are reverse proxies without handle_response routes, which always
-// answer and never pass the request on (another webhook's proxy, typically).
+// change the request later matchers see (see passesUnchanged).
 func quietBetween(routes caddyhttp.RouteList, i, j int) bool {
 	for k := i + 1; k < j; k++ {
 		for _, h := range routes[k].Handlers {
-			name := caddy.GetModuleName(h)
-			if rp, ok := h.(*reverseproxy.Handler); ok && len(rp.HandleResponse) == 0 {
-				continue
-			}
-			if !funnelAnswers[name] && !funnelQuiet[name] {
+			if !passesUnchanged(h) {
 				return false
 			}
 		}
 	}
 	return true
+}
+
+// passesUnchanged reports whether h either does not pass the request on to
+// the rest of the chain, or passes it on unchanged for matchers: handlers
+// that answer or are quiet, reverse proxies without handle_response routes
+// (they always answer; another webhook's proxy, typically), and subroutes
+// made only of such handlers (a `handle` block of another webhook). A
+// subroute's error routes never pass the request on.
+func passesUnchanged(h caddyhttp.MiddlewareHandler) bool {
+	switch h := h.(type) {
+	case *reverseproxy.Handler:
+		return len(h.HandleResponse) == 0
+	case *caddyhttp.Subroute:
+		for _, r := range h.Routes {
+			for _, sh := range r.Handlers {
+				if !passesUnchanged(sh) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	name := caddy.GetModuleName(h)
+	return funnelAnswers[name] || funnelQuiet[name]
 }
 
 // onlyAnswers reports whether every handler of the servers (error routes

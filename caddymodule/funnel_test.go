@@ -95,6 +95,10 @@ func TestFunnelRouteCheck(t *testing.T) {
 		{name: "proxy with handle_response between check and proxy", routes: caddyhttp.RouteList{
 			fr("/tg", senders()), fr("/slack", senders()),
 			fr("/slack", &reverseproxy.Handler{HandleResponse: []caddyhttp.ResponseHandler{{}}}), fr("/tg", proxy())}, want: "routes[3].handle[0]: reverse_proxy"},
+		{name: "another webhook's handle block between check and proxy", routes: caddyhttp.RouteList{
+			fr("/tg", senders()), grouped("g0", fr("/wa", sub(fr("", senders()), fr("", proxy())))), fr("/tg", proxy())}},
+		{name: "a handle block that rewrites between check and proxy", routes: caddyhttp.RouteList{
+			fr("/tg", senders()), grouped("g0", fr("/wa", sub(fr("", rw())))), fr("/tg", proxy())}, want: "routes[2].handle[0]: reverse_proxy"},
 		{name: "rewrite between check and proxy", routes: caddyhttp.RouteList{fr("/tg", senders()), fr("", rw()), fr("/tg", proxy())}, want: "routes[2].handle[0]: reverse_proxy"},
 		{name: "check not first of its group", routes: caddyhttp.RouteList{
 			grouped("g", fr("/a", static())), grouped("g", fr("", senders())), fr("", proxy())}, want: "routes[2].handle[0]: reverse_proxy"},
