@@ -93,8 +93,14 @@ func (pc *PairingConfig) required() bool {
 // and holds every device, and the log says why.
 func (a *App) provisionPairing() error {
 	repl := caddy.NewReplacer()
-	for name, gc := range a.Gateways {
-		pc := gc.Pairing
+	names := make([]string, 0, len(a.Gateways))
+	for name := range a.Gateways {
+		names = append(names, name)
+	}
+	sort.Strings(names) // so a clash is reported the same way every time
+	usedBy := map[string]string{}
+	for _, name := range names {
+		pc := a.Gateways[name].Pairing
 		if pc == nil {
 			continue
 		}
@@ -121,7 +127,17 @@ func (a *App) provisionPairing() error {
 			}
 			path = filepath.Join(caddy.AppDataDir(), "clawgate", "pairing-"+name+".json")
 		}
-		store, err := pairing.Open(path, pairing.Options{MaxPending: pc.MaxPending})
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return fmt.Errorf("%s.storage: %w", field, err)
+		}
+		// One file per gateway: an approval for one gateway must not open
+		// another.
+		if other, ok := usedBy[abs]; ok {
+			return fmt.Errorf("%s.storage: %s is already the storage of gateway %q; give each gateway its own file", field, abs, other)
+		}
+		usedBy[abs] = name
+		store, err := pairing.Open(abs, pairing.Options{MaxPending: pc.MaxPending})
 		if err != nil {
 			return fmt.Errorf("%s.storage: %w", field, err)
 		}

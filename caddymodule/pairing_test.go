@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -559,6 +560,16 @@ func TestPairingTailnet(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitNodesClosed(t)
+		// What the next start reads is on disk, not in this process's memory.
+		onDisk, err := pairing.New(f.storage, pairing.Options{}).List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{aliceID, phoneID} {
+			if i := slices.IndexFunc(onDisk, func(d pairing.Device) bool { return d.ID == id }); i < 0 || onDisk[i].Status != pairing.StatusApproved {
+				t.Errorf("device %s is not approved on disk: %+v", id, onDisk)
+			}
+		}
 		if err := caddy.Load(f.cfg, true); err != nil {
 			t.Fatal(err)
 		}
@@ -919,9 +930,19 @@ func TestPairingProvision(t *testing.T) {
 			}
 		})
 	}
+	// Two gateways cannot share one file.
+	shared := filepath.Join(t.TempDir(), "shared.json")
+	a := &App{Gateways: map[string]*GatewayConfig{
+		"alice": {Pairing: &PairingConfig{Mode: "required", Storage: shared}},
+		"bob":   {Pairing: &PairingConfig{Mode: "required", Storage: shared}},
+	}, logger: zap.NewNop()}
+	if err := a.provisionPairing(); err == nil || !strings.Contains(err.Error(), `clawgate.gateways.bob.pairing.storage`) || !strings.Contains(err.Error(), `gateway "alice"`) {
+		t.Errorf("shared storage: %v", err)
+	}
+
 	// The default storage is in Caddy's data directory.
 	pc := PairingConfig{Mode: "required"}
-	a := &App{Gateways: map[string]*GatewayConfig{"home": {Pairing: &pc}}, logger: zap.NewNop()}
+	a = &App{Gateways: map[string]*GatewayConfig{"home": {Pairing: &pc}}, logger: zap.NewNop()}
 	if err := a.provisionPairing(); err != nil {
 		t.Fatal(err)
 	}
