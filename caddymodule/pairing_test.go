@@ -387,12 +387,14 @@ func TestPairingTailnet(t *testing.T) {
 
 	t.Run("approved by command, the device passes and the other stays held", func(t *testing.T) {
 		out := f.command(t, "list")
+		t.Logf("caddy clawgate devices list:\n%s", out)
 		for _, want := range []string{"alice-laptop", "alice-phone", aliceCode, phoneCode, "pending"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("devices list lacks %q:\n%s", want, out)
 			}
 		}
 		out = f.command(t, "approve", strings.ToLower(aliceCode))
+		t.Logf("caddy clawgate devices approve %s:\n%s", strings.ToLower(aliceCode), out)
 		if !strings.Contains(out, "approved alice-laptop") || !strings.Contains(out, "gateway home") {
 			t.Errorf("approve said %q", out)
 		}
@@ -442,6 +444,7 @@ func TestPairingTailnet(t *testing.T) {
 		}
 
 		out := f.command(t, "revoke", aliceID)
+		t.Logf("caddy clawgate devices revoke %s:\n%s", aliceID, out)
 		if !strings.Contains(out, "revoked alice-laptop") || !strings.Contains(out, "closed 1 open WebSocket") {
 			t.Errorf("revoke said %q", out)
 		}
