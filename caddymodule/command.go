@@ -24,6 +24,10 @@ clawgate's command-line tools.
 
   caddy clawgate audit [CONFIG]   audits an OpenClaw openclaw.json the way
                                   'openclaw security audit' does
+  caddy clawgate setup            shows (and with --write makes) the changes
+                                  openclaw.json needs to agree with clawgate
+  caddy clawgate demo             an offline tour: tailnet, clawgate and the
+                                  real OpenClaw gateway, in one process
   caddy clawgate setup [--write]  makes each gateway's openclaw.json agree
                                   with clawgate (shows the diff; --write
                                   applies it, keeping a backup)
