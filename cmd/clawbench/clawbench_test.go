@@ -84,8 +84,8 @@ func TestOutcome(t *testing.T) {
 	}{
 		{true, 0, 0, "met"},
 		{true, -0.5, 0.01, "met"},
-		{false, 0.02, 0.05, "missed by 2.0%, within the 5.0% round-to-round noise"},
-		{false, 0.10, 0.05, "not met (missed by 10.0%; noise 5.0%)"},
+		{false, 0.02, 0.05, "missed by 2.0%, within the ±5.0% noise"},
+		{false, 0.10, 0.05, "not met (missed by 10.0%; noise ±5.0%)"},
 	}
 	for _, tt := range tests {
 		if got := outcome(tt.ok, tt.missBy, tt.noise); got != tt.want {
@@ -196,7 +196,7 @@ func TestPreflightCatchesWrongPath(t *testing.T) {
 // every scenario is measured without errors and the report renders.
 func TestRunLoopback(t *testing.T) {
 	o := options{duration: 300 * time.Millisecond, warmup: 100 * time.Millisecond, wsDuration: 200 * time.Millisecond,
-		rounds: 2, concurrency: 4, wsConns: 2, idleConns: 10, msgSize: 64}
+		rounds: 2, idleRounds: 1, concurrency: 4, wsConns: 2, idleConns: 10, msgSize: 64}
 	rp, err := run(context.Background(), o, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -212,19 +212,45 @@ func TestRunLoopback(t *testing.T) {
 		if r.http.errs != 0 || r.wsRTT.errs != 0 || r.wsThr.errs != 0 || r.idleErr() != nil {
 			t.Errorf("%s: errors: http %d (%v), ws %d/%d, idle %v", r.name, r.http.errs, r.http.firstEr, r.wsRTT.errs, r.wsThr.errs, r.idleErr())
 		}
-		if r.http.ops == 0 || r.wsRTT.ops == 0 || r.wsThr.ops == 0 || len(r.idle) != o.rounds {
+		if r.http.ops == 0 || r.wsRTT.ops == 0 || r.wsThr.ops == 0 || len(r.idle) != o.idleRounds {
 			t.Errorf("%s: nothing measured: http %d, ws %d/%d, idle rounds %d", r.name, r.http.ops, r.wsRTT.ops, r.wsThr.ops, len(r.idle))
 		}
-		if len(r.httpRates) != o.rounds || len(r.wsRates) != o.rounds {
-			t.Errorf("%s: %d/%d rounds recorded, want %d", r.name, len(r.httpRates), len(r.wsRates), o.rounds)
+		if len(r.rounds) != o.rounds || len(r.wsRate) != o.rounds {
+			t.Errorf("%s: %d/%d rounds recorded, want %d", r.name, len(r.rounds), len(r.wsRate), o.rounds)
+		}
+		if r.http.cpu <= 0 {
+			t.Errorf("%s: no CPU time recorded", r.name)
 		}
 	}
 	var md bytes.Buffer
 	rp.writeMarkdown(&md, o.wsConns)
-	for _, s := range []string{"| clawgate EdDSA | ", "clawgate token req/s ≥ 95% of caddy", "idle WS memory: clawgate token ≤ caddy"} {
+	for _, s := range []string{"| clawgate EdDSA | ", "clawgate token: req/s ≥ 95% of caddy", "idle WS memory: clawgate token ≤ caddy"} {
 		if !strings.Contains(md.String(), s) {
 			t.Errorf("markdown lacks %q:\n%s", s, md.String())
 		}
+	}
+}
+
+func TestPaired(t *testing.T) {
+	tests := []struct {
+		name     string
+		a, b     []float64
+		med, mad float64
+	}{
+		{"one round", []float64{90}, []float64{100}, 0.9, 0},
+		{"drift cancels", []float64{50, 100, 200}, []float64{100, 200, 400}, 0.5, 0},
+		{"median and deviation", []float64{90, 100, 130}, []float64{100, 100, 100}, 1.0, 0.1},
+		{"uneven lengths use the common rounds", []float64{1, 2, 3}, []float64{1, 1}, 1.5, 0.5},
+		{"zero baselines are skipped", []float64{5, 8}, []float64{0, 10}, 0.8, 0},
+	}
+	for _, tt := range tests {
+		med, mad := paired(tt.a, tt.b)
+		if math.Abs(med-tt.med) > 1e-9 || math.Abs(mad-tt.mad) > 1e-9 {
+			t.Errorf("%s: paired(%v, %v) = %v ± %v, want %v ± %v", tt.name, tt.a, tt.b, med, mad, tt.med, tt.mad)
+		}
+	}
+	if med, _ := paired(nil, []float64{1}); !math.IsNaN(med) {
+		t.Errorf("paired with no common round = %v, want NaN", med)
 	}
 }
 
@@ -236,22 +262,30 @@ func TestReportRatios(t *testing.T) {
 		}
 		return out
 	}
-	rp := &report{results: []*result{
-		{name: "caddy", http: sample{ops: 2000, elapsed: time.Second, lat: lat(2*time.Millisecond, 100)}, httpRates: []float64{2000}},
-		{name: "clawgate token", baseline: "caddy", http: sample{ops: 1000, elapsed: time.Second, lat: lat(3*time.Millisecond, 100)}, httpRates: []float64{1000}},
-	}}
-	rows := rp.httpRows()
-	got := rows[2]
-	if got[3] != "1000" || got[7] != "50.0%" || got[8] != "150.0%" {
-		t.Errorf("clawgate row = %v, want 1000 req/s, 50.0%% of base, p99 150.0%%", got)
-	}
-	var v []verdict
-	for _, x := range rp.verdicts() {
-		if strings.HasPrefix(x.target, "clawgate token") {
-			v = append(v, x)
+	// Two rounds; in the second the whole machine ran at half speed.
+	caddy := &result{name: "caddy", http: sample{ops: 3000, elapsed: 2 * time.Second, cpu: 300 * time.Millisecond, lat: lat(2*time.Millisecond, 100)},
+		rounds: []roundHTTP{{rps: 2000, p99: 2 * time.Millisecond, cpuPerOp: 100 * time.Microsecond}, {rps: 1000, p99: 4 * time.Millisecond, cpuPerOp: 100 * time.Microsecond}}}
+	token := &result{name: "clawgate token", baseline: "caddy", http: sample{ops: 1500, elapsed: 2 * time.Second, cpu: 300 * time.Millisecond, lat: lat(3*time.Millisecond, 100)},
+		rounds: []roundHTTP{{rps: 1000, p99: 3 * time.Millisecond, cpuPerOp: 200 * time.Microsecond}, {rps: 500, p99: 6 * time.Millisecond, cpuPerOp: 200 * time.Microsecond}}}
+	rp := &report{results: []*result{caddy, token}}
+	got := rp.httpRows()[2]
+	want := map[int]string{3: "750", 6: "200.0 µs", 7: "50.0% ± 0.0", 8: "200.0% ± 0.0", 9: "150.0% ± 0.0"}
+	for i, w := range want {
+		if got[i] != w {
+			t.Errorf("clawgate row column %q = %q, want %q", rp.httpRows()[0][i], got[i], w)
 		}
 	}
-	if len(v) != 2 || v[0].outcome != "not met (missed by 45.0%; noise 0.0%)" || !strings.HasPrefix(v[1].outcome, "not met (missed by 40.0%") {
-		t.Errorf("verdicts = %+v", v)
+	outcomes := map[string]string{}
+	for _, v := range rp.verdicts() {
+		outcomes[v.target] = v.outcome
+	}
+	for target, want := range map[string]string{
+		"clawgate token: req/s ≥ 95% of caddy":              "not met (missed by 45.0%; noise ±0.0%)",
+		"clawgate token: req per CPU-second ≥ 95% of caddy": "not met (missed by 45.0%; noise ±0.0%)",
+		"clawgate token: p99 ≤ 110% of caddy":               "not met (missed by 40.0%; noise ±0.0%)",
+	} {
+		if outcomes[target] != want {
+			t.Errorf("verdict %q = %q, want %q", target, outcomes[target], want)
+		}
 	}
 }

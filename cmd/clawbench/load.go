@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -37,6 +38,7 @@ type sample struct {
 	errs    int
 	firstEr error
 	elapsed time.Duration
+	cpu     time.Duration   // CPU time of the whole process during the window
 	lat     []time.Duration // one per successful operation
 }
 
@@ -47,6 +49,7 @@ func (s *sample) add(o sample) {
 		s.firstEr = o.firstEr
 	}
 	s.elapsed += o.elapsed
+	s.cpu += o.cpu
 	s.lat = append(s.lat, o.lat...)
 }
 
@@ -68,6 +71,7 @@ func runHTTP(ctx context.Context, t *target, conc int, d time.Duration) sample {
 		wg  sync.WaitGroup
 	)
 	c := t.client()
+	cpu0 := cpuTime()
 	start := time.Now()
 	deadline := start.Add(d)
 	for range conc {
@@ -104,7 +108,19 @@ func runHTTP(ctx context.Context, t *target, conc int, d time.Duration) sample {
 	}
 	wg.Wait()
 	out.elapsed = time.Since(start)
+	out.cpu = cpuTime() - cpu0
 	return out
+}
+
+// cpuTime is the user and system CPU time this process has used. On a
+// shared machine it is a steadier measure of a request's cost than
+// throughput, which also depends on how much CPU other processes leave.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // get does one request and reads the whole answer, which must be a 200.

@@ -62,6 +62,7 @@ type options struct {
 	concurrency int
 	wsConns     int
 	idleConns   int
+	idleRounds  int
 	msgSize     int
 	tailnet     bool
 	markdown    string
@@ -72,13 +73,14 @@ type options struct {
 
 func main() {
 	var o options
-	flag.DurationVar(&o.duration, "duration", 3*time.Second, "HTTP load per scenario, split over the rounds")
+	flag.DurationVar(&o.duration, "duration", 2400*time.Millisecond, "HTTP load per scenario, split over the rounds")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "HTTP warm-up per scenario before the first round")
-	flag.DurationVar(&o.wsDuration, "ws-duration", 1500*time.Millisecond, "WebSocket round-trip and throughput time per scenario, each split over the rounds")
-	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds: every scenario is measured once per round")
+	flag.DurationVar(&o.wsDuration, "ws-duration", 1200*time.Millisecond, "WebSocket round-trip and throughput time per scenario, each split over the rounds")
+	flag.IntVar(&o.rounds, "rounds", 8, "interleaved rounds: every scenario is measured once per round")
 	flag.IntVar(&o.concurrency, "concurrency", 16, "concurrent HTTP clients")
 	flag.IntVar(&o.wsConns, "ws-conns", 16, "WebSocket connections for the throughput measurement")
 	flag.IntVar(&o.idleConns, "idle", 200, "idle WebSockets opened per scenario and round for the memory measurement")
+	flag.IntVar(&o.idleRounds, "idle-rounds", 2, "rounds of the idle memory measurement")
 	flag.IntVar(&o.msgSize, "msg-size", 128, "WebSocket message size in bytes")
 	flag.BoolVar(&o.tailnet, "tailnet", true, "also measure over the in-process tailnet")
 	flag.StringVar(&o.markdown, "markdown", "", "also write the tables as Markdown to this file")
@@ -86,8 +88,8 @@ func main() {
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the measurements (not of the setup) to this file")
 	flag.BoolVar(&o.verbose, "v", false, "show tailnet and library logs")
 	flag.Parse()
-	if o.rounds < 1 || o.concurrency < 1 || o.wsConns < 1 || o.idleConns < 1 || o.msgSize < 1 {
-		fmt.Fprintln(os.Stderr, "clawbench: -rounds, -concurrency, -ws-conns, -idle and -msg-size must be positive")
+	if o.rounds < 1 || o.idleRounds < 1 || o.concurrency < 1 || o.wsConns < 1 || o.idleConns < 1 || o.msgSize < 1 {
+		fmt.Fprintln(os.Stderr, "clawbench: -rounds, -idle-rounds, -concurrency, -ws-conns, -idle and -msg-size must be positive")
 		os.Exit(2)
 	}
 
@@ -189,8 +191,8 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 			go func() { tn.close(); close(done) }()
 			select {
 			case <-done:
-			case <-time.After(5 * time.Second):
-				say("the tailnet did not close within 5s; exiting anyway")
+			case <-time.After(2 * time.Second):
+				say("the tailnet did not close within 2s; exiting anyway")
 			}
 		}()
 		st.controlURL, st.stateDir, st.login = tn.controlURL, filepath.Join(dir, "gw"), tn.login
@@ -313,16 +315,20 @@ func measure(ctx context.Context, o options, scs []*scenario, say func(string, .
 		for _, i := range order {
 			sc, r := scs[i], results[i]
 			h := runHTTP(ctx, sc.target, o.concurrency, httpD)
+			r.rounds = append(r.rounds, newRoundHTTP(h))
 			r.http.add(h)
-			r.httpRates = append(r.httpRates, h.rate())
 			r.wsRTT.add(runWS(ctx, sc.target, 1, wsD, o.msgSize))
 			w := runWS(ctx, sc.target, o.wsConns, wsD, o.msgSize)
 			r.wsThr.add(w)
-			r.wsRates = append(r.wsRates, w.rate())
+			r.wsRate = append(r.wsRate, w.rate())
 		}
-		// Idle memory last in the round: it closes every pooled connection.
-		for _, i := range order {
-			results[i].idle = append(results[i].idle, measureIdle(ctx, scs[i].target, o.idleConns, o.msgSize, settle))
+	}
+	// Idle memory after the timed rounds: it closes every pooled connection,
+	// and its figures do not depend on time.
+	for round := range o.idleRounds {
+		say("idle WebSocket memory, round %d/%d", round+1, o.idleRounds)
+		for i, sc := range scs {
+			results[i].idle = append(results[i].idle, measureIdle(ctx, sc.target, o.idleConns, o.msgSize, settle))
 		}
 	}
 	return results
@@ -539,6 +545,6 @@ func machine() string {
 func settings(o options) string {
 	return fmt.Sprintf("Settings: %d rounds, interleaved; per scenario %v of HTTP GET at concurrency %d after a %v warm-up, "+
 		"%v of %d-byte WebSocket echoes on 1 connection (RTT) and %v on %d connections (throughput), "+
-		"and %d idle WebSockets per round for memory.",
-		o.rounds, o.duration, o.concurrency, o.warmup, o.wsDuration, o.msgSize, o.wsDuration, o.wsConns, o.idleConns)
+		"and %d idle WebSockets in each of %d rounds for memory. Ratios to the baseline are medians of per-round ratios ± their median absolute deviation.",
+		o.rounds, o.duration, o.concurrency, o.warmup, o.wsDuration, o.msgSize, o.wsDuration, o.wsConns, o.idleConns, o.idleRounds)
 }
