@@ -224,7 +224,7 @@ func (a *App) checkDevice(w http.ResponseWriter, r *http.Request, h *Handler, id
 		return true
 	}
 	seen := pairing.Seen{
-		ID: who.NodeID, NodeKey: who.NodeKey, Node: who.Node, FQDN: who.NodeFQDN,
+		ID: who.NodeID, NodeKey: who.NodeKey, Node: who.Node, FQDN: who.NodeFQDN, OS: who.OS,
 		Login: who.Login, Tags: who.Tags, IP: clientIP, AutoApprove: pc.autoRule(id),
 	}
 	v, err := pc.store.Check(seen)

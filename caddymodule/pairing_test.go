@@ -272,7 +272,10 @@ func (f *pairingFixture) device(t *testing.T, node string) deviceEntry {
 func (f *pairingFixture) adminPost(t *testing.T, action string, req deviceRequest) (int, deviceResult) {
 	t.Helper()
 	body, _ := json.Marshal(req)
-	resp, err := http.Post("http://"+f.admin+"/clawgate/devices/"+action, "application/json", bytes.NewReader(body))
+	// A fresh connection each time: a config load restarts the admin server,
+	// and a kept-alive connection to the old one is reset.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Post("http://"+f.admin+"/clawgate/devices/"+action, "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}

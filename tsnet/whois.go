@@ -39,6 +39,9 @@ type WhoIs struct {
 	Caps map[string][]json.RawMessage
 	// NodeKey is the peer's current node public key ("nodekey:...").
 	NodeKey string
+	// OS is the peer's operating system as it reports it ("linux", "iOS", …);
+	// empty when unknown.
+	OS string
 }
 
 // whoIsFromResponse converts LocalAPI's answer into a WhoIs.
@@ -58,6 +61,9 @@ func whoIsFromResponse(r *apitype.WhoIsResponse) *WhoIs {
 		w.Tags = slices.Clone(n.Tags)
 		if !n.Key.IsZero() {
 			w.NodeKey = n.Key.String()
+		}
+		if n.Hostinfo.Valid() {
+			w.OS = n.Hostinfo.OS()
 		}
 	}
 	if len(r.CapMap) > 0 {
