@@ -354,8 +354,9 @@ func TestTailnetReload(t *testing.T) {
 	now := settledGoroutines(goroutines + 20)
 	buf := make([]byte, 4<<20)
 	buf = buf[:runtime.Stack(buf, true)]
-	if loops := strings.Count(string(buf), "caddymodule.(*sharedListener).acceptLoop"); loops != 1 {
-		t.Errorf("%d tailnet accept loops after reloads, want 1", loops)
+	// One accept loop per site port of the fixture (18080 and 18081).
+	if loops := strings.Count(string(buf), "caddymodule.(*sharedListener).acceptLoop"); loops != 2 {
+		t.Errorf("%d tailnet accept loops after reloads, want 2", loops)
 	}
 	if now > goroutines+20 {
 		t.Errorf("goroutines: %d after reloads, %d before", now, goroutines)
