@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -459,4 +461,58 @@ func TestFunnelWebhookEndToEnd(t *testing.T) {
 			t.Error("a tailnet peer got an answer from the Funnel port")
 		}
 	})
+}
+
+// TestFunnelExample keeps examples/webhooks-funnel.caddyfile runnable: its
+// golden file holds the same Caddyfile, and it loads against a real tailnet
+// (only its tailnet name and node settings swapped for the test's), which
+// includes passing the Funnel route check; with a proxy to the gateway's
+// API added to the Funnel site, it is refused.
+func TestFunnelExample(t *testing.T) {
+	example, err := os.ReadFile("../examples/webhooks-funnel.caddyfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden, err := os.ReadFile("../examples/webhooks-funnel.caddyfiletest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if input, _, _ := splitGolden(string(golden)); input != string(example) {
+		t.Fatal("examples/webhooks-funnel.caddyfiletest does not hold examples/webhooks-funnel.caddyfile; copy it and run TestAdaptGolden -update")
+	}
+
+	tn := tailnettest.New(t)
+	gw := tn.Config(t, "gw")
+	stateDir := filepath.Join(t.TempDir(), "openclaw")
+	if err := os.Mkdir(stateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(stateDir, "openclaw.json")
+	if err := os.WriteFile(cfgPath, []byte(`{ channels: { telegram: { allowFrom: [123456789] } } }`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("OPENCLAW_CONFIG_PATH", cfgPath)
+	t.Setenv("OPENCLAW_STATE_DIR", stateDir)
+	t.Setenv("TS_AUTHKEY", "tskey-auth-test")
+	t.Setenv("TELEGRAM_WEBHOOK_SECRET", randToken(t, 24))
+	cf := strings.ReplaceAll(string(example), "tail1234.ts.net", tailnettest.Domain)
+	cf = strings.Replace(cf, "\t\tnode gw {\n", fmt.Sprintf("\t\tnode gw {\n\t\t\tcontrol_url %s\n\t\t\tstate_dir %s\n\t\t\tephemeral\n", tn.ControlURL, gw.StateDir), 1)
+	cf = strings.Replace(cf, "{\n\tclawgate {", "{\n\tadmin off\n\tclawgate {", 1)
+
+	refused := strings.Replace(cf, "\thandle {\n\t\trespond 404\n\t}\n", "\treverse_proxy /v1/* 127.0.0.1:18789\n\thandle {\n\t\trespond 404\n\t}\n", 1)
+	if refused == cf {
+		t.Fatal("the example's catch-all handle block moved; update this test")
+	}
+	if err := loadCaddyErr(t, refused); err == nil || !strings.Contains(err.Error(), "reverse_proxy could reach a backend") {
+		t.Errorf("the example with /v1/* proxied over Funnel loaded (err %v), want it refused", err)
+	}
+
+	startCaddyTailnet(t, cf)
+	deadline := time.Now().Add(60 * time.Second)
+	for p := nodeByName("gw"); p == nil || len(p.tailnetIPs()) == 0; p = nodeByName("gw") {
+		if time.Now().After(deadline) {
+			t.Fatal("the example's node never came up")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

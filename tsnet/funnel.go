@@ -216,12 +216,17 @@ func (fl *FunnelListener) activate() (net.Listener, bool) {
 }
 
 func (fl *FunnelListener) listen() (net.Listener, error) {
-	if err := fl.node.Start(fl.ctx); err != nil {
-		return nil, err
-	}
-	srv, err := fl.node.server()
+	// Wait for the node's own bus watcher to see it Running rather than
+	// calling Start: a LocalAPI watch cancelled half-way (the listener
+	// closing early) holds up the node's Close for seconds.
+	srv, err := fl.node.launch()
 	if err != nil {
 		return nil, err
+	}
+	select {
+	case <-fl.node.running:
+	case <-fl.ctx.Done():
+		return nil, fl.ctx.Err()
 	}
 	// FunnelOnly: tailnet peers keep reaching the node's tailnet listeners,
 	// never this one. The TLS config is never used: newFunnelConn takes
