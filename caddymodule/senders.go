@@ -55,7 +55,11 @@ func init() {
 // sender, or unparsable) is dropped: answered 200 with an empty body by
 // default, so the provider does not retry it, or 403 with OnReject
 // "reject". A Slack url_verification request with a valid signature is
-// answered by clawgate itself with its challenge. Every drop is logged
+// answered by clawgate itself with its challenge. Forwarded requests lose
+// every identity and forwarding header the sender added (X-Forwarded-*,
+// X-Openclaw-Scopes, Tailscale-*, Forwarded, the gateway's user header),
+// as on the guard's routes; the body and the provider's headers pass
+// untouched. Every drop is logged
 // (provider, route, reason and sender ids, never the message) and counted
 // in clawgate_webhook_dropped_total{provider,reason}.
 //
@@ -398,6 +402,17 @@ func (s *Senders) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 
+	// Webhook traffic carries no identity: nothing the sender adds may pass
+	// for the guard's word when the route reaches the gateway's main port
+	// (Slack's HTTP mode does), whatever the gateway's user header is called.
+	var extra []string
+	if cfg := s.gatewayTree(); cfg != nil {
+		if uh, _ := jsonObject(jsonObject(jsonObject(jsonObject(cfg["gateway"])["auth"])["trustedProxy"]))["userHeader"].(string); uh != "" {
+			extra = []string{uh}
+		}
+	}
+	edge.CleanRequestHeaders(r.Header, append(extra, "x-forwarded-user"))
+
 	// The gateway checks the same signature over the same bytes.
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
@@ -433,6 +448,17 @@ func (s *Senders) checker() (chk *senders.Checker, empty, unavailable bool) {
 		return s.open, false, true
 	}
 	return lists.checker, lists.empty, false
+}
+
+// gatewayTree returns the gateway's latest config tree, or nil.
+func (s *Senders) gatewayTree() map[string]any {
+	if s.app == nil {
+		return nil
+	}
+	if cfg := s.app.gatewayConfig(s.Gateway); cfg != nil {
+		return cfg.Tree
+	}
+	return nil
 }
 
 // rebuild makes the lists for a newly loaded gateway config; the gate loads

@@ -319,6 +319,23 @@ func TestSendersProviders(t *testing.T) {
 		return http.Header{"X-Hub-Signature-256": {"sha256=" + hmacHex(secret, string(body))}}
 	}
 	now := time.Now()
+	// A sender may add headers the gateway would read as the guard's word;
+	// the signature does not cover them.
+	spoofed := http.Header{
+		"X-Forwarded-User":     {"alice@example.com"},
+		"X-Openclaw-Scopes":    {"operator.admin"},
+		"Tailscale-User-Login": {"alice@example.com"},
+		"Forwarded":            {"for=100.64.0.9"},
+		"X-Forwarded-For":      {"100.64.0.9"},
+		"Connection":           {"X-Telegram-Bot-Api-Secret-Token"},
+	}
+	withSpoof := func(h http.Header) http.Header {
+		out := h.Clone()
+		for k, v := range spoofed {
+			out[k] = v
+		}
+		return out
+	}
 
 	big := tgMessage(90, 111, 111, "private", strings.Repeat("x", 3000)) // over the 2 KiB route's cap
 	slackOK := slackEvent("U0ALICE", "summarise the thread")
@@ -342,6 +359,8 @@ func TestSendersProviders(t *testing.T) {
 	tests := []webhookCase{
 		{name: "telegram allowed user", path: "/telegram", body: tgOK, header: tg(f.tgSecret), status: 200, forward: true},
 		{name: "telegram allowed with tg: prefix, callback query", path: "/telegram", body: tgPrefixed, header: tg(f.tgSecret), status: 200, forward: true},
+		{name: "telegram allowed, identity headers removed", path: "/telegram", body: tgMessage(8, 111, 111, "private", "spoof"), header: withSpoof(tg(f.tgSecret)), status: 200, forward: true},
+		{name: "slack allowed, identity headers removed", path: "/slack", body: slackOK, header: withSpoof(slack(f.slackSecret, now, slackOK)), status: 200, forward: true},
 		{name: "telegram allowed, chunked body", path: "/telegram", body: tgMessage(7, 111, 111, "private", "chunked"), header: tg(f.tgSecret), chunked: true, status: 200, forward: true},
 		{name: "telegram allowed group", path: "/telegram", body: tgGroupOK, header: tg(f.tgSecret), status: 200, forward: true},
 		{name: "telegram stranger is acked and dropped", path: "/telegram", body: tgStranger, header: tg(f.tgSecret), status: 200, reason: "sender_not_allowed", provider: "telegram", respBody: ""},
@@ -415,6 +434,16 @@ func TestSendersProviders(t *testing.T) {
 				t.Errorf("the backend got a different body:\n got %q\nwant %q", got.Body, tt.body)
 			}
 			for k := range tt.header {
+				if _, spoof := spoofed[k]; spoof {
+					if k == "X-Forwarded-For" {
+						if xff := got.Header.Get(k); xff != "127.0.0.1" {
+							t.Errorf("X-Forwarded-For = %q at the backend, want the client 127.0.0.1", xff)
+						}
+					} else if v := got.Header.Values(k); len(v) > 0 {
+						t.Errorf("header %s = %q reached the backend", k, v)
+					}
+					continue
+				}
 				if got.Header.Get(k) != tt.header.Get(k) {
 					t.Errorf("header %s = %q at the backend, want %q (the gateway checks it too)", k, got.Header.Get(k), tt.header.Get(k))
 				}
