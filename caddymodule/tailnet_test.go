@@ -346,19 +346,19 @@ func TestTailnetReload(t *testing.T) {
 	if status, _ := f.get(t, f.alice, "/", nil); status != 200 {
 		t.Fatalf("after second changed reload: %d", status)
 	}
-	// A leaked node would add well over a hundred goroutines (WireGuard, netstack,
+	// A leaked node would add about sixty goroutines (measured: 63; WireGuard, netstack,
 	// control client); a leaked shared listener adds an accept loop per reload.
 	// Keep-alive connections to the backend and new WireGuard peer sessions are
 	// not leaks, so the count is checked loosely and the accept loops exactly.
 	f.be.srv.CloseClientConnections()
-	now := settledGoroutines(goroutines + 20)
+	now := settledGoroutines(goroutines + 40)
 	buf := make([]byte, 4<<20)
 	buf = buf[:runtime.Stack(buf, true)]
 	// One accept loop per site port of the fixture (18080 and 18081).
 	if loops := strings.Count(string(buf), "caddymodule.(*sharedListener).acceptLoop"); loops != 2 {
 		t.Errorf("%d tailnet accept loops after reloads, want 2", loops)
 	}
-	if now > goroutines+20 {
+	if now > goroutines+40 {
 		t.Errorf("goroutines: %d after reloads, %d before", now, goroutines)
 		t.Logf("%s", goroutineDiff(beforeStacks, buf))
 	}
