@@ -17,6 +17,7 @@ import (
 type sites struct {
 	backend                   string // host:port of the backend
 	plainPort, guardPort      int    // loopback sites
+	guardOnlyPort             int    // loopback: the guard alone, then a plain reverse_proxy
 	tailnet                   bool   // add the tailnet sites and the clawgate app
 	controlURL, stateDir      string
 	tsPlainPort, tsGuardPort  int
@@ -50,18 +51,7 @@ func (s sites) caddyfile() string {
 	}
 `, s.controlURL, s.stateDir)
 	}
-	fmt.Fprintf(&b, `}
-
-# plain Caddy on loopback
-http://127.0.0.1:%d {
-	bind 127.0.0.1
-	reverse_proxy %s
-}
-
-# clawgate on loopback: a static token, HS256 and EdDSA JWTs
-http://127.0.0.1:%d {
-	bind 127.0.0.1
-	clawgate %s {
+	guard := fmt.Sprintf(`
 		gateway bench
 		token bench {
 			env %s
@@ -74,10 +64,33 @@ http://127.0.0.1:%d {
 			audience clawgate
 		}
 		allow token:bench scopes operator.read,operator.write
-		allow jwt scopes operator.read
+		allow jwt scopes operator.read`, s.tokenEnv, s.hmacEnv, s.edPath)
+	fmt.Fprintf(&b, `}
+
+# plain Caddy on loopback
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	reverse_proxy %s
+}
+
+# clawgate on loopback, the shortcut form (guard + reverse_proxy with the
+# identity headers set again after hop-by-hop removal): a static token,
+# HS256 and EdDSA JWTs
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	clawgate %s {%s
 	}
 }
-`, s.plainPort, s.backend, s.guardPort, s.backend, s.tokenEnv, s.hmacEnv, s.edPath)
+
+# the guard alone, followed by a plain reverse_proxy
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	clawgate {
+		upstream %s%s
+	}
+	reverse_proxy %s
+}
+`, s.plainPort, s.backend, s.guardPort, s.backend, guard, s.guardOnlyPort, s.backend, guard, s.backend)
 	if s.tailnet {
 		fmt.Fprintf(&b, `
 # plain Caddy site on the tailnet node (what caddy-tailscale does)

@@ -136,24 +136,21 @@ func TestSelectScenarios(t *testing.T) {
 // valid Caddyfiles that put the guard on the clawgate sites only.
 func TestCaddyfileAdapts(t *testing.T) {
 	for _, tailnet := range []bool{false, true} {
-		s := sites{backend: "127.0.0.1:9", plainPort: 1001, guardPort: 1002, tokenEnv: "T", hmacEnv: "H", edPath: "/k.pem",
+		s := sites{backend: "127.0.0.1:9", plainPort: 1001, guardPort: 1002, guardOnlyPort: 1003, tokenEnv: "T", hmacEnv: "H", edPath: "/k.pem",
 			tailnet: tailnet, controlURL: "http://127.0.0.1:1", stateDir: "/tmp/x", tsPlainPort: 18080, tsGuardPort: 18081, login: "user-1@fake-control.example.net"}
 		cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(s.caddyfile()), map[string]any{"filename": "Caddyfile"})
 		if err != nil {
 			t.Fatalf("tailnet=%v: adapting: %v\n%s", tailnet, err, s.caddyfile())
 		}
-		wantGuards := 1
-		if tailnet {
-			wantGuards = 2
-		}
+		wantGuards := 2 + btoi(tailnet)
 		if got := bytes.Count(cfg, []byte(`"handler":"clawgate"`)); got != wantGuards {
 			t.Errorf("tailnet=%v: %d clawgate handlers, want %d\n%s", tailnet, got, wantGuards, cfg)
 		}
 		if got := bytes.Count(cfg, []byte(`"listen":["clawgate/gw:`)); got != 2*btoi(tailnet) {
 			t.Errorf("tailnet=%v: %d sites bound to clawgate/gw, want %d", tailnet, got, 2*btoi(tailnet))
 		}
-		if got := bytes.Count(cfg, []byte(`"listen":["127.0.0.1:`)); got != 2 {
-			t.Errorf("tailnet=%v: %d sites bound to 127.0.0.1, want 2\n%s", tailnet, got, cfg)
+		if got := bytes.Count(cfg, []byte(`"listen":["127.0.0.1:`)); got != 3 {
+			t.Errorf("tailnet=%v: %d sites bound to 127.0.0.1, want 3\n%s", tailnet, got, cfg)
 		}
 		if !bytes.Contains(cfg, []byte(`user:user-1@fake-control.example.net`)) && tailnet {
 			t.Errorf("tailnet site lacks the user rule:\n%s", cfg)
@@ -201,7 +198,7 @@ func TestRunLoopback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"direct", "caddy", "clawgate token", "clawgate HS256", "clawgate EdDSA"}
+	want := []string{"direct", "caddy", "clawgate token", "guard-only token", "clawgate HS256", "clawgate EdDSA"}
 	if len(rp.results) != len(want) {
 		t.Fatalf("%d results, want %d", len(rp.results), len(want))
 	}

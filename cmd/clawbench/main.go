@@ -10,11 +10,12 @@
 //
 //	direct          the backend itself
 //	caddy           plain reverse_proxy on 127.0.0.1            [direct]
-//	clawgate token  guard + reverse_proxy, static bearer token  [caddy]
-//	clawgate HS256  the same, HS256 JWT (cached after first use) [caddy]
-//	clawgate EdDSA  the same, EdDSA JWT (cached after first use) [caddy]
-//	tsnet caddy     plain site bound to clawgate/gw             [caddy]
-//	tsnet clawgate  guard with a device-identity user rule      [tsnet caddy]
+//	clawgate token    the clawgate shortcut (guard + reverse_proxy), static token [caddy]
+//	guard-only token  the guard alone, then a plain reverse_proxy, static token   [caddy]
+//	clawgate HS256    the shortcut, HS256 JWT (cached after first use)            [caddy]
+//	clawgate EdDSA    the shortcut, EdDSA JWT (cached after first use)            [caddy]
+//	tsnet caddy       plain site bound to clawgate/gw                             [caddy]
+//	tsnet clawgate    the shortcut with a device-identity user rule               [tsnet caddy]
 //
 // For each: HTTP req/s and p50/p99 latency at a fixed concurrency,
 // WebSocket echo round trip (one connection) and throughput (several), and
@@ -175,6 +176,9 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 	if st.guardPort, err = freePort(); err != nil {
 		return nil, err
 	}
+	if st.guardOnlyPort, err = freePort(); err != nil {
+		return nil, err
+	}
 	var tn *tailnet
 	if o.tailnet {
 		t0 := time.Now()
@@ -192,7 +196,8 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 			select {
 			case <-done:
 			case <-time.After(2 * time.Second):
-				say("the tailnet did not close within 2s; exiting anyway")
+				// Known: tsnet cannot close a node with hundreds of
+				// lingering connections (see BENCHMARKS.md).
 			}
 		}()
 		st.controlURL, st.stateDir, st.login = tn.controlURL, filepath.Join(dir, "gw"), tn.login
@@ -221,6 +226,8 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 		{name: "direct", path: "loopback", target: &target{base: "http://" + be.addr(), header: realIP, transport: loop()}},
 		{name: "caddy", path: "loopback", baseline: "direct", target: &target{base: fmt.Sprintf("http://127.0.0.1:%d", st.plainPort), header: realIP, transport: loop()}},
 		{name: "clawgate token", path: "loopback", baseline: "caddy", target: &target{base: fmt.Sprintf("http://127.0.0.1:%d", st.guardPort), header: withBearer(cr.token), transport: loop()},
+			wantUser: "token:bench", wantScopes: "operator.read,operator.write", guardedLoopback: true},
+		{name: "guard-only token", path: "loopback", baseline: "caddy", target: &target{base: fmt.Sprintf("http://127.0.0.1:%d", st.guardOnlyPort), header: withBearer(cr.token), transport: loop()},
 			wantUser: "token:bench", wantScopes: "operator.read,operator.write", guardedLoopback: true},
 		{name: "clawgate HS256", path: "loopback", baseline: "caddy", target: &target{base: fmt.Sprintf("http://127.0.0.1:%d", st.guardPort), header: withBearer(cr.hsJWT), transport: loop()},
 			wantUser: jwtSubject, wantScopes: "operator.read", guardedLoopback: true},

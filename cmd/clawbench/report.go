@@ -297,7 +297,7 @@ func (rp *report) verdicts() []verdict {
 		return 1 / float64(x.cpuPerOp)
 	}
 	caddy := rp.byName("caddy")
-	for _, name := range []string{"clawgate token", "clawgate HS256", "clawgate EdDSA"} {
+	for _, name := range []string{"clawgate token", "guard-only token", "clawgate HS256", "clawgate EdDSA"} {
 		cg := rp.byName(name)
 		if cg == nil || caddy == nil {
 			continue
