@@ -89,24 +89,9 @@ func listenFunnel(ctx context.Context, network, host, portRange string, portOffs
 		return nil, err
 	}
 	portStr := strconv.FormatUint(uint64(port), 10)
-	lnKey := p.key + "/funnel/" + portStr
-	val, loaded, err := tailnetListeners.LoadOrNew(lnKey, func() (caddy.Destructor, error) {
-		ln, err := p.Node.ListenFunnel("tcp", ":"+portStr)
-		if err != nil {
-			return nil, err
-		}
-		s := &sharedListener{ln: ln, key: lnKey, nodeKey: p.key}
-		go s.acceptLoop()
-		return s, nil
+	return sharedNodeListener(p, "funnel/"+portStr, func() (net.Listener, error) {
+		return p.Node.ListenFunnel("tcp", ":"+portStr)
 	})
-	if err != nil || loaded {
-		// The shared listener holds the node reference taken with it.
-		_, _ = nodes.Delete(p.key)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return val.(*sharedListener).newFake(), nil
 }
 
 // serversListeningOn returns the http app's servers with a listener address

@@ -190,9 +190,19 @@ func listenOnNode(ctx context.Context, network, host, portRange string, portOffs
 	if err != nil {
 		return nil, err
 	}
-	lnKey := p.key + "/tcp/" + port
+	return sharedNodeListener(p, "tcp/"+port, func() (net.Listener, error) {
+		return p.Listen("tcp", ":"+port)
+	})
+}
+
+// sharedNodeListener returns this config's view of the node's listener named
+// kind ("tcp/443", "funnel/8443"), opening it with open the first time. It
+// takes over the caller's reference to the node p: the shared listener holds
+// one node reference for as long as it is open.
+func sharedNodeListener(p *poolNode, kind string, open func() (net.Listener, error)) (net.Listener, error) {
+	lnKey := p.key + "/" + kind
 	val, loaded, err := tailnetListeners.LoadOrNew(lnKey, func() (caddy.Destructor, error) {
-		ln, err := p.Listen("tcp", ":"+port)
+		ln, err := open()
 		if err != nil {
 			return nil, err
 		}
@@ -201,7 +211,6 @@ func listenOnNode(ctx context.Context, network, host, portRange string, portOffs
 		return s, nil
 	})
 	if err != nil || loaded {
-		// The shared listener holds the node reference taken with it.
 		_, _ = nodes.Delete(p.key)
 	}
 	if err != nil {
