@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -19,9 +20,14 @@ import (
 func init() {
 	httpcaddyfile.RegisterGlobalOption("clawgate", parseAppOption)
 	httpcaddyfile.RegisterDirective("clawgate", parseClawgateDirective)
+	httpcaddyfile.RegisterHandlerDirective("clawgate_senders", parseSendersDirective)
 	// The guard must run before anything that answers or proxies a request, so it
 	// orders itself ahead of every standard handler directive.
 	httpcaddyfile.RegisterDirectiveOrder("clawgate", httpcaddyfile.Before, "basic_auth")
+	// Also ahead of every standard handler, so no handle, route or respond
+	// block can reach the gateway before a webhook payload is judged;
+	// registered second, it lands right after `clawgate`.
+	httpcaddyfile.RegisterDirectiveOrder("clawgate_senders", httpcaddyfile.Before, "basic_auth")
 }
 
 // parseAppOption parses the `clawgate` global option into the clawgate app:
@@ -556,6 +562,223 @@ func splitList(args []string) []string {
 		}
 	}
 	return out
+}
+
+// parseSendersDirective parses the `clawgate_senders` directive:
+//
+//	clawgate_senders [<matcher>] <provider> {
+//	    allow <id>...
+//	    group_allow <chat id>...                       # telegram
+//	    allow_from_gateway_config <gateway> [<channel>]
+//	    account <id>                                   # with allow_from_gateway_config
+//	    gateway <gateway>                              # its audit gate only
+//	    secret {env.VAR}
+//	    secret_file <path>
+//	    on_reject ack|reject
+//	    max_body <size>                                # e.g. 1MiB
+//	    max_skew <duration>                            # slack
+//	    sender_paths <json pointer>...                 # generic
+//	    signature_header <name>                        # generic
+//	    signature_prefix <text>                        # generic
+//	    signature_encoding hex|base64                  # generic
+//	    sender_format e164                             # generic
+//	    allow_no_sender                                # generic
+//	}
+//
+// Put it before the reverse_proxy to the gateway's webhook listener, with
+// the same matcher (or both inside one handle block).
+func parseSendersDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	s := new(Senders)
+	if err := s.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens.
+func (s *Senders) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		s.Provider = d.Val()
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
+		case "provider":
+			err = oneArg(d, &s.Provider)
+		case "allow":
+			s.Allow, err = appendList(d, s.Allow)
+		case "group_allow":
+			s.GroupAllow, err = appendList(d, s.GroupAllow)
+		case "allow_from_gateway_config":
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return d.ArgErr()
+			}
+			err = s.setGateway(d, args[0])
+			s.AllowFromGatewayConfig = true
+			if len(args) == 2 {
+				s.Channel = args[1]
+			}
+		case "gateway":
+			var name string
+			if err = oneArg(d, &name); err == nil {
+				err = s.setGateway(d, name)
+			}
+		case "channel":
+			err = oneArg(d, &s.Channel)
+		case "account":
+			err = oneArg(d, &s.Account)
+		case "secret":
+			err = oneArg(d, &s.Secret)
+		case "secret_file":
+			err = oneArg(d, &s.SecretFile)
+		case "on_reject":
+			if err = oneArg(d, &s.OnReject); err == nil && s.OnReject != "ack" && s.OnReject != "reject" {
+				err = d.Errf("on_reject: want ack or reject, got %q", s.OnReject)
+			}
+		case "max_body":
+			var v string
+			if err = oneArg(d, &v); err == nil {
+				n, perr := humanize.ParseBytes(v)
+				if perr != nil || n == 0 || n > math.MaxInt64 {
+					err = d.Errf("max_body: want a positive size such as 1MiB, got %q", v)
+				}
+				s.MaxBody = int64(n)
+			}
+		case "max_skew":
+			var v string
+			if err = oneArg(d, &v); err == nil {
+				err = parseDuration(d, v, &s.MaxSkew)
+			}
+		case "sender_paths":
+			s.SenderPaths, err = appendArgs(d, s.SenderPaths)
+		case "signature_header":
+			err = oneArg(d, &s.SignatureHeader)
+		case "signature_prefix":
+			err = oneArg(d, &s.SignaturePrefix)
+		case "signature_encoding":
+			err = oneArg(d, &s.SignatureEncoding)
+		case "sender_format":
+			err = oneArg(d, &s.SenderFormat)
+		case "allow_no_sender":
+			if d.NextArg() {
+				err = d.ArgErr()
+			}
+			s.AllowNoSender = true
+		default:
+			err = d.Errf("unrecognized clawgate_senders subdirective %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if s.Provider == "" {
+		return d.Err("clawgate_senders: missing provider (telegram, slack, line or generic)")
+	}
+	return nil
+}
+
+// setGateway names the gateway once; two different names are a mistake.
+func (s *Senders) setGateway(d *caddyfile.Dispenser, name string) error {
+	if s.Gateway != "" && s.Gateway != name {
+		return d.Errf("gateway named twice: %q and %q", s.Gateway, name)
+	}
+	s.Gateway = name
+	return nil
+}
+
+// appendList reads one or more list arguments (space- or comma-separated).
+func appendList(d *caddyfile.Dispenser, list []string) ([]string, error) {
+	items := splitList(d.RemainingArgs())
+	if len(items) == 0 {
+		return list, d.ArgErr()
+	}
+	return append(list, items...), nil
+}
+
+// appendArgs reads one or more arguments as they are (JSON pointers may
+// hold commas).
+func appendArgs(d *caddyfile.Dispenser, list []string) ([]string, error) {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return list, d.ArgErr()
+	}
+	return append(list, args...), nil
+}
+
+// unmarshalPairing parses:
+//
+//	pairing required|off {
+//	    storage <file>
+//	    auto_approve tag:<tag>|cap:<capability>...
+//	    max_pending <n>
+//	}
+func unmarshalPairing(d *caddyfile.Dispenser) (*PairingConfig, error) {
+	pc := new(PairingConfig)
+	if !d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	pc.Mode = d.Val()
+	if m := strings.ToLower(pc.Mode); m != "required" && m != "off" {
+		return nil, d.Errf("pairing: %q is not one of required, off", pc.Mode)
+	}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "storage":
+			err = oneArg(d, &pc.Storage)
+		case "auto_approve":
+			rules := splitList(d.RemainingArgs())
+			if len(rules) == 0 {
+				return nil, d.ArgErr()
+			}
+			for _, rule := range rules {
+				if err := checkAutoApprove(rule); err != nil {
+					return nil, d.Errf("auto_approve: %v", err)
+				}
+			}
+			pc.AutoApprove = append(pc.AutoApprove, rules...)
+		case "max_pending":
+			err = intArg(d, &pc.MaxPending)
+		default:
+			err = d.Errf("unrecognized pairing subdirective %q", d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return pc, nil
+}
+
+// UnmarshalCaddyfile parses `clawgate_identity <cond>...`.
+func (m *IdentityMatcher) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	for d.Next() {
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return d.ArgErr()
+		}
+		m.Conditions = append(m.Conditions, args...)
+	}
+	return nil
+}
+
+// UnmarshalCaddyfile parses `get_certificate clawgate [<node>]`.
+func (cg *CertGetter) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // manager name
+	if d.NextArg() {
+		cg.Node = d.Val()
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
 }
 
 // Interface guards

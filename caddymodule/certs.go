@@ -76,18 +76,6 @@ func (cg CertGetter) GetCertificate(ctx context.Context, hello *tls.ClientHelloI
 	return node.GetCertificate(hello)
 }
 
-// UnmarshalCaddyfile parses `get_certificate clawgate [<node>]`.
-func (cg *CertGetter) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // manager name
-	if d.NextArg() {
-		cg.Node = d.Val()
-	}
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	return nil
-}
-
 // nodeLocalAPI answers tscert's local API requests (status, cert) from
 // clawgate's nodes, and passes the rest to the host's tailscaled.
 type nodeLocalAPI struct {

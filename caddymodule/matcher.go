@@ -90,18 +90,6 @@ func (m *IdentityMatcher) Match(r *http.Request) bool {
 	return ok
 }
 
-// UnmarshalCaddyfile parses `clawgate_identity <cond>...`.
-func (m *IdentityMatcher) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	for d.Next() {
-		args := d.RemainingArgs()
-		if len(args) == 0 {
-			return d.ArgErr()
-		}
-		m.Conditions = append(m.Conditions, args...)
-	}
-	return nil
-}
-
 // Interface guards
 var (
 	_ caddy.Provisioner                 = (*IdentityMatcher)(nil)

@@ -22,7 +22,6 @@ import (
 	"unicode"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -341,53 +340,6 @@ func closeDeviceConns(gateway string, ips []string) int {
 		_ = c.Conn.Close()
 	}
 	return len(victims)
-}
-
-// unmarshalPairing parses:
-//
-//	pairing required|off {
-//	    storage <file>
-//	    auto_approve tag:<tag>|cap:<capability>...
-//	    max_pending <n>
-//	}
-func unmarshalPairing(d *caddyfile.Dispenser) (*PairingConfig, error) {
-	pc := new(PairingConfig)
-	if !d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	pc.Mode = d.Val()
-	if m := strings.ToLower(pc.Mode); m != "required" && m != "off" {
-		return nil, d.Errf("pairing: %q is not one of required, off", pc.Mode)
-	}
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var err error
-		switch d.Val() {
-		case "storage":
-			err = oneArg(d, &pc.Storage)
-		case "auto_approve":
-			rules := splitList(d.RemainingArgs())
-			if len(rules) == 0 {
-				return nil, d.ArgErr()
-			}
-			for _, rule := range rules {
-				if err := checkAutoApprove(rule); err != nil {
-					return nil, d.Errf("auto_approve: %v", err)
-				}
-			}
-			pc.AutoApprove = append(pc.AutoApprove, rules...)
-		case "max_pending":
-			err = intArg(d, &pc.MaxPending)
-		default:
-			err = d.Errf("unrecognized pairing subdirective %q", d.Val())
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	return pc, nil
 }
 
 // DevicesAdmin is `admin.api.clawgate_devices`: device pairing on Caddy's admin
