@@ -198,15 +198,20 @@ func (nc *NodeConfig) tsnetConfig(name string) (tsnet.Config, error) {
 // request that did arrive over the tailnet but whose peer cannot be identified
 // is an error: the caller denies it.
 func identify(r *http.Request, id *edge.Identity) (bool, error) {
-	local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
-	if local == nil {
+	var ip netip.Addr
+	switch local := r.Context().Value(http.LocalAddrContextKey).(type) {
+	case *net.TCPAddr:
+		ip = local.AddrPort().Addr()
+	case net.Addr:
+		ap, err := netip.ParseAddrPort(local.String())
+		if err != nil {
+			return false, nil
+		}
+		ip = ap.Addr()
+	default:
 		return false, nil
 	}
-	ap, err := netip.ParseAddrPort(local.String())
-	if err != nil {
-		return false, nil
-	}
-	node := nodeByIP(ap.Addr().Unmap())
+	node := nodeByIP(ip.Unmap())
 	if node == nil {
 		return false, nil
 	}

@@ -429,7 +429,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 
-	if r.Body != nil && r.Body != http.NoBody && !edge.IsWebSocketUpgrade(r) {
+	// ContentLength is 0 for a request without a body (Caddy wraps even those
+	// in a body reader), -1 when one of unknown length follows.
+	if r.ContentLength != 0 && r.Body != nil && !edge.IsWebSocketUpgrade(r) {
 		if r.ContentLength > h.MaxBody {
 			return h.deny(w, r, http.StatusRequestEntityTooLarge, "body_too_large",
 				fmt.Sprintf("the request body is larger than %d bytes", h.MaxBody), id, fingerprint())

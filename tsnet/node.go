@@ -430,7 +430,20 @@ func (n *Node) Close() error {
 		srv := n.srv
 		n.mu.Unlock()
 		if srv != nil {
-			srv.Close()
+			// tsnet's Close can block forever when many TCP connections are
+			// open (tailscale.com v1.102.5 queues a reset per connection into
+			// an outbound queue it has stopped draining; seen above ~512), and
+			// a stuck node must not stop Caddy from stopping or reloading.
+			closed := make(chan struct{})
+			go func() {
+				srv.Close()
+				close(closed)
+			}()
+			select {
+			case <-closed:
+			case <-time.After(closeTimeout):
+				n.logf.logf("tailnet node %q did not finish closing within %v; giving up on it", n.cfg.Hostname, closeTimeout)
+			}
 		}
 		n.watchers.Wait()
 		close(n.done)
@@ -438,6 +451,9 @@ func (n *Node) Close() error {
 	<-n.done
 	return nil
 }
+
+// closeTimeout bounds how long Close waits for tsnet to shut down.
+var closeTimeout = 20 * time.Second
 
 // Done is closed once the node has completely shut down.
 func (n *Node) Done() <-chan struct{} {
