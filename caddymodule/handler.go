@@ -362,16 +362,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.fail(ipKey, "", now)
 		return h.deny(w, r, http.StatusUnauthorized, "bad_credential", "the Authorization header is malformed", id, "")
 	}
-	// fingerprint names the bearer in logs; hashed only when a log needs it.
+	// One hash of the bearer serves the token lookup, the JWT cache and the
+	// log fingerprint (rendered only when a log needs it).
+	var digest edge.Digest
 	fingerprint := func() string {
 		if bearer == "" {
 			return ""
 		}
-		return edge.Fingerprint(bearer)
+		return digest.Fingerprint()
 	}
 	var edgeCredential, badCredential bool
 	if bearer != "" {
-		tok, terr := h.tokens.Lookup(bearer, now)
+		digest = edge.DigestOf(bearer)
+		tok, terr := h.tokens.LookupDigest(digest, now)
 		switch {
 		case terr == nil:
 			id.Token, edgeCredential = tok, true
@@ -379,7 +382,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			h.fail(ipKey, "", now)
 			return h.deny(w, r, http.StatusUnauthorized, "token_expired", "this token has expired", id, fingerprint())
 		case h.jwt != nil && edge.LooksLikeJWT(bearer):
-			claims, jerr := h.jwt.Verify(bearer, now)
+			claims, jerr := h.jwt.VerifyDigest(bearer, digest, now)
 			if jerr == nil {
 				id.JWT, edgeCredential = claims, true
 			} else {

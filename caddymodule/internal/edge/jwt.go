@@ -288,15 +288,24 @@ func (v *JWTVerifier) Verify(token string, now time.Time) (*Claims, error) {
 	if len(token) > v.cfg.MaxLength {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrJWTTooLong, len(token), v.cfg.MaxLength)
 	}
-	if !LooksLikeJWT(token) {
-		return nil, fmt.Errorf("%w: not three base64url segments", ErrJWTMalformed)
+	return v.VerifyDigest(token, DigestOf(token), now)
+}
+
+// VerifyDigest is Verify for a token already hashed with DigestOf: the
+// request's one hash serves the cache. Only verified tokens are cached, so a
+// hit needs no further check.
+func (v *JWTVerifier) VerifyDigest(token string, digest Digest, now time.Time) (*Claims, error) {
+	if len(token) > v.cfg.MaxLength {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrJWTTooLong, len(token), v.cfg.MaxLength)
 	}
-	var key [32]byte
+	key := [32]byte(digest)
 	if v.cache != nil {
-		key = cacheKey(token)
 		if c := v.cache.get(key, now); c != nil {
 			return c, nil
 		}
+	}
+	if !LooksLikeJWT(token) {
+		return nil, fmt.Errorf("%w: not three base64url segments", ErrJWTMalformed)
 	}
 
 	headerSeg := token[:strings.IndexByte(token, '.')]

@@ -159,10 +159,28 @@ func (s *TokenSet) Len() int {
 // timing reveals neither which token matched nor how far a guess got. The
 // returned Token is shared and must not be modified.
 func (s *TokenSet) Lookup(secret string, now time.Time) (*Token, error) {
-	if s == nil || secret == "" {
+	if secret == "" {
 		return nil, ErrUnknownToken
 	}
-	h := sum256(secret)
+	return s.LookupDigest(DigestOf(secret), now)
+}
+
+// Digest is the SHA-256 of a bearer credential: computed once per request, it
+// serves the token lookup, the JWT cache and the log fingerprint.
+type Digest [32]byte
+
+// DigestOf hashes a bearer credential without copying it.
+func DigestOf(secret string) Digest { return sum256(secret) }
+
+// Fingerprint is the short hex prefix of the digest that names a credential in
+// logs.
+func (d Digest) Fingerprint() string { return hex.EncodeToString(d[:4]) }
+
+// LookupDigest is Lookup for a credential already hashed with DigestOf.
+func (s *TokenSet) LookupDigest(h Digest, now time.Time) (*Token, error) {
+	if s == nil {
+		return nil, ErrUnknownToken
+	}
 	match := -1
 	for i := range s.entries {
 		eq := subtle.ConstantTimeCompare(h[:], s.entries[i].hash[:])
@@ -181,8 +199,7 @@ func (s *TokenSet) Lookup(secret string, now time.Time) (*Token, error) {
 // Fingerprint returns a short SHA-256 hex prefix of secret that identifies
 // it in logs without revealing it.
 func Fingerprint(secret string) string {
-	h := sum256(secret)
-	return hex.EncodeToString(h[:4])
+	return DigestOf(secret).Fingerprint()
 }
 
 // validTokenName reports whether name is usable in a "token:<name>" rule.
