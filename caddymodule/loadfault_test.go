@@ -149,7 +149,7 @@ http://:%d {
 	for _, c := range f.clients {
 		f.tn.WaitPeer(t, c, "gw")
 	}
-	if r := f.do(context.Background(), f.clients[0], false, "/"); r.err != nil || r.status != 200 {
+	if r := doWith(context.Background(), f.clientFor(f.clients[0]), f.base+"/", plan.deadline); r.err != nil || r.status != 200 {
 		t.Fatalf("first request: %d %v %s", r.status, r.err, r.errType)
 	}
 	t.Logf("tailnet (gw + %d client nodes) and Caddy up in %v", plan.clientNodes, time.Since(begin).Round(time.Millisecond))
@@ -195,7 +195,7 @@ func (f *loadFixture) sessionsHeld(t *testing.T) {
 // while requests, some of them slow enough to span a reload, keep flowing.
 func (f *loadFixture) reloadUnderLoad(t *testing.T) {
 	p := f.plan
-	run := f.startLoad(p.workers, false, "/", "/slow/150")
+	run := f.startLoad(p.workers, "/", "/slow/150")
 	time.Sleep(300 * time.Millisecond)
 	var loads []struct{ start, end time.Time }
 	same, changed := 0, 0
@@ -255,7 +255,7 @@ func (f *loadFixture) reloadUnderLoad(t *testing.T) {
 // once it is back.
 func (f *loadFixture) backendRestart(t *testing.T) {
 	p := f.plan
-	run := f.startLoad(p.workers, false, "/", "/slow/50")
+	run := f.startLoad(p.workers, "/", "/slow/50")
 	time.Sleep(500 * time.Millisecond)
 	down := time.Now()
 	cut := f.be.stop()
@@ -316,10 +316,12 @@ func (f *loadFixture) backendRestart(t *testing.T) {
 // peers are admitted with their identity (WhoIs is answered from the node's
 // netmap, not by the control server).
 //
-// New connections come at a modest rate on purpose: between two tsnet nodes
-// about 1 in 300–400 back-to-back fresh connections stalls in the dial for
-// more than 10 s, with or without clawgate and with the control server up
-// (see SECURITY.md); a flood of them would measure that, not this fault.
+// The new connections are closed by the client after their one request, as
+// HTTP clients close idle connections: when the gw node closes first, its
+// side of the connection lingers in TIME_WAIT for 60 s, and a tsnet client
+// that happens to pick the same source port again within that minute stalls
+// in the dial (see SECURITY.md, "Found along the way"). That is measured
+// apart; this subtest is about the control server.
 func (f *loadFixture) controlGone(t *testing.T) {
 	p := f.plan
 	sessions, err := f.openSessions(p.outageConns)
@@ -328,7 +330,7 @@ func (f *loadFixture) controlGone(t *testing.T) {
 		t.Fatalf("opening sessions: %v", err)
 	}
 	// Connections established before the outage, reused through it.
-	warm := f.startLoad(p.workers, false, "/")
+	warm := f.startLoad(p.workers, "/")
 	time.Sleep(300 * time.Millisecond)
 
 	cut := f.ctl.down()
@@ -343,7 +345,6 @@ func (f *loadFixture) controlGone(t *testing.T) {
 	freshRs := fresh.stop()
 	rs := warm.stop()
 	outage := time.Since(outageStart)
-	health := f.health(f.clients[0])
 	if err := f.ctl.up(); err != nil {
 		t.Errorf("bringing the control server back: %v", err)
 	}
@@ -358,6 +359,12 @@ func (f *loadFixture) controlGone(t *testing.T) {
 	if st.errors != 0 || st.non200 != 0 {
 		t.Errorf("keep-alive clients without the control server: %d requests failed, %d not 200; first: %s", st.errors, st.non200, st.first)
 	}
+	for _, r := range freshRs {
+		if r.reused {
+			t.Errorf("a prober request reused a connection: %v", r)
+			break
+		}
+	}
 	if fs.errors != 0 || fs.non200 != 0 || fs.total == 0 {
 		t.Errorf("new connections without the control server: %d made, %d failed, %d not 200; first: %s", fs.total, fs.errors, fs.non200, fs.first)
 	}
@@ -368,35 +375,21 @@ func (f *loadFixture) controlGone(t *testing.T) {
 		t.Errorf("no control connection was cut: the nodes were not connected through the proxy")
 	}
 	t.Logf("figure: control server away %v (%d control connections cut): %d keep-alive requests and %d new connections "+
-		"admitted, %d failed; %d held sessions, %d echoes, %d drops; client health meanwhile: %q",
+		"admitted, %d failed; %d held sessions, %d echoes, %d drops",
 		outage.Round(100*time.Millisecond), cut, during, fs.total, st.errors+st.non200+fs.errors+fs.non200,
-		len(sessions), res.total, res.drops, health)
-}
-
-// health returns a client node's health warnings, for the log.
-func (f *loadFixture) health(n *tailnettest.Node) []string {
-	lc, err := n.LocalClient()
-	if err != nil {
-		return []string{err.Error()}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	st, err := lc.Status(ctx)
-	if err != nil {
-		return []string{err.Error()}
-	}
-	return st.Health
+		len(sessions), res.total, res.drops)
 }
 
 // startProber makes one request every `every` from n, each on a new TCP
-// connection.
+// connection that the client closes afterwards.
 func (f *loadFixture) startProber(n *tailnettest.Node, every time.Duration) *loadRun {
 	ctx, cancel := context.WithCancel(context.Background())
 	run := &loadRun{cancel: cancel}
-	c := f.clientFor(n, true)
+	c := f.clientFor(n)
 	run.wg.Go(func() {
 		for ctx.Err() == nil {
 			r := doWith(context.Background(), c, f.base+"/", f.plan.deadline)
+			c.CloseIdleConnections()
 			run.mu.Lock()
 			run.rs = append(run.rs, r)
 			run.mu.Unlock()
@@ -414,11 +407,11 @@ func (f *loadFixture) auditFlip(t *testing.T) {
 	p := f.plan
 	good := gatewayConfigFor("alice@example.com")
 	defer writeAtomic(t, f.cfgPath, good)
-	run := f.startLoad(p.workers, false, "/")
+	run := f.startLoad(p.workers, "/")
 	time.Sleep(300 * time.Millisecond)
 	var blockT, wsT, resumeT []time.Duration
 	var failures []string
-	probeClient := f.clientFor(f.clients[0], false)
+	probeClient := f.clientFor(f.clients[0])
 	defer probeClient.CloseIdleConnections()
 	probe := func(want int, within time.Duration) (time.Duration, bool) {
 		start := time.Now()
@@ -540,6 +533,7 @@ type loadResult struct {
 	status     int
 	errType    string // error.type of a denial
 	variant    string // X-Load-Variant: which config served it
+	reused     bool   // went over a connection an earlier request used
 	err        error
 }
 
@@ -550,14 +544,10 @@ func (r loadResult) String() string {
 	return fmt.Sprintf("status %d %s after %v", r.status, r.errType, r.end.Sub(r.start).Round(time.Millisecond))
 }
 
-// do makes one request from a client node, bounded by the plan's deadline.
-// fresh uses a new connection for it.
-func (f *loadFixture) do(ctx context.Context, from *tailnettest.Node, fresh bool, path string) loadResult {
-	return doWith(ctx, f.clientFor(from, fresh), f.base+path, f.plan.deadline)
-}
-
-func (f *loadFixture) clientFor(from *tailnettest.Node, fresh bool) *http.Client {
-	return &http.Client{Transport: &http.Transport{DialContext: from.Dial, DisableKeepAlives: fresh, MaxIdleConnsPerHost: 4}}
+// clientFor returns an HTTP client that dials over the tailnet from a
+// client node and keeps connections alive.
+func (f *loadFixture) clientFor(from *tailnettest.Node) *http.Client {
+	return &http.Client{Transport: &http.Transport{DialContext: from.Dial, MaxIdleConnsPerHost: 4}}
 }
 
 func doWith(ctx context.Context, c *http.Client, url string, deadline time.Duration) (r loadResult) {
@@ -567,7 +557,10 @@ func doWith(ctx context.Context, c *http.Client, url string, deadline time.Durat
 	var stage atomic.Value
 	stage.Store("dialling")
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		GotConn:              func(i httptrace.GotConnInfo) { stage.Store(fmt.Sprintf("connected (reused %v)", i.Reused)) },
+		GotConn: func(i httptrace.GotConnInfo) {
+			r.reused = i.Reused
+			stage.Store("connected")
+		},
 		WroteRequest:         func(httptrace.WroteRequestInfo) { stage.Store("request sent") },
 		GotFirstResponseByte: func() { stage.Store("response started") },
 	})
@@ -615,11 +608,11 @@ type loadRun struct {
 
 // startLoad starts workers spread over the client nodes, each making requests
 // for paths in turn with a short pause between them (the machine is shared).
-func (f *loadFixture) startLoad(workers int, fresh bool, paths ...string) *loadRun {
+func (f *loadFixture) startLoad(workers int, paths ...string) *loadRun {
 	ctx, cancel := context.WithCancel(context.Background())
 	run := &loadRun{cancel: cancel}
 	for w := range workers {
-		c := f.clientFor(f.clients[w%len(f.clients)], fresh)
+		c := f.clientFor(f.clients[w%len(f.clients)])
 		run.wg.Go(func() {
 			defer c.CloseIdleConnections()
 			for i := 0; ctx.Err() == nil; i++ {
@@ -682,7 +675,7 @@ type wsSession struct {
 func (f *loadFixture) openSessions(n int) ([]*wsSession, error) {
 	clients := make([]*http.Client, len(f.clients))
 	for i, c := range f.clients {
-		clients[i] = f.clientFor(c, false)
+		clients[i] = f.clientFor(c)
 	}
 	ws := "ws" + strings.TrimPrefix(f.base, "http") + "/ws"
 	out := make([]*wsSession, n)
@@ -829,7 +822,8 @@ func (b *loadBackend) start() error {
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", b.addr, err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(b.serve), ConnState: b.track}
+	srv := &http.Server{Handler: http.HandlerFunc(b.serve), ConnState: b.track,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context { return context.WithValue(ctx, loadConnKey{}, c) }}
 	b.mu.Lock()
 	b.srv, b.conns = srv, map[net.Conn]struct{}{}
 	b.mu.Unlock()
@@ -837,8 +831,11 @@ func (b *loadBackend) start() error {
 	return nil
 }
 
+type loadConnKey struct{}
+
 // track remembers every connection until it closes; hijacked (WebSocket)
-// connections stay tracked so stop can cut them too.
+// connections stay tracked, until their handler ends, so stop can cut them
+// too.
 func (b *loadBackend) track(c net.Conn, s http.ConnState) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -871,6 +868,7 @@ func (b *loadBackend) serve(w http.ResponseWriter, r *http.Request) {
 	user := r.Header.Get("X-Forwarded-User")
 	switch {
 	case r.URL.Path == "/ws":
+		defer b.track(r.Context().Value(loadConnKey{}).(net.Conn), http.StateClosed)
 		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 		if err != nil {
 			return
