@@ -340,7 +340,7 @@ func (f *loadFixture) controlGone(t *testing.T) {
 		t.Fatal("the control server still answers after it was taken away")
 	}
 	outageStart := time.Now()
-	fresh := f.startProber(f.clients[len(f.clients)-1], 100*time.Millisecond)
+	fresh := f.startProber(f.clients[len(f.clients)-1], 250*time.Millisecond)
 	res := holdSessions(sessions, p.outage, p.echoEvery)
 	freshRs := fresh.stop()
 	rs := warm.stop()
