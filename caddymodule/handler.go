@@ -352,7 +352,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	if _, err := identify(r, id); err != nil {
-		h.logger.Warn("tailnet identity lookup failed", zap.String("gateway", h.Gateway), zap.String("client_ip", clientIP.String()), zap.Error(err))
+		h.logger.Warn("tailnet identity lookup failed", zap.String("gateway", h.Gateway), zap.String("client_ip", st.clientIP), zap.Error(err))
 		return h.deny(w, r, http.StatusForbidden, "identity_unavailable",
 			"the tailnet identity of this device could not be established", nil, "")
 	}
