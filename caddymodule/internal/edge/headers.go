@@ -412,7 +412,9 @@ func squash(s string) string {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch {
-		case c == '-' || c == '_' || c == '.' || c == ' ' || c == '\t' || c == '[' || c == ']':
+		case c == '-' || c == '_' || c == '.' || c == '[' || c == ']' || c <= ' ' || c == 0x7f:
+			// Separators, spaces and control characters (a decoded "%0Dkey"
+			// must still read as "key") do not make a name harmless.
 		case 'A' <= c && c <= 'Z':
 			b.WriteByte(c + ('a' - 'A'))
 		default:
