@@ -879,8 +879,8 @@ func FuzzPairingCaddyfile(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		d := caddyfile.NewTestDispenser(in)
-		if !d.Next() {
+		d := fuzzDispenser(in)
+		if d == nil || !d.Next() {
 			return
 		}
 		pc, err := unmarshalPairing(d)

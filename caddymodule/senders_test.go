@@ -22,7 +22,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -779,8 +778,8 @@ func FuzzSendersCaddyfile(f *testing.F) {
 	f.Add("clawgate_senders {\n provider slack\n max_skew 90s\n allow_from_gateway_config home slack\n account work\n gateway home\n}")
 	f.Add("clawgate_senders line {\n max_body 0\n on_reject maybe\n allow_from_gateway_config\n}")
 	f.Fuzz(func(t *testing.T, input string) {
-		d := caddyfile.NewTestDispenser(input)
-		for d.Next() {
+		d := fuzzDispenser(input)
+		for d != nil && d.Next() {
 			if d.Val() != "clawgate_senders" {
 				continue
 			}
