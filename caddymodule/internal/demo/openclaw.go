@@ -53,7 +53,12 @@ func goModModule(gomod []byte) string {
 		}
 		rest = strings.TrimSpace(rest)
 		if unq, err := strconv.Unquote(rest); err == nil {
-			return unq
+			rest = unq
+		}
+		// A quoted path can spell control characters (`"\x0a"`); no valid
+		// module path holds one, so such a line names no module.
+		if strings.ContainsFunc(rest, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+			return ""
 		}
 		return rest
 	}
