@@ -315,7 +315,8 @@ func (n *Node) Listen(network, addr string) (net.Listener, error) {
 // WhoIs identifies the tailnet peer at remoteAddr ("ip:port", as in
 // http.Request.RemoteAddr). Answers are cached per peer IP until the peer
 // changes (key, identity, tags, grants) or leaves, and at most 30 seconds;
-// errors are never cached.
+// errors are never cached. The answer is shared with the cache and must not
+// be modified (Clone it to edit).
 func (n *Node) WhoIs(ctx context.Context, remoteAddr string) (*WhoIs, error) {
 	srv, err := n.server()
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"tailscale.com/client/tailscale/apitype"
@@ -79,9 +80,10 @@ func whoIsFromResponse(r *apitype.WhoIsResponse) *WhoIs {
 	return w
 }
 
-// clone returns a deep copy, so a caller that edits its answer cannot change
-// what the cache hands to the next caller.
-func (w *WhoIs) clone() *WhoIs {
+// Clone returns a deep copy. Answers from Node.WhoIs are shared with the
+// node's cache and must not be modified; a caller that needs to edit one
+// edits a clone.
+func (w *WhoIs) Clone() *WhoIs {
 	c := *w
 	c.Tags = slices.Clone(w.Tags)
 	if w.Caps != nil {
@@ -138,7 +140,8 @@ type whoIsCache struct {
 	ttl time.Duration
 	max int
 
-	mu       sync.Mutex
+	mu       sync.RWMutex
+	hits     atomic.Uint64 // cache hits, counted outside the lock
 	enabled  bool
 	gen      uint64
 	entries  map[netip.Addr]whoIsEntry
@@ -178,16 +181,22 @@ func profileKey(login, displayName string) string {
 	return login + "\x00" + displayName
 }
 
-// get returns a copy of the cached answer for ip, and the generation to pass
-// to put if there is none.
+// get returns the cached answer for ip, shared and read-only, and the
+// generation to pass to put if there is none. A hit takes only the read lock
+// and copies nothing: it is on the path of every tailnet request.
 func (c *whoIsCache) get(ip netip.Addr) (*WhoIs, uint64) {
+	now := c.now()
+	c.mu.RLock()
+	e, ok := c.entries[ip]
+	gen := c.gen
+	c.mu.RUnlock()
+	if ok && now.Before(e.expires) {
+		c.hits.Add(1)
+		return e.who, gen
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e, ok := c.entries[ip]; ok {
-		if c.now().Before(e.expires) {
-			c.stats.Hits++
-			return e.who.clone(), c.gen
-		}
+	if e, ok := c.entries[ip]; ok && !now.Before(e.expires) {
 		delete(c.entries, ip)
 	}
 	c.stats.Misses++
@@ -229,7 +238,8 @@ func (c *whoIsCache) put(ip netip.Addr, gen uint64, who *WhoIs, node *tailcfg.No
 	if c.entries == nil {
 		c.entries = make(map[netip.Addr]whoIsEntry)
 	}
-	c.entries[ip] = whoIsEntry{who: who.clone(), nodeID: node.ID, nodeFP: fp, userID: userID, expires: now.Add(c.ttl)}
+	// A private copy: the caller keeps who, the cache hands this one out.
+	c.entries[ip] = whoIsEntry{who: who.Clone(), nodeID: node.ID, nodeFP: fp, userID: userID, expires: now.Add(c.ttl)}
 }
 
 // setEnabled turns caching on or off; turning it off flushes it and forgets
@@ -340,6 +350,7 @@ func (c *whoIsCache) snapshot() WhoIsCacheStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.stats
+	s.Hits = c.hits.Load()
 	s.Entries = len(c.entries)
 	return s
 }

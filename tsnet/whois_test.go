@@ -43,7 +43,7 @@ func TestWhoIsFromResponse(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("whoIsFromResponse() = %+v, want %+v", got, want)
 	}
-	c := got.clone()
+	c := got.Clone()
 	c.Tags[0] = "tag:changed"
 	c.Caps["example.com/cap/clawgate"][0][0] = 'X'
 	if !reflect.DeepEqual(got, want) {
@@ -296,16 +296,24 @@ func TestWhoIsCacheBounded(t *testing.T) {
 	}
 }
 
-func TestWhoIsCacheReturnsCopies(t *testing.T) {
+func TestWhoIsCacheSharesReadOnlyAnswers(t *testing.T) {
 	c, _ := newTestCache()
 	orig := &WhoIs{Login: "alice@example.com", Tags: []string{"tag:a"}}
 	c.put(ipA, c.gen, orig, peer(1, ipA, 1), 1)
+	// The cache keeps its own copy: the answer handed to the first caller
+	// can be edited without changing what later callers get.
 	orig.Tags[0] = "tag:mutated-after-put"
 	got, _ := c.get(ipA)
-	got.Tags[0] = "tag:mutated-by-caller"
+	if got == orig || got.Tags[0] != "tag:a" {
+		t.Fatalf("cached answer = %p %v, want a private copy with [tag:a]", got, got.Tags)
+	}
+	// Hits share one read-only answer rather than copying it per request.
 	again, _ := c.get(ipA)
-	if again.Tags[0] != "tag:a" {
-		t.Fatalf("cached Tags = %v, want [tag:a]", again.Tags)
+	if again != got {
+		t.Fatalf("second hit returned %p, want the shared %p", again, got)
+	}
+	if s := c.snapshot(); s.Hits != 2 {
+		t.Fatalf("hits = %d, want 2", s.Hits)
 	}
 }
 
