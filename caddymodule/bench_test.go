@@ -6,8 +6,11 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,6 +18,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
 )
@@ -68,28 +72,42 @@ type nopNext struct{}
 func (nopNext) ServeHTTP(http.ResponseWriter, *http.Request) error { return nil }
 
 func benchGuardRequests(b *testing.B, h *Handler, bearer string, wantStatus int) {
-	repl := caddy.NewReplacer()
 	base := httptest.NewRequest("GET", "http://gw.tail-scale.ts.net/tools/invoke", nil)
 	base.RemoteAddr = "100.64.0.7:41234"
+	benchGuardRequestsTo(b, h, base, bearer, wantStatus)
+}
+
+// benchGuardRequestsTo runs base through the guard b.N times, as Caddy would
+// hand it over (a replacer, the client IP variable).
+func benchGuardRequestsTo(b *testing.B, h *Handler, base *http.Request, bearer string, wantStatus int) {
+	repl := caddy.NewReplacer()
+	client, _, _ := net.SplitHostPort(base.RemoteAddr)
 	base = caddyhttp.PrepareRequest(base, repl, nil, nil)
-	caddyhttp.SetVar(base.Context(), caddyhttp.ClientIPVarKey, "100.64.0.7")
+	caddyhttp.SetVar(base.Context(), caddyhttp.ClientIPVarKey, client)
 	w := &statusWriter{h: http.Header{}}
 	h.logger = zap.NewNop()
-	auth, spoof := []string{"Bearer " + bearer}, []string{"mallory"}
+	var auth []string
+	if bearer != "" {
+		auth = []string{"Bearer " + bearer}
+	}
+	spoof := []string{"mallory"}
 	hdr := make(http.Header, 16)
+	r := new(http.Request) // reused, so the loop itself allocates nothing
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		// Reset the request's headers without allocating, so only the guard's
 		// own allocations are counted.
 		clear(hdr)
-		hdr["Authorization"] = auth
+		if auth != nil {
+			hdr["Authorization"] = auth
+		}
 		hdr["X-Forwarded-User"] = spoof
-		r := *base
+		*r = *base
 		r.Header = hdr
 		w.code = 200
 		clear(w.h)
-		if err := h.ServeHTTP(w, &r, nopNext{}); err != nil {
+		if err := h.ServeHTTP(w, r, nopNext{}); err != nil {
 			b.Fatal(err)
 		}
 		if w.code != wantStatus {
@@ -124,4 +142,79 @@ func BenchmarkGuardDenyBadToken(b *testing.B) {
 		b.Fatal(err)
 	}
 	benchGuardRequests(b, h, randToken(b, 32), 401)
+}
+
+// BenchmarkGuardAllowTailnet is the guard's allow path for a tailnet device
+// with a cached WhoIs answer: a real node "gw" started by a real Caddy on an
+// in-process tailnet, a real peer alice whose first request fills the cache,
+// then the guard alone (provisioned like the others, with a user: rule) on
+// requests that look to it exactly like alice's did: arriving at gw's tailnet
+// address from alice's.
+func BenchmarkGuardAllowTailnet(b *testing.B) {
+	tn := tailnettest.New(b)
+	gw := tn.Config(b, "gw")
+	alice := tn.NewNode(b, "alice-laptop", tailnettest.WithLogin("alice@example.com"))
+	be := newBackend(b)
+	port := freePort(b)
+	b.Cleanup(func() { waitNodesClosed(b) }) // after startCaddy's Stop
+	startCaddy(b, fmt.Sprintf(`{
+	admin off
+	auto_https off
+	clawgate {
+		node gw {
+			control_url %s
+			state_dir %s
+			ephemeral
+		}
+	}
+}
+http://:%d {
+	bind clawgate/gw
+	clawgate %s {
+		allow user:alice@example.com scopes operator.read,operator.write
+	}
+}
+`, tn.ControlURL, gw.StateDir, port, be.addr()))
+	var gwIP netip.Addr
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if p := nodeByName("gw"); p != nil && len(p.tailnetIPs()) > 0 {
+			gwIP = p.tailnetIPs()[0]
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("clawgate node gw never came up")
+		}
+	}
+	tn.WaitPeer(b, alice, "gw")
+	// One real request fills gw's WhoIs cache for alice.
+	c := alice.HTTPClient()
+	defer c.CloseIdleConnections()
+	resp, err := c.Get(fmt.Sprintf("http://%s/", netip.AddrPortFrom(gwIP, uint16(port))))
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b.Fatalf("alice's first request: status %d, want 200", resp.StatusCode)
+	}
+	hits := nodeByName("gw").WhoIsCacheStats().Hits
+
+	h := &Handler{
+		Upstream: be.addr(),
+		Rules:    []string{"deny tag:untrusted", "allow user:alice@example.com scopes operator.read,operator.write"},
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	b.Cleanup(cancel)
+	if err := h.Provision(ctx); err != nil {
+		b.Fatal(err)
+	}
+	base := httptest.NewRequest("GET", "http://gw.tail-scale.ts.net/tools/invoke", nil)
+	base.RemoteAddr = netip.AddrPortFrom(alice.IPs[0], 41234).String()
+	base = base.WithContext(context.WithValue(base.Context(), http.LocalAddrContextKey,
+		&net.TCPAddr{IP: gwIP.AsSlice(), Port: port}))
+	benchGuardRequestsTo(b, h, base, "", 200)
+	b.StopTimer()
+	if got := nodeByName("gw").WhoIsCacheStats().Hits - hits; got < uint64(b.N) {
+		b.Fatalf("%d WhoIs cache hits for %d requests: the identity was not cached", got, b.N)
+	}
 }

@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"encoding/json"
 	"math"
-	"net/http"
 	"strconv"
 	"strings"
 
@@ -12,7 +11,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"github.com/dustin/go-humanize"
 )
@@ -226,9 +224,10 @@ func unmarshalNode(d *caddyfile.Dispenser) (*NodeConfig, error) {
 //	}
 //
 // With an upstream argument it is a shortcut that expands, like forward_auth, into
-// the guard followed by Caddy's reverse_proxy to that upstream, configured to send
-// the identity headers the guard decided after the proxy's own hop-by-hop header
-// removal (so a client's Connection header cannot delete them). Without one, it is
+// the guard followed by Caddy's reverse_proxy to that upstream through the clawgate
+// transport, which sets the identity headers the guard decided on the outgoing
+// request after everything the proxy does (so neither a client's Connection
+// header nor the proxy's own X-Forwarded-* handling can change them). Without one, it is
 // the guard alone, and the `upstream` subdirective names the gateway the following
 // reverse_proxy reaches.
 func parseClawgateDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
@@ -248,19 +247,9 @@ func parseClawgateDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue
 		return h.NewRoute(matcherSet, guard), nil
 	}
 
-	userHeader := guard.UserHeader
-	if userHeader == "" {
-		userHeader = "x-forwarded-user"
-	}
 	proxy := &reverseproxy.Handler{
-		Upstreams: reverseproxy.UpstreamPool{{Dial: upstreamDial(guard.Upstream)}},
-		Headers: &headers.Handler{Request: &headers.HeaderOps{Set: http.Header{
-			"X-Forwarded-For":                     {"{clawgate.client_ip}"},
-			"X-Forwarded-Proto":                   {"{clawgate.proto}"},
-			"X-Forwarded-Host":                    {"{clawgate.host}"},
-			http.CanonicalHeaderKey(userHeader):   {"{clawgate.user}"},
-			http.CanonicalHeaderKey(scopesHeader): {"{clawgate.scopes}"},
-		}}},
+		Upstreams:    reverseproxy.UpstreamPool{{Dial: upstreamDial(guard.Upstream)}},
+		TransportRaw: caddyconfig.JSONModuleObject(new(Transport), "protocol", "clawgate", nil),
 	}
 	route := caddyhttp.Route{HandlersRaw: []json.RawMessage{
 		caddyconfig.JSONModuleObject(guard, "handler", "clawgate", nil),

@@ -109,6 +109,7 @@ type Handler struct {
 	upstream netip.AddrPort
 	cleaner  *edge.HeaderCleaner
 	userKey  string // UserHeader in canonical form
+	forward  *edge.Forwarder
 	logger   *zap.Logger
 	app      *App
 	now      func() time.Time
@@ -219,6 +220,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Provision compiles the rules and loads the secrets the guard needs.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	applyServerTimeouts(ctx, h.logger)
 	if h.now == nil {
 		h.now = time.Now
 	}
@@ -236,6 +238,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.cleaner = edge.NewHeaderCleaner([]string{h.UserHeader})
 	h.userKey = http.CanonicalHeaderKey(h.UserHeader)
+	forward, err := edge.NewForwarder(h.UserHeader)
+	if err != nil {
+		return fmt.Errorf("clawgate.user_header: %w", err)
+	}
+	h.forward = forward
 
 	up, err := parseUpstream(h.Upstream)
 	if err != nil {
@@ -338,13 +345,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			"OpenClaw capability URLs (/__openclaw__/cap/...) are not served through clawgate: OpenClaw would route them past this route's rules", nil, "")
 	}
 
-	clientIP, ok := requestClientIP(r)
+	clientIP, clientIPText, ok := requestClientIP(r)
 	if !ok || clientIP.IsLoopback() || clientIP.IsUnspecified() {
 		return h.deny(w, r, http.StatusForbidden, "unattributable",
 			"the client address cannot be attributed (loopback or unknown); reach the gateway over the tailnet", nil, "")
 	}
-	// One allocation holds the request's identity and its placeholders.
-	st := &guardState{gateway: h.Gateway, clientIP: clientIP.String()}
+	// One allocation holds the request's identity, its placeholders and the
+	// values of the headers the guard sets.
+	st := &guardState{gateway: h.Gateway, clientIP: clientIPText, userKey: h.userKey, cleaner: h.cleaner}
 	id := &st.id
 	ipKey := st.clientIP
 	if wait, blocked := h.ipLimit.Blocked(ipKey, now); blocked {
@@ -447,25 +455,29 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	h.cleaner.Clean(r.Header)
 	if edgeCredential {
-		// Edge secrets are never passed on to the gateway.
-		r.Header.Del("Authorization")
+		// Edge secrets are never passed on to the gateway. (What Header.Del
+		// does, without canonicalising a key that already is.)
+		delete(r.Header, "Authorization")
 	}
 	if h.brokered != "" && brokeredPath(r.URL.Path) && !edge.IsWebSocketUpgrade(r) {
 		r.Header.Set("Authorization", h.brokered)
 	}
 	st.user, st.scopes, st.proto, st.host, st.decision = user, decision.ScopesHeader, forwardedProto(r), r.Host, decision.Rule
-	if err := edge.SetForwardHeaders(r.Header, edge.Forward{
+	if err := h.forward.Set(r.Header, edge.Forward{
 		ClientIP:       clientIP,
 		ClientIPString: st.clientIP,
 		Proto:          st.proto,
 		Host:           st.host,
-		UserHeader:     h.userKey,
 		User:           user,
 		Scopes:         decision.Scopes,
 		ScopesHeader:   st.scopes,
+		Values:         &st.hdr,
 	}); err != nil {
 		return h.deny(w, r, http.StatusForbidden, "unattributable", "the client address cannot be attributed", id, fingerprint())
 	}
+	// For the clawgate transport, which sets the same headers again on the
+	// outgoing request.
+	caddyhttp.SetVar(r.Context(), guardStateVar, st)
 
 	if h.app != nil && edge.IsWebSocketUpgrade(r) {
 		// Track the upgraded connection so it is closed if the gateway's audit
@@ -474,7 +486,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	repl.Set("http.auth.user.id", user)
+	// The placeholder function answers http.auth.user.id too (lazily, without
+	// boxing the user unless asked); a value an earlier handler set statically
+	// would be found first, so it goes.
+	repl.Delete(authUserPlaceholder)
 	repl.Map(st.placeholder)
 
 	if ce := h.logger.Check(zapcore.DebugLevel, "allowed"); ce != nil {
@@ -567,19 +582,57 @@ func (b limitedBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// guardState is one admitted request's identity and the values of its
-// {clawgate.*} placeholders, looked up lazily.
+// guardStateVar is the Caddy request variable holding the admitted request's
+// *guardState, for the clawgate transport.
+const guardStateVar = "clawgate.guard"
+
+// authUserPlaceholder is Caddy's placeholder for the authenticated user, which
+// access logs record as user_id.
+const authUserPlaceholder = "http.auth.user.id"
+
+// guardState is one admitted request's identity, the values of its
+// {clawgate.*} placeholders (looked up lazily), and the backing arrays of the
+// forwarded header values (so setting them allocates nothing more).
 type guardState struct {
 	id                                  edge.Identity
 	user, scopes, clientIP, proto, host string
 	gateway                             string
+	userKey                             string
+	cleaner                             *edge.HeaderCleaner
 	decision                            int
+	hdr                                 [5]string
 }
 
-// placeholder answers the {clawgate.*} placeholders.
+// String keeps the state out of anything that prints Caddy's variables.
+func (st *guardState) String() string { return "clawgate guard state" }
+
+// forwardOutbound makes the outgoing request's headers say exactly what the
+// guard decided: every spelling of a forwarding or identity header is removed,
+// then the five are set, as the guard did on the incoming request, with the
+// same already validated values. The values are written into hdr again
+// first, so even a handler that edited the incoming slices in place (they
+// share hdr) cannot change what is sent.
+func (st *guardState) forwardOutbound(h http.Header) {
+	st.cleaner.Clean(h)
+	st.hdr = [5]string{st.clientIP, st.proto, st.host, st.user, st.scopes}
+	h["X-Forwarded-For"] = st.hdr[0:1:1]
+	h["X-Forwarded-Proto"] = st.hdr[1:2:2]
+	h["X-Forwarded-Host"] = st.hdr[2:3:3]
+	if st.user != "" {
+		h[st.userKey] = st.hdr[3:4:4]
+	} else {
+		delete(h, st.userKey)
+	}
+	h["X-Openclaw-Scopes"] = st.hdr[4:5:5]
+}
+
+// placeholder answers the {clawgate.*} placeholders and http.auth.user.id.
 func (st *guardState) placeholder(key string) (any, bool) {
 	name, ok := strings.CutPrefix(key, "clawgate.")
 	if !ok {
+		if key == authUserPlaceholder {
+			return st.user, true
+		}
 		return nil, false
 	}
 	switch name {
@@ -650,22 +703,29 @@ func (h *Handler) tooMany(w http.ResponseWriter, r *http.Request, wait time.Dura
 }
 
 // requestClientIP is the client address as Caddy determined it (honouring the
-// server's trusted_proxies), falling back to the connection's remote address.
-func requestClientIP(r *http.Request) (netip.Addr, bool) {
+// server's trusted_proxies), falling back to the connection's remote address,
+// and its text in canonical form (Caddy's own text when it already is, so no
+// new string is made).
+func requestClientIP(r *http.Request) (netip.Addr, string, bool) {
 	s, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
 	if s == "" {
 		host, _, err := net.SplitHostPort(r.RemoteAddr)
 		if err != nil {
-			return netip.Addr{}, false
+			return netip.Addr{}, "", false
 		}
 		s = host
 	}
 	s, _, _ = strings.Cut(s, "%")
 	addr, err := netip.ParseAddr(s)
 	if err != nil {
-		return netip.Addr{}, false
+		return netip.Addr{}, "", false
 	}
-	return addr.Unmap(), true
+	addr = addr.Unmap()
+	var buf [64]byte
+	if text := addr.AppendTo(buf[:0]); string(text) != s {
+		s = addr.String()
+	}
+	return addr, s, true
 }
 
 func forwardedProto(r *http.Request) string {

@@ -206,7 +206,7 @@ func (a *App) checkDevice(w http.ResponseWriter, r *http.Request, h *Handler, id
 		return false
 	}
 	pc := gc.Pairing.rt
-	clientIP, _ := requestClientIP(r)
+	clientIP, _, _ := requestClientIP(r)
 	if !id.OnTailnet {
 		pc.hold(w, r, id, clientIP, http.StatusForbidden, "pairing_no_device",
 			"this gateway admits approved tailnet devices only; connect over the tailnet", nil)

@@ -193,6 +193,7 @@ func (Senders) CaddyModule() caddy.ModuleInfo {
 // Provision loads the secret and compiles the route's checks.
 func (s *Senders) Provision(ctx caddy.Context) error {
 	s.logger = ctx.Logger()
+	applyServerTimeouts(ctx, s.logger)
 	if s.now == nil {
 		s.now = time.Now
 	}

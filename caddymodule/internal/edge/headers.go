@@ -221,6 +221,10 @@ type Forward struct {
 	ScopesHeader string
 	// Scopes is the scope cap, sent even when empty.
 	Scopes []string
+	// Values, when set, is where the five header values are kept (the
+	// caller's own per-request storage); otherwise one array is allocated.
+	// The header map's values slice it, so it must outlive the request.
+	Values *[5]string
 }
 
 // SetForwardHeaders overwrites, never appends: X-Forwarded-For with the
@@ -231,6 +235,40 @@ type Forward struct {
 // treats a loopback client as local, and values that would not survive as
 // a single header value.
 func SetForwardHeaders(h http.Header, f Forward) error {
+	fw, err := NewForwarder(f.UserHeader)
+	if err != nil {
+		return err
+	}
+	return fw.Set(h, f)
+}
+
+// Forwarder sets the forwarding headers for one configured user header,
+// checked once by NewForwarder rather than on every request.
+type Forwarder struct {
+	userKey string
+}
+
+// NewForwarder checks the user header OpenClaw reads the user from: a valid
+// header name that does not collide with a header the guard sets.
+func NewForwarder(userHeader string) (*Forwarder, error) {
+	userKey := http.CanonicalHeaderKey(strings.TrimSpace(userHeader))
+	if userKey == "" || !validHeaderName(userKey) {
+		return nil, fmt.Errorf("setting forward headers: invalid user header %q", truncate(userHeader, 64))
+	}
+	for _, name := range []string{"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-openclaw-scopes", "connection"} {
+		if sameNormalizedName(userKey, name) {
+			return nil, fmt.Errorf("setting forward headers: user header %q collides with a header the guard sets", userKey)
+		}
+	}
+	return &Forwarder{userKey: userKey}, nil
+}
+
+// UserKey is the user header in canonical form.
+func (fw *Forwarder) UserKey() string { return fw.userKey }
+
+// Set is SetForwardHeaders with the Forwarder's user header; f.UserHeader is
+// ignored.
+func (fw *Forwarder) Set(h http.Header, f Forward) error {
 	ip := f.ClientIP.Unmap().WithZone("")
 	if !ip.IsValid() {
 		return errors.New("setting forward headers: invalid client ip")
@@ -244,17 +282,8 @@ func SetForwardHeaders(h http.Header, f Forward) error {
 	if f.Host == "" || !validHeaderValue(f.Host) || strings.ContainsAny(f.Host, ", ") {
 		return errors.New("setting forward headers: invalid host")
 	}
-	userKey := http.CanonicalHeaderKey(strings.TrimSpace(f.UserHeader))
-	if userKey == "" || !validHeaderName(userKey) {
-		return fmt.Errorf("setting forward headers: invalid user header %q", truncate(f.UserHeader, 64))
-	}
-	for _, name := range []string{"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-openclaw-scopes", "connection"} {
-		if sameNormalizedName(userKey, name) {
-			return fmt.Errorf("setting forward headers: user header %q collides with a header the guard sets", userKey)
-		}
-	}
 	if f.User != "" {
-		if _, ok := normalizeUser(f.User); !ok || f.User != strings.TrimSpace(f.User) {
+		if len(f.User) > maxUserLen || !validUserChars(f.User) || f.User != strings.TrimSpace(f.User) {
 			return errors.New("setting forward headers: invalid user")
 		}
 	}
@@ -271,16 +300,21 @@ func SetForwardHeaders(h http.Header, f Forward) error {
 	if scopes == "" && len(f.Scopes) > 0 {
 		scopes = ScopesHeader(f.Scopes)
 	}
-	// One backing array for the five values: one allocation, not five.
-	vals := [...]string{ipString, f.Proto, f.Host, f.User, scopes}
+	// One backing array for the five values: one allocation, not five, or
+	// none when the caller brings it.
+	vals := f.Values
+	if vals == nil {
+		vals = new([5]string)
+	}
+	*vals = [5]string{ipString, f.Proto, f.Host, f.User, scopes}
 	all := vals[:]
 	h[headerXFF] = all[0:1:1]
 	h[headerXFP] = all[1:2:2]
 	h[headerXFH] = all[2:3:3]
 	if f.User != "" {
-		h[userKey] = all[3:4:4]
+		h[fw.userKey] = all[3:4:4]
 	} else {
-		delete(h, userKey)
+		delete(h, fw.userKey)
 	}
 	h[headerScopes] = all[4:5:5]
 	return nil

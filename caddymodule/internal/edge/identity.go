@@ -76,6 +76,9 @@ func (id *Identity) User() (string, bool) {
 		return u, true
 	}
 	if id.Token != nil {
+		if id.Token.forward != "" {
+			return id.Token.forward, true
+		}
 		if id.Token.User != "" {
 			return normalizeUser(id.Token.User)
 		}

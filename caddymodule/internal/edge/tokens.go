@@ -58,6 +58,10 @@ type Token struct {
 	// Fingerprint is the first 8 hex digits of the secret's SHA-256, safe
 	// to log to tell tokens apart.
 	Fingerprint string
+
+	// forward is the user forwarded for this token, worked out once by
+	// NewTokenSet so the allow path does not build "token:<name>" per request.
+	forward string
 }
 
 // tokenEntry is one stored token: its hash and the public view of it.
@@ -140,6 +144,11 @@ func NewTokenSet(specs []TokenSpec) (*TokenSet, error) {
 			Scopes:      scopes,
 			Expires:     spec.Expires,
 			Fingerprint: hex.EncodeToString(e.hash[:4]),
+		}
+		if user != "" {
+			e.tok.forward = user
+		} else if u, ok := normalizeUser("token:" + spec.Name); ok {
+			e.tok.forward = u
 		}
 		s.entries = append(s.entries, e)
 	}
