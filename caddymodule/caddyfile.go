@@ -251,11 +251,16 @@ func parseClawgateDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue
 		Upstreams:    reverseproxy.UpstreamPool{{Dial: upstreamDial(guard.Upstream)}},
 		TransportRaw: caddyconfig.JSONModuleObject(new(Transport), "protocol", "clawgate", nil),
 	}
+	// One route holding both handlers, not a subroute: Caddy compiles a
+	// subroute's handler chain again on every request.
 	route := caddyhttp.Route{HandlersRaw: []json.RawMessage{
 		caddyconfig.JSONModuleObject(guard, "handler", "clawgate", nil),
 		caddyconfig.JSONModuleObject(proxy, "handler", "reverse_proxy", nil),
 	}}
-	return h.NewRoute(matcherSet, &caddyhttp.Subroute{Routes: caddyhttp.RouteList{route}}), nil
+	if matcherSet != nil {
+		route.MatcherSetsRaw = []caddy.ModuleMap{matcherSet}
+	}
+	return []httpcaddyfile.ConfigValue{{Class: "route", Value: route}}, nil
 }
 
 const scopesHeader = "x-openclaw-scopes"
