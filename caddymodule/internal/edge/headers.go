@@ -146,12 +146,21 @@ func (hc *HeaderCleaner) Clean(h http.Header) int {
 			continue
 		}
 		if strings.EqualFold(name, "Connection") {
-			conn = append(conn, vals...)
+			if nConn == 0 {
+				conn = vals
+			} else {
+				conn = append(slices.Clip(conn), vals...)
+			}
 			nConn++
 			if name != "Connection" {
 				delete(h, name)
 			}
 		}
+	}
+	if nConn == 1 && len(conn) == 1 && h["Connection"] != nil && onlyKeptTokens(conn[0]) {
+		// The common case ("keep-alive", "Upgrade", "keep-alive, Upgrade"):
+		// nothing to drop, so nothing to rebuild.
+		return removed
 	}
 	if nConn > 0 {
 		if kept := filterConnection(conn); kept == "" {
@@ -161,6 +170,28 @@ func (hc *HeaderCleaner) Clean(h http.Header) int {
 		}
 	}
 	return removed
+}
+
+// onlyKeptTokens reports whether a Connection value lists only allowed
+// tokens, each once at most, with no empty ones.
+func onlyKeptTokens(v string) bool {
+	var seen [len(keptConnectionTokens)]bool
+	for tok := range strings.SplitSeq(v, ",") {
+		tok = strings.Trim(tok, " \t")
+		found := false
+		for i, k := range keptConnectionTokens {
+			if strings.EqualFold(tok, k) {
+				if seen[i] {
+					return false
+				}
+				seen[i], found = true, true
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 // filterConnection keeps only the allowed Connection tokens, lowercased

@@ -87,6 +87,11 @@ func TestCleanRequestHeadersConnection(t *testing.T) {
 		{"both keys", http.Header{"connection": {"close"}, "Connection": {"Upgrade"}}, []string{"upgrade, close"}},
 		{"empty tokens", http.Header{"Connection": {" , ,close,"}}, []string{"close"}},
 		{"none", http.Header{"Accept": {"*/*"}}, nil},
+		{"already clean, kept as sent", http.Header{"Connection": {"keep-alive, Upgrade"}}, []string{"keep-alive, Upgrade"}},
+		{"already clean, one token", http.Header{"Connection": {"close"}}, []string{"close"}},
+		{"a token twice is rebuilt", http.Header{"Connection": {"close, Close"}}, []string{"close"}},
+		{"an empty token is rebuilt", http.Header{"Connection": {"close,"}}, []string{"close"}},
+		{"a bad token after good ones", http.Header{"Connection": {"keep-alive, upgrade, x-openclaw-scopes"}}, []string{"upgrade, keep-alive"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -98,6 +103,19 @@ func TestCleanRequestHeadersConnection(t *testing.T) {
 				t.Errorf("non-canonical connection key left: %v", tt.in)
 			}
 		})
+	}
+}
+
+// TestCleanAllocations: cleaning the headers of an ordinary request, with an
+// already clean Connection header, allocates nothing.
+func TestCleanAllocations(t *testing.T) {
+	hc := NewHeaderCleaner([]string{"x-forwarded-user"})
+	h := http.Header{"Connection": {"keep-alive"}, "Accept": {"*/*"}, "User-Agent": {"x"}, "Authorization": {"Bearer t"}}
+	if n := testing.AllocsPerRun(100, func() { hc.Clean(h) }); n != 0 {
+		t.Errorf("Clean allocated %v times per call, want 0", n)
+	}
+	if got := h["Connection"]; !slices.Equal(got, []string{"keep-alive"}) {
+		t.Errorf("Connection = %q, want [keep-alive]", got)
 	}
 }
 
