@@ -74,8 +74,9 @@ type Device struct {
 	Reason Reason `json:"reason,omitempty"`
 	// FirstSeen is when the device was first seen by this gateway.
 	FirstSeen time.Time `json:"first_seen,omitzero"`
-	// LastSeen is when the device last made a request (kept in memory and
-	// written with the next change).
+	// LastSeen is when the device last made a request, to within a minute
+	// for an approved device (kept in memory and written with the next
+	// change).
 	LastSeen time.Time `json:"last_seen,omitzero"`
 	// ApprovedAt is when the current approval was given.
 	ApprovedAt time.Time `json:"approved_at,omitzero"`
@@ -158,7 +159,7 @@ type Store struct {
 	maxPending int
 	now        func() time.Time
 
-	mu       sync.Mutex
+	mu       sync.RWMutex
 	devices  map[string]*Device // nil while err != nil
 	err      error              // why the file cannot be used
 	lastLoad time.Time
@@ -271,6 +272,9 @@ func (s *Store) saveLocked() error {
 // when it is new or changed. The error wraps ErrUnavailable when the store
 // cannot be used; the device is then held.
 func (s *Store) Check(seen Seen) (Verdict, error) {
+	if v, ok := s.checkSteady(seen); ok {
+		return v, nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.usableLocked(); err != nil {
@@ -325,6 +329,51 @@ func (s *Store) Check(seen Seen) (Verdict, error) {
 	v.Approved = d.Status == StatusApproved
 	v.Device = d.clone()
 	return v, nil
+}
+
+// lastSeenEvery is how stale an approved device's LastSeen may get before a
+// request refreshes it (under the write lock).
+const lastSeenEvery = time.Minute
+
+// checkSteady answers the steady state, an approved device seen again with
+// the same node key and the same facts, under the read lock: that is every
+// request of a paired device, and it must neither wait for other devices'
+// requests nor allocate facts again. Anything else (a new or changed device,
+// a lapsed auto-approval, a store in error, a LastSeen older than
+// lastSeenEvery) is left to Check's locked path.
+func (s *Store) checkSteady(seen Seen) (Verdict, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.err != nil {
+		return Verdict{}, false
+	}
+	d := s.devices[seen.ID]
+	if d == nil || d.Status != StatusApproved || d.NodeKey != seen.NodeKey || (d.Auto && seen.AutoApprove == "") {
+		return Verdict{}, false
+	}
+	if s.now().Sub(d.LastSeen) >= lastSeenEvery || !sameFacts(d, seen) {
+		return Verdict{}, false
+	}
+	return Verdict{Approved: true, Device: d.clone()}, true
+}
+
+// sameFacts reports whether updateFacts would leave d as it is.
+func sameFacts(d *Device, seen Seen) bool {
+	if d.Node != seen.Node || d.FQDN != seen.FQDN || d.Login != seen.Login ||
+		(seen.OS != "" && d.OS != seen.OS) || !slices.Equal(d.Tags, seen.Tags) {
+		return false
+	}
+	if !seen.IP.IsValid() {
+		return true
+	}
+	var buf [64]byte
+	ip := seen.IP.Unmap().AppendTo(buf[:0])
+	for _, known := range d.IPs {
+		if known == string(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // pendLocked makes d wait with a fresh code, forgetting the pending device

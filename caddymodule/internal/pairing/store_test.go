@@ -201,6 +201,56 @@ func TestPairingCheckLifecycle(t *testing.T) {
 	}
 }
 
+// TestPairingSteadyState: an approved device seen again with the same key and
+// facts is answered without a change; its LastSeen catches up after a
+// minute, and anything that differs takes the full path at once.
+func TestPairingSteadyState(t *testing.T) {
+	clk := newClock()
+	s, err := Open(storePath(t), Options{Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := s.Check(seen("n1", "aaa"))
+	if _, _, err := s.Approve(v.Device.Code, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	v, _ = s.Check(seen("n1", "aaa"))
+	first := v.Device.LastSeen
+	if !v.Approved || !first.Equal(clk.now()) {
+		t.Fatalf("after approval: %+v", v)
+	}
+
+	clk.add(30 * time.Second)
+	v, _ = s.Check(seen("n1", "aaa"))
+	if !v.Approved || v.Event != EventNone || !v.Device.LastSeen.Equal(first) {
+		t.Fatalf("30 s later: approved %v, event %v, last seen %v; want approved, no event, %v", v.Approved, v.Event, v.Device.LastSeen, first)
+	}
+	clk.add(30 * time.Second)
+	if v, _ = s.Check(seen("n1", "aaa")); !v.Device.LastSeen.Equal(clk.now()) {
+		t.Errorf("a minute later LastSeen = %v, want %v", v.Device.LastSeen, clk.now())
+	}
+
+	moved := seen("n1", "aaa")
+	moved.IP = netip.MustParseAddr("100.64.0.9")
+	if v, _ = s.Check(moved); !v.Approved || !slices.Equal(v.Device.IPs, []string{"100.64.0.7", "100.64.0.9"}) {
+		t.Errorf("a new address: approved %v, IPs %q", v.Approved, v.Device.IPs)
+	}
+	tagged := moved
+	tagged.Tags = []string{"tag:new"}
+	if v, _ = s.Check(tagged); !slices.Equal(v.Device.Tags, []string{"tag:new"}) {
+		t.Errorf("new tags not recorded: %q", v.Device.Tags)
+	}
+	if v, _ = s.Check(seen("n1", "bbb")); v.Approved || v.Event != EventPending {
+		t.Errorf("a new node key: approved %v, event %v; want pending", v.Approved, v.Event)
+	}
+	if _, err := s.Revoke("n1"); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ = s.Check(seen("n1", "bbb")); v.Approved {
+		t.Errorf("a revoked device passed")
+	}
+}
+
 func TestPairingAutoApprove(t *testing.T) {
 	s := New(storePath(t), Options{Now: newClock().now})
 	bot := seen("bot", "k1")
