@@ -365,7 +365,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			"the tailnet identity of this device could not be established", nil, "")
 	}
 
-	bearer, err := edge.BearerToken(r.Header)
+	// One pass over the headers reads the Authorization header as it arrived
+	// and removes every client-sent spelling of a forwarding or identity
+	// header (nothing before the decision reads those).
+	bearer, _, err := h.cleaner.CleanBearer(r.Header)
 	if err != nil {
 		h.fail(ipKey, "", now)
 		return h.deny(w, r, http.StatusUnauthorized, "bad_credential", "the Authorization header is malformed", id, "")
@@ -453,7 +456,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		_ = http.NewResponseController(w).SetReadDeadline(now.Add(time.Duration(h.BodyTimeout)))
 	}
 
-	h.cleaner.Clean(r.Header)
 	if edgeCredential {
 		// Edge secrets are never passed on to the gateway. (What Header.Del
 		// does, without canonicalising a key that already is.)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -147,6 +148,8 @@ func FuzzCleanRequestHeaders(f *testing.F) {
 	f.Add("Tailscale-User-Login\nTAILSCALE_USER_NAME\nForwarded\nX-Real-Ip\nCookie", "X_Required.Header", "Upgrade")
 	f.Add("X-Openclaw-Scopes\nx.openclaw.scopes\nx-openclaw-scopesx\nconnection", "", "keep-alive, X-Forwarded-User, upgrade")
 	f.Add("Cf-Connecting-Ip\nTrue-Client-Ip\nX-Client-Ip\nX-Original-Forwarded-For\nX-Required-Header", "x-required-header\nx-forwarded-user", "")
+	f.Add("Authorization\nX-Forwarded-User\nAccept", "", "keep-alive")
+	f.Add("authorization\nAuthorization\nX_Real_IP", "authorization", "Upgrade")
 	f.Fuzz(func(t *testing.T, names, extras, conn string) {
 		extra := strings.Split(extras, "\n")
 		h := http.Header{}
@@ -154,6 +157,7 @@ func FuzzCleanRequestHeaders(f *testing.F) {
 			h[n] = append(h[n], "v1, v2", "v3")
 		}
 		h["Connection"] = []string{conn}
+		orig := h.Clone()
 		before := len(h)
 		wantRemoved := 0
 		for n := range h {
@@ -164,6 +168,13 @@ func FuzzCleanRequestHeaders(f *testing.F) {
 		removed := CleanRequestHeaders(h, extra)
 		if removed != wantRemoved {
 			t.Fatalf("CleanRequestHeaders() = %d, oracle says %d", removed, wantRemoved)
+		}
+		// CleanBearer is BearerToken on the headers as they came, then Clean.
+		wantTok, wantErr := BearerToken(orig.Clone())
+		h2 := orig.Clone()
+		tok, removed2, err := NewHeaderCleaner(extra).CleanBearer(h2)
+		if tok != wantTok || (err == nil) != (wantErr == nil) || removed2 != removed || !reflect.DeepEqual(h2, h) {
+			t.Fatalf("CleanBearer() = %q, %d, %v; BearerToken and Clean give %q, %d, %v (headers %v vs %v)", tok, removed2, err, wantTok, removed, wantErr, h2, h)
 		}
 		for n := range h {
 			if protectedOracle(n, extra) {
