@@ -386,12 +386,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if bearer != "" {
 		digest = edge.DigestOf(bearer)
 		tok, terr := h.tokens.LookupDigest(digest, now)
+		var cached *edge.Claims
+		if terr != nil && h.jwt != nil {
+			// A JWT verified before: the cache answers by digest alone,
+			// without scanning or parsing the token again.
+			cached = h.jwt.Cached(digest, now)
+		}
 		switch {
 		case terr == nil:
 			id.Token, edgeCredential = tok, true
 		case errors.Is(terr, edge.ErrTokenExpired):
 			h.fail(ipKey, "", now)
 			return h.deny(w, r, http.StatusUnauthorized, "token_expired", "this token has expired", id, fingerprint())
+		case cached != nil:
+			id.JWT, edgeCredential = cached, true
 		case h.jwt != nil && edge.LooksLikeJWT(bearer):
 			claims, jerr := h.jwt.VerifyDigest(bearer, digest, now)
 			if jerr == nil {
