@@ -260,7 +260,8 @@ type Forward struct {
 	User string
 	// ClientIPString is ClientIP.String(), when the caller already has it.
 	ClientIPString string
-	// ScopesHeader is ScopesHeader(Scopes), when the caller already has it.
+	// ScopesHeader is ScopesHeader(Scopes), when the caller already has it;
+	// when set, it is what is checked and sent.
 	ScopesHeader string
 	// Scopes is the scope cap, sent even when empty.
 	Scopes []string
@@ -322,7 +323,7 @@ func (fw *Forwarder) Set(h http.Header, f Forward) error {
 	if f.Proto != "http" && f.Proto != "https" {
 		return fmt.Errorf("setting forward headers: proto %q is not http or https", truncate(f.Proto, 16))
 	}
-	if f.Host == "" || !validHeaderValue(f.Host) || strings.ContainsAny(f.Host, ", ") {
+	if !validForwardedHost(f.Host) {
 		return errors.New("setting forward headers: invalid host")
 	}
 	if f.User != "" {
@@ -330,9 +331,18 @@ func (fw *Forwarder) Set(h http.Header, f Forward) error {
 			return errors.New("setting forward headers: invalid user")
 		}
 	}
-	for _, s := range f.Scopes {
-		if !validScope(s) {
-			return fmt.Errorf("setting forward headers: invalid scope %q", truncate(s, 64))
+	if f.ScopesHeader != "" {
+		// The caller's own join of the scopes: check it as it will be sent.
+		for sc := range strings.SplitSeq(f.ScopesHeader, ",") {
+			if !validScope(sc) {
+				return fmt.Errorf("setting forward headers: invalid scope %q", truncate(sc, 64))
+			}
+		}
+	} else {
+		for _, s := range f.Scopes {
+			if !validScope(s) {
+				return fmt.Errorf("setting forward headers: invalid scope %q", truncate(s, 64))
+			}
 		}
 	}
 	ipString := f.ClientIPString
@@ -403,6 +413,20 @@ func validHeaderName(s string) bool {
 }
 
 // validHeaderValue reports whether s has no control characters.
+// validForwardedHost reports whether a Host can be sent as a single
+// X-Forwarded-Host value: not empty, no control characters, no comma or space.
+func validForwardedHost(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= 0x20 || c == 0x7f || c == ',' {
+			return false
+		}
+	}
+	return true
+}
+
 func validHeaderValue(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c == 0x7f {
