@@ -318,18 +318,21 @@ func (n *Node) Listen(network, addr string) (net.Listener, error) {
 // errors are never cached. The answer is shared with the cache and must not
 // be modified (Clone it to edit).
 func (n *Node) WhoIs(ctx context.Context, remoteAddr string) (*WhoIs, error) {
-	srv, err := n.server()
-	if err != nil {
-		return nil, err
-	}
 	ap, err := netip.ParseAddrPort(remoteAddr)
 	if err != nil {
 		return nil, fmt.Errorf("whois %q: %w", remoteAddr, err)
 	}
 	ip := ap.Addr().Unmap()
+	// The cache first, without the node's lock: it holds answers only while
+	// the node runs and its IPN bus is watched, and is flushed when either
+	// stops.
 	who, gen := n.cache.get(ip)
 	if who != nil {
 		return who, nil
+	}
+	srv, err := n.server()
+	if err != nil {
+		return nil, err
 	}
 	lc, err := srv.LocalClient()
 	if err != nil {
@@ -456,6 +459,9 @@ func (n *Node) Close() error {
 		n.closed = true
 		srv := n.srv
 		n.mu.Unlock()
+		// WhoIs answers from the cache without the lock: empty it now (the
+		// watcher disables it again when it stops).
+		n.cache.setEnabled(false)
 		if srv != nil {
 			// tsnet's Close can block forever when many TCP connections are
 			// open (tailscale.com v1.102.5 queues a reset per connection into
