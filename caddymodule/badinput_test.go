@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"bufio"
+	"context"
 	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -24,13 +25,14 @@ import (
 	"time"
 )
 
-// The bad-input suite (issue #9, loopback listener): hundreds of hostile
-// requests, written byte for byte, against a real Caddy with clawgate in front
-// of a recording backend. Every case asserts two things about what the backend
-// saw: a request the guard must refuse never arrives (the backend's request
-// count is unchanged), and a request that does arrive carries exactly the
-// identity the guard decided — one X-Forwarded-For, -Proto, -Host, user and
-// scopes value each, no other spelling of a protected header, no edge
+// The bad-input suite (issue #9): hundreds of hostile requests, written byte
+// for byte, against a real Caddy with clawgate in front of a recording
+// backend, both on loopback listeners and over a real in-process tailnet
+// (badinput_tailnet_test.go). Every case asserts two things about what the
+// backend saw: a request the guard must refuse never arrives (the backend's
+// request count is unchanged), and a request that does arrive carries exactly
+// the identity the guard decided — one X-Forwarded-For, -Proto, -Host, user
+// and scopes value each, no other spelling of a protected header, no edge
 // credential — whatever the client sent.
 
 // expect is what a case demands of the guard.
@@ -51,10 +53,12 @@ func (e expect) String() string {
 	return [...]string{"deny", "allow", "either"}[e]
 }
 
-// noHost and noIP leave the Host or X-Real-IP line out of a request.
+// noHost and noIP leave the Host or X-Real-IP line out of a request;
+// siteHostname is the site's own host name without its port.
 const (
-	noHost = "\x00no-host"
-	noIP   = "\x00no-ip"
+	noHost       = "\x00no-host"
+	noIP         = "\x00no-ip"
+	siteHostname = "\x00site-hostname"
 )
 
 // badCase is one hostile request and what must become of it.
@@ -63,9 +67,16 @@ type badCase struct {
 	want    expect
 	status  int    // deny: the exact status; 0 accepts any refusal (or a closed connection)
 	errType string // deny: error.type of a JSON denial; "" leaves it unchecked
+	// deny: the bearer is well formed but no token or JWT the edge knows
+	// (401 clawgate_bad_credential on loopback). From a tailnet device such
+	// a bearer may be meant for the gateway itself, so the rules decide.
+	unknownBearer bool
+	// deny: a connection reset instead of the status is a refusal too (the
+	// server answers before reading the whole request and then hangs up).
+	resetOK bool
 
 	method, target, proto string // defaults: GET, /tools/invoke, HTTP/1.1
-	host                  string // Host header; "" = the site's, noHost = none
+	host                  string // Host header; "" = the site's, noHost = none, siteHostname = the site's without port
 	ipFor                 func(ip string) string
 	auth                  []string // Authorization values, one line each
 	lines                 []string // further header lines, written as they are
@@ -80,8 +91,8 @@ type badCase struct {
 	maxReach     int      // either: most backend requests the case may cause; default 1
 	responses    int      // pipelined responses to read; default 1
 
-	prep  func(t *testing.T, st *biSite, ip string)          // runs first, e.g. to lock the client out
-	after func(t *testing.T, res []rawResult, got []recSeen) // extra assertions
+	prep  func(t *testing.T, st *biSite, ip string)                      // runs first, e.g. to lock the client out
+	after func(t *testing.T, st *biSite, res []rawResult, got []recSeen) // extra assertions
 }
 
 // recSeen is one request as a backend received it.
@@ -102,6 +113,33 @@ type biSite struct {
 	since     func(n int) []recSeen
 	hostKnown bool // the backend records Host: X-Forwarded-Host must equal it
 	check     func(t *testing.T, c *badCase, got recSeen)
+
+	// A tailnet site sets all three; a loopback site none.
+	dial func(ctx context.Context, network, addr string) (net.Conn, error) // nil: net.Dial on the host
+	// clientIP is the only client address the guard may forward, whatever
+	// the request says: the dialling node's tailnet IP (Caddy trusts no
+	// tailnet peer as a proxy, so X-Real-IP from one is ignored).
+	clientIP string
+	// refusal maps the loopback sites' refusal of a deny case (status,
+	// error.type) to this site's.
+	refusal func(status int, errType string, unknownBearer bool) (int, string)
+}
+
+// kind is "tailnet" or "loopback".
+func (st *biSite) kind() string {
+	if st.dial != nil {
+		return "tailnet"
+	}
+	return "loopback"
+}
+
+// refused is how this site refuses a request the loopback sites refuse with
+// status and errType.
+func (st *biSite) refused(status int, errType string, unknownBearer bool) (int, string) {
+	if st.refusal == nil {
+		return status, errType
+	}
+	return st.refusal(status, errType, unknownBearer)
 }
 
 // biSuite counts cases and hands out client addresses, so that every case is
@@ -110,6 +148,7 @@ type biSuite struct {
 	mu                  sync.Mutex
 	ipN                 int
 	cases, runs, passed int
+	runsBy              map[string]int // by site kind
 	failedNames         []string
 	families            []string // "name: n cases"
 }
@@ -126,8 +165,12 @@ func (s *biSuite) nextIP() string {
 // all of them.
 func (s *biSuite) family(t *testing.T, sites []*biSite, cases []badCase) {
 	seenNames := map[string]bool{}
+	kinds := map[string]int{}
+	for _, st := range sites {
+		kinds[st.kind()]++
+	}
 	s.mu.Lock()
-	s.families = append(s.families, fmt.Sprintf("%s: %d", t.Name(), len(cases)))
+	s.families = append(s.families, fmt.Sprintf("%s: %d (sites: %d loopback, %d tailnet)", t.Name(), len(cases), kinds["loopback"], kinds["tailnet"]))
 	s.mu.Unlock()
 	for i := range cases {
 		c := &cases[i]
@@ -135,6 +178,11 @@ func (s *biSuite) family(t *testing.T, sites []*biSite, cases []badCase) {
 			t.Fatalf("duplicate case name %q", c.name)
 		}
 		seenNames[c.name] = true
+		for _, st := range sites {
+			if st.clientIP != "" && (c.ipFor != nil || c.xff != nil || c.prep != nil) {
+				t.Fatalf("case %q depends on the client address the request claims or on earlier requests from it; site %s has a fixed client address", c.name, st.name)
+			}
+		}
 		ok := t.Run(c.name, func(t *testing.T) {
 			for _, st := range sites {
 				if len(sites) == 1 {
@@ -147,6 +195,12 @@ func (s *biSuite) family(t *testing.T, sites []*biSite, cases []badCase) {
 		s.mu.Lock()
 		s.cases++
 		s.runs += len(sites)
+		if s.runsBy == nil {
+			s.runsBy = map[string]int{}
+		}
+		for k, n := range kinds {
+			s.runsBy[k] += n
+		}
 		if ok {
 			s.passed++
 		} else {
@@ -206,11 +260,19 @@ type rawResult struct {
 	err    error // the server closed or broke the connection instead
 }
 
-// exchange writes raw to addr and reads up to n responses. Writing runs
+// exchange writes raw to the site and reads up to n responses. Writing runs
 // alongside reading, so a server that answers before the request is complete
 // (a refused multi-megabyte body) is heard rather than deadlocked.
-func exchange(addr, raw string, n int) []rawResult {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+func exchange(st *biSite, raw string, n int) []rawResult {
+	var c net.Conn
+	var err error
+	if st.dial != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c, err = st.dial(ctx, "tcp", st.addr)
+		cancel()
+	} else {
+		c, err = net.DialTimeout("tcp", st.addr, 5*time.Second)
+	}
 	if err != nil {
 		return []rawResult{{err: err}}
 	}
@@ -255,8 +317,14 @@ func (s *biSuite) run(t *testing.T, st *biSite, c *badCase) {
 		sentIP = c.ipFor(ip)
 	}
 	host := c.host
-	if host == "" {
+	switch host {
+	case "":
 		host = st.host
+	case siteHostname:
+		host = st.host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
 	}
 	raw := c.request(host, sentIP)
 	n := c.responses
@@ -264,7 +332,7 @@ func (s *biSuite) run(t *testing.T, st *biSite, c *badCase) {
 		n = 1
 	}
 	before := st.count()
-	res := exchange(st.addr, raw, n)
+	res := exchange(st, raw, n)
 	first := res[0]
 	if first.err != nil || n > 1 || c.maxReach > 1 {
 		// A refused or broken exchange may still be on its way upstream; give
@@ -282,15 +350,23 @@ func (s *biSuite) run(t *testing.T, st *biSite, c *badCase) {
 			t.Errorf("backend saw %d request(s) the guard must refuse (%s %s, user %q, scopes %q)\n%s",
 				len(got), got[0].Method, got[0].Path, got[0].Header.Get("X-Forwarded-User"), got[0].Header.Get("X-Openclaw-Scopes"), desc())
 		}
+		if st.refusal != nil && c.status == http.StatusUnauthorized && c.errType == "" {
+			t.Fatalf("case %q is refused with 401 without saying why (errType), so how site %s refuses it is undefined", c.name, st.name)
+		}
+		if c.unknownBearer && c.errType != "clawgate_bad_credential" {
+			t.Fatalf("case %q: an unknown bearer is refused as clawgate_bad_credential, not %q", c.name, c.errType)
+		}
+		status, errType := st.refused(c.status, c.errType, c.unknownBearer)
 		switch {
-		case c.status != 0 && first.status != c.status:
-			t.Errorf("status = %d (err %v), want %d\n%s", first.status, first.err, c.status, desc())
-		case c.status == 0 && first.err == nil && first.status < 400:
+		case c.resetOK && first.err != nil && strings.Contains(first.err.Error(), "connection reset by peer"):
+		case status != 0 && first.status != status:
+			t.Errorf("status = %d (err %v), want %d\n%s", first.status, first.err, status, desc())
+		case status == 0 && first.err == nil && first.status < 400:
 			t.Errorf("status = %d, want a refusal\n%s", first.status, desc())
 		}
-		if c.errType != "" && first.err == nil {
-			if got := denialType(first.body); got != c.errType {
-				t.Errorf("error.type = %q, want %q\n%s", got, c.errType, desc())
+		if errType != "" && first.err == nil {
+			if got := denialType(first.body); got != errType {
+				t.Errorf("error.type = %q, want %q\n%s", got, errType, desc())
 			}
 		}
 	case allow:
@@ -316,17 +392,21 @@ func (s *biSuite) run(t *testing.T, st *biSite, c *badCase) {
 			t.Errorf("status %d but the backend saw nothing\n%s", first.status, desc())
 		}
 	}
+	clientIP := sentIP
+	if st.clientIP != "" {
+		clientIP = st.clientIP
+	}
 	for _, g := range got {
-		checkIdentity(t, st, c, g, sentIP, host)
+		checkIdentity(t, st, c, g, clientIP, host)
 		if st.check != nil {
 			st.check(t, c, g)
 		}
 	}
 	if c.after != nil {
-		c.after(t, res, got)
+		c.after(t, st, res, got)
 	}
 	if t.Failed() && testing.Verbose() {
-		t.Logf("site %s, case %s (%s)", st.name, c.name, c.want)
+		t.Logf("site %s (%s), case %s (%s)", st.name, st.kind(), c.name, c.want)
 	}
 }
 
@@ -513,11 +593,34 @@ type routesFixture struct {
 	tokCI, tokOps string
 }
 
-func newRoutesFixture(t *testing.T) *routesFixture {
+// biGlobal is the global options of the suite's Caddy: the host's loopback
+// is a trusted fronting proxy whose X-Real-IP names the client, so cases can
+// speak as clients with distinct, non-loopback addresses. No tailnet peer is
+// trusted. extra goes inside the block (the clawgate app, for the tailnet).
+func biGlobal(extra string) string {
+	return `{
+	admin off
+	auto_https off
+	servers {
+		trusted_proxies static 127.0.0.1/32
+		client_ip_headers X-Real-IP
+	}` + extra + `
+}
+`
+}
+
+// newRoutes makes the routes fixture's tokens and backend; siteBlock is its
+// Caddy site.
+func newRoutes(t *testing.T) *routesFixture {
 	r := &routesFixture{be: newRecBackend(t), tokCI: randToken(t, 32), tokOps: randToken(t, 32)}
 	t.Setenv("CG_BI_TOKEN_CI", r.tokCI)
 	t.Setenv("CG_BI_TOKEN_OPS", r.tokOps)
-	port := freePort(t)
+	return r
+}
+
+// siteBlock is the routes site: address, bind target, and extra guard
+// configuration added to both guards (a rate limit for the tailnet).
+func (r *routesFixture) siteBlock(address, bind, extra string) string {
 	tokens := `
 		token ci {
 			env CG_BI_TOKEN_CI
@@ -525,17 +628,9 @@ func newRoutesFixture(t *testing.T) *routesFixture {
 		}
 		token ops {
 			env CG_BI_TOKEN_OPS
-		}`
-	startCaddy(t, fmt.Sprintf(`{
-	admin off
-	auto_https off
-	servers {
-		trusted_proxies static 127.0.0.1/32
-		client_ip_headers X-Real-IP
-	}
-}
-http://:%d {
-	bind 127.0.0.1
+		}` + extra
+	return fmt.Sprintf(`%s {
+	bind %s
 	clawgate /tools/invoke %s {
 		gateway tools%s
 		allow token:ops scopes operator.read,operator.admin
@@ -546,11 +641,13 @@ http://:%d {
 		allow token:ops scopes operator.read
 	}
 }
-`, port, r.be.srv.Listener.Addr(), tokens, r.be.srv.Listener.Addr(), tokens))
-	hp := "127.0.0.1:" + itoa(port)
-	waitHTTP(t, "http://"+hp+"/")
-	r.site = &biSite{name: "routes", addr: hp, host: hp, count: r.be.count, since: r.be.since, hostKnown: true}
-	r.site.check = func(t *testing.T, c *badCase, got recSeen) {
+`, address, bind, r.be.srv.Listener.Addr(), tokens, r.be.srv.Listener.Addr(), tokens)
+}
+
+// newSite is a biSite for one listener of the routes site.
+func (r *routesFixture) newSite(name, addr, host string) *biSite {
+	st := &biSite{name: name, addr: addr, host: host, count: r.be.count, since: r.be.since, hostKnown: true}
+	st.check = func(t *testing.T, c *badCase, got recSeen) {
 		t.Helper()
 		// The route rule: whatever Caddy routed, a request OpenClaw will
 		// dispatch as /tools/invoke must have been admitted by the
@@ -565,6 +662,17 @@ http://:%d {
 			t.Errorf("token ci got operator.admin at %q", got.URI)
 		}
 	}
+	return st
+}
+
+// newRoutesFixture starts a Caddy with the routes site alone, on loopback.
+func newRoutesFixture(t *testing.T) *routesFixture {
+	r := newRoutes(t)
+	port := freePort(t)
+	startCaddy(t, biGlobal("")+r.siteBlock(fmt.Sprintf("http://:%d", port), "127.0.0.1", ""))
+	hp := "127.0.0.1:" + itoa(port)
+	waitHTTP(t, "http://"+hp+"/")
+	r.site = r.newSite("routes", hp, hp)
 	return r
 }
 
@@ -784,35 +892,55 @@ func TestBadInput(t *testing.T) {
 	s := &biSuite{}
 	start := time.Now()
 
+	var leadGuards []string
+	t.Run("the lead's fixture configuration", func(t *testing.T) {
+		newGuardFixture(t)
+		leadGuards = biGuardConfigs(t, "home", false)
+	})
+	x := newBIFixture(t)
+	x.checkGuards(t, leadGuards)
+	t.Logf("fixture (loopback + tailnet) up in %v", time.Since(start).Round(time.Millisecond))
+
 	t.Run("fixture", func(t *testing.T) {
-		f := newGuardFixture(t)
-		sites := []*biSite{fixtureSite(f, f.url, "shortcut"), fixtureSite(f, f.guardURL, "guard-only")}
-		t.Run("header spoofing", func(t *testing.T) { s.family(t, sites, spoofCases(f)) })
-		t.Run("forwarded and client address", func(t *testing.T) { s.family(t, sites, forwardedCases(f)) })
-		t.Run("x-forwarded-host", func(t *testing.T) { s.family(t, sites, fixtureHostCases(f)) })
-		t.Run("jwt", func(t *testing.T) { s.family(t, sites, jwtCases(t, f)) })
-		t.Run("query tokens", func(t *testing.T) { s.family(t, sites, queryCases(f)) })
-		t.Run("authorization", func(t *testing.T) { s.family(t, sites, authCases(f)) })
-		t.Run("websocket", func(t *testing.T) { s.family(t, sites, wsCases(t, f)) })
-		t.Run("oversize headers", func(t *testing.T) { s.family(t, sites, oversizeHeaderCases(f)) })
-		t.Run("rate limiting", func(t *testing.T) { s.family(t, sites, rateCases(t, f)) })
+		f := x.f
+		all := slices.Concat(x.loopback, x.tailnet)
+		t.Run("header spoofing", func(t *testing.T) { s.family(t, all, spoofCases(f)) })
+		t.Run("forwarded", func(t *testing.T) { s.family(t, all, forwardedCases(f)) })
+		// Loopback only: these cases claim a client address through the
+		// trusted proxy's X-Real-IP, and no tailnet peer is one. (Every
+		// tailnet run sends an X-Real-IP of its own and must see it ignored.)
+		t.Run("client address", func(t *testing.T) { s.family(t, x.loopback, clientAddressCases(f)) })
+		t.Run("x-forwarded-host", func(t *testing.T) { s.family(t, all, fixtureHostCases(f)) })
+		t.Run("jwt", func(t *testing.T) { s.family(t, all, jwtCases(t, f)) })
+		t.Run("query tokens", func(t *testing.T) { s.family(t, all, queryCases(f)) })
+		t.Run("authorization", func(t *testing.T) { s.family(t, all, authCases(f)) })
+		t.Run("websocket", func(t *testing.T) { s.family(t, all, wsCases(t, f)) })
+		t.Run("oversize headers", func(t *testing.T) { s.family(t, all, oversizeHeaderCases(f)) })
+		// Loopback only: lockouts are per client address, and each case
+		// needs a fresh one (the loopback sites' X-Real-IP); over the
+		// tailnet every case comes from the probe node's one address, so
+		// that site's limit is set out of reach instead.
+		t.Run("rate limiting", func(t *testing.T) { s.family(t, x.loopback, rateCases(t, f)) })
 	})
 
 	t.Run("routes", func(t *testing.T) {
-		r := newRoutesFixture(t)
-		sites := []*biSite{r.site}
-		t.Run("path tricks", func(t *testing.T) { s.family(t, sites, pathCases(r)) })
-		t.Run("host", func(t *testing.T) { s.family(t, sites, hostCases(r)) })
-		t.Run("bodies and framing", func(t *testing.T) { s.family(t, sites, bodyCases(r)) })
+		r := x.r
+		t.Run("path tricks", func(t *testing.T) { s.family(t, x.routes, pathCases(r)) })
+		t.Run("host", func(t *testing.T) { s.family(t, x.routes, hostCases(r)) })
+		t.Run("bodies and framing", func(t *testing.T) { s.family(t, x.routes, bodyCases(r)) })
 	})
 
-	t.Logf("bad-input suite: %d cases (%d runs against Caddy), %d passed, in %v", s.cases, s.runs, s.passed, time.Since(start).Round(time.Millisecond))
+	t.Logf("bad-input suite: %d cases, %d runs against Caddy (%d loopback, %d tailnet), %d cases passed, in %v",
+		s.cases, s.runs, s.runsBy["loopback"], s.runsBy["tailnet"], s.passed, time.Since(start).Round(time.Millisecond))
 	t.Logf("cases per family: %s", strings.Join(s.families, "; "))
 	for _, n := range s.failedNames {
 		t.Logf("failed: %s", n)
 	}
 	if s.cases < 200 {
 		t.Errorf("only %d bad-input cases ran, want at least 200", s.cases)
+	}
+	if s.runsBy["tailnet"] < 200 {
+		t.Errorf("only %d bad-input runs over the tailnet, want at least 200", s.runsBy["tailnet"])
 	}
 }
 
@@ -896,13 +1024,6 @@ func forwardedCases(f *guardFixture) []badCase {
 		}
 		return ci(f, name, lines...)
 	}
-	realIP := func(name, ip string, want expect) badCase {
-		c := badCase{name: name, want: want, auth: []string{"Bearer " + f.tokCI}, ipFor: func(string) string { return ip }, user: ciUser, scopes: ciScopes}
-		if want == deny {
-			c.status, c.errType = 403, "clawgate_unattributable"
-		}
-		return c
-	}
 	return []badCase{
 		fw("for", "for=10.66.6.6"),
 		fw("for quoted with port", `for="10.66.6.6:4711"`),
@@ -921,7 +1042,21 @@ func forwardedCases(f *guardFixture) []badCase {
 		fw("8 KB", "for=10.66.6.6;host="+strings.Repeat("e", 8<<10)),
 		ci(f, "header name lower and upper case", "forwarded: for=10.66.6.6", "FORWARDED: host=evil.example"),
 		ci(f, "x-forwarded element form", "X-Forwarded: for=10.66.6.6", "x_forwarded: for=10.66.6.7"),
-		{name: "forwarded without a credential", want: deny, status: 401, lines: []string{"Forwarded: for=10.66.6.6;host=evil.example"}},
+		{name: "forwarded without a credential", want: deny, status: 401, errType: "clawgate_unauthenticated", lines: []string{"Forwarded: for=10.66.6.6;host=evil.example"}},
+	}
+}
+
+// clientAddressCases claim a client address through the trusted proxy's
+// X-Real-IP; only the loopback sites have a trusted proxy.
+func clientAddressCases(f *guardFixture) []badCase {
+	realIP := func(name, ip string, want expect) badCase {
+		c := badCase{name: name, want: want, auth: []string{"Bearer " + f.tokCI}, ipFor: func(string) string { return ip }, user: ciUser, scopes: ciScopes}
+		if want == deny {
+			c.status, c.errType = 403, "clawgate_unattributable"
+		}
+		return c
+	}
+	return []badCase{
 		realIP("client address loopback", "127.0.0.1", deny),
 		realIP("client address loopback elsewhere in 127/8", "127.8.9.10", deny),
 		realIP("client address IPv6 loopback", "::1", deny),
@@ -953,7 +1088,7 @@ func fixtureHostCases(f *guardFixture) []badCase {
 		ci(f, "x-forwarded-host and forwarded host", "X-Forwarded-Host: evil.example", "Forwarded: host=evil.example"),
 		ci(f, "x-forwarded-host list", "X-Forwarded-Host: evil.example, 127.0.0.1"),
 		ci(f, "x-host and x-original-host are not forwarded as identity", "X-Host: evil.example", "X-Original-Host: evil.example"),
-		{name: "host without port", want: allow, auth: []string{"Bearer " + f.tokCI}, host: "127.0.0.1", user: ciUser, scopes: ciScopes},
+		{name: "host without port", want: allow, auth: []string{"Bearer " + f.tokCI}, host: siteHostname, user: ciUser, scopes: ciScopes},
 		// No site serves that host: Caddy answers an empty 200 itself.
 		{name: "host for another site", want: deny, status: 200, auth: []string{"Bearer " + f.tokCI}, host: "evil.example"},
 	}
@@ -992,14 +1127,16 @@ func jwtCases(t *testing.T, f *guardFixture) []badCase {
 	tok := func(name string, want expect, token string) badCase {
 		c := badCase{name: name, want: want, auth: []string{"Bearer " + token}, user: "dave@example.com", scopes: ""}
 		if want == deny {
-			c.status, c.errType = 401, "clawgate_bad_credential"
+			// Every token here is a well-formed bearer: refused for what
+			// it is, not for how it is sent.
+			c.status, c.errType, c.unknownBearer = 401, "clawgate_bad_credential", true
 		}
 		return c
 	}
 	withUser := func(c badCase, user, scopes string) badCase { c.user, c.scopes = user, scopes; return c }
 	// A user the guard cannot forward is refused after the JWT verified,
 	// with its own status; any refusal will do.
-	anyRefusal := func(c badCase) badCase { c.status, c.errType = 0, ""; return c }
+	anyRefusal := func(c badCase) badCase { c.status, c.errType, c.unknownBearer = 0, "", false; return c }
 	return []badCase{
 		tok("control: HS256", allow, good),
 		tok("control: EdDSA", allow, goodEd),
@@ -1148,8 +1285,14 @@ func authCases(f *guardFixture) []badCase {
 	a := func(name string, want expect, auth ...string) badCase {
 		c := badCase{name: name, want: want, auth: auth, user: ciUser, scopes: ciScopes}
 		if want == deny {
-			c.status = 401
+			c.status, c.errType = 401, "clawgate_bad_credential"
 		}
+		return c
+	}
+	// unknown is a well-formed bearer that is no token the edge knows.
+	unknown := func(name, auth string) badCase {
+		c := a(name, deny, auth)
+		c.unknownBearer = true
 		return c
 	}
 	basic := func(s string) string { return "Basic " + base64.StdEncoding.EncodeToString([]byte(s)) }
@@ -1163,7 +1306,7 @@ func authCases(f *guardFixture) []badCase {
 		a("two headers, same token", deny, "Bearer "+f.tokCI, "Bearer "+f.tokCI),
 		a("two headers, second empty", deny, "Bearer "+f.tokCI, ""),
 		a("comma-joined", deny, "Bearer "+f.tokCI+", Bearer "+f.tokOps),
-		a("two tokens in one", deny, "Bearer "+f.tokCI+","+f.tokOps),
+		unknown("two tokens in one", "Bearer "+f.tokCI+","+f.tokOps),
 		a("two spaces", either, "Bearer  "+f.tokCI),
 		a("tab separator", either, "Bearer\t"+f.tokCI),
 		a("leading space", either, " Bearer "+f.tokCI),
@@ -1175,12 +1318,12 @@ func authCases(f *guardFixture) []badCase {
 		a("scheme alone", deny, "Bearer"),
 		a("scheme and a space", deny, "Bearer "),
 		a("empty", deny, ""),
-		a("16 KB", deny, "Bearer "+strings.Repeat("A", 16<<10)),
-		a("token with a suffix", deny, "Bearer "+f.tokCI+"x"),
-		a("token truncated", deny, "Bearer "+f.tokCI[:len(f.tokCI)-1]),
+		unknown("16 KB", "Bearer "+strings.Repeat("A", 16<<10)),
+		unknown("token with a suffix", "Bearer "+f.tokCI+"x"),
+		unknown("token truncated", "Bearer "+f.tokCI[:len(f.tokCI)-1]),
 		a("token with obs-text", deny, "Bearer "+f.tokCI+"\xff"),
 		a("obs-fold between scheme and token", either, "Bearer\r\n "+f.tokCI),
-		{name: "lower-case header names, two tokens", want: deny, status: 401,
+		{name: "lower-case header names, two tokens", want: deny, status: 401, errType: "clawgate_bad_credential",
 			lines: []string{"authorization: Bearer " + f.tokCI, "AUTHORIZATION: Bearer " + f.tokOps}},
 		{name: "space before the colon", want: either, lines: []string{"Authorization : Bearer " + f.tokCI}, user: ciUser, scopes: ciScopes},
 		{name: "Proxy-Authorization is not a credential", want: deny, status: 401, errType: "clawgate_unauthenticated",
@@ -1190,7 +1333,7 @@ func authCases(f *guardFixture) []badCase {
 			lines: []string{"X-Forwarded-User: ci-bot"}, user: opsUser, scopes: opsScopes},
 	}
 	if upper != f.tokCI {
-		cases = append(cases, a("token upper-cased", deny, "Bearer "+upper))
+		cases = append(cases, unknown("token upper-cased", "Bearer "+upper))
 	}
 	return cases
 }
@@ -1206,6 +1349,9 @@ func wsCases(t *testing.T, f *guardFixture) []badCase {
 		c := badCase{name: name, want: want, target: "/ws", auth: auth, lines: lines, user: ciUser, scopes: ciScopes, ws: true}
 		if want == deny {
 			c.status = 401
+			if auth == nil {
+				c.errType = "clawgate_unauthenticated"
+			}
 		}
 		return c
 	}
@@ -1225,8 +1371,16 @@ func wsCases(t *testing.T, f *guardFixture) []badCase {
 		ws("without credentials", deny, nil, wsLines()...),
 		ws("without credentials, identity spoofed", deny, nil, wsLines("X-Forwarded-User: ci-bot", "X-Openclaw-Scopes: operator.admin", "Tailscale-User-Login: evil@example.com")...),
 		ws("token in a subprotocol only", deny, nil, wsLines("Sec-WebSocket-Protocol: bearer, "+f.tokCI)...),
-		ws("expired token", deny, []string{"Bearer " + f.tokOld}, wsLines()...),
-		ws("JWT with a bad signature", deny, []string{"Bearer " + rawJWT(edHeader, claimsJSON("dave@example.com"), edSign(ed25519.NewKeyFromSeed(make([]byte, 32))))}, wsLines()...),
+		func() badCase {
+			c := ws("expired token", deny, []string{"Bearer " + f.tokOld}, wsLines()...)
+			c.errType = "clawgate_token_expired"
+			return c
+		}(),
+		func() badCase {
+			c := ws("JWT with a bad signature", deny, []string{"Bearer " + rawJWT(edHeader, claimsJSON("dave@example.com"), edSign(ed25519.NewKeyFromSeed(make([]byte, 32))))}, wsLines()...)
+			c.errType, c.unknownBearer = "clawgate_bad_credential", true
+			return c
+		}(),
 		func() badCase {
 			c := ws("EdDSA JWT", allow, []string{"Bearer " + edTok}, wsLines()...)
 			c.user, c.scopes = "dave@example.com", ""
@@ -1305,7 +1459,7 @@ func oversizeHeaderCases(f *guardFixture) []badCase {
 		}
 		spellings = append(spellings, string(name)+": evil@example.com")
 	}
-	return []badCase{
+	cases := []badCase{
 		{name: "64 KB header block with a good token", want: deny, status: 431, auth: []string{"Bearer " + f.tokCI}, lines: pad(64)},
 		{name: "64 KB header block without credentials", want: deny, status: 431, lines: pad(64)},
 		{name: "1 MB header block with a good token", want: deny, status: 431, auth: []string{"Bearer " + f.tokCI}, lines: pad(1024)},
@@ -1323,6 +1477,17 @@ func oversizeHeaderCases(f *guardFixture) []badCase {
 		}(),
 		ci(f, "control: still serving after the oversize cases"),
 	}
+	for i := range cases {
+		// Go's server writes the 431 and closes the connection 500 ms later
+		// with the rest of the request unread, which resets it; a client
+		// that has not read the 431 by then loses it ("Undefined
+		// behavior", net/http). Seen once in about thirty runs, over the
+		// tailnet, where the answer takes more hops on a busy machine.
+		if cases[i].status == http.StatusRequestHeaderFieldsTooLarge {
+			cases[i].resetOK = true
+		}
+	}
+	return cases
 }
 
 func rateCases(t *testing.T, f *guardFixture) []badCase {
@@ -1332,7 +1497,7 @@ func rateCases(t *testing.T, f *guardFixture) []badCase {
 			t.Helper()
 			for i := 0; i < 5; i++ {
 				c := how(ip)
-				res := exchange(st.addr, c.request(st.host, ip), 1)[0]
+				res := exchange(st, c.request(st.host, ip), 1)[0]
 				if res.status != 401 {
 					t.Fatalf("failed attempt %d: status %d %v, want 401", i+1, res.status, res.err)
 				}
@@ -1345,7 +1510,7 @@ func rateCases(t *testing.T, f *guardFixture) []badCase {
 	}
 	basicAuth := func(string) badCase { return badCase{auth: []string{"Basic Zm9vOmJhcg=="}} }
 	expired := func(string) badCase { return badCase{auth: []string{"Bearer " + f.tokOld}} }
-	retryAfter := func(t *testing.T, res []rawResult, _ []recSeen) {
+	retryAfter := func(t *testing.T, _ *biSite, res []rawResult, _ []recSeen) {
 		t.Helper()
 		if res[0].err != nil || res[0].status != 429 {
 			return
@@ -1402,7 +1567,7 @@ func rateCases(t *testing.T, f *guardFixture) []badCase {
 		{name: "missing credentials are not failures", want: either, auth: []string{"Bearer " + f.tokCI}, user: ciUser, scopes: ciScopes,
 			prep: func(t *testing.T, st *biSite, ip string) {
 				for i := 0; i < 6; i++ {
-					res := exchange(st.addr, (&badCase{}).request(st.host, ip), 1)[0]
+					res := exchange(st, (&badCase{}).request(st.host, ip), 1)[0]
 					if res.status != 401 {
 						t.Fatalf("attempt %d: status %d, want 401", i+1, res.status)
 					}
@@ -1433,9 +1598,9 @@ func pathCases(r *routesFixture) []badCase {
 		{name: "control: ops at /tools/invoke", want: allow, target: "/tools/invoke", auth: []string{"Bearer " + r.tokOps}, user: opsUser, scopes: "operator.read,operator.admin"},
 		{name: "control: ci elsewhere", want: allow, target: "/v1/models", auth: []string{"Bearer " + r.tokCI}, user: ciUser, scopes: ciScopes},
 		{name: "control: ops elsewhere", want: allow, target: "/", auth: []string{"Bearer " + r.tokOps}, user: opsUser, scopes: "operator.read"},
-		{name: "no credential at /tools/invoke", want: deny, status: 401, target: "/tools/invoke"},
-		{name: "no credential at //tools/invoke", want: deny, status: 401, target: "//tools/invoke"},
-		{name: "no credential at /x/%2e%2e/tools/invoke", want: deny, status: 401, target: "/x/%2e%2e/tools/invoke"},
+		{name: "no credential at /tools/invoke", want: deny, status: 401, errType: "clawgate_unauthenticated", target: "/tools/invoke"},
+		{name: "no credential at //tools/invoke", want: deny, status: 401, errType: "clawgate_unauthenticated", target: "//tools/invoke"},
+		{name: "no credential at /x/%2e%2e/tools/invoke", want: deny, status: 401, errType: "clawgate_unauthenticated", target: "/x/%2e%2e/tools/invoke"},
 		p("/TOOLS/invoke"),
 		p("/tools/INVOKE"),
 		p("/Tools/Invoke"),
@@ -1579,7 +1744,7 @@ func bodyCases(r *routesFixture) []badCase {
 		b.WriteString("0\r\n\r\n")
 		return b.String()
 	}
-	proxiedOrRefused := func(t *testing.T, res []rawResult, got []recSeen) {
+	proxiedOrRefused := func(t *testing.T, _ *biSite, res []rawResult, got []recSeen) {
 		t.Helper()
 		switch {
 		case len(got) == 1 && got[0].BodyLen != big:
@@ -1641,10 +1806,11 @@ func bodyCases(r *routesFixture) []badCase {
 				return "GET /a HTTP/1.1\r\nHost: " + host + "\r\nX-Real-IP: " + ip + "\r\nAuthorization: Bearer " + r.tokCI + "\r\n\r\n" +
 					"GET /b HTTP/1.1\r\nHost: " + host + "\r\nX-Real-IP: " + ip + "\r\nX-Forwarded-User: ci-bot\r\nX-Openclaw-Scopes: operator.admin\r\n\r\n"
 			},
-			after: func(t *testing.T, res []rawResult, got []recSeen) {
+			after: func(t *testing.T, st *biSite, res []rawResult, got []recSeen) {
 				t.Helper()
-				if len(res) < 2 || res[1].status != 401 {
-					t.Errorf("second pipelined request: %+v, want 401", res)
+				want, _ := st.refused(401, "clawgate_unauthenticated", false)
+				if len(res) < 2 || res[1].status != want {
+					t.Errorf("second pipelined request: %+v, want %d", res, want)
 				}
 			}},
 		{name: "pipelined: refused, then token ci", want: either, responses: 2, maxReach: 1, user: ciUser, scopes: ciScopes,
@@ -1652,10 +1818,11 @@ func bodyCases(r *routesFixture) []badCase {
 				return "GET /a HTTP/1.1\r\nHost: " + host + "\r\nX-Real-IP: " + ip + "\r\nX-Forwarded-User: ci-bot\r\n\r\n" +
 					"GET /b HTTP/1.1\r\nHost: " + host + "\r\nX-Real-IP: " + ip + "\r\nAuthorization: Bearer " + r.tokCI + "\r\n\r\n"
 			},
-			after: func(t *testing.T, res []rawResult, got []recSeen) {
+			after: func(t *testing.T, st *biSite, res []rawResult, got []recSeen) {
 				t.Helper()
-				if res[0].status != 401 {
-					t.Errorf("first pipelined request: status %d, want 401", res[0].status)
+				want, _ := st.refused(401, "clawgate_unauthenticated", false)
+				if res[0].status != want {
+					t.Errorf("first pipelined request: status %d, want %d", res[0].status, want)
 				}
 				for _, g := range got {
 					if g.Path != "/b" {
