@@ -345,6 +345,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			"OpenClaw capability URLs (/__openclaw__/cap/...) are not served through clawgate: OpenClaw would route them past this route's rules", nil, "")
 	}
 
+	if r.TLS != nil && !sniMatchesHost(r.TLS.ServerName, r.Host) {
+		// A connection made to one name (and one certificate) carrying a
+		// request for another: another gateway's site on the same listener
+		// would be reached through this one's TLS. The client should open
+		// a connection to the name it means (browsers retry on 421).
+		r.Close = true
+		return h.deny(w, r, http.StatusMisdirectedRequest, "misdirected",
+			"the request's Host does not name the server this TLS connection was made to", nil, "")
+	}
+
 	clientIP, clientIPText, ok := requestClientIP(r)
 	if !ok || clientIP.IsLoopback() || clientIP.IsUnspecified() {
 		return h.deny(w, r, http.StatusForbidden, "unattributable",
@@ -507,6 +517,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			zap.String("scopes", st.scopes), zap.String("client_ip", st.clientIP), zap.String("token", fingerprint()))
 	}
 	return next.ServeHTTP(w, r)
+}
+
+// sniMatchesHost reports whether a request's Host names the server its TLS
+// connection asked for: the same name (any case, any port), or, for a
+// client that sent no server name (one connecting to an address), an IP
+// address.
+func sniMatchesHost(sni, host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"), ".")
+	if sni == "" {
+		_, err := netip.ParseAddr(host)
+		return err == nil
+	}
+	return strings.EqualFold(strings.TrimSuffix(sni, "."), host)
 }
 
 // brokeredPath reports whether the gateway token is injected on this path: the
