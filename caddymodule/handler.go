@@ -643,23 +643,33 @@ type guardState struct {
 func (st *guardState) String() string { return "clawgate guard state" }
 
 // forwardOutbound makes the outgoing request's headers say exactly what the
-// guard decided: every spelling of a forwarding or identity header is removed,
-// then the five are set, as the guard did on the incoming request, with the
-// same already validated values. The values are written into hdr again
-// first, so even a handler that edited the incoming slices in place (they
-// share hdr) cannot change what is sent.
+// guard decided: every other spelling of a forwarding or identity header is
+// removed, then the five are set, as the guard did on the incoming request,
+// with the same already validated values. A header that already holds just
+// its value (reverse_proxy sets X-Forwarded-* itself, and copies the rest
+// from the incoming request) is left as it is; any other is replaced with a
+// slice of hdr, whose values are written again first, so even a handler that
+// edited the incoming slices in place cannot change what is sent.
 func (st *guardState) forwardOutbound(h http.Header) {
-	st.cleaner.Clean(h)
+	st.cleaner.CleanKeeping(h, "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Openclaw-Scopes", st.userKey)
 	st.hdr = [5]string{st.clientIP, st.proto, st.host, st.user, st.scopes}
-	h["X-Forwarded-For"] = st.hdr[0:1:1]
-	h["X-Forwarded-Proto"] = st.hdr[1:2:2]
-	h["X-Forwarded-Host"] = st.hdr[2:3:3]
+	st.setOutbound(h, "X-Forwarded-For", 0)
+	st.setOutbound(h, "X-Forwarded-Proto", 1)
+	st.setOutbound(h, "X-Forwarded-Host", 2)
 	if st.user != "" {
-		h[st.userKey] = st.hdr[3:4:4]
+		st.setOutbound(h, st.userKey, 3)
 	} else {
 		delete(h, st.userKey)
 	}
-	h["X-Openclaw-Scopes"] = st.hdr[4:5:5]
+	st.setOutbound(h, "X-Openclaw-Scopes", 4)
+}
+
+// setOutbound makes h[key] exactly the one value st.hdr[i].
+func (st *guardState) setOutbound(h http.Header, key string, i int) {
+	if v := h[key]; len(v) == 1 && v[0] == st.hdr[i] {
+		return
+	}
+	h[key] = st.hdr[i : i+1 : i+1]
 }
 
 // placeholder answers the {clawgate.*} placeholders and http.auth.user.id.

@@ -71,7 +71,22 @@ func NormalizeName(name string) string {
 // nothing beyond what the header map itself needs.
 type HeaderCleaner struct {
 	extra []string
+	// first holds the normalised first bytes of the extra names, so most
+	// headers are cleared by one lookup.
+	first [256]bool
 }
+
+// protectedFirst holds the normalised first bytes of the built-in
+// protected names and prefixes.
+var protectedFirst = func() (first [256]bool) {
+	for _, p := range protectedExact {
+		first[p[0]] = true
+	}
+	for _, p := range protectedPrefixes {
+		first[p[0]] = true
+	}
+	return first
+}()
 
 // NewHeaderCleaner returns a cleaner that also removes the extra names
 // (typically the configured user header and OpenClaw's required headers).
@@ -80,6 +95,7 @@ func NewHeaderCleaner(extra []string) *HeaderCleaner {
 	for _, e := range extra {
 		if e = NormalizeName(strings.TrimSpace(e)); e != "" && !slices.Contains(hc.extra, e) {
 			hc.extra = append(hc.extra, e)
+			hc.first[e[0]] = true
 		}
 	}
 	return hc
@@ -88,6 +104,12 @@ func NewHeaderCleaner(extra []string) *HeaderCleaner {
 // Protected reports whether a header name, in any spelling, is one the
 // client may not send. It compares without building the normalised name.
 func (hc *HeaderCleaner) Protected(name string) bool {
+	if name == "" {
+		return false
+	}
+	if c := normByte(name[0]); !protectedFirst[c] && (hc == nil || !hc.first[c]) {
+		return false
+	}
 	for _, p := range protectedExact {
 		if len(name) == len(p) && hasPrefixNorm(name, p) {
 			return true
@@ -136,13 +158,21 @@ func normByte(c byte) byte {
 // Clean deletes every protected header from h and rewrites Connection; see
 // CleanRequestHeaders. It returns how many header names were removed.
 func (hc *HeaderCleaner) Clean(h http.Header) int {
-	removed, _, _ := hc.clean(h)
+	removed, _, _ := hc.clean(h, nil)
+	return removed
+}
+
+// CleanKeeping is Clean, except that it leaves the headers stored under
+// exactly the names in keep, which the caller is about to set anyway:
+// deleting them first would only make it insert them again.
+func (hc *HeaderCleaner) CleanKeeping(h http.Header, keep ...string) int {
+	removed, _, _ := hc.clean(h, keep)
 	return removed
 }
 
 // clean is Clean that also reports, as it goes, the first Authorization
 // value and how many there were under any spelling of the name.
-func (hc *HeaderCleaner) clean(h http.Header) (removed int, auth string, nAuth int) {
+func (hc *HeaderCleaner) clean(h http.Header, keep []string) (removed int, auth string, nAuth int) {
 	var conn []string
 	nConn := 0
 	for name, vals := range h {
@@ -153,6 +183,9 @@ func (hc *HeaderCleaner) clean(h http.Header) (removed int, auth string, nAuth i
 			}
 		}
 		if hc.Protected(name) {
+			if slices.Contains(keep, name) {
+				continue
+			}
 			delete(h, name)
 			removed++
 			continue
@@ -567,7 +600,7 @@ func BearerToken(h http.Header) (string, error) {
 // CleanBearer is BearerToken of the headers as they arrive followed by Clean,
 // in one pass over the header map instead of two.
 func (hc *HeaderCleaner) CleanBearer(h http.Header) (bearer string, removed int, err error) {
-	removed, val, n := hc.clean(h)
+	removed, val, n := hc.clean(h, nil)
 	bearer, err = parseBearer(val, n)
 	return bearer, removed, err
 }

@@ -7,6 +7,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -327,5 +328,21 @@ func TestBearerToken(t *testing.T) {
 				t.Errorf("BearerToken() = %q, %v; want %q", got, err, tt.want)
 			}
 		})
+	}
+}
+
+func TestCleanKeeping(t *testing.T) {
+	h := http.Header{
+		"X-Forwarded-For":  {"100.64.0.7"},
+		"X_forwarded_for":  {"10.6.6.6"},
+		"X-Forwarded-User": {"alice"},
+		"x-forwarded-user": {"mallory"},
+		"Forwarded":        {"for=10.6.6.6"},
+		"Accept":           {"*/*"},
+	}
+	removed := NewHeaderCleaner([]string{"x-forwarded-user"}).CleanKeeping(h, "X-Forwarded-For", "X-Forwarded-User")
+	want := http.Header{"X-Forwarded-For": {"100.64.0.7"}, "X-Forwarded-User": {"alice"}, "Accept": {"*/*"}}
+	if removed != 3 || !reflect.DeepEqual(h, want) {
+		t.Errorf("CleanKeeping removed %d, left %v; want 3, %v", removed, h, want)
 	}
 }
