@@ -73,9 +73,9 @@ http://127.0.0.1:%d {
 	reverse_proxy %s
 }
 
-# clawgate on loopback, the shortcut form (guard + reverse_proxy with the
-# identity headers set again after hop-by-hop removal): a static token,
-# HS256 and EdDSA JWTs
+# clawgate on loopback, the shortcut form (guard + reverse_proxy through the
+# clawgate transport, which sets the identity headers again on the outgoing
+# request): a static token, HS256 and EdDSA JWTs
 http://127.0.0.1:%d {
 	bind 127.0.0.1
 	clawgate %s {%s
