@@ -645,29 +645,31 @@ func (st *guardState) String() string { return "clawgate guard state" }
 // forwardOutbound makes the outgoing request's headers say exactly what the
 // guard decided: every other spelling of a forwarding or identity header is
 // removed, then the five are set, as the guard did on the incoming request,
-// with the same already validated values. A header that already holds just
-// its value (reverse_proxy sets X-Forwarded-* itself, and copies the rest
-// from the incoming request) is left as it is; any other is replaced with a
-// slice of hdr, whose values are written again first, so even a handler that
-// edited the incoming slices in place cannot change what is sent.
+// with the same already validated values.
 func (st *guardState) forwardOutbound(h http.Header) {
 	st.cleaner.CleanKeeping(h, "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Openclaw-Scopes", st.userKey)
-	st.hdr = [5]string{st.clientIP, st.proto, st.host, st.user, st.scopes}
-	st.setOutbound(h, "X-Forwarded-For", 0)
-	st.setOutbound(h, "X-Forwarded-Proto", 1)
-	st.setOutbound(h, "X-Forwarded-Host", 2)
+	st.setOutbound(h, "X-Forwarded-For", st.clientIP, 0)
+	st.setOutbound(h, "X-Forwarded-Proto", st.proto, 1)
+	st.setOutbound(h, "X-Forwarded-Host", st.host, 2)
 	if st.user != "" {
-		st.setOutbound(h, st.userKey, 3)
+		st.setOutbound(h, st.userKey, st.user, 3)
 	} else {
 		delete(h, st.userKey)
 	}
-	st.setOutbound(h, "X-Openclaw-Scopes", 4)
+	st.setOutbound(h, "X-Openclaw-Scopes", st.scopes, 4)
 }
 
-// setOutbound makes h[key] exactly the one value st.hdr[i].
-func (st *guardState) setOutbound(h http.Header, key string, i int) {
-	if v := h[key]; len(v) == 1 && v[0] == st.hdr[i] {
+// setOutbound makes h[key] exactly the one value val. A header that already
+// holds just that value (reverse_proxy sets X-Forwarded-* itself and copies
+// the rest from the incoming request) is left alone; any other gets a slice
+// of hdr[i], restored first if a handler edited the incoming header's slice,
+// which shares it, in place.
+func (st *guardState) setOutbound(h http.Header, key, val string, i int) {
+	if v := h[key]; len(v) == 1 && v[0] == val {
 		return
+	}
+	if st.hdr[i] != val {
+		st.hdr[i] = val
 	}
 	h[key] = st.hdr[i : i+1 : i+1]
 }

@@ -34,7 +34,9 @@ http://127.0.0.1:%d {
 		# A handler after the guard that tries to change what the gateway
 		# is told; the transport has the last word.
 		request_header X-Forwarded-User mallory
-		request_header X-Openclaw-Scopes operator.admin
+		# Caddy edits the header's value slice in place for a find/replace;
+		# the guard's own slice is what it edits here.
+		request_header X-Openclaw-Scopes operator.read operator.admin
 		request_header X-Forwarded-For 198.51.100.66
 		request_header X_Forwarded_User mallory
 		reverse_proxy %[2]s {
