@@ -108,8 +108,7 @@ type Handler struct {
 	idLimit  *edge.Limiter // failed attempts per identity
 	upstream netip.AddrPort
 	cleaner  *edge.HeaderCleaner
-	userKey  string // UserHeader in canonical form
-	forward  *edge.Forwarder
+	forward  *edge.Forwarder // sets the forwarding headers; its UserKey is the user header's canonical form
 	logger   *zap.Logger
 	app      *App
 	now      func() time.Time
@@ -237,7 +236,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.BodyTimeout = caddy.Duration(60 * time.Second)
 	}
 	h.cleaner = edge.NewHeaderCleaner([]string{h.UserHeader})
-	h.userKey = http.CanonicalHeaderKey(h.UserHeader)
 	forward, err := edge.NewForwarder(h.UserHeader)
 	if err != nil {
 		return fmt.Errorf("clawgate.user_header: %w", err)
@@ -362,7 +360,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	// One allocation holds the request's identity, its placeholders and the
 	// values of the headers the guard sets.
-	st := &guardState{gateway: h.Gateway, clientIP: clientIPText, userKey: h.userKey, cleaner: h.cleaner}
+	st := &guardState{gateway: h.Gateway, clientIP: clientIPText, userKey: h.forward.UserKey(), cleaner: h.cleaner}
 	id := &st.id
 	ipKey := st.clientIP
 	if wait, blocked := h.ipLimit.Blocked(ipKey, now); blocked {
@@ -450,7 +448,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.deny(w, r, http.StatusForbidden, "forbidden", "no rule allows this request", id, fingerprint(), zap.Int("rule", decision.Rule), zap.String("why", decision.Reason))
 	}
 
-	if h.app != nil && h.app.checkDevice(w, r, h, id) {
+	if h.app != nil && h.app.checkDevice(w, r, h, id, clientIP) {
 		return nil
 	}
 

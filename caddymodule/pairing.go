@@ -199,14 +199,14 @@ func (pc *pairingRuntime) autoRule(id *edge.Identity) string {
 }
 
 // checkDevice holds a request from a device that is not yet approved for the
-// guard's gateway, answering it itself, and reports whether it did.
-func (a *App) checkDevice(w http.ResponseWriter, r *http.Request, h *Handler, id *edge.Identity) bool {
+// guard's gateway, answering it itself, and reports whether it did. clientIP is
+// the address the guard attributed the request to.
+func (a *App) checkDevice(w http.ResponseWriter, r *http.Request, h *Handler, id *edge.Identity, clientIP netip.Addr) bool {
 	gc := a.Gateways[h.Gateway]
 	if gc == nil || !gc.Pairing.required() {
 		return false
 	}
 	pc := gc.Pairing.rt
-	clientIP, _, _ := requestClientIP(r)
 	if !id.OnTailnet {
 		pc.hold(w, r, id, clientIP, http.StatusForbidden, "pairing_no_device",
 			"this gateway admits approved tailnet devices only; connect over the tailnet", nil)
