@@ -176,12 +176,7 @@ func (hc *HeaderCleaner) clean(h http.Header, keep []string) (removed int, auth 
 	var conn []string
 	nConn := 0
 	for name, vals := range h {
-		if len(name) == len("Authorization") && strings.EqualFold(name, "Authorization") {
-			nAuth += len(vals)
-			if len(vals) > 0 {
-				auth = vals[0]
-			}
-		}
+		countAuthorization(name, vals, &auth, &nAuth)
 		if hc.Protected(name) {
 			if slices.Contains(keep, name) {
 				continue
@@ -586,15 +581,21 @@ func BearerToken(h http.Header) (string, error) {
 	var val string
 	n := 0
 	for name, vals := range h {
-		if !strings.EqualFold(name, "Authorization") {
-			continue
-		}
-		n += len(vals)
-		if len(vals) > 0 {
-			val = vals[0]
-		}
+		countAuthorization(name, vals, &val, &n)
 	}
 	return parseBearer(val, n)
+}
+
+// countAuthorization adds the values of a header to the count n if its name
+// is any spelling of Authorization, keeping a first value in val.
+func countAuthorization(name string, vals []string, val *string, n *int) {
+	if len(name) != len("Authorization") || !strings.EqualFold(name, "Authorization") {
+		return
+	}
+	*n += len(vals)
+	if len(vals) > 0 {
+		*val = vals[0]
+	}
 }
 
 // CleanBearer is BearerToken of the headers as they arrive followed by Clean,
