@@ -186,6 +186,10 @@ func Run(ctx context.Context, o Options) *Result {
 	// them off the same way), and the standard logger is silenced unless
 	// logs were asked for.
 	envknob.SetNoLogsNoSupport()
+	// The whole tailnet is on loopback. Without this, a node on a machine
+	// with no other interface up (offline, or a container with only lo)
+	// waits for a network it does not need, and never comes up.
+	envknob.Setenv("TS_ASSUME_NETWORK_UP_FOR_TEST", "true")
 	if o.Log == nil {
 		prev := log.Writer()
 		log.SetOutput(io.Discard)
