@@ -82,8 +82,8 @@ type Options struct {
 	Caddy Caddy
 	// Out receives one line per setup stage and per step as they happen.
 	Out io.Writer
-	// Log, if set, receives the tailnet's and Caddy's logs (set
-	// CLAWGATE_TAILNET_VERBOSE=1 for the nodes' own).
+	// Log, if set, receives the tailnet's logs, its nodes' included; the
+	// default Caddy then logs to stderr.
 	Log io.Writer
 	// StandIn skips the real OpenClaw and uses the stand-in backend.
 	StandIn bool

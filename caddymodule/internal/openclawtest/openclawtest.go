@@ -1,4 +1,5 @@
-// Package openclawtest runs the real OpenClaw gateway and its security audit for clawgate's tests.
+// Package openclawtest runs the real OpenClaw gateway and its security audit for clawgate's tests,
+// and speaks the gateway's WebSocket protocol (Client) for the tests and the demo.
 //
 // OpenClaw is installed by scripts/openclaw.sh (a pinned Node 24 and OpenClaw from the npm registry)
 // into $CLAWGATE_OPENCLAW_HOME or <repo>/.cache/openclaw. Tests that need it call Require, Start or
