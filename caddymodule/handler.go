@@ -219,6 +219,9 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Provision compiles the rules and loads the secrets the guard needs.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	if err := checkShortcutPlacement(ctx); err != nil {
+		return fmt.Errorf("clawgate: %w", err)
+	}
 	applyServerTimeouts(ctx, h.logger)
 	if h.now == nil {
 		h.now = time.Now

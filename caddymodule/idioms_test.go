@@ -1,0 +1,202 @@
+package caddymodule
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+)
+
+// caddyValidate runs Caddy's own `caddy validate --config <file> --adapter
+// caddyfile` command on a Caddyfile, in this process, and returns its error.
+func caddyValidate(t testing.TB, caddyfile string) error {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(path, []byte(caddyfile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	caddyMu.Lock()
+	defer caddyMu.Unlock()
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	validate, ok := caddycmd.Commands()["validate"]
+	if !ok {
+		t.Fatal("caddy has no validate command")
+	}
+	cmd := &cobra.Command{Use: validate.Name, SilenceUsage: true, SilenceErrors: true}
+	validate.CobraFunc(cmd)
+	cmd.SetArgs([]string{"--config", path, "--adapter", "caddyfile"})
+	cmd.SetOut(io.Discard)
+	cmd.SetErr(io.Discard)
+	return cmd.Execute()
+}
+
+// refusedAlike checks that `caddy validate` and loading the config into the
+// running Caddy both refuse it, with the same message, which says want.
+func refusedAlike(t *testing.T, caddyfile, want string) {
+	t.Helper()
+	verr := caddyValidate(t, caddyfile)
+	if verr == nil || !strings.Contains(verr.Error(), want) {
+		t.Fatalf("caddy validate = %v, want an error saying %q\n%s", verr, want, caddyfile)
+	}
+	lerr := loadCaddyErr(t, caddyfile)
+	if lerr == nil {
+		t.Fatalf("caddy run loads what caddy validate refuses: %v", verr)
+	}
+	// Loading adds Caddy's own "loading new config: " in front.
+	if !strings.HasSuffix(lerr.Error(), verr.Error()) {
+		t.Errorf("caddy validate and caddy run refuse with different messages:\nvalidate: %v\nrun:      %v", verr, lerr)
+	}
+}
+
+// shadowDirectives is what each testdata/shadow_<name>.caddyfiletest puts
+// next to the shortcut, and how the refusal names it.
+var shadowDirectives = map[string]string{
+	"respond":          "`respond`",
+	"error":            "`error`",
+	"abort":            "`abort`",
+	"request_header":   "`request_header`",
+	"encode":           "`encode`",
+	"templates":        "`templates`",
+	"handle":           "a `handle`, `handle_path` or `route` block",
+	"handle_path":      "a `handle`, `handle_path` or `route` block",
+	"route":            "a `handle`, `handle_path` or `route` block",
+	"reverse_proxy":    "`reverse_proxy` (or `forward_auth`",
+	"forward_auth":     "`reverse_proxy` (or `forward_auth`",
+	"php_fastcgi":      "a `handle`, `handle_path` or `route` block",
+	"file_server":      "`file_server`",
+	"push":             "`push`",
+	"metrics":          "`metrics`",
+	"intercept":        "`intercept`",
+	"clawgate_senders": "`clawgate_senders`",
+}
+
+// TestShortcutShadowingRefused: every handler directive Caddy orders after
+// `clawgate` that shares a block with the shortcut is refused, by `caddy
+// validate` and `caddy run` alike, naming the directive and the fix. The
+// adapted JSON of each is a golden file (TestAdaptGolden): the shortcut's
+// route comes first.
+func TestShortcutShadowingRefused(t *testing.T) {
+	t.Setenv("CG_TEST_TG_SECRET", randToken(t, 24))
+	files, err := filepath.Glob("testdata/shadow_*.caddyfiletest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != len(shadowDirectives) {
+		t.Fatalf("%d shadow_*.caddyfiletest files, %d directives in the table", len(files), len(shadowDirectives))
+	}
+	for _, file := range files {
+		name := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(file), "shadow_"), ".caddyfiletest")
+		t.Run(name, func(t *testing.T) {
+			want, ok := shadowDirectives[name]
+			if !ok {
+				t.Fatalf("no expectation for %s", file)
+			}
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			input, _, ok := splitGolden(string(data))
+			if !ok {
+				t.Fatalf("%s: no line of dashes", file)
+			}
+			if !strings.Contains(input, "\t"+name) {
+				t.Fatalf("%s does not use %s", file, name)
+			}
+			refusedAlike(t, input, "ahead of "+want)
+			verr := caddyValidate(t, input)
+			for _, fix := range []string{"in the same block, which would never run", "write the guard alone (`clawgate { upstream", "your own `reverse_proxy", "its own `handle` block"} {
+				if !strings.Contains(verr.Error(), fix) {
+					t.Errorf("the refusal does not give the fix %q: %v", fix, verr)
+				}
+			}
+		})
+	}
+}
+
+// TestShortcutPlacementAccepted: the forms the refusal recommends load, and
+// directives Caddy orders before the guard (header, redir, rewrite, uri) do
+// not count.
+func TestShortcutPlacementAccepted(t *testing.T) {
+	data, err := os.ReadFile("testdata/shortcut_placement.caddyfiletest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	input, _, _ := splitGolden(string(data))
+	if err := caddyValidate(t, input); err != nil {
+		t.Fatalf("caddy validate: %v", err)
+	}
+}
+
+// TestShortcutAdminExample: `respond /admin* 403` next to the shortcut must
+// not become an allow. The shortcut form is refused with a message naming
+// respond; the guard-only form it recommends answers 403 on /admin, from the
+// respond, to a caller the guard admits, and proxies the rest.
+func TestShortcutAdminExample(t *testing.T) {
+	refusedAlike(t, `{
+	admin off
+	auto_https off
+}
+http://:9999 {
+	respond /admin* 403
+	clawgate 127.0.0.1:18789 {
+		allow anyone scopes operator.read
+	}
+}
+`, "ahead of `respond` in the same block")
+
+	be := newBackend(t)
+	ci := randToken(t, 32)
+	t.Setenv("CG_TEST_TOKEN_CI", ci)
+	port := freePort(t)
+	base := "http://127.0.0.1:" + itoa(port)
+	startCaddy(t, fmt.Sprintf(`{
+	admin off
+	auto_https off
+	servers {
+		trusted_proxies static 127.0.0.1/32
+		client_ip_headers X-Real-IP
+	}
+}
+http://127.0.0.1:%d {
+	respond /admin* 403
+	clawgate {
+		upstream %s
+		token ci {
+			env CG_TEST_TOKEN_CI
+		}
+		allow token:ci scopes operator.read
+	}
+	reverse_proxy %s
+}`, port, be.addr(), be.addr()))
+	waitHTTP(t, base)
+	f := &guardFixture{be: be}
+	tests := []struct {
+		name, path, bearer string
+		status             int
+		reaches            bool
+	}{
+		{"admitted caller, /admin", "/admin", ci, http.StatusForbidden, false},
+		{"admitted caller, /admin/rpc", "/admin/rpc", ci, http.StatusForbidden, false},
+		{"admitted caller, the Control UI", "/", ci, http.StatusOK, true},
+		{"no credential, /admin", "/admin", "", http.StatusUnauthorized, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := be.count()
+			resp, body := f.do(t, base, reqOpts{bearer: tt.bearer, path: tt.path})
+			if resp.StatusCode != tt.status {
+				t.Fatalf("GET %s = %d, want %d: %s", tt.path, resp.StatusCode, tt.status, body)
+			}
+			if got := be.count() > before; got != tt.reaches {
+				t.Errorf("GET %s reached the gateway: %v, want %v", tt.path, got, tt.reaches)
+			}
+		})
+	}
+}
