@@ -451,14 +451,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.deny(w, r, http.StatusForbidden, "forbidden", "no rule allows this request", id, fingerprint(), zap.Int("rule", decision.Rule), zap.String("why", decision.Reason))
 	}
 
-	if h.app != nil && h.app.checkDevice(w, r, h, id, clientIP) {
-		return nil
+	if h.app != nil {
+		if held, err := h.app.checkDevice(w, r, h, id, clientIP); held {
+			return err
+		}
 	}
 
 	if h.app != nil {
 		if blocked, reasons := h.app.gateStatus(h.Gateway); blocked {
-			return h.deny(w, r, http.StatusServiceUnavailable, "audit_failed",
-				"this gateway's OpenClaw config fails its security audit: "+strings.Join(reasons, "; "), id, fingerprint())
+			return h.auditFailed(w, r, reasons, id, fingerprint())
 		}
 	}
 
@@ -739,16 +740,55 @@ func (h *Handler) deny(w http.ResponseWriter, r *http.Request, status int, reaso
 		}
 		ce.Write(append(fields, extra...)...)
 	}
-	edge.WriteDenial(w, r, status, reason, msg, 0)
-	return nil
+	return h.refuse(w, r, &refusal{status: status, reason: reason, message: msg, gateway: h.Gateway})
 }
 
 func (h *Handler) tooMany(w http.ResponseWriter, r *http.Request, wait time.Duration, id *edge.Identity) error {
 	if ce := h.logger.Check(zapcore.InfoLevel, "denied"); ce != nil {
 		ce.Write(zap.String("gateway", h.Gateway), zap.String("reason", "rate_limited"), zap.String("remote", r.RemoteAddr), zap.Duration("retry_after", wait))
 	}
-	edge.WriteDenial(w, r, http.StatusTooManyRequests, "rate_limited", "too many failed authentication attempts; retry later", wait)
-	return nil
+	return h.refuse(w, r, &refusal{status: http.StatusTooManyRequests, reason: "rate_limited",
+		message: "too many failed authentication attempts; retry later", retryAfter: wait, gateway: h.Gateway})
+}
+
+// auditFailed refuses a request because the gateway's config fails its
+// audit; error routes get the failing check IDs as {clawgate.audit_checks}.
+func (h *Handler) auditFailed(w http.ResponseWriter, r *http.Request, reasons []string, id *edge.Identity, fingerprint string) error {
+	msg := "this gateway's OpenClaw config fails its security audit: " + strings.Join(reasons, "; ")
+	if ce := h.logger.Check(zapcore.InfoLevel, "denied"); ce != nil {
+		fields := []zap.Field{zap.String("gateway", h.Gateway), zap.String("reason", "audit_failed"), zap.Int("status", http.StatusServiceUnavailable),
+			zap.String("remote", r.RemoteAddr), zap.String("method", r.Method), zap.String("path", r.URL.Path)}
+		if id != nil {
+			fields = append(fields, zap.String("login", id.Login), zap.String("node", id.Node))
+		}
+		if fingerprint != "" {
+			fields = append(fields, zap.String("token", fingerprint))
+		}
+		ce.Write(fields...)
+	}
+	return h.refuse(w, r, &refusal{status: http.StatusServiceUnavailable, reason: "audit_failed", message: msg,
+		gateway: h.Gateway, auditChecks: auditCheckIDs(reasons)})
+}
+
+// auditCheckIDs picks the check IDs out of the gate's "checkId: title"
+// reasons; a reason that is not a finding (the audit could not run) has none.
+func auditCheckIDs(reasons []string) []string {
+	var ids []string
+	for _, reason := range reasons {
+		id, _, ok := strings.Cut(reason, ": ")
+		if ok && id != "" && !strings.ContainsAny(id, " \t") {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// refuse hands a refusal to Caddy's error handling, with clawgate's JSON or
+// HTML body as the default.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, ref *refusal) error {
+	return refuse(w, r, h.cleaner, ref, func() {
+		edge.WriteDenial(w, r, ref.status, ref.reason, ref.message, ref.retryAfter)
+	})
 }
 
 // requestClientIP is the client address as Caddy determined it (honouring the

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/spf13/cobra"
 )
 
@@ -198,5 +199,54 @@ http://127.0.0.1:%d {
 				t.Errorf("GET %s reached the gateway: %v, want %v", tt.path, got, tt.reaches)
 			}
 		})
+	}
+}
+
+func TestPathsDisjoint(t *testing.T) {
+	set := func(paths ...string) caddyhttp.MatcherSet { return caddyhttp.MatcherSet{caddyhttp.MatchPath(paths)} }
+	tests := []struct {
+		name string
+		a, b caddyhttp.MatcherSets
+		want bool
+	}{
+		{"prefix and other exact", caddyhttp.MatcherSets{set("/api/*")}, caddyhttp.MatcherSets{set("/telegram-webhook")}, true},
+		{"two prefixes apart", caddyhttp.MatcherSets{set("/api/*")}, caddyhttp.MatcherSets{set("/ui/*", "/assets/*")}, true},
+		{"prefix holds the exact path", caddyhttp.MatcherSets{set("/api/*")}, caddyhttp.MatcherSets{set("/api/admin")}, false},
+		{"nested prefixes", caddyhttp.MatcherSets{set("/admin*")}, caddyhttp.MatcherSets{set("/admin/rpc*")}, false},
+		{"case differs only", caddyhttp.MatcherSets{set("/Admin")}, caddyhttp.MatcherSets{set("/admin")}, false},
+		{"no matcher matches all", nil, caddyhttp.MatcherSets{set("/admin*")}, false},
+		{"one side without a path", caddyhttp.MatcherSets{set("/api/*")}, caddyhttp.MatcherSets{{caddyhttp.MatchMethod{"GET"}}}, false},
+		{"a middle wildcard is not read", caddyhttp.MatcherSets{set("/api/*/x")}, caddyhttp.MatcherSets{set("/ui/*")}, false},
+		{"an escaped pattern is not read", caddyhttp.MatcherSets{set("/api%2F*")}, caddyhttp.MatcherSets{set("/ui/*")}, false},
+		{"path with other matchers still disjoint", caddyhttp.MatcherSets{{caddyhttp.MatchPath{"/api/*"}, caddyhttp.MatchMethod{"POST"}}}, caddyhttp.MatcherSets{set("/hook")}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := pathsDisjoint(tt.a, tt.b); got != tt.want {
+				t.Errorf("pathsDisjoint(%v, %v) = %v, want %v", tt.a, tt.b, got, tt.want)
+			}
+			if got := pathsDisjoint(tt.b, tt.a); got != tt.want {
+				t.Errorf("pathsDisjoint(%v, %v) = %v, want %v (reversed)", tt.b, tt.a, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestShortcutOverlappingPathRefused: a later handler on a path the
+// shortcut's matcher also covers is refused; one on a path apart is not.
+func TestShortcutOverlappingPathRefused(t *testing.T) {
+	site := func(later string) string {
+		return fmt.Sprintf(`http://:9999 {
+	clawgate /api/* 127.0.0.1:18789 {
+		allow anyone scopes operator.read
+	}
+	%s
+}
+`, later)
+	}
+	refusedAlike(t, site("respond /api/admin* 403"), "ahead of `respond`")
+	refusedAlike(t, site("respond 404"), "ahead of `respond`")
+	if err := caddyValidate(t, site("reverse_proxy /telegram-webhook 127.0.0.1:8787")); err != nil {
+		t.Errorf("a proxy on a path apart from the shortcut's: %v", err)
 	}
 }

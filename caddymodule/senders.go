@@ -659,9 +659,13 @@ func (s *Senders) drop(w http.ResponseWriter, r *http.Request, status int, reaso
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
-	edge.WriteDenial(w, r, status, reason, msg, 0)
-	return nil
+	ref := &refusal{status: status, reason: reason, message: msg, gateway: s.Gateway}
+	return refuse(w, r, webhookCleaner, ref, func() { edge.WriteDenial(w, r, status, reason, msg, 0) })
 }
+
+// webhookCleaner removes the identity and forwarding headers a webhook caller
+// sent before a refused webhook reaches an error route.
+var webhookCleaner = edge.NewHeaderCleaner(nil)
 
 func (s *Senders) debug(r *http.Request, msg string, v senders.Verdict) {
 	if ce := s.logger.Check(zapcore.DebugLevel, msg); ce != nil {

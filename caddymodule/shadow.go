@@ -20,7 +20,9 @@ import (
 // next to it in the same block, which never run: `respond /admin* 403` above
 // the shortcut would silently let /admin through to the gateway. Matchers
 // cannot tell whether the two overlap in general (expressions, regular
-// expressions, remote IPs), so any later handler is refused, with the fix.
+// expressions, remote IPs), so any later handler is refused, with the fix,
+// unless both routes are confined to path patterns no request path matches
+// at once (`clawgate /api/* …` next to `reverse_proxy /telegram-webhook …`).
 // Later routes that are themselves clawgate guards are left alone: routes of
 // one directive keep the order a user expects (most specific path first).
 //
@@ -69,6 +71,9 @@ func checkShortcutPlacement(ctx caddy.Context) error {
 		// one, so a shadowed handler may follow the proxy in its own route.
 		shadowed := laterHandlers(routes[i].HandlersRaw[proxy+1:], names[proxy+1:])
 		for j := i + 1; j < len(routes) && len(shadowed) == 0; j++ {
+			if pathsDisjoint(routes[i].MatcherSets, routes[j].MatcherSets) {
+				continue
+			}
 			shadowed = laterHandlers(routes[j].HandlersRaw, rawHandlerNames(routes[j].HandlersRaw))
 		}
 		if len(shadowed) == 0 {
@@ -184,4 +189,90 @@ var handlerDirectives = map[string]string{
 	"file_server":      "`file_server`",
 	"acme_server":      "`acme_server`",
 	"clawgate_senders": "`clawgate_senders`",
+}
+
+// pathsDisjoint reports whether no request can match both matcher sets
+// because their path matchers never match the same path. Each set of a and
+// each of b must hold a path matcher, and every pattern pair must be plain:
+// an exact path or a prefix ending in a single "*", of characters that
+// Caddy's path matcher neither unescapes nor treats specially, so both see
+// the same cleaned, lowercased path.
+func pathsDisjoint(a, b caddyhttp.MatcherSets) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return false
+	}
+	for _, sa := range a {
+		pa, ok := setPaths(sa)
+		if !ok {
+			return false
+		}
+		for _, sb := range b {
+			pb, ok := setPaths(sb)
+			if !ok {
+				return false
+			}
+			for _, x := range pa {
+				for _, y := range pb {
+					if !patternsDisjoint(x, y) {
+						return false
+					}
+				}
+			}
+		}
+	}
+	return true
+}
+
+// setPaths returns the path patterns of a matcher set's path matcher.
+func setPaths(set caddyhttp.MatcherSet) ([]string, bool) {
+	for _, m := range set {
+		switch mp := m.(type) {
+		case *caddyhttp.MatchPath: // as provisioned
+			if mp != nil && len(*mp) > 0 {
+				return *mp, true
+			}
+		case caddyhttp.MatchPath:
+			if len(mp) > 0 {
+				return mp, true
+			}
+		}
+	}
+	return nil, false
+}
+
+// patternsDisjoint reports whether two plain path patterns match no path in
+// common; it answers false for any pattern it does not read as plain.
+func patternsDisjoint(x, y string) bool {
+	xp, xPrefix, ok := plainPattern(x)
+	if !ok {
+		return false
+	}
+	yp, yPrefix, ok := plainPattern(y)
+	if !ok {
+		return false
+	}
+	switch {
+	case xPrefix && yPrefix:
+		return !strings.HasPrefix(xp, yp) && !strings.HasPrefix(yp, xp)
+	case xPrefix:
+		return !strings.HasPrefix(yp, xp)
+	case yPrefix:
+		return !strings.HasPrefix(xp, yp)
+	}
+	return xp != yp
+}
+
+func plainPattern(p string) (string, bool, bool) {
+	p = strings.ToLower(p)
+	prefix := strings.HasSuffix(p, "*")
+	p = strings.TrimSuffix(p, "*")
+	if !strings.HasPrefix(p, "/") || strings.Contains(p, "//") || strings.Contains(p, "/.") {
+		return "", false, false
+	}
+	for _, c := range []byte(p) {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '/' || c == '-' || c == '_' || c == '.') {
+			return "", false, false
+		}
+	}
+	return p, prefix, true
 }
