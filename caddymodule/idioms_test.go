@@ -1,6 +1,10 @@
 package caddymodule
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
@@ -248,5 +252,43 @@ func TestShortcutOverlappingPathRefused(t *testing.T) {
 	refusedAlike(t, site("respond 404"), "ahead of `respond`")
 	if err := caddyValidate(t, site("reverse_proxy /telegram-webhook 127.0.0.1:8787")); err != nil {
 		t.Errorf("a proxy on a path apart from the shortcut's: %v", err)
+	}
+}
+
+// TestExamplesValidate: `caddy validate` accepts every example and
+// Caddyfile.example as written, given the secrets and files they name.
+func TestExamplesValidate(t *testing.T) {
+	for _, v := range []string{"TS_AUTHKEY", "CLAWGATE_TOKEN_CI", "OPENCLAW_GATEWAY_TOKEN", "TELEGRAM_WEBHOOK_SECRET"} {
+		t.Setenv(v, randToken(t, 32))
+	}
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b64 := base64.RawURLEncoding.EncodeToString
+	jwks := filepath.Join(t.TempDir(), "idp-jwks.json")
+	if err := os.WriteFile(jwks, fmt.Appendf(nil, `{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1","x":%q},{"kty":"RSA","kid":"k2","n":%q,"e":"AQAB"}]}`,
+		b64(pub), b64(rsaKey.N.Bytes())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob("../examples/*.caddyfile")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no examples: %v", err)
+	}
+	for _, file := range append(files, "../Caddyfile.example") {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cf := strings.ReplaceAll(string(data), "/etc/clawgate/idp-jwks.json", jwks)
+			if err := caddyValidate(t, cf); err != nil {
+				t.Errorf("caddy validate %s: %v", file, err)
+			}
+		})
 	}
 }
