@@ -204,6 +204,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := checkShortcutPlacement(ctx); err != nil {
 		return fmt.Errorf("clawgate: %w", err)
 	}
+	if err := checkFunnelAtProvision(ctx); err != nil {
+		return err
+	}
 	applyServerTimeouts(ctx, h.logger)
 	if h.now == nil {
 		h.now = time.Now

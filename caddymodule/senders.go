@@ -194,6 +194,9 @@ func (Senders) CaddyModule() caddy.ModuleInfo {
 // Provision loads the secret and compiles the route's checks.
 func (s *Senders) Provision(ctx caddy.Context) error {
 	s.logger = ctx.Logger()
+	if err := checkFunnelAtProvision(ctx); err != nil {
+		return err
+	}
 	applyServerTimeouts(ctx, s.logger)
 	if s.now == nil {
 		s.now = time.Now
