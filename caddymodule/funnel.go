@@ -50,7 +50,7 @@ func listenFunnel(ctx context.Context, network, host, portRange string, portOffs
 		return nil, errors.New("clawgate+funnel listener: not called from a Caddy config")
 	}
 	if host == "" {
-		return nil, errors.New("clawgate+funnel listener: missing node name; bind clawgate+funnel/<node>")
+		return nil, missingNodeError(funnelNetwork)
 	}
 	na, err := caddy.ParseNetworkAddress("tcp/:" + portRange)
 	if err != nil {
@@ -114,38 +114,63 @@ func checkFunnelListener(app *caddyhttp.App, network, host string, port uint) (b
 	return false, nil
 }
 
-// checkFunnelAtProvision runs checkFunnelListener for every Funnel address of
-// the server whose routes are being provisioned, if any. Routes Caddy has not
-// provisioned yet are judged from their JSON, so the verdict is the one the
-// listener gives later. A Funnel server with no clawgate handler at all is
-// judged only when its listener opens: nothing of clawgate's runs while
-// Caddy provisions it.
-func checkFunnelAtProvision(ctx caddy.Context) error {
+// checkListenersAtProvision runs, while Caddy provisions a clawgate handler,
+// the checks Caddy's listener would run later for the clawgate addresses of
+// the server being provisioned: the node's name and settings (for a node the
+// clawgate app does not list, the defaults) and, for a Funnel address,
+// checkFunnelListener. Routes Caddy has not provisioned yet are judged from
+// their JSON, so the verdict and the message are the listener's. A server
+// with no clawgate handler at all is judged only when its listener opens:
+// nothing of clawgate's runs while Caddy provisions it.
+func checkListenersAtProvision(ctx caddy.Context) error {
 	srv, _ := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
 	if srv == nil {
 		return nil
 	}
-	appIface, err := ctx.App("http")
-	if err != nil {
-		return nil
-	}
-	app, ok := appIface.(*caddyhttp.App)
+	httpApp, ok := loadedHTTPApp(ctx)
 	if !ok {
 		return nil
+	}
+	app := new(App)
+	if a, err := ctx.AppIfConfigured(appID); err == nil {
+		app = a.(*App)
 	}
 	repl := caddy.NewReplacer()
 	for _, l := range srv.Listen {
 		na, err := caddy.ParseNetworkAddress(repl.ReplaceKnown(l, ""))
-		if err != nil || na.Network != funnelNetwork {
+		if err != nil || (na.Network != networkName && na.Network != funnelNetwork) {
 			continue
 		}
-		for port := na.StartPort; port <= na.EndPort; port++ {
-			if _, err := checkFunnelListener(app, na.Network, na.Host, port); err != nil {
+		if na.Host == "" {
+			return missingNodeError(na.Network)
+		}
+		// In the order the listener checks: the Funnel rules, then the node.
+		for port := na.StartPort; na.Network == funnelNetwork && port <= na.EndPort; port++ {
+			if _, err := checkFunnelListener(httpApp, na.Network, na.Host, port); err != nil {
 				return err
 			}
 		}
+		if _, err := app.nodeConfig(na.Host); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// loadedHTTPApp returns the http app whose servers are being provisioned.
+func loadedHTTPApp(ctx caddy.Context) (*caddyhttp.App, bool) {
+	appIface, err := ctx.App("http")
+	if err != nil {
+		return nil, false
+	}
+	app, ok := appIface.(*caddyhttp.App)
+	return app, ok
+}
+
+// missingNodeError is the refusal of a clawgate listener address without a
+// node name.
+func missingNodeError(network string) error {
+	return fmt.Errorf("%s listener: missing node name; bind %s/<node>", network, network)
 }
 
 // serversListeningOn returns the http app's servers with a listener address

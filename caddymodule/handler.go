@@ -204,7 +204,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := checkShortcutPlacement(ctx); err != nil {
 		return fmt.Errorf("clawgate: %w", err)
 	}
-	if err := checkFunnelAtProvision(ctx); err != nil {
+	if err := checkListenersAtProvision(ctx); err != nil {
 		return err
 	}
 	applyServerTimeouts(ctx, h.logger)

@@ -292,3 +292,39 @@ func TestExamplesValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestListenerChecksInValidate: what Caddy's clawgate listener refuses when
+// it opens is refused by `caddy validate` too, with the same message, for a
+// server with a clawgate handler.
+func TestListenerChecksInValidate(t *testing.T) {
+	t.Setenv("CG_TEST_TG_SECRET", randToken(t, 24))
+	guard := `clawgate 127.0.0.1:18789 {
+		allow tailnet scopes operator.read
+	}`
+	tests := []struct {
+		name, bind, body, want string
+	}{
+		{"a node name the tailnet cannot take", "clawgate/-gw", guard, `hostname "-gw"`},
+		{"a Funnel listener without a node", "clawgate+funnel/", `clawgate_senders telegram {
+		allow 111
+		secret {env.CG_TEST_TG_SECRET}
+	}
+	reverse_proxy 127.0.0.1:8787`, "clawgate+funnel listener: missing node name; bind clawgate+funnel/<node>"},
+		{"the guard on a Funnel", "clawgate+funnel/gw", guard, "tailnet guard `clawgate` cannot serve Funnel traffic"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cf := fmt.Sprintf("{\n\tadmin off\n\tauto_https off\n}\nhttp://:8443 {\n\tbind %s\n\t%s\n}\n", tt.bind, tt.body)
+			verr := caddyValidate(t, cf)
+			if verr == nil || !strings.Contains(verr.Error(), tt.want) {
+				t.Fatalf("caddy validate = %v, want an error saying %q\n%s", verr, tt.want, cf)
+			}
+			lerr := loadCaddyErr(t, cf)
+			i := strings.LastIndex(verr.Error(), "provision http.handlers.")
+			_, msg, _ := strings.Cut(verr.Error()[max(i, 0):], ": ")
+			if lerr == nil || i < 0 || !strings.HasSuffix(lerr.Error(), msg) {
+				t.Errorf("caddy validate and caddy run refuse differently:\nvalidate: %v\nrun:      %v", verr, lerr)
+			}
+		})
+	}
+}

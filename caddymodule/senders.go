@@ -194,7 +194,7 @@ func (Senders) CaddyModule() caddy.ModuleInfo {
 // Provision loads the secret and compiles the route's checks.
 func (s *Senders) Provision(ctx caddy.Context) error {
 	s.logger = ctx.Logger()
-	if err := checkFunnelAtProvision(ctx); err != nil {
+	if err := checkListenersAtProvision(ctx); err != nil {
 		return err
 	}
 	applyServerTimeouts(ctx, s.logger)
