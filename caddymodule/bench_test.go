@@ -41,8 +41,8 @@ func benchGuard(b *testing.B) (*Handler, string, string, string) {
 	}
 	h := &Handler{
 		Upstream: "127.0.0.1:18789",
-		Tokens:   []TokenConfig{{Name: "ci", Env: "CG_BENCH_TOKEN"}},
-		JWT:      &JWTConfig{Algorithms: []string{"HS256", "EdDSA"}, HMACSecretEnv: "CG_BENCH_HS", PublicKeyFiles: []string{pemFile}},
+		Tokens:   []TokenConfig{{Name: "ci", Secret: "{env.CG_BENCH_TOKEN}"}},
+		JWT:      &JWTConfig{Algorithms: []string{"HS256", "EdDSA"}, HMACSecret: "{env.CG_BENCH_HS}", PublicKeyFiles: []string{pemFile}},
 		Rules:    []string{"deny tag:untrusted", "allow token:ci scopes operator.read,operator.write", "allow jwt scopes operator.read"},
 	}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})

@@ -1,12 +1,17 @@
 package caddymodule
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
 )
 
 // errorRouteFixture is a real Caddy with three guarded sites in front of one
@@ -245,5 +250,72 @@ http://127.0.0.1:%d {
 	}
 	if f.be.count() != 0 {
 		t.Error("a request reached the blocked gateway")
+	}
+}
+
+// TestPairingHoldReachesErrorRoutes: a device held for approval is refused
+// through handle_errors, on a real tailnet, with its pairing code as
+// {clawgate.pairing_code} and in X-Clawgate-Pairing-Code.
+func TestPairingHoldReachesErrorRoutes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a tailnet")
+	}
+	tn := tailnettest.New(t)
+	gw := tn.Config(t, "gw")
+	alice := tn.NewNode(t, "alice-laptop", tailnettest.WithLogin("alice@example.com"))
+	be := newBackend(t)
+	cfgPath, stateDir := gatewayDir(t, "alice@example.com")
+	storage := filepath.Join(t.TempDir(), "pairing.json")
+	startCaddyTailnet(t, fmt.Sprintf(`{
+	admin off
+	auto_https off
+	clawgate {
+		node gw {
+			control_url %s
+			state_dir %s
+			ephemeral
+		}
+		gateway home {
+			config %s
+			state_dir %s
+			pairing required {
+				storage %s
+			}
+		}
+	}
+}
+http://:18080 {
+	bind clawgate/gw
+	clawgate %s {
+		gateway home
+		allow user:alice@example.com scopes operator.read
+	}
+	handle_errors 403 {
+		respond "held: code={clawgate.pairing_code} reason={clawgate.reason}" 403
+	}
+}
+`, tn.ControlURL, gw.StateDir, cfgPath, stateDir, storage, be.addr()))
+	(&tailnetFixture{tn: tn, alice: alice, bob: alice, ci: alice}).waitGW(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("http://gw.%s:18080/", tailnettest.Domain), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := alice.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	code := resp.Header.Get("X-Clawgate-Pairing-Code")
+	if resp.StatusCode != http.StatusForbidden || code == "" {
+		t.Fatalf("status %d, pairing code header %q: %s", resp.StatusCode, code, body)
+	}
+	if want := "held: code=" + code + " reason=pairing_pending"; string(body) != want {
+		t.Errorf("body %q, want the error route's %q", body, want)
+	}
+	if be.count() != 0 {
+		t.Error("a held device reached the gateway")
 	}
 }

@@ -40,6 +40,12 @@ func init() {
 // {clawgate.user} (the identity forwarded to OpenClaw), {clawgate.login},
 // {clawgate.node}, {clawgate.tags}, {clawgate.scopes}, {clawgate.client_ip},
 // {clawgate.gateway} and {clawgate.decision} (the index of the matching rule).
+//
+// A refused request is a Caddy error (caddyhttp.Error), so the server's error
+// routes (`handle_errors`) can answer it, with {clawgate.reason},
+// {clawgate.message}, {clawgate.status}, {clawgate.gateway},
+// {clawgate.retry_after}, {clawgate.pairing_code} and {clawgate.audit_checks};
+// when none would, clawgate answers with its own JSON or HTML (see refuse).
 type Handler struct {
 	// Gateway names the OpenClaw gateway this guard protects. It appears in logs and
 	// placeholders and links the guard to the gateway of that name in the `clawgate`
