@@ -751,14 +751,14 @@ func (h *Handler) deny(w http.ResponseWriter, r *http.Request, status int, reaso
 		}
 		ce.Write(append(fields, extra...)...)
 	}
-	return h.refuse(w, r, &refusal{status: status, reason: reason, message: msg, gateway: h.Gateway})
+	return h.refuse(w, r, refusal{status: status, reason: reason, message: msg, gateway: h.Gateway})
 }
 
 func (h *Handler) tooMany(w http.ResponseWriter, r *http.Request, wait time.Duration, id *edge.Identity) error {
 	if ce := h.logger.Check(zapcore.InfoLevel, "denied"); ce != nil {
 		ce.Write(zap.String("gateway", h.Gateway), zap.String("reason", "rate_limited"), zap.String("remote", r.RemoteAddr), zap.Duration("retry_after", wait))
 	}
-	return h.refuse(w, r, &refusal{status: http.StatusTooManyRequests, reason: "rate_limited",
+	return h.refuse(w, r, refusal{status: http.StatusTooManyRequests, reason: "rate_limited",
 		message: "too many failed authentication attempts; retry later", retryAfter: wait, gateway: h.Gateway})
 }
 
@@ -777,7 +777,7 @@ func (h *Handler) auditFailed(w http.ResponseWriter, r *http.Request, reasons []
 		}
 		ce.Write(fields...)
 	}
-	return h.refuse(w, r, &refusal{status: http.StatusServiceUnavailable, reason: "audit_failed", message: msg,
+	return h.refuse(w, r, refusal{status: http.StatusServiceUnavailable, reason: "audit_failed", message: msg,
 		gateway: h.Gateway, auditChecks: auditCheckIDs(reasons)})
 }
 
@@ -796,10 +796,12 @@ func auditCheckIDs(reasons []string) []string {
 
 // refuse hands a refusal to Caddy's error handling, with clawgate's JSON or
 // HTML body as the default.
-func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, ref *refusal) error {
-	return refuse(w, r, h.cleaner, ref, func() {
-		edge.WriteDenial(w, r, ref.status, ref.reason, ref.message, ref.retryAfter)
-	})
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, ref refusal) error {
+	if err := refuse(w, r, h.cleaner, &ref); err != nil {
+		return err
+	}
+	edge.WriteDenial(w, r, ref.status, ref.reason, ref.message, ref.retryAfter)
+	return nil
 }
 
 // requestClientIP is the client address as Caddy determined it (honouring the

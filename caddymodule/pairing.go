@@ -288,7 +288,11 @@ func (pc *pairingRuntime) hold(cleaner *edge.HeaderCleaner, w http.ResponseWrite
 		ref.pairingCode = d.Code
 		w.Header().Set("X-Clawgate-Pairing-Code", d.Code)
 	}
-	return refuse(w, r, cleaner, ref, func() { pairing.WriteHeld(w, r, held) })
+	if err := refuse(w, r, cleaner, ref); err != nil {
+		return err
+	}
+	pairing.WriteHeld(w, r, held)
+	return nil
 }
 
 func deviceFields(d pairing.Device) []zap.Field {

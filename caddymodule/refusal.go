@@ -27,13 +27,16 @@ type refusal struct {
 
 func (e *refusal) Error() string { return e.message }
 
-// refuse answers a refused request through Caddy's error handling, so a
-// site's `handle_errors` can shape it, and writes clawgate's own body (by
-// writeDefault) when no error route would answer it.
+// refuse hands a refused request to Caddy's error handling, so a site's
+// `handle_errors` can shape it, and returns the error for the handler to
+// return. It returns nil when no error route would answer the refusal: the
+// caller then writes clawgate's own body, the default. (ref is copied before
+// it goes into the error, so the path without error routes allocates
+// nothing more than the body does.)
 //
-// Either way the response keeps the headers that belong to the refusal:
-// Retry-After, WWW-Authenticate (set by the caller), Cache-Control: no-store
-// and X-Content-Type-Options: nosniff. Error routes see the refusal as
+// The response keeps the headers that belong to the refusal: Retry-After,
+// WWW-Authenticate (set by the caller), Cache-Control: no-store and
+// X-Content-Type-Options: nosniff. Error routes see the refusal as
 // placeholders: {clawgate.reason}, {clawgate.message}, {clawgate.status},
 // {clawgate.gateway}, {clawgate.retry_after} (seconds), {clawgate.pairing_code}
 // and {clawgate.audit_checks} (the failing check IDs, comma-separated), next
@@ -42,41 +45,40 @@ func (e *refusal) Error() string { return e.message }
 // Caddy restores the method and URI for error routes but not the headers, and
 // an error route that proxies or echoes them would otherwise pass on what
 // the client claimed.
-func refuse(w http.ResponseWriter, r *http.Request, cleaner *edge.HeaderCleaner, ref *refusal, writeDefault func()) error {
+func refuse(w http.ResponseWriter, r *http.Request, cleaner *edge.HeaderCleaner, ref *refusal) error {
+	srv, _ := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	if srv == nil || srv.Errors == nil || len(srv.Errors.Routes) == 0 {
+		return nil
+	}
+	e := *ref
+	err := caddyhttp.Error(e.status, &e)
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("clawgate.reason", e.reason)
+		repl.Set("clawgate.message", e.message)
+		repl.Set("clawgate.status", e.status)
+		repl.Set("clawgate.gateway", e.gateway)
+		repl.Set("clawgate.pairing_code", e.pairingCode)
+		repl.Set("clawgate.audit_checks", strings.Join(e.auditChecks, ","))
+		var retry string
+		if e.retryAfter > 0 {
+			retry = strconv.FormatInt(retrySeconds(e.retryAfter), 10)
+		}
+		repl.Set("clawgate.retry_after", retry)
+	}
+	if !errorRoutesAnswer(srv.Errors.Routes, asErrorRoutesSee(r, srv, err)) {
+		return nil
+	}
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
-	if ref.status == http.StatusTooManyRequests && ref.retryAfter > 0 {
-		h.Set("Retry-After", strconv.FormatInt(retrySeconds(ref.retryAfter), 10))
-	}
-	srv, _ := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
-	if srv == nil || srv.Errors == nil || len(srv.Errors.Routes) == 0 {
-		writeDefault()
-		return nil
+	if e.status == http.StatusTooManyRequests && e.retryAfter > 0 {
+		h.Set("Retry-After", strconv.FormatInt(retrySeconds(e.retryAfter), 10))
 	}
 	cleaner.Clean(r.Header)
 	for k := range r.Header {
 		if strings.EqualFold(k, "Authorization") || strings.EqualFold(k, "Proxy-Authorization") {
 			delete(r.Header, k)
 		}
-	}
-	err := caddyhttp.Error(ref.status, ref)
-	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("clawgate.reason", ref.reason)
-		repl.Set("clawgate.message", ref.message)
-		repl.Set("clawgate.status", ref.status)
-		repl.Set("clawgate.gateway", ref.gateway)
-		repl.Set("clawgate.pairing_code", ref.pairingCode)
-		repl.Set("clawgate.audit_checks", strings.Join(ref.auditChecks, ","))
-		var retry string
-		if ref.retryAfter > 0 {
-			retry = strconv.FormatInt(retrySeconds(ref.retryAfter), 10)
-		}
-		repl.Set("clawgate.retry_after", retry)
-	}
-	if !errorRoutesAnswer(srv.Errors.Routes, asErrorRoutesSee(r, srv, err)) {
-		writeDefault()
-		return nil
 	}
 	return err
 }

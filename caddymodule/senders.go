@@ -664,8 +664,11 @@ func (s *Senders) drop(w http.ResponseWriter, r *http.Request, status int, reaso
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
-	ref := &refusal{status: status, reason: reason, message: msg, gateway: s.Gateway}
-	return refuse(w, r, webhookCleaner, ref, func() { edge.WriteDenial(w, r, status, reason, msg, 0) })
+	if err := refuse(w, r, webhookCleaner, &refusal{status: status, reason: reason, message: msg, gateway: s.Gateway}); err != nil {
+		return err
+	}
+	edge.WriteDenial(w, r, status, reason, msg, 0)
+	return nil
 }
 
 // webhookCleaner removes the identity and forwarding headers a webhook caller
