@@ -112,7 +112,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.provisionGates(); err != nil {
 		return err
 	}
-	return a.provisionPairing()
+	if err := a.provisionPairing(); err != nil {
+		return err
+	}
+	// Last, when everything a guard asks of the app is ready: it may have
+	// Caddy provision the http app now.
+	return a.checkListeners(ctx)
 }
 
 // Validate checks the nodes' settings without touching the tailnet.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"reflect"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -116,12 +117,11 @@ func checkFunnelListener(app *caddyhttp.App, network, host string, port uint) (b
 
 // checkListenersAtProvision runs, while Caddy provisions a clawgate handler,
 // the checks Caddy's listener would run later for the clawgate addresses of
-// the server being provisioned: the node's name and settings (for a node the
-// clawgate app does not list, the defaults) and, for a Funnel address,
-// checkFunnelListener. Routes Caddy has not provisioned yet are judged from
-// their JSON, so the verdict and the message are the listener's. A server
-// with no clawgate handler at all is judged only when its listener opens:
-// nothing of clawgate's runs while Caddy provisions it.
+// the server being provisioned (see checkServerListeners). The clawgate app
+// runs them for every server (see App.checkListeners); a server with no
+// clawgate handler, in a config without the clawgate app, is judged only
+// when its listener opens: nothing of clawgate's runs while Caddy
+// provisions it.
 func checkListenersAtProvision(ctx caddy.Context) error {
 	srv, _ := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
 	if srv == nil {
@@ -135,6 +135,44 @@ func checkListenersAtProvision(ctx caddy.Context) error {
 	if a, err := ctx.AppIfConfigured(appID); err == nil {
 		app = a.(*App)
 	}
+	return checkServerListeners(httpApp, app, srv)
+}
+
+// checkListeners runs the listener checks for every server of the http app,
+// provisioning it first if Caddy has not yet (clawgate's handlers then find
+// this app, already set up). When the http app is being provisioned right
+// now (a handler of it loaded this app), the servers and routes it has not
+// reached are judged from their JSON.
+func (a *App) checkListeners(ctx caddy.Context) error {
+	httpIface, err := ctx.AppIfConfigured("http")
+	if err != nil {
+		// Not configured, or it failed: Caddy reports that failure itself.
+		return nil
+	}
+	httpApp, ok := httpIface.(*caddyhttp.App)
+	if !ok {
+		return nil
+	}
+	names := make([]string, 0, len(httpApp.Servers))
+	for name := range httpApp.Servers {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if err := checkServerListeners(httpApp, a, httpApp.Servers[name]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkServerListeners runs for srv's clawgate addresses what Caddy's
+// listener checks when it opens them: for a Funnel address
+// checkFunnelListener, then the node's name and settings (for a node the
+// clawgate app does not list, the defaults). Routes Caddy has not
+// provisioned yet are judged from their JSON, so the verdict and the
+// message are the listener's.
+func checkServerListeners(httpApp *caddyhttp.App, app *App, srv *caddyhttp.Server) error {
 	repl := caddy.NewReplacer()
 	for _, l := range srv.Listen {
 		na, err := caddy.ParseNetworkAddress(repl.ReplaceKnown(l, ""))

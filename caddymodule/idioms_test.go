@@ -292,6 +292,7 @@ func TestExamplesValidate(t *testing.T) {
 // it opens is refused by `caddy validate` too, with the same message, for a
 // server with a clawgate handler.
 func TestListenerChecksInValidate(t *testing.T) {
+	const withApp = " # with the clawgate app"
 	t.Setenv("CG_TEST_TG_SECRET", randToken(t, 24))
 	guard := `clawgate 127.0.0.1:18789 {
 		allow tailnet scopes operator.read
@@ -306,10 +307,19 @@ func TestListenerChecksInValidate(t *testing.T) {
 	}
 	reverse_proxy 127.0.0.1:8787`, "clawgate+funnel listener: missing node name; bind clawgate+funnel/<node>"},
 		{"the guard on a Funnel", "clawgate+funnel/gw", guard, "tailnet guard `clawgate` cannot serve Funnel traffic"},
+		// With the clawgate app configured, servers with no clawgate
+		// handler are judged too.
+		{"an unchecked proxy on a Funnel, clawgate app configured", "clawgate+funnel/gw", "reverse_proxy 127.0.0.1:18789" + withApp,
+			"routes[0].handle[0]: reverse_proxy could reach a backend without a clawgate_senders check"},
+		{"a bad node name, clawgate app configured", "clawgate/-gw", "respond 404" + withApp, `hostname "-gw"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cf := fmt.Sprintf("{\n\tadmin off\n\tauto_https off\n}\nhttp://:8443 {\n\tbind %s\n\t%s\n}\n", tt.bind, tt.body)
+			global := ""
+			if body, ok := strings.CutSuffix(tt.body, withApp); ok {
+				tt.body, global = body, "\tclawgate {\n\t\tgateway home {\n\t\t\tupstream 127.0.0.1:18789\n\t\t}\n\t}\n"
+			}
+			cf := fmt.Sprintf("{\n\tadmin off\n\tauto_https off\n%s}\nhttp://:8443 {\n\tbind %s\n\t%s\n}\n", global, tt.bind, tt.body)
 			refusedAlike(t, cf, tt.want)
 		})
 	}
