@@ -91,7 +91,8 @@ func retrySeconds(d time.Duration) int64 {
 // asErrorRoutesSee returns the request as Caddy hands it to error routes:
 // the original method and URI, and the error in its context.
 func asErrorRoutesSee(r *http.Request, srv *caddyhttp.Server, err error) *http.Request {
-	rr := r.Clone(r.Context())
+	// A shallow copy: matchers only read the request.
+	rr := r.WithContext(r.Context())
 	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok {
 		rr.Method = orig.Method
 		rr.RequestURI = orig.RequestURI
