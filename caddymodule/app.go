@@ -56,14 +56,15 @@ type NodeConfig struct {
 	StateDir string `json:"state_dir,omitempty"`
 
 	// AuthKey registers the node without an interactive login. It must be a
-	// placeholder such as `{env.TS_AUTHKEY}`, resolved when the config loads, so the
-	// key never appears in Caddy's /config admin output; a literal key is refused.
-	// Default: `{env.TS_AUTHKEY}` when that variable is set, else an interactive
-	// login whose URL is logged once.
+	// placeholder, `{env.TS_AUTHKEY}` or `{file./path}` (a file not readable by
+	// other users), read when the config loads, so the key never appears in
+	// Caddy's /config admin output; a literal key is refused. Default:
+	// `{env.TS_AUTHKEY}` when that variable is set, else an interactive login
+	// whose URL is logged once.
 	AuthKey string `json:"auth_key,omitempty"`
 
-	// AuthKeyFile is a file holding the auth key, not readable by other users.
-	// Default: none.
+	// AuthKeyFile is a file holding the auth key. Deprecated: write AuthKey
+	// `{file./path}`.
 	AuthKeyFile string `json:"auth_key_file,omitempty"`
 
 	// ControlURL is the coordination server, for example a Headscale instance.
@@ -97,6 +98,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.nodes = make(map[string]tsnet.Config, len(a.Nodes))
 	for name, nc := range a.Nodes {
+		if nc.AuthKeyFile != "" && nc.AuthKey == "" {
+			ph := legacyIf(nc.AuthKeyFile, "file")
+			warnDeprecated(a.logger, "clawgate.nodes."+name+": auth_key_file "+nc.AuthKeyFile, "auth_key "+ph, `"auth_key": "`+ph+`"`)
+		}
 		cfg, err := nc.tsnetConfig(name)
 		if err != nil {
 			return fmt.Errorf("clawgate.nodes.%s: %w", name, err)
@@ -107,7 +112,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.provisionGates(); err != nil {
 		return err
 	}
-	return a.provisionPairing()
+	if err := a.provisionPairing(); err != nil {
+		return err
+	}
+	// Last, when everything a guard asks of the app is ready: it may have
+	// Caddy provision the http app now.
+	return a.checkListeners(ctx)
 }
 
 // Validate checks the nodes' settings without touching the tailnet.
@@ -174,15 +184,13 @@ func (nc *NodeConfig) tsnetConfig(name string) (tsnet.Config, error) {
 	case nc.AuthKey != "" && nc.AuthKeyFile != "":
 		return cfg, errors.New("auth_key and auth_key_file are mutually exclusive")
 	case nc.AuthKey != "":
-		if !strings.HasPrefix(nc.AuthKey, "{") || !strings.HasSuffix(nc.AuthKey, "}") {
-			return cfg, errors.New("auth_key must be a placeholder such as {env.TS_AUTHKEY} or use auth_key_file; a literal key would be visible in Caddy's /config")
+		key, err := readSecret(nc.AuthKey)
+		if err != nil {
+			return cfg, fmt.Errorf("auth_key: %w", err)
 		}
-		cfg.AuthKey = repl.ReplaceKnown(nc.AuthKey, "")
-		if cfg.AuthKey == "" {
-			return cfg, fmt.Errorf("auth_key: %s is empty or unset", nc.AuthKey)
-		}
+		cfg.AuthKey = string(key)
 	case nc.AuthKeyFile != "":
-		key, err := readSecretFile(nc.AuthKeyFile)
+		key, err := readLegacySecret("", nc.AuthKeyFile)
 		if err != nil {
 			return cfg, fmt.Errorf("auth_key_file: %w", err)
 		}

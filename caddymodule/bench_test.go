@@ -41,8 +41,8 @@ func benchGuard(b *testing.B) (*Handler, string, string, string) {
 	}
 	h := &Handler{
 		Upstream: "127.0.0.1:18789",
-		Tokens:   []TokenConfig{{Name: "ci", Env: "CG_BENCH_TOKEN"}},
-		JWT:      &JWTConfig{Algorithms: []string{"HS256", "EdDSA"}, HMACSecretEnv: "CG_BENCH_HS", PublicKeyFiles: []string{pemFile}},
+		Tokens:   []TokenConfig{{Name: "ci", Secret: "{env.CG_BENCH_TOKEN}"}},
+		JWT:      &JWTConfig{Algorithms: []string{"HS256", "EdDSA"}, HMACSecret: "{env.CG_BENCH_HS}", PublicKeyFiles: []string{pemFile}},
 		Rules:    []string{"deny tag:untrusted", "allow token:ci scopes operator.read,operator.write", "allow jwt scopes operator.read"},
 	}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
@@ -88,8 +88,9 @@ func benchGuardRequestsTo(b *testing.B, h *Handler, orig *http.Request, bearer s
 	// make every GC scan it), so a fresh one is prepared every 256 requests:
 	// its own few allocations, amortised, do not change allocs/op.
 	var base *http.Request
+	srv, _ := orig.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
 	prepare := func() {
-		base = caddyhttp.PrepareRequest(orig, caddy.NewReplacer(), nil, nil)
+		base = caddyhttp.PrepareRequest(orig, caddy.NewReplacer(), nil, srv)
 		caddyhttp.SetVar(base.Context(), caddyhttp.ClientIPVarKey, client)
 	}
 	prepare()
@@ -120,7 +121,13 @@ func benchGuardRequestsTo(b *testing.B, h *Handler, orig *http.Request, bearer s
 		w.code = 200
 		clear(w.h)
 		if err := h.ServeHTTP(w, r, nopNext{}); err != nil {
-			b.Fatal(err)
+			// A refusal handed to the server's error routes: its status is
+			// the answer, as Caddy's server makes it.
+			he, ok := err.(caddyhttp.HandlerError)
+			if !ok {
+				b.Fatal(err)
+			}
+			w.code = he.StatusCode
 		}
 		if w.code != wantStatus {
 			b.Fatalf("status %d, want %d", w.code, wantStatus)
@@ -154,6 +161,47 @@ func BenchmarkGuardDenyBadToken(b *testing.B) {
 		b.Fatal(err)
 	}
 	benchGuardRequests(b, h, randToken(b, 32), 401)
+}
+
+// BenchmarkGuardDenyErrorRoutes is BenchmarkGuardDenyBadToken's refusal on
+// a server without error routes (clawgate writes its body), with error routes
+// that do not answer a 401 (`handle_errors 404`: clawgate checks their
+// matchers, then writes its body) and with one that does (the refusal goes
+// to Caddy's error handling, which is not measured here).
+func BenchmarkGuardDenyErrorRoutes(b *testing.B) {
+	h, _, _, _ := benchGuard(b)
+	h.ipLimit, h.idLimit = nil, nil
+	h.RateLimit = &RateLimitConfig{Failures: 1 << 30}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if err := h.Provision(ctx); err != nil {
+		b.Fatal(err)
+	}
+	errorRoutes := func(status string) *caddyhttp.HTTPErrorConfig {
+		m := &caddyhttp.MatchExpression{Expr: "{http.error.status_code} in [" + status + "]"}
+		if err := m.Provision(ctx); err != nil {
+			b.Fatal(err)
+		}
+		return &caddyhttp.HTTPErrorConfig{Routes: caddyhttp.RouteList{{
+			MatcherSets: caddyhttp.MatcherSets{{m}},
+			Handlers:    []caddyhttp.MiddlewareHandler{&caddyhttp.StaticResponse{}},
+		}}}
+	}
+	for _, bc := range []struct {
+		name   string
+		errors *caddyhttp.HTTPErrorConfig
+	}{
+		{"error_routes=none", nil},
+		{"error_routes=404_only", errorRoutes("404")},
+		{"error_routes=answering", errorRoutes("401")},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			base := httptest.NewRequest("GET", "http://gw.tail-scale.ts.net/tools/invoke", nil)
+			base.RemoteAddr = "100.64.0.7:41234"
+			base = base.WithContext(context.WithValue(base.Context(), caddyhttp.ServerCtxKey, &caddyhttp.Server{Errors: bc.errors}))
+			benchGuardRequestsTo(b, h, base, randToken(b, 32), 401)
+		})
+	}
 }
 
 // BenchmarkGuardAllowTailnet is the guard's allow path for a tailnet device

@@ -34,8 +34,8 @@ func init() {
 //	    node <name> {
 //	        hostname <hostname>
 //	        state_dir <dir>
-//	        auth_key {env.TS_AUTHKEY}
-//	        auth_key_file <path>
+//	        auth_key {env.TS_AUTHKEY} | {file./path}
+//	        auth_key_file <path>          # older form of auth_key {file./path}
 //	        control_url <url>
 //	        ephemeral
 //	        tags <tag:...>...
@@ -190,14 +190,17 @@ func unmarshalNode(d *caddyfile.Dispenser) (*NodeConfig, error) {
 //	    allow_remote_upstream
 //	    user_header <name>
 //	    token <name> {
-//	        env <VAR> | file <path> | sha256 <hex>
+//	        secret {env.VAR} | {file./path}
+//	        sha256 <hex>                  # instead of secret
+//	        env <VAR> | file <path>       # older forms of secret
 //	        user <identity>
 //	        scopes <scope>...
 //	        expires <RFC 3339 time>
 //	    }
 //	    jwt {
 //	        algorithms <alg>...
-//	        hmac_secret_env <VAR>
+//	        hmac_secret {env.VAR} | {file./path}
+//	        hmac_secret_env <VAR>         # older forms of hmac_secret
 //	        hmac_secret_file <path>
 //	        public_key_file <path>...
 //	        jwks_file <path>
@@ -212,7 +215,8 @@ func unmarshalNode(d *caddyfile.Dispenser) (*NodeConfig, error) {
 //	    deny <cond>...
 //	    max_body <size>                 # default 32MiB
 //	    body_timeout <duration>         # default 60s
-//	    gateway_token {
+//	    gateway_token {env.VAR} | {file./path}
+//	    gateway_token {                   # older form
 //	        env <VAR> | file <path>
 //	    }
 //	    rate_limit {
@@ -380,6 +384,8 @@ func unmarshalToken(d *caddyfile.Dispenser) (TokenConfig, error) {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		var err error
 		switch d.Val() {
+		case "secret":
+			err = oneArg(d, &tc.Secret)
 		case "env":
 			err = oneArg(d, &tc.Env)
 		case "file":
@@ -418,6 +424,8 @@ func unmarshalJWT(d *caddyfile.Dispenser) (*JWTConfig, error) {
 			if len(jc.Algorithms) == 0 {
 				err = d.ArgErr()
 			}
+		case "hmac_secret":
+			err = oneArg(d, &jc.HMACSecret)
 		case "hmac_secret_env":
 			err = oneArg(d, &jc.HMACSecretEnv)
 		case "hmac_secret_file":
@@ -458,10 +466,16 @@ func unmarshalJWT(d *caddyfile.Dispenser) (*JWTConfig, error) {
 	return jc, nil
 }
 
+// unmarshalSecretSource reads `gateway_token {env.VAR}` (or {file./path}),
+// or the older block form `gateway_token { env <VAR> | file <path> }`.
 func unmarshalSecretSource(d *caddyfile.Dispenser) (*SecretSource, error) {
 	src := new(SecretSource)
 	if d.NextArg() {
-		return nil, d.ArgErr()
+		src.Placeholder = d.Val()
+		if d.NextArg() || d.NextBlock(d.Nesting()) {
+			return nil, d.Err("gateway_token takes one placeholder, {env.VAR} or {file./path}, or the older block form, not both")
+		}
+		return src, nil
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		var err error
@@ -566,8 +580,8 @@ func splitList(args []string) []string {
 //	    allow_from_gateway_config <gateway> [<channel>]
 //	    account <id>                                   # with allow_from_gateway_config
 //	    gateway <gateway>                              # its audit gate only
-//	    secret {env.VAR}
-//	    secret_file <path>
+//	    secret {env.VAR} | {file./path}
+//	    secret_file <path>                             # older form of secret {file./path}
 //	    on_reject ack|reject
 //	    max_body <size>                                # e.g. 1MiB
 //	    max_skew <duration>                            # slack

@@ -40,6 +40,12 @@ func init() {
 // {clawgate.user} (the identity forwarded to OpenClaw), {clawgate.login},
 // {clawgate.node}, {clawgate.tags}, {clawgate.scopes}, {clawgate.client_ip},
 // {clawgate.gateway} and {clawgate.decision} (the index of the matching rule).
+//
+// A refused request is a Caddy error (caddyhttp.Error), so the server's error
+// routes (`handle_errors`) can answer it, with {clawgate.reason},
+// {clawgate.message}, {clawgate.status}, {clawgate.gateway},
+// {clawgate.retry_after}, {clawgate.pairing_code} and {clawgate.audit_checks};
+// when none would, clawgate answers with its own JSON or HTML (see refuse).
 type Handler struct {
 	// Gateway names the OpenClaw gateway this guard protects. It appears in logs and
 	// placeholders and links the guard to the gateway of that name in the `clawgate`
@@ -78,7 +84,7 @@ type Handler struct {
 	Rules []string `json:"rules,omitempty"`
 
 	// GatewayToken is the gateway's own token or password (token or password
-	// auth mode), injected as `Authorization: Bearer` into admitted requests to
+	// auth mode), as a placeholder, {env.VAR} or {file./path}, injected as `Authorization: Bearer` into admitted requests to
 	// its HTTP APIs (/v1/*, /tools/invoke, /api/v1/admin/rpc) so phones and
 	// scripts never hold it. It is never sent on other paths, on WebSocket
 	// upgrades, or for a request the guard did not admit, and never logged. Note
@@ -114,15 +120,19 @@ type Handler struct {
 	now      func() time.Time
 }
 
-// TokenConfig is one named static bearer token. Exactly one of Env, File and SHA256
-// gives its secret; the secret itself is never part of the configuration.
+// TokenConfig is one named static bearer token. Exactly one of Secret (or its
+// older forms Env and File) and SHA256 gives it; the secret itself is never
+// part of the configuration.
 type TokenConfig struct {
 	// Name identifies the token in rules (`token:<name>`) and logs. Required.
 	Name string `json:"name,omitempty"`
-	// Env is the environment variable holding the token.
+	// Secret is the token, as a placeholder: {env.VAR}, or {file./path} for a
+	// file not readable by other users (surrounding whitespace is trimmed).
+	Secret string `json:"secret,omitempty"`
+	// Env is the environment variable holding the token. Deprecated: write
+	// Secret {env.VAR}.
 	Env string `json:"env,omitempty"`
-	// File is a file holding the token (surrounding whitespace is trimmed). It must
-	// not be readable by other users.
+	// File is a file holding the token. Deprecated: write Secret {file./path}.
 	File string `json:"file,omitempty"`
 	// SHA256 is the hex SHA-256 of the token, for configs that must not be able to
 	// reveal it.
@@ -137,41 +147,19 @@ type TokenConfig struct {
 	Expires string `json:"expires,omitempty"`
 }
 
-// SecretSource names where a secret lives; the secret itself is never part of
-// the configuration.
-type SecretSource struct {
-	// Env is an environment variable holding the secret.
-	Env string `json:"env,omitempty"`
-	// File is a file holding the secret, not readable by other users.
-	File string `json:"file,omitempty"`
-}
-
-func (s *SecretSource) read() (string, error) {
-	switch {
-	case s.Env != "" && s.File != "":
-		return "", errors.New("env and file are mutually exclusive")
-	case s.Env != "":
-		v := strings.TrimSpace(os.Getenv(s.Env))
-		if v == "" {
-			return "", fmt.Errorf("environment variable %s is empty or unset", s.Env)
-		}
-		return v, nil
-	case s.File != "":
-		b, err := readSecretFile(s.File)
-		return string(b), err
-	}
-	return "", errors.New("env or file is required")
-}
-
 // JWTConfig configures bearer JWT verification.
 type JWTConfig struct {
 	// Algorithms is the allowlist of signing algorithms: HS256, HS384, HS512,
 	// RS256, ES256, EdDSA. Required; "none" is never accepted.
 	Algorithms []string `json:"algorithms,omitempty"`
-	// HMACSecretEnv names an environment variable holding an HMAC secret of at
-	// least 32 bytes.
+	// HMACSecret is an HMAC secret of at least 32 bytes, as a placeholder:
+	// {env.VAR} or {file./path}.
+	HMACSecret string `json:"hmac_secret,omitempty"`
+	// HMACSecretEnv names an environment variable holding an HMAC secret.
+	// Deprecated: write HMACSecret {env.VAR}.
 	HMACSecretEnv string `json:"hmac_secret_env,omitempty"`
-	// HMACSecretFile is a file holding an HMAC secret of at least 32 bytes.
+	// HMACSecretFile is a file holding an HMAC secret. Deprecated: write
+	// HMACSecret {file./path}.
 	HMACSecretFile string `json:"hmac_secret_file,omitempty"`
 	// PublicKeyFiles are PEM files with RSA (2048 bits or more), P-256 or Ed25519
 	// public keys or certificates.
@@ -219,6 +207,12 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Provision compiles the rules and loads the secrets the guard needs.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	if err := checkShortcutPlacement(ctx); err != nil {
+		return fmt.Errorf("clawgate: %w", err)
+	}
+	if err := checkListenersAtProvision(ctx); err != nil {
+		return err
+	}
 	applyServerTimeouts(ctx, h.logger)
 	if h.now == nil {
 		h.now = time.Now
@@ -254,6 +248,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return fmt.Errorf("clawgate.tokens[%d]: %w", i, err)
 		}
+		if tc.Secret == "" && (tc.Env != "" || tc.File != "") {
+			old, ph := "env "+tc.Env, legacyPlaceholder(tc.Env, tc.File)
+			if tc.Env == "" {
+				old = "file " + tc.File
+			}
+			warnDeprecated(h.logger, fmt.Sprintf("clawgate.tokens[%d] (%s): %s", i, tc.Name, old),
+				"secret "+ph, `"secret": "`+ph+`"`)
+		}
 		specs = append(specs, spec)
 	}
 	if h.tokens, err = edge.NewTokenSet(specs); err != nil {
@@ -261,6 +263,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	if h.JWT != nil {
+		if v := h.JWT.HMACSecretEnv; v != "" {
+			ph := legacyIf(v, "env")
+			warnDeprecated(h.logger, "clawgate.jwt: hmac_secret_env "+v, "hmac_secret "+ph, `"hmac_secret": "`+ph+`"`)
+		}
+		if v := h.JWT.HMACSecretFile; v != "" {
+			ph := legacyIf(v, "file")
+			warnDeprecated(h.logger, "clawgate.jwt: hmac_secret_file "+v, "hmac_secret "+ph, `"hmac_secret": "`+ph+`"`)
+		}
 		cfg, err := h.JWT.config()
 		if err != nil {
 			return fmt.Errorf("clawgate.jwt: %w", err)
@@ -271,11 +281,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	if h.GatewayToken != nil {
+		if g := h.GatewayToken; g.legacy() {
+			ph := legacyPlaceholder(g.Env, g.File)
+			warnDeprecated(h.logger, "clawgate.gateway_token { env | file }", "gateway_token "+ph, `"gateway_token": "`+ph+`"`)
+		}
 		tok, err := h.GatewayToken.read()
 		if err != nil {
 			return fmt.Errorf("clawgate.gateway_token: %w", err)
 		}
-		h.brokered = "Bearer " + tok
+		h.brokered = "Bearer " + string(tok)
 	}
 
 	if h.policy, err = edge.NewPolicy(h.Rules); err != nil {
@@ -448,14 +462,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.deny(w, r, http.StatusForbidden, "forbidden", "no rule allows this request", id, fingerprint(), zap.Int("rule", decision.Rule), zap.String("why", decision.Reason))
 	}
 
-	if h.app != nil && h.app.checkDevice(w, r, h, id, clientIP) {
-		return nil
+	if h.app != nil {
+		if held, err := h.app.checkDevice(w, r, h, id, clientIP); held {
+			return err
+		}
 	}
 
 	if h.app != nil {
 		if blocked, reasons := h.app.gateStatus(h.Gateway); blocked {
-			return h.deny(w, r, http.StatusServiceUnavailable, "audit_failed",
-				"this gateway's OpenClaw config fails its security audit: "+strings.Join(reasons, "; "), id, fingerprint())
+			return h.auditFailed(w, r, reasons, id, fingerprint())
 		}
 	}
 
@@ -736,15 +751,56 @@ func (h *Handler) deny(w http.ResponseWriter, r *http.Request, status int, reaso
 		}
 		ce.Write(append(fields, extra...)...)
 	}
-	edge.WriteDenial(w, r, status, reason, msg, 0)
-	return nil
+	return h.refuse(w, r, refusal{status: status, reason: reason, message: msg, gateway: h.Gateway})
 }
 
 func (h *Handler) tooMany(w http.ResponseWriter, r *http.Request, wait time.Duration, id *edge.Identity) error {
 	if ce := h.logger.Check(zapcore.InfoLevel, "denied"); ce != nil {
 		ce.Write(zap.String("gateway", h.Gateway), zap.String("reason", "rate_limited"), zap.String("remote", r.RemoteAddr), zap.Duration("retry_after", wait))
 	}
-	edge.WriteDenial(w, r, http.StatusTooManyRequests, "rate_limited", "too many failed authentication attempts; retry later", wait)
+	return h.refuse(w, r, refusal{status: http.StatusTooManyRequests, reason: "rate_limited",
+		message: "too many failed authentication attempts; retry later", retryAfter: wait, gateway: h.Gateway})
+}
+
+// auditFailed refuses a request because the gateway's config fails its
+// audit; error routes get the failing check IDs as {clawgate.audit_checks}.
+func (h *Handler) auditFailed(w http.ResponseWriter, r *http.Request, reasons []string, id *edge.Identity, fingerprint string) error {
+	msg := "this gateway's OpenClaw config fails its security audit: " + strings.Join(reasons, "; ")
+	if ce := h.logger.Check(zapcore.InfoLevel, "denied"); ce != nil {
+		fields := []zap.Field{zap.String("gateway", h.Gateway), zap.String("reason", "audit_failed"), zap.Int("status", http.StatusServiceUnavailable),
+			zap.String("remote", r.RemoteAddr), zap.String("method", r.Method), zap.String("path", r.URL.Path)}
+		if id != nil {
+			fields = append(fields, zap.String("login", id.Login), zap.String("node", id.Node))
+		}
+		if fingerprint != "" {
+			fields = append(fields, zap.String("token", fingerprint))
+		}
+		ce.Write(fields...)
+	}
+	return h.refuse(w, r, refusal{status: http.StatusServiceUnavailable, reason: "audit_failed", message: msg,
+		gateway: h.Gateway, auditChecks: auditCheckIDs(reasons)})
+}
+
+// auditCheckIDs picks the check IDs out of the gate's "checkId: title"
+// reasons; a reason that is not a finding (the audit could not run) has none.
+func auditCheckIDs(reasons []string) []string {
+	var ids []string
+	for _, reason := range reasons {
+		id, _, ok := strings.Cut(reason, ": ")
+		if ok && id != "" && !strings.ContainsAny(id, " \t") {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// refuse hands a refusal to Caddy's error handling, with clawgate's JSON or
+// HTML body as the default.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, ref refusal) error {
+	if err := refuse(w, r, h.cleaner, &ref); err != nil {
+		return err
+	}
+	edge.WriteDenial(w, r, ref.status, ref.reason, ref.message, ref.retryAfter)
 	return nil
 }
 
@@ -824,24 +880,22 @@ func (tc TokenConfig) spec() (edge.TokenSpec, error) {
 		return spec, errors.New("name is required")
 	}
 	sources := 0
-	for _, v := range []string{tc.Env, tc.File, tc.SHA256} {
+	for _, v := range []string{tc.Secret, tc.Env, tc.File, tc.SHA256} {
 		if v != "" {
 			sources++
 		}
 	}
 	if sources != 1 {
-		return spec, fmt.Errorf("token %q: exactly one of env, file or sha256 must be set", tc.Name)
+		return spec, fmt.Errorf("token %q: exactly one of secret (or the older env or file) and sha256 must be set", tc.Name)
 	}
 	var err error
 	switch {
-	case tc.Env != "":
-		v := strings.TrimSpace(os.Getenv(tc.Env))
-		if v == "" {
-			return spec, fmt.Errorf("token %q: environment variable %s is empty or unset", tc.Name, tc.Env)
+	case tc.Secret != "":
+		if spec.Secret, err = readSecret(tc.Secret); err != nil {
+			return spec, fmt.Errorf("token %q: secret: %w", tc.Name, err)
 		}
-		spec.Secret = []byte(v)
-	case tc.File != "":
-		if spec.Secret, err = readSecretFile(tc.File); err != nil {
+	case tc.Env != "" || tc.File != "":
+		if spec.Secret, err = readLegacySecret(tc.Env, tc.File); err != nil {
 			return spec, fmt.Errorf("token %q: %w", tc.Name, err)
 		}
 	default:
@@ -867,17 +921,17 @@ func (jc *JWTConfig) config() (edge.JWTConfig, error) {
 		ScopeClaim: jc.ScopeClaim,
 		MaxLength:  jc.MaxLength,
 	}
-	if jc.HMACSecretEnv != "" {
-		v := strings.TrimSpace(os.Getenv(jc.HMACSecretEnv))
-		if v == "" {
-			return cfg, fmt.Errorf("hmac_secret_env: environment variable %s is empty or unset", jc.HMACSecretEnv)
+	for _, src := range []struct{ setting, placeholder string }{
+		{"hmac_secret", jc.HMACSecret},
+		{"hmac_secret_env", legacyIf(jc.HMACSecretEnv, "env")},
+		{"hmac_secret_file", legacyIf(jc.HMACSecretFile, "file")},
+	} {
+		if src.placeholder == "" {
+			continue
 		}
-		cfg.HMACSecrets = append(cfg.HMACSecrets, []byte(v))
-	}
-	if jc.HMACSecretFile != "" {
-		secret, err := readSecretFile(jc.HMACSecretFile)
+		secret, err := readSecret(src.placeholder)
 		if err != nil {
-			return cfg, fmt.Errorf("hmac_secret_file: %w", err)
+			return cfg, fmt.Errorf("%s: %w", src.setting, err)
 		}
 		cfg.HMACSecrets = append(cfg.HMACSecrets, secret)
 	}
@@ -907,27 +961,12 @@ func (jc *JWTConfig) config() (edge.JWTConfig, error) {
 	return cfg, nil
 }
 
-// readSecretFile reads a secret from a file that other users cannot read.
-func readSecretFile(path string) ([]byte, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading secret file: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("secret file %s is not a regular file", path)
-	}
-	if fi.Mode().Perm()&0o004 != 0 {
-		return nil, fmt.Errorf("secret file %s is readable by every user (mode %04o); chmod 600 it", path, fi.Mode().Perm())
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading secret file: %w", err)
-	}
-	v := strings.TrimSpace(string(data))
+// legacyIf is the placeholder of an older env or file setting, or "".
+func legacyIf(v, kind string) string {
 	if v == "" {
-		return nil, fmt.Errorf("secret file %s is empty", path)
+		return ""
 	}
-	return []byte(v), nil
+	return "{" + kind + "." + v + "}"
 }
 
 func decodeSHA256(s string) ([]byte, error) {

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -51,7 +52,42 @@ func startCaddy(t testing.TB, caddyfile string) {
 }
 
 // loadCaddyErr adapts and loads a Caddyfile that is expected to be refused.
+// Whatever loading refuses, `caddy validate` must refuse too, with the same
+// message (checked here for every caller).
 func loadCaddyErr(t testing.TB, caddyfile string) error {
+	t.Helper()
+	err := loadCaddyErrOnly(t, caddyfile)
+	if err != nil {
+		verr := caddyValidate(t, caddyfile)
+		switch {
+		case verr == nil:
+			t.Errorf("caddy validate accepts a config caddy run refuses: %v", err)
+		case !strings.HasSuffix(err.Error(), innermostError(verr)):
+			t.Errorf("caddy validate and caddy run refuse with different messages:\nvalidate: %v\nrun:      %v", verr, err)
+		}
+	}
+	return err
+}
+
+// innermostError is a Caddy load error without the module path Caddy puts in
+// front of the module's own message (which differs with the order Caddy
+// happens to load its apps in).
+func innermostError(err error) string {
+	s := err.Error()
+	i := strings.LastIndex(s, "provision ")
+	j := strings.LastIndex(s, " app module: ")
+	if i > j {
+		if _, msg, ok := strings.Cut(s[i:], ": "); ok {
+			return msg
+		}
+	} else if j >= 0 {
+		return s[j+len(" app module: "):]
+	}
+	return s
+}
+
+// loadCaddyErrOnly is loadCaddyErr without the check against caddy validate.
+func loadCaddyErrOnly(t testing.TB, caddyfile string) error {
 	t.Helper()
 	caddyMu.Lock()
 	defer caddyMu.Unlock()

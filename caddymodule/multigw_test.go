@@ -113,22 +113,30 @@ http://%s {
 		clawgate_identity user:carol@example.com
 		header X-Clawgate-Gateway bob
 	}
-	clawgate @carol-bob %s {
-		gateway bob
-		allow user:carol@example.com scopes operator.read
+	handle @carol-bob {
+		clawgate %s {
+			gateway bob
+			allow user:carol@example.com scopes operator.read
+		}
 	}
 	@alice clawgate_identity user:alice@example.com,carol@example.com
-	clawgate @alice %s {
-		gateway alice
-		allow user:alice@example.com scopes operator.read,operator.write
-		allow user:carol@example.com scopes operator.read
+	handle @alice {
+		clawgate %s {
+			gateway alice
+			allow user:alice@example.com scopes operator.read,operator.write
+			allow user:carol@example.com scopes operator.read
+		}
 	}
 	@bob clawgate_identity user:bob@example.com
-	clawgate @bob %s {
-		gateway bob
-		allow user:bob@example.com scopes operator.read,operator.write
+	handle @bob {
+		clawgate %s {
+			gateway bob
+			allow user:bob@example.com scopes operator.read,operator.write
+		}
 	}
-	respond "clawgate: no gateway for this user" 403
+	handle {
+		respond "clawgate: no gateway for this user" 403
+	}
 }
 `, nodeBlock("alice-claw"), nodeBlock("bob-claw"), nodeBlock("claw"), cfgA, stateA, cfgB, stateB,
 		host("alice-claw"), beA.addr(), host("bob-claw"), beB.addr(),

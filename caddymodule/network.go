@@ -331,7 +331,7 @@ func listenPacketOnNode(ctx context.Context, network, host, portRange string, po
 func nodeForListener(ctx context.Context, host, portRange string, portOffset uint) (*poolNode, string, error) {
 	name := host
 	if name == "" {
-		return nil, "", errors.New("clawgate listener: missing node name; bind clawgate/<node>")
+		return nil, "", missingNodeError(networkName)
 	}
 	na, err := caddy.ParseNetworkAddress("tcp/:" + portRange)
 	if err != nil {

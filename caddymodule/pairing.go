@@ -198,18 +198,18 @@ func (pc *pairingRuntime) autoRule(id *edge.Identity) string {
 }
 
 // checkDevice holds a request from a device that is not yet approved for the
-// guard's gateway, answering it itself, and reports whether it did. clientIP is
-// the address the guard attributed the request to.
-func (a *App) checkDevice(w http.ResponseWriter, r *http.Request, h *Handler, id *edge.Identity, clientIP netip.Addr) bool {
+// guard's gateway, refusing it, and reports whether it did, with the error for
+// Caddy's error handling (nil when clawgate answered itself). clientIP is the
+// address the guard attributed the request to.
+func (a *App) checkDevice(w http.ResponseWriter, r *http.Request, h *Handler, id *edge.Identity, clientIP netip.Addr) (bool, error) {
 	gc := a.Gateways[h.Gateway]
 	if gc == nil || !gc.Pairing.required() {
-		return false
+		return false, nil
 	}
 	pc := gc.Pairing.rt
 	if !id.OnTailnet {
-		pc.hold(w, r, id, clientIP, http.StatusForbidden, "pairing_no_device",
+		return true, pc.hold(h.cleaner, w, r, id, clientIP, http.StatusForbidden, "pairing_no_device",
 			"this gateway admits approved tailnet devices only; connect over the tailnet", nil)
-		return true
 	}
 	who, err := deviceWhoIs(r)
 	if err == nil && (who.NodeID != id.NodeID || who.NodeKey == "" || who.NodeID == "") {
@@ -217,9 +217,8 @@ func (a *App) checkDevice(w http.ResponseWriter, r *http.Request, h *Handler, id
 	}
 	if err != nil {
 		pc.logger.Warn("device pairing: cannot tell which device this is", zap.String("node", id.Node), zap.String("client_ip", clientIP.String()), zap.Error(err))
-		pc.hold(w, r, id, clientIP, http.StatusForbidden, "pairing_unknown_device",
+		return true, pc.hold(h.cleaner, w, r, id, clientIP, http.StatusForbidden, "pairing_unknown_device",
 			"the tailnet device making this request cannot be identified", nil)
-		return true
 	}
 	seen := pairing.Seen{
 		ID: who.NodeID, NodeKey: who.NodeKey, Node: who.Node, FQDN: who.NodeFQDN, OS: who.OS,
@@ -231,9 +230,8 @@ func (a *App) checkDevice(w http.ResponseWriter, r *http.Request, h *Handler, id
 			pc.logger.Error("device pairing storage cannot be used: every device of this gateway is held until the file is fixed or removed",
 				zap.String("storage", pc.store.Path()), zap.Error(err))
 		}
-		pc.hold(w, r, id, clientIP, http.StatusServiceUnavailable, "pairing_unavailable",
+		return true, pc.hold(h.cleaner, w, r, id, clientIP, http.StatusServiceUnavailable, "pairing_unavailable",
 			"device approvals for this gateway cannot be read; the operator must fix clawgate's pairing storage", nil)
-		return true
 	}
 	if v.SaveErr != nil {
 		pc.logger.Error("device pairing: saving a change failed; it holds until Caddy stops", zap.String("device", v.Device.ID), zap.Error(v.SaveErr))
@@ -246,12 +244,11 @@ func (a *App) checkDevice(w http.ResponseWriter, r *http.Request, h *Handler, id
 		}
 	}
 	if v.Approved {
-		return false
+		return false, nil
 	}
 	d := v.Device
-	pc.hold(w, r, id, clientIP, http.StatusForbidden, "pairing_pending",
+	return true, pc.hold(h.cleaner, w, r, id, clientIP, http.StatusForbidden, "pairing_pending",
 		fmt.Sprintf("this device (%s) is waiting for approval; ask the operator to run: caddy clawgate devices approve %s", d.Node, d.Code), &d)
-	return true
 }
 
 // logEvent logs what a check changed.
@@ -272,8 +269,9 @@ func (pc *pairingRuntime) logEvent(v pairing.Verdict) {
 	}
 }
 
-// hold answers a held request and logs it as a denial.
-func (pc *pairingRuntime) hold(w http.ResponseWriter, r *http.Request, id *edge.Identity, clientIP netip.Addr, status int, reason, msg string, d *pairing.Device) {
+// hold refuses a held request and logs it as a denial; error routes get the
+// pairing code as {clawgate.pairing_code}.
+func (pc *pairingRuntime) hold(cleaner *edge.HeaderCleaner, w http.ResponseWriter, r *http.Request, id *edge.Identity, clientIP netip.Addr, status int, reason, msg string, d *pairing.Device) error {
 	if ce := pc.logger.Check(zapcore.InfoLevel, "device held"); ce != nil {
 		fields := []zap.Field{zap.String("reason", reason), zap.Int("status", status), zap.String("login", id.Login),
 			zap.String("node", id.Node), zap.String("client_ip", clientIP.String()), zap.String("method", r.Method), zap.String("path", r.URL.Path)}
@@ -283,10 +281,17 @@ func (pc *pairingRuntime) hold(w http.ResponseWriter, r *http.Request, id *edge.
 		ce.Write(fields...)
 	}
 	held := pairing.Held{Status: status, Type: "clawgate_" + reason, Message: msg}
+	ref := &refusal{status: status, reason: reason, message: msg, gateway: pc.gateway}
 	if d != nil {
 		held.Code, held.Device, held.Node, held.Gateway = d.Code, d.ID, d.Node, pc.gateway
+		ref.pairingCode = d.Code
+		w.Header().Set("X-Clawgate-Pairing-Code", d.Code)
+	}
+	if err := refuse(w, r, cleaner, ref); err != nil {
+		return err
 	}
 	pairing.WriteHeld(w, r, held)
+	return nil
 }
 
 func deviceFields(d pairing.Device) []zap.Field {

@@ -108,13 +108,14 @@ type Senders struct {
 
 	// Secret is the provider's shared secret (Telegram's secret_token, Slack's
 	// signing secret, LINE's channel secret, the generic HMAC key), as a
-	// placeholder such as {env.TELEGRAM_WEBHOOK_SECRET}, resolved at load; a
-	// literal secret is refused, because Caddy's /config would show it.
-	// Exactly one of Secret and SecretFile is required.
+	// placeholder, {env.TELEGRAM_WEBHOOK_SECRET} or {file./path} (a file not
+	// readable by other users), read at load; a literal secret is refused,
+	// because Caddy's /config would show it. Required (or its older form,
+	// SecretFile).
 	Secret string `json:"secret,omitempty"`
 
-	// SecretFile is a file holding the secret (surrounding whitespace is
-	// trimmed); it must not be readable by other users.
+	// SecretFile is a file holding the secret. Deprecated: write Secret
+	// {file./path}.
 	SecretFile string `json:"secret_file,omitempty"`
 
 	// OnReject is what an authentic payload that may not pass gets: "ack"
@@ -193,6 +194,9 @@ func (Senders) CaddyModule() caddy.ModuleInfo {
 // Provision loads the secret and compiles the route's checks.
 func (s *Senders) Provision(ctx caddy.Context) error {
 	s.logger = ctx.Logger()
+	if err := checkListenersAtProvision(ctx); err != nil {
+		return err
+	}
 	applyServerTimeouts(ctx, s.logger)
 	if s.now == nil {
 		s.now = time.Now
@@ -206,6 +210,10 @@ func (s *Senders) Provision(ctx caddy.Context) error {
 	}
 	s.reject = s.OnReject == "reject"
 
+	if s.SecretFile != "" && s.Secret == "" {
+		ph := legacyIf(s.SecretFile, "file")
+		warnDeprecated(s.logger, "clawgate_senders: secret_file "+s.SecretFile, "secret "+ph, `"secret": "`+ph+`"`)
+	}
 	secret, err := s.secret()
 	if err != nil {
 		return fmt.Errorf("clawgate_senders.%w", err)
@@ -315,22 +323,19 @@ func (s *Senders) secret() ([]byte, error) {
 	case s.Secret != "" && s.SecretFile != "":
 		return nil, errors.New("secret: secret and secret_file are mutually exclusive")
 	case s.Secret != "":
-		if !strings.HasPrefix(s.Secret, "{") || !strings.HasSuffix(s.Secret, "}") {
-			return nil, errors.New("secret: must be a placeholder such as {env.TELEGRAM_WEBHOOK_SECRET}, or use secret_file; a literal secret would be visible in Caddy's /config")
+		b, err := readSecret(s.Secret)
+		if err != nil {
+			return nil, fmt.Errorf("secret: %w", err)
 		}
-		v := strings.TrimSpace(caddy.NewReplacer().ReplaceKnown(s.Secret, ""))
-		if v == "" {
-			return nil, fmt.Errorf("secret: %s is empty or unset", s.Secret)
-		}
-		return []byte(v), nil
+		return b, nil
 	case s.SecretFile != "":
-		b, err := readSecretFile(s.SecretFile)
+		b, err := readLegacySecret("", s.SecretFile)
 		if err != nil {
 			return nil, fmt.Errorf("secret_file: %w", err)
 		}
 		return b, nil
 	}
-	return nil, errors.New("secret: required: the provider's secret as {env.VAR}, or secret_file")
+	return nil, errors.New("secret: required: the provider's secret as {env.VAR} or {file./path}")
 }
 
 // ServeHTTP forwards the request only when it is authentic and every sender
@@ -659,9 +664,16 @@ func (s *Senders) drop(w http.ResponseWriter, r *http.Request, status int, reaso
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
+	if err := refuse(w, r, webhookCleaner, &refusal{status: status, reason: reason, message: msg, gateway: s.Gateway}); err != nil {
+		return err
+	}
 	edge.WriteDenial(w, r, status, reason, msg, 0)
 	return nil
 }
+
+// webhookCleaner removes the identity and forwarding headers a webhook caller
+// sent before a refused webhook reaches an error route.
+var webhookCleaner = edge.NewHeaderCleaner(nil)
 
 func (s *Senders) debug(r *http.Request, msg string, v senders.Verdict) {
 	if ce := s.logger.Check(zapcore.DebugLevel, msg); ce != nil {

@@ -54,11 +54,11 @@ func (s sites) caddyfile() string {
 	guard := fmt.Sprintf(`
 		gateway bench
 		token bench {
-			env %s
+			secret {env.%s}
 		}
 		jwt {
 			algorithms HS256 EdDSA
-			hmac_secret_env %s
+			hmac_secret {env.%s}
 			public_key_file %s
 			issuer https://issuer.bench
 			audience clawgate
