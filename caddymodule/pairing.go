@@ -186,7 +186,8 @@ func (pc *pairingRuntime) autoRule(id *edge.Identity) string {
 		kind, val, _ := strings.Cut(rule, ":")
 		switch kind {
 		case "tag":
-			if slices.Contains(id.Tags, rule) {
+			// Another tailnet's tags are its admin's to give.
+			if id.OwnTailnet() && slices.Contains(id.Tags, rule) {
 				return rule
 			}
 		case "cap":
@@ -242,7 +243,7 @@ func (a *App) checkDevice(w http.ResponseWriter, r *http.Request, h *Handler, id
 	pc.logEvent(v)
 	if v.WasApproved {
 		// The approval no longer holds: its WebSockets must not outlive it.
-		if n := closeDeviceConns(pc.gateway, v.Device.IPs); n > 0 {
+		if n := closeDeviceConns(pc.gateway, v.Device.ID); n > 0 {
 			pc.logger.Warn("closed open WebSockets of a device whose approval lapsed", zap.String("device", v.Device.ID), zap.Int("count", n))
 		}
 	}
@@ -313,31 +314,24 @@ func deviceWhoIs(r *http.Request) (*tsnet.WhoIs, error) {
 	return node.WhoIs(r.Context(), r.RemoteAddr)
 }
 
-// closeDeviceConns closes the gateway's upgraded connections from the given
-// tailnet addresses (a tailnet address belongs to one node) and returns how
-// many it closed.
-func closeDeviceConns(gateway string, ips []string) int {
-	addrs := make(map[netip.Addr]bool, len(ips))
-	for _, s := range ips {
-		if ip, err := netip.ParseAddr(s); err == nil {
-			addrs[ip.Unmap()] = true
-		}
-	}
-	if len(addrs) == 0 {
+// closeDeviceConns closes the gateway's upgraded connections from the device
+// with the given stable node ID, the one WhoIs named when each was admitted
+// (an address can be shared in time by several devices, a node ID cannot),
+// and returns how many it closed.
+func closeDeviceConns(gateway, deviceID string) int {
+	if deviceID == "" {
 		return 0
 	}
 	var victims []*trackedConn
 	gateConns.Lock()
 	for c := range gateConns.m[gateway] {
-		ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
-		if err == nil && addrs[ap.Addr().Unmap()] {
+		if c.nodeID == deviceID {
 			victims = append(victims, c)
-			delete(gateConns.m[gateway], c)
 		}
 	}
 	gateConns.Unlock()
 	for _, c := range victims {
-		_ = c.Conn.Close()
+		_ = c.Close()
 	}
 	return len(victims)
 }
@@ -515,7 +509,7 @@ func serveDeviceAction(w http.ResponseWriter, r *http.Request) error {
 			if err != nil {
 				return deviceStoreError(err)
 			}
-			n := closeDeviceConns(name, d.IPs)
+			n := closeDeviceConns(name, d.ID)
 			pc.logger.Info("device revoked", append(deviceFields(d), zap.String("by", by), zap.String("admin_remote", r.RemoteAddr),
 				zap.String("was", string(d.Status)), zap.Int("closed_websockets", n))...)
 			res.Changed = true
