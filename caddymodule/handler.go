@@ -72,7 +72,9 @@ type Handler struct {
 	// Rules is the ordered policy, one rule per string, in the syntax
 	// `allow|deny <cond>... [scopes <s>,<s>...]` with conditions such as
 	// `user:alice@example.com`, `tag:ci`, `node:alice-laptop`, `token:ci`, `jwt`,
-	// `claim:role=operator`, `cap:example.com/cap/openclaw`, `tailnet`, `anyone`.
+	// `claim:role=operator`, `cap:example.com/cap/openclaw`, `tailnet` (a device of
+	// this node's own tailnet; `tailnet:shared` for devices of a tailnet it was
+	// shared into), `anyone`.
 	// The first matching rule decides; a request no rule matches is denied. The
 	// scopes of an allow rule are sent as x-openclaw-scopes (none when omitted).
 	// Required: a guard with no rules denies everything and is refused at load.
