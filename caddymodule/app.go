@@ -221,10 +221,16 @@ func tailnetNode(r *http.Request) *poolNode {
 // is an error: the caller denies it.
 func identify(r *http.Request, id *edge.Identity) (*poolNode, error) {
 	node := tailnetNode(r)
+	return node, identifyOn(node, r, id)
+}
+
+// identifyOn is identify for a request whose node (tailnetNode) is known;
+// a nil node leaves id alone.
+func identifyOn(node *poolNode, r *http.Request, id *edge.Identity) error {
 	if node == nil {
-		return nil, nil
+		return nil
 	}
-	return node, node.identify(r.Context(), r.RemoteAddr, id)
+	return node.identify(r.Context(), r.RemoteAddr, id)
 }
 
 // identify fills id with what the node's WhoIs says about the peer at

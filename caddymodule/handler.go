@@ -361,7 +361,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			"the request's Host does not name the server this TLS connection was made to", nil, "")
 	}
 
-	clientIP, clientIPText, ok := requestClientIP(r)
+	// The clawgate node that accepted the connection, if any: there the
+	// client address and the identity both come from the connection's peer.
+	node := tailnetNode(r)
+	clientIP, clientIPText, ok := requestClientIP(r, node != nil)
 	if !ok || clientIP.IsLoopback() || clientIP.IsUnspecified() {
 		return h.deny(w, r, http.StatusForbidden, "unattributable",
 			"the client address cannot be attributed (loopback or unknown); reach the gateway over the tailnet", nil, "")
@@ -375,8 +378,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.tooMany(w, r, wait, nil)
 	}
 
-	node, err := identify(r, id)
-	if err != nil {
+	if err := identifyOn(node, r, id); err != nil {
 		h.logger.Warn("tailnet identity lookup failed", zap.String("gateway", h.Gateway), zap.String("client_ip", st.clientIP), zap.Error(err))
 		return h.deny(w, r, http.StatusForbidden, "identity_unavailable",
 			"the tailnet identity of this device could not be established", nil, "")
@@ -561,8 +563,9 @@ func sniMatchesHost(sni, host string) bool {
 
 // stillAdmits returns the re-check of a WebSocket admitted through node for
 // the device at remoteAddr: it reports whether the tailnet still names the
-// same device and the policy still admits it by the same rule with the same
-// scopes, with the request's edge credential as it was.
+// same device, the policy still admits it by the same rule with the same
+// scopes (with the request's edge credential as it was), and, on a gateway
+// with pairing, the device is still approved.
 func (h *Handler) stillAdmits(node *poolNode, remoteAddr string, admitted *edge.Identity, decision edge.Decision) func() bool {
 	cred := edge.Identity{Token: admitted.Token, JWT: admitted.JWT}
 	nodeID := admitted.NodeID
@@ -574,7 +577,10 @@ func (h *Handler) stillAdmits(node *poolNode, remoteAddr string, admitted *edge.
 			return false
 		}
 		d := h.policy.Decide(&id)
-		return d.Allowed && d.Rule == decision.Rule && d.ScopesHeader == decision.ScopesHeader
+		if !d.Allowed || d.Rule != decision.Rule || d.ScopesHeader != decision.ScopesHeader {
+			return false
+		}
+		return h.app == nil || h.app.deviceStillApproved(ctx, h.Gateway, node, remoteAddr, &id)
 	}
 }
 
@@ -802,9 +808,9 @@ func (h *Handler) tooMany(w http.ResponseWriter, r *http.Request, wait time.Dura
 // Elsewhere it is the client address as Caddy determined it (honouring the
 // server's trusted_proxies), falling back to the connection's remote
 // address.
-func requestClientIP(r *http.Request) (netip.Addr, string, bool) {
+func requestClientIP(r *http.Request, onTailnet bool) (netip.Addr, string, bool) {
 	var s string
-	if tailnetNode(r) == nil {
+	if !onTailnet {
 		s, _ = caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
 	}
 	if s == "" {

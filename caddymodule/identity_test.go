@@ -18,16 +18,18 @@ import (
 )
 
 // identityFixture is a real tailnet and a real Caddy on the clawgate node
-// "gw" with two sites: "home" requires device pairing and lets a request
+// "gw" with three sites: "home" requires device pairing and lets a request
 // header choose Caddy's client_ip (what a trusted_proxies list that covers
-// tailnet peers does), and "caps" admits devices by a Tailscale app
-// capability that the test grants and revokes.
+// tailnet peers does), "caps" admits devices by a Tailscale app capability
+// that the test grants and revokes, and "paired" requires pairing and
+// approves devices with that capability automatically.
 type identityFixture struct {
 	tn                 *tailnettest.Tailnet
 	be                 *backend
 	alice, bob, carol  *tailnettest.Node
 	admin              string
 	homeURL, capsURL   string
+	pairedURL          string
 	pairing            *pairingFixture // for its admin and device helpers
 	aliceIP, bobIP     string
 	aliceID, bobID     string
@@ -48,10 +50,12 @@ func newIdentityFixture(t *testing.T) *identityFixture {
 	f.carol = f.tn.NewNode(t, "carol-desk", tailnettest.WithLogin("carol@example.com"),
 		tailnettest.WithCapMap(tailcfg.PeerCapMap{identityCap: {tailcfg.RawMessage(`{}`)}}))
 	cfgPath, stateDir := gatewayDir(t, "alice@example.com", "bob@example.com")
+	pairedCfg, pairedState := gatewayDir(t, "carol@example.com")
 	dir := t.TempDir()
 	f.admin = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	f.homeURL = fmt.Sprintf("http://gw.%s:%d", tailnettest.Domain, f.homePort)
 	f.capsURL = fmt.Sprintf("http://gw.%s:%d", tailnettest.Domain, f.capsPort)
+	f.pairedURL = fmt.Sprintf("http://gw.%s:%d", tailnettest.Domain, f.capsPort+1)
 	caddyfile := fmt.Sprintf(`{
 	admin %s
 	auto_https off
@@ -66,6 +70,14 @@ func newIdentityFixture(t *testing.T) *identityFixture {
 			state_dir %s
 			pairing required {
 				storage %s
+			}
+		}
+		gateway paired {
+			config %s
+			state_dir %s
+			pairing required {
+				storage %s
+				auto_approve cap:%s
 			}
 		}
 	}
@@ -86,8 +98,16 @@ http://:%d {
 		allow cap:%s scopes operator.read
 	}
 }
+http://:%d {
+	bind clawgate/gw
+	clawgate %s {
+		gateway paired
+		allow user:carol@example.com scopes operator.read
+	}
+}
 `, f.admin, f.tn.ControlURL, gw.StateDir, cfgPath, stateDir, filepath.Join(dir, "pairing-home.json"),
-		f.homePort, spoofedClient, f.be.addr(), f.capsPort, f.be.addr(), identityCap)
+		pairedCfg, pairedState, filepath.Join(dir, "pairing-paired.json"), identityCap,
+		f.homePort, spoofedClient, f.be.addr(), f.capsPort, f.be.addr(), identityCap, f.capsPort+1, f.be.addr())
 	startPairingCaddy(t, caddyfile, filepath.Join(dir, "clawgate.log"))
 	f.pairing = &pairingFixture{tn: f.tn, be: f.be, admin: f.admin, siteURL: f.homeURL}
 	deadline := time.Now().Add(60 * time.Second)
@@ -247,7 +267,8 @@ func TestTailnetClientAddressIsThePeer(t *testing.T) {
 
 // TestTailnetGrantRevokedMidSession: a capability grant withdrawn by the
 // tailnet policy stops admitting, over HTTP and on an open WebSocket,
-// within a second.
+// within a second: where a rule admits by it (cap:) and where pairing
+// approved the device by it (auto_approve cap:).
 func TestTailnetGrantRevokedMidSession(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real tailnet")
@@ -262,17 +283,26 @@ func TestTailnetGrantRevokedMidSession(t *testing.T) {
 	}
 	ws := dialWS(t, f.carol, f.capsURL, nil)
 	defer ws.CloseNow()
+	if st, body := f.do(t, f.carol, f.pairedURL+"/", nil); st != http.StatusOK {
+		t.Fatalf("carol, auto-approved by the grant: %d %s, want 200", st, body)
+	}
+	pws := dialWS(t, f.carol, f.pairedURL, nil)
+	defer pws.CloseNow()
 
 	revoked := time.Now()
 	f.tn.SetCapMap(t, "carol-desk", nil)
 
-	wsClosed := make(chan time.Duration, 1)
-	go func() {
-		if wsClosedWithin(ws, 10*time.Second) {
-			wsClosed <- time.Since(revoked)
-		}
-		close(wsClosed)
-	}()
+	closedAfter := func(c *websocket.Conn) chan time.Duration {
+		ch := make(chan time.Duration, 1)
+		go func() {
+			if wsClosedWithin(c, 10*time.Second) {
+				ch <- time.Since(revoked)
+			}
+			close(ch)
+		}()
+		return ch
+	}
+	wsClosed, pwsClosed := closedAfter(ws), closedAfter(pws)
 	var httpAfter time.Duration
 	for {
 		st, _ := f.do(t, f.carol, f.capsURL+"/", nil)
@@ -290,6 +320,14 @@ func TestTailnetGrantRevokedMidSession(t *testing.T) {
 		t.Error("carol's WebSocket is still open 10s after her grant was revoked")
 	} else {
 		t.Logf("WebSocket closed %v after the revocation", d)
+	}
+	if d, ok := <-pwsClosed; !ok {
+		t.Error("carol's WebSocket on the paired gateway is still open 10s after the grant that approved her device was revoked")
+	} else {
+		t.Logf("WebSocket on the paired gateway closed %v after the revocation", d)
+	}
+	if st, body := f.do(t, f.carol, f.pairedURL+"/", nil); st != http.StatusForbidden || !strings.Contains(body, "clawgate_pairing_pending") {
+		t.Errorf("carol on the paired gateway after the revocation: %d %s, want 403 clawgate_pairing_pending", st, body)
 	}
 	// The grant restored admits again.
 	f.tn.SetCapMap(t, "carol-desk", tailcfg.PeerCapMap{identityCap: {tailcfg.RawMessage(`{}`)}})

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -254,6 +255,36 @@ func (a *App) checkDevice(w http.ResponseWriter, r *http.Request, h *Handler, id
 	pc.hold(w, r, id, clientIP, http.StatusForbidden, "pairing_pending",
 		fmt.Sprintf("this device (%s) is waiting for approval; ask the operator to run: caddy clawgate devices approve %s", d.Node, d.Code), &d)
 	return true
+}
+
+// deviceStillApproved checks again, as a new request would, whether the
+// device that opened a WebSocket through node from remoteAddr is approved
+// for the gateway: a lapsed auto-approval (its tag or capability withdrawn)
+// is recorded and logged as on a request, and the answer is false. A
+// gateway without pairing approves every device.
+func (a *App) deviceStillApproved(ctx context.Context, gateway string, node *poolNode, remoteAddr string, id *edge.Identity) bool {
+	gc := a.Gateways[gateway]
+	if gc == nil || !gc.Pairing.required() {
+		return true
+	}
+	pc := gc.Pairing.rt
+	who, err := node.WhoIs(ctx, remoteAddr)
+	if err != nil || who.NodeID != id.NodeID || who.NodeKey == "" {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	v, err := pc.store.Check(pairing.Seen{
+		ID: who.NodeID, NodeKey: who.NodeKey, Node: who.Node, FQDN: who.NodeFQDN, OS: who.OS,
+		Login: who.Login, Tags: who.Tags, IP: ap.Addr().Unmap(), AutoApprove: pc.autoRule(id),
+	})
+	if err != nil {
+		return false
+	}
+	pc.logEvent(v)
+	return v.Approved
 }
 
 // logEvent logs what a check changed.
