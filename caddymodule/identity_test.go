@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/coder/websocket"
 	"tailscale.com/tailcfg"
 
@@ -352,7 +355,13 @@ func TestTailnetTrustedProxiesRefused(t *testing.T) {
 	}
 	tn := tailnettest.New(t)
 	be := newBackend(t)
-	config := func(trusted, bind string) string {
+	config := func(trusted, bind string, guarded bool) string {
+		handler := fmt.Sprintf(`clawgate %s {
+		allow tailnet scopes none
+	}`, be.addr())
+		if !guarded {
+			handler = "respond ok"
+		}
 		return fmt.Sprintf(`{
 	admin off
 	auto_https off
@@ -369,33 +378,35 @@ func TestTailnetTrustedProxiesRefused(t *testing.T) {
 }
 http://:18080 {
 	bind %s
-	clawgate %s {
-		allow tailnet scopes none
-	}
+	%s
 }
-`, trusted, tn.ControlURL, filepath.Join(t.TempDir(), "gw"), bind, be.addr())
+`, trusted, tn.ControlURL, filepath.Join(t.TempDir(), "gw"), bind, handler)
 	}
 	tests := []struct {
 		name, trusted, bind string
-		want                []string // "" for a config that loads
+		want                []string // nil for a config that loads
+		unguarded           bool     // no clawgate handler: refused when the listener opens, not by caddy validate
 	}{
-		{"private ranges", "static private_ranges", "clawgate/gw", []string{"fd00::/8", "fd7a:115c:a1e0::/48", "clawgate/gw"}},
-		{"tailnet IPv4 range", "static 100.64.0.0/10", "clawgate/gw", []string{"100.64.0.0/10"}},
-		{"one tailnet address", "static 100.101.102.103", "clawgate/gw", []string{"100.101.102.103", "100.64.0.0/10"}},
-		{"one tailnet IPv6 address", "static fd7a:115c:a1e0::1", "clawgate/gw", []string{"fd7a:115c:a1e0::1", "fd7a:115c:a1e0::/48"}},
-		{"everything", "static 0.0.0.0/0 ::/0", "clawgate/gw", []string{"0.0.0.0/0", "100.64.0.0/10"}},
-		{"a wider CGNAT block", "static 100.0.0.0/8", "clawgate/gw", []string{"100.0.0.0/8"}},
-		{"tailnet and loopback listeners", "static private_ranges", "clawgate/gw 127.0.0.1", []string{"fd00::/8"}},
-		{"loopback proxy", "static 127.0.0.1/32 ::1", "clawgate/gw", nil},
-		{"LAN proxies", "static 10.0.0.0/8 192.168.0.0/16 172.16.0.0/12", "clawgate/gw", nil},
-		{"private ranges on a loopback-only server", "static private_ranges", "127.0.0.1", nil},
+		{"private ranges", "static private_ranges", "clawgate/gw", []string{"fd00::/8", "fd7a:115c:a1e0::/48", "clawgate/gw"}, false},
+		{"tailnet IPv4 range", "static 100.64.0.0/10", "clawgate/gw", []string{"100.64.0.0/10"}, false},
+		{"one tailnet address", "static 100.101.102.103", "clawgate/gw", []string{"100.101.102.103", "100.64.0.0/10"}, false},
+		{"one tailnet IPv6 address", "static fd7a:115c:a1e0::1", "clawgate/gw", []string{"fd7a:115c:a1e0::1", "fd7a:115c:a1e0::/48"}, false},
+		{"everything", "static 0.0.0.0/0 ::/0", "clawgate/gw", []string{"0.0.0.0/0", "100.64.0.0/10"}, false},
+		{"a wider CGNAT block", "static 100.0.0.0/8", "clawgate/gw", []string{"100.0.0.0/8"}, false},
+		{"tailnet and loopback listeners", "static private_ranges", "clawgate/gw 127.0.0.1", []string{"fd00::/8"}, false},
+		{"loopback proxy", "static 127.0.0.1/32 ::1", "clawgate/gw", nil, false},
+		{"LAN proxies", "static 10.0.0.0/8 192.168.0.0/16 172.16.0.0/12", "clawgate/gw", nil, false},
+		{"private ranges on a loopback-only server", "static private_ranges", "127.0.0.1", nil, false},
+		{"private ranges on a tailnet server without a guard", "static private_ranges", "clawgate/gw", []string{"fd00::/8", "fd7a:115c:a1e0::/48"}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := loadCaddyErr(t, config(tt.trusted, tt.bind))
+			cfg := config(tt.trusted, tt.bind, !tt.unguarded)
+			verr := validateCaddyfile(t, cfg)
+			err := loadCaddyErr(t, cfg)
 			if tt.want == nil {
-				if err != nil {
-					t.Fatalf("refused: %v", err)
+				if err != nil || verr != nil {
+					t.Fatalf("refused: load: %v; validate: %v", err, verr)
 				}
 				return
 			}
@@ -408,7 +419,30 @@ http://:18080 {
 					t.Errorf("error does not name %q: %v", w, err)
 				}
 			}
+			switch {
+			case tt.unguarded:
+			case verr == nil:
+				t.Error("caddy validate accepts what caddy run refuses")
+			case !strings.Contains(err.Error(), verr.Error()):
+				t.Errorf("caddy validate refuses with %q, caddy run with %q", verr, err)
+			}
 		})
 	}
 	waitNodesClosed(t)
+}
+
+// validateCaddyfile adapts a Caddyfile and runs `caddy validate` on it.
+func validateCaddyfile(t testing.TB, caddyfile string) error {
+	t.Helper()
+	caddyMu.Lock()
+	defer caddyMu.Unlock()
+	cfgJSON, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
+	if err != nil {
+		return err
+	}
+	var cfg caddy.Config
+	if err := json.Unmarshal(quietConfig(t, cfgJSON), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	return caddy.Validate(&cfg)
 }
