@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -67,10 +68,13 @@ type Node struct {
 	closed    bool
 	authURL   string // last login URL printed
 	selfID    string // identity-relevant fields of our own node, last seen
-	tailnet   string // MagicDNS suffix of our own node's name, once known
 
 	// watchMu guards the OnPolicyChange watchers and the goroutine that
 	// serves them while there are any.
+	// tailnet is the MagicDNS suffix of our own node's name, once known; read
+	// on every tailnet request, so not under mu.
+	tailnet atomic.Pointer[string]
+
 	watchMu     sync.Mutex
 	watchFns    map[int]func()
 	watchNext   int
@@ -320,9 +324,7 @@ func (n *Node) setTailnet(fqdn string) {
 	if suffix == "" {
 		return
 	}
-	n.mu.Lock()
-	n.tailnet = suffix
-	n.mu.Unlock()
+	n.tailnet.Store(&suffix)
 }
 
 // Tailnet returns the MagicDNS suffix of the node's own tailnet, such as
@@ -331,11 +333,8 @@ func (n *Node) setTailnet(fqdn string) {
 // error when the node cannot tell (not running, or its name has no suffix);
 // a caller deciding on it must then treat every peer as foreign.
 func (n *Node) Tailnet(ctx context.Context) (string, error) {
-	n.mu.Lock()
-	t := n.tailnet
-	n.mu.Unlock()
-	if t != "" {
-		return t, nil
+	if t := n.tailnet.Load(); t != nil {
+		return *t, nil
 	}
 	srv, err := n.server()
 	if err != nil {
@@ -352,13 +351,11 @@ func (n *Node) Tailnet(ctx context.Context) (string, error) {
 	if st.Self != nil {
 		n.setTailnet(st.Self.DNSName)
 	}
-	n.mu.Lock()
-	t = n.tailnet
-	n.mu.Unlock()
-	if t == "" {
+	t := n.tailnet.Load()
+	if t == nil {
 		return "", fmt.Errorf("%v: its name has no tailnet suffix", n)
 	}
-	return t, nil
+	return *t, nil
 }
 
 // policyPoll is how often the node looks for a new packet filter while
