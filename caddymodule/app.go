@@ -242,7 +242,7 @@ func (p *poolNode) identify(ctx context.Context, remoteAddr string, id *edge.Ide
 		return fmt.Errorf("whois on %v: %w", p, err)
 	}
 	home, err := p.Tailnet(ctx)
-	if err != nil && p.logger != nil {
+	if err != nil && p.logger != nil && p.homeUnknownLogged.CompareAndSwap(false, true) {
 		p.logger.Warn("this node's own tailnet is unknown: every peer counts as a device of another tailnet", zap.Error(err))
 	}
 	id.OnTailnet = true

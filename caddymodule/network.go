@@ -47,6 +47,8 @@ type poolNode struct {
 	logger    *zap.Logger
 	ips       atomic.Pointer[[]netip.Addr] // tailnet IPs once known
 
+	homeUnknownLogged atomic.Bool // the node's own tailnet was unknown once; said once
+
 	// upgrades are the open WebSockets admitted through this node, each
 	// re-decided when the tailnet changes a grant or an identity.
 	upgradesMu   sync.Mutex
