@@ -182,8 +182,22 @@ func (n *Node) launch() (*ts.Server, error) {
 	n.srv = srv
 	shortenTimeWait(srv, n.logf.logf)
 	if e, ok := srv.Sys().Engine.GetOK(); ok {
-		policy := func() *filter.Filter { return e.GetFilter() }
-		n.cache.policy.Store(&policy)
+		n.cache.policy.Store(&policySource{
+			current: e.GetFilter,
+			caps: func(f *filter.Filter, src netip.Addr) (tailcfg.PeerCapMap, bool) {
+				// As LocalAPI's WhoIs: towards our own address of the
+				// peer's address family.
+				v4, v6 := srv.TailscaleIPs()
+				dst := v4
+				if src.Is6() {
+					dst = v6
+				}
+				if !dst.IsValid() {
+					return nil, false
+				}
+				return f.CapsWithValues(src, dst), true
+			},
+		})
 	}
 	n.watchers.Go(func() { n.watch(srv) })
 	return srv, nil

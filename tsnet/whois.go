@@ -143,16 +143,17 @@ type whoIsEntry struct {
 // filter, which control pushes without any IPN bus message (tailscale.com
 // v1.102.5 delivers a filter-only change narrowly, by
 // PacketFilterUpdater). So every entry remembers the filter in force before
-// its answer was asked for, and get refuses it once the node runs another
-// filter: a new filter is a new object, and an entry that holds the old one
-// keeps its address from being reused.
+// its answer was asked for, and once the node runs another filter (a new
+// filter is a new object, and an entry that holds the old one keeps its
+// address from being reused) get works the peer's grants out again from the
+// new filter, as LocalAPI does: the entry stands only if they are the same.
 type whoIsCache struct {
 	now func() time.Time
 	ttl time.Duration
 	max int
-	// policy returns the node's packet filter now; nil until the node has
-	// an engine (entries are only stored while it runs).
-	policy atomic.Pointer[func() *filter.Filter]
+	// policy is the node's packet filter; nil until the node has an engine
+	// (entries are only stored while it runs).
+	policy atomic.Pointer[policySource]
 	// changes counts announced changes of peers, profiles and of the node
 	// itself that can alter an answer, for watchers (see Node.OnPolicyChange).
 	changes atomic.Uint64
@@ -198,12 +199,46 @@ func profileKey(login, displayName string) string {
 	return login + "\x00" + displayName
 }
 
+// policySource is where the cache reads the node's packet filter.
+type policySource struct {
+	// current returns the filter in force now.
+	current func() *filter.Filter
+	// caps returns the grants f gives the peer at src towards the node, as
+	// LocalAPI's WhoIs works them out, and false if it cannot tell.
+	caps func(f *filter.Filter, src netip.Addr) (tailcfg.PeerCapMap, bool)
+}
+
 // currentPolicy returns the node's packet filter now, or nil.
 func (c *whoIsCache) currentPolicy() *filter.Filter {
-	if f := c.policy.Load(); f != nil {
-		return (*f)()
+	if src := c.policy.Load(); src != nil {
+		return src.current()
 	}
 	return nil
+}
+
+// sameCaps reports whether the filter policy grants the peer at ip exactly
+// the capabilities who holds.
+func (c *whoIsCache) sameCaps(policy *filter.Filter, ip netip.Addr, who *WhoIs) bool {
+	src := c.policy.Load()
+	if src == nil || policy == nil {
+		return false
+	}
+	caps, ok := src.caps(policy, ip)
+	if !ok || len(caps) != len(who.Caps) {
+		return false
+	}
+	for name, vals := range caps {
+		have, ok := who.Caps[string(name)]
+		if !ok || len(have) != len(vals) {
+			return false
+		}
+		for i := range vals {
+			if string(have[i]) != string(vals[i]) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // lookup is what put needs to know about the cache as it was before the
@@ -229,11 +264,24 @@ func (c *whoIsCache) get(ip netip.Addr) (*WhoIs, lookup) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e, ok := c.entries[ip]; ok && (!now.Before(e.expires) || e.policy != policy) {
-		if e.policy != policy {
+	if e, ok := c.entries[ip]; ok {
+		switch {
+		case !now.Before(e.expires):
+			delete(c.entries, ip)
+		case e.policy == policy:
+			// Refreshed by another caller meanwhile.
+			c.hits.Add(1)
+			return e.who, lookup{c.gen, policy}
+		case c.sameCaps(policy, ip, e.who):
+			// A new filter that grants this peer what it did.
+			e.policy = policy
+			c.entries[ip] = e
+			c.hits.Add(1)
+			return e.who, lookup{c.gen, policy}
+		default:
 			c.stats.Stale++
+			delete(c.entries, ip)
 		}
-		delete(c.entries, ip)
 	}
 	c.stats.Misses++
 	return nil, lookup{c.gen, policy}

@@ -355,8 +355,11 @@ func TestWhoIsCacheFollowsPacketFilter(t *testing.T) {
 	c, _ := newTestCache()
 	f1, f2 := new(filter.Filter), new(filter.Filter)
 	current := f1
-	policy := func() *filter.Filter { return current }
-	c.policy.Store(&policy)
+	grants := map[*filter.Filter]tailcfg.PeerCapMap{f1: {"example.com/cap/x": nil}, f2: nil}
+	c.policy.Store(&policySource{
+		current: func() *filter.Filter { return current },
+		caps:    func(f *filter.Filter, _ netip.Addr) (tailcfg.PeerCapMap, bool) { return grants[f], true },
+	})
 	granted := &WhoIs{Login: "carol@example.com", Caps: map[string][]json.RawMessage{"example.com/cap/x": nil}}
 
 	_, lk := c.get(ipA)
@@ -376,10 +379,32 @@ func TestWhoIsCacheFollowsPacketFilter(t *testing.T) {
 		t.Error("a filter change counted as an announced change; the poll sees it by the filter")
 	}
 
-	// An answer asked for under f2 but stored after the filter moved on is
-	// stale at once.
-	_, lk = c.get(ipB)
+	// A new filter that grants what the old one did leaves the answer be.
+	_, lk = c.get(ipA)
 	current = f1
+	c.put(ipA, lk, granted, peer(1, ipA, 1), 1)
+	f3 := new(filter.Filter)
+	grants[f3] = tailcfg.PeerCapMap{"example.com/cap/x": nil}
+	current = f3
+	if got, _ := c.get(ipA); got == nil {
+		t.Fatal("answer dropped by a new filter granting the same capabilities")
+	}
+	if got, _ := c.get(ipA); got == nil {
+		t.Fatal("answer dropped on the second get under the same new filter")
+	}
+	// A grant whose value changed is a change.
+	f4 := new(filter.Filter)
+	grants[f4] = tailcfg.PeerCapMap{"example.com/cap/x": {`{"role":"viewer"}`}}
+	current = f4
+	if got, _ := c.get(ipA); got != nil {
+		t.Fatalf("get after a grant's value changed = %+v, want a miss", got)
+	}
+
+	// An answer asked for under f1 but stored after the grant was revoked
+	// (f2) is stale at once.
+	current = f1
+	_, lk = c.get(ipB)
+	current = f2
 	c.put(ipB, lk, granted, peer(2, ipB, 1), 1)
 	if got, _ := c.get(ipB); got != nil {
 		t.Fatalf("answer fetched across a filter change = %+v, want a miss", got)
