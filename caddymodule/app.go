@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -201,11 +202,11 @@ func (nc *NodeConfig) tsnetConfig(name string) (tsnet.Config, error) {
 	return cfg, nil
 }
 
-// identify fills id with the tailnet identity of the request's device when the
-// request arrived through one of clawgate's nodes, and reports whether it did. A
-// request that did arrive over the tailnet but whose peer cannot be identified
-// is an error: the caller denies it.
-func identify(r *http.Request, id *edge.Identity) (bool, error) {
+// tailnetNode returns the clawgate node that accepted the request's
+// connection, or nil when it arrived on another listener. It goes by the
+// connection's local address, which only a clawgate node's own listener
+// has.
+func tailnetNode(r *http.Request) *poolNode {
 	var ip netip.Addr
 	switch local := r.Context().Value(http.LocalAddrContextKey).(type) {
 	case *net.TCPAddr:
@@ -213,29 +214,56 @@ func identify(r *http.Request, id *edge.Identity) (bool, error) {
 	case net.Addr:
 		ap, err := netip.ParseAddrPort(local.String())
 		if err != nil {
-			return false, nil
+			return nil
 		}
 		ip = ap.Addr()
 	default:
-		return false, nil
+		return nil
 	}
-	node := nodeByIP(ip.Unmap())
+	return nodeByIP(ip.Unmap())
+}
+
+// identify fills id with the tailnet identity of the request's device when the
+// request arrived through one of clawgate's nodes, and returns that node. A
+// request that did arrive over the tailnet but whose peer cannot be identified
+// is an error: the caller denies it.
+func identify(r *http.Request, id *edge.Identity) (*poolNode, error) {
+	node := tailnetNode(r)
+	return node, identifyOn(node, r, id)
+}
+
+// identifyOn is identify for a request whose node (tailnetNode) is known;
+// a nil node leaves id alone.
+func identifyOn(node *poolNode, r *http.Request, id *edge.Identity) error {
 	if node == nil {
-		return false, nil
+		return nil
 	}
-	who, err := node.WhoIs(r.Context(), r.RemoteAddr)
+	return node.identify(r.Context(), r.RemoteAddr, id)
+}
+
+// identify fills id with what the node's WhoIs says about the peer at
+// remoteAddr, and the node's own tailnet, against which the peer's is
+// compared (an unknown one leaves every peer foreign: edge.Identity.OwnTailnet).
+func (p *poolNode) identify(ctx context.Context, remoteAddr string, id *edge.Identity) error {
+	who, err := p.WhoIs(ctx, remoteAddr)
 	if err != nil {
-		return true, fmt.Errorf("whois on %v: %w", node, err)
+		return fmt.Errorf("whois on %v: %w", p, err)
+	}
+	home, err := p.Tailnet(ctx)
+	if err != nil && p.logger != nil && p.homeUnknownLogged.CompareAndSwap(false, true) {
+		p.logger.Warn("this node's own tailnet is unknown: every peer counts as a device of another tailnet", zap.Error(err))
 	}
 	id.OnTailnet = true
 	id.Login = who.Login
 	id.DisplayName = who.DisplayName
 	id.Node = who.Node
+	id.NodeFQDN = who.NodeFQDN
 	id.NodeID = who.NodeID
 	id.Tags = who.Tags
 	id.Tailnet = who.Tailnet
+	id.HomeTailnet = home
 	id.Caps = who.Caps
-	return true, nil
+	return nil
 }
 
 // Interface guards

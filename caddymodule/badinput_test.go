@@ -910,6 +910,7 @@ func TestBadInput(t *testing.T) {
 		// trusted proxy's X-Real-IP, and no tailnet peer is one. (Every
 		// tailnet run sends an X-Real-IP of its own and must see it ignored.)
 		t.Run("client address", func(t *testing.T) { s.family(t, x.loopback, clientAddressCases(f)) })
+		t.Run("tailnet addresses in headers", func(t *testing.T) { s.family(t, all, tailnetAddressCases(f)) })
 		t.Run("x-forwarded-host", func(t *testing.T) { s.family(t, all, fixtureHostCases(f)) })
 		t.Run("jwt", func(t *testing.T) { s.family(t, all, jwtCases(t, f)) })
 		t.Run("query tokens", func(t *testing.T) { s.family(t, all, queryCases(f)) })
@@ -1080,6 +1081,21 @@ func clientAddressCases(f *guardFixture) []badCase {
 			c.xff = []string{"fe80::1"}
 			return c
 		}(),
+	}
+}
+
+// tailnetAddressCases name other tailnet devices' addresses in every header
+// a proxy could read a client address from: the guard forwards the client
+// address it attributed (the tailnet peer, or the loopback sites' trusted
+// X-Real-IP) and nothing a header says.
+func tailnetAddressCases(f *guardFixture) []badCase {
+	return []badCase{
+		ci(f, "x-forwarded-for naming a tailnet IPv4 peer", "X-Forwarded-For: 100.64.0.1"),
+		ci(f, "x-forwarded-for naming a tailnet IPv6 peer", "X-Forwarded-For: fd7a:115c:a1e0::1"),
+		ci(f, "x-forwarded-for list of tailnet peers", "X-Forwarded-For: 100.64.0.1, fd7a:115c:a1e0::2, 100.100.100.100"),
+		ci(f, "forwarded naming a tailnet peer", `Forwarded: for="[fd7a:115c:a1e0::1]";proto=https`),
+		ci(f, "x-client-ip and true-client-ip naming tailnet peers", "X-Client-IP: 100.64.0.1", "True-Client-IP: fd7a:115c:a1e0::1", "CF-Connecting-IP: 100.64.0.1"),
+		ci(f, "x-forwarded-for in odd spellings naming a tailnet peer", "x_forwarded_for: 100.64.0.1", "X.Forwarded.For: 100.64.0.1"),
 	}
 }
 
@@ -1601,6 +1617,20 @@ func pathCases(r *routesFixture) []badCase {
 		{name: "no credential at /tools/invoke", want: deny, status: 401, errType: "clawgate_unauthenticated", target: "/tools/invoke"},
 		{name: "no credential at //tools/invoke", want: deny, status: 401, errType: "clawgate_unauthenticated", target: "//tools/invoke"},
 		{name: "no credential at /x/%2e%2e/tools/invoke", want: deny, status: 401, errType: "clawgate_unauthenticated", target: "/x/%2e%2e/tools/invoke"},
+		// Dot segments: OpenClaw resolves them, so an admitted request
+		// carrying them is refused rather than forwarded. (Caddy's path
+		// matchers resolve them too: into /tools/invoke, token ci meets the
+		// /tools/invoke guard, which refuses it.)
+		{name: "dot segments into /tools/invoke", want: deny, status: 403, errType: "clawgate_forbidden", target: "/x/../tools/invoke", auth: []string{"Bearer " + r.tokCI}},
+		{name: "dot segments", want: deny, status: 400, errType: "clawgate_dot_segments", target: "/x/../v1/models", auth: []string{"Bearer " + r.tokCI}},
+		{name: "encoded dot segments", want: deny, status: 400, errType: "clawgate_dot_segments", target: "/x/%2e%2e/v1/models", auth: []string{"Bearer " + r.tokCI}},
+		{name: "half-encoded dot segments", want: deny, status: 400, errType: "clawgate_dot_segments", target: "/x/.%2E/v1/models", auth: []string{"Bearer " + r.tokCI}},
+		{name: "single dot segment", want: deny, status: 400, errType: "clawgate_dot_segments", target: "/./v1/models", auth: []string{"Bearer " + r.tokCI}},
+		{name: "trailing dot segment", want: deny, status: 400, errType: "clawgate_dot_segments", target: "/v1/models/..", auth: []string{"Bearer " + r.tokCI}},
+		{name: "backslash dot segments", want: deny, target: "/x\\..\\v1\\models", auth: []string{"Bearer " + r.tokCI}},
+		{name: "encoded slashes around dots", want: deny, status: 400, errType: "clawgate_dot_segments", target: "/x%2f..%2fv1/models", auth: []string{"Bearer " + r.tokCI}},
+		{name: "double-encoded dots", want: deny, status: 400, errType: "clawgate_dot_segments", target: "/x/%252e%252e/v1/models", auth: []string{"Bearer " + r.tokCI}},
+		{name: "dot segments after a v1 prefix", want: deny, status: 400, errType: "clawgate_dot_segments", target: "/v1/../sessions/abc/kill", auth: []string{"Bearer " + r.tokCI}},
 		p("/TOOLS/invoke"),
 		p("/tools/INVOKE"),
 		p("/Tools/Invoke"),

@@ -51,6 +51,21 @@ http://127.0.0.1:%d {
 		{"control ui", "/", ci, 200, false},
 		{"look-alike path", "/tools/invoke2", ci, 200, false},
 		{"v1 without slash", "/v1", ci, 200, false},
+		{"dot segments out of /v1/", "/v1/../sessions/abc/kill", ci, 400, false},
+		{"encoded dot segments out of /v1/", "/v1/%2e%2e/sessions/abc/kill", ci, 400, false},
+		{"upper-case encoded dot segments", "/v1/%2E%2E/sessions/abc/kill", ci, 400, false},
+		{"half-encoded dot segments", "/v1/.%2e/sessions/abc/kill", ci, 400, false},
+		{"other half-encoded dot segments", "/v1/%2e./sessions/abc/kill", ci, 400, false},
+		{"single dot segment", "/v1/./chat/completions", ci, 400, false},
+		{"encoded single dot segment", "/v1/%2e/chat/completions", ci, 400, false},
+		{"dot segments into /v1/", "/x/../v1/chat/completions", ci, 400, false},
+		{"trailing dot segment", "/v1/chat/..", ci, 400, false},
+		{"encoded slash around dots", "/v1/..%2fsessions/abc/kill", ci, 400, false},
+		{"double-encoded dots", "/v1/%252e%252e/sessions/abc/kill", ci, 400, false},
+		{"encoded slash in tools invoke", "/tools%2finvoke", ci, 200, false},
+		{"encoded slash after v1", "/v1%2fchat/completions", ci, 200, false},
+		{"encoded letter in tools invoke", "/%74ools/invoke", ci, 200, false},
+		{"dot-dot inside a segment name", "/v1/..models", ci, 200, true},
 		{"refused caller", "/tools/invoke", randToken(t, 32), 401, false},
 		{"no caller", "/tools/invoke", "", 401, false},
 	}
@@ -59,6 +74,9 @@ http://127.0.0.1:%d {
 			before := be.count()
 			resp, body := f.do(t, base, reqOpts{bearer: tt.bearer, path: tt.path, ip: "198.51.100." + itoa(len(tt.name))})
 			if resp.StatusCode != tt.status {
+				if resp.StatusCode == 200 && be.last(t).Header.Get("Authorization") != "" {
+					t.Errorf("the gateway token was sent on %s, which OpenClaw routes to %s", tt.path, whatwgPathname(tt.path))
+				}
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tt.status, body)
 			}
 			if tt.status != 200 {

@@ -451,9 +451,9 @@ func TestFunnelWebhookEndToEnd(t *testing.T) {
 		r = r.WithContext(context.WithValue(r.Context(), http.LocalAddrContextKey, tsnet.FunnelAddr(local)))
 		r.RemoteAddr = funnelSrc
 		id := &edge.Identity{}
-		onTailnet, err := identify(r, id)
-		if onTailnet || err != nil || id.OnTailnet || id.Login != "" {
-			t.Errorf("identify(Funnel request) = %v, %v, identity %+v; want no tailnet identity", onTailnet, err, id)
+		node, err := identify(r, id)
+		if node != nil || err != nil || id.OnTailnet || id.Login != "" {
+			t.Errorf("identify(Funnel request) = %v, %v, identity %+v; want no tailnet identity", node, err, id)
 		}
 	})
 

@@ -293,6 +293,8 @@ var gateConns = struct {
 type trackedConn struct {
 	net.Conn
 	gateway string
+	nodeID  string // the tailnet device's stable node ID; "" off the tailnet
+	untrack func() // set by poolNode.trackUpgrade
 	once    sync.Once
 }
 
@@ -301,6 +303,9 @@ func (c *trackedConn) Close() error {
 		gateConns.Lock()
 		delete(gateConns.m[c.gateway], c)
 		gateConns.Unlock()
+		if c.untrack != nil {
+			c.untrack()
+		}
 	})
 	return c.Conn.Close()
 }
@@ -311,7 +316,7 @@ func closeGatewayConns(gateway string) int {
 	delete(gateConns.m, gateway)
 	gateConns.Unlock()
 	for c := range conns {
-		_ = c.Conn.Close()
+		_ = c.Close()
 	}
 	return len(conns)
 }
@@ -321,6 +326,9 @@ func closeGatewayConns(gateway string) int {
 type hijackTracker struct {
 	*caddyhttp.ResponseWriterWrapper
 	gateway string
+	nodeID  string
+	// onHijack, when set, is told of the connection (the tailnet's re-checks).
+	onHijack func(*trackedConn)
 }
 
 func (w *hijackTracker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -328,7 +336,10 @@ func (w *hijackTracker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	tc := &trackedConn{Conn: conn, gateway: w.gateway}
+	tc := &trackedConn{Conn: conn, gateway: w.gateway, nodeID: w.nodeID}
+	if w.onHijack != nil {
+		w.onHijack(tc) // first: it completes tc before anything can close it
+	}
 	gateConns.Lock()
 	if gateConns.m[w.gateway] == nil {
 		gateConns.m[w.gateway] = map[*trackedConn]struct{}{}

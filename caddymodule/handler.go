@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -77,7 +78,9 @@ type Handler struct {
 	// Rules is the ordered policy, one rule per string, in the syntax
 	// `allow|deny <cond>... [scopes <s>,<s>...]` with conditions such as
 	// `user:alice@example.com`, `tag:ci`, `node:alice-laptop`, `token:ci`, `jwt`,
-	// `claim:role=operator`, `cap:example.com/cap/openclaw`, `tailnet`, `anyone`.
+	// `claim:role=operator`, `cap:example.com/cap/openclaw`, `tailnet` (a device of
+	// this node's own tailnet; `tailnet:shared` for devices of a tailnet it was
+	// shared into), `anyone`.
 	// The first matching rule decides; a request no rule matches is denied. The
 	// scopes of an allow rule are sent as x-openclaw-scopes (none when omitted).
 	// Required: a guard with no rules denies everything and is refused at load.
@@ -295,6 +298,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.policy, err = edge.NewPolicy(h.Rules); err != nil {
 		return fmt.Errorf("clawgate.%w", err)
 	}
+	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
+		if err := checkTailnetTrustedProxies(srv, serverName(srv)); err != nil {
+			return err
+		}
+	}
 
 	rl := RateLimitConfig{}
 	if h.RateLimit != nil {
@@ -367,7 +375,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			"the request's Host does not name the server this TLS connection was made to", nil, "")
 	}
 
-	clientIP, clientIPText, ok := requestClientIP(r)
+	// The clawgate node that accepted the connection, if any: there the
+	// client address and the identity both come from the connection's peer.
+	node := tailnetNode(r)
+	clientIP, clientIPText, ok := requestClientIP(r, node != nil)
 	if !ok || clientIP.IsLoopback() || clientIP.IsUnspecified() {
 		return h.deny(w, r, http.StatusForbidden, "unattributable",
 			"the client address cannot be attributed (loopback or unknown); reach the gateway over the tailnet", nil, "")
@@ -381,7 +392,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.tooMany(w, r, wait, nil)
 	}
 
-	if _, err := identify(r, id); err != nil {
+	if err := identifyOn(node, r, id); err != nil {
 		h.logger.Warn("tailnet identity lookup failed", zap.String("gateway", h.Gateway), zap.String("client_ip", st.clientIP), zap.Error(err))
 		return h.deny(w, r, http.StatusForbidden, "identity_unavailable",
 			"the tailnet identity of this device could not be established", nil, "")
@@ -462,6 +473,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.deny(w, r, http.StatusForbidden, "forbidden", "no rule allows this request", id, fingerprint(), zap.Int("rule", decision.Rule), zap.String("why", decision.Reason))
 	}
 
+	if edge.HasDotSegment(r.URL.Path) || edge.HasDotSegment(r.URL.EscapedPath()) {
+		// OpenClaw resolves dot segments (WHATWG URL), so the route it
+		// would act on is not the one Caddy's matchers and this guard saw.
+		// No browser or HTTP client sends them; refusing, rather than
+		// resolving them here, keeps every matcher's view and the
+		// gateway's the same.
+		return h.deny(w, r, http.StatusBadRequest, "dot_segments",
+			"paths with . or .. segments (also as %2e) are refused: send the path they resolve to", id, fingerprint())
+	}
+
 	if h.app != nil {
 		if held, err := h.app.checkDevice(w, r, h, id, clientIP); held {
 			return err
@@ -492,7 +513,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// does, without canonicalising a key that already is.)
 		delete(r.Header, "Authorization")
 	}
-	if h.brokered != "" && brokeredPath(r.URL.Path) && !edge.IsWebSocketUpgrade(r) {
+	if h.brokered != "" && brokeredPath(r.URL.EscapedPath()) && !edge.IsWebSocketUpgrade(r) {
 		r.Header.Set("Authorization", h.brokered)
 	}
 	st.user, st.scopes, st.proto, st.host, st.decision = user, decision.ScopesHeader, forwardedProto(r), r.Host, decision.Rule
@@ -514,8 +535,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	if h.app != nil && edge.IsWebSocketUpgrade(r) {
 		// Track the upgraded connection so it is closed if the gateway's audit
-		// starts failing.
-		w = &hijackTracker{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, gateway: h.Gateway}
+		// starts failing, its device is revoked, or the tailnet stops
+		// admitting it.
+		ht := &hijackTracker{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, gateway: h.Gateway}
+		if node != nil {
+			ht.nodeID = id.NodeID
+			still := h.stillAdmits(node, r.RemoteAddr, id, decision)
+			ht.onHijack = func(c *trackedConn) { node.trackUpgrade(c, still) }
+		}
+		w = ht
 	}
 
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
@@ -548,10 +576,34 @@ func sniMatchesHost(sni, host string) bool {
 	return strings.EqualFold(strings.TrimSuffix(sni, "."), host)
 }
 
-// brokeredPath reports whether the gateway token is injected on this path: the
-// HTTP APIs that take it as a bearer, and nothing else.
+// stillAdmits returns the re-check of a WebSocket admitted through node for
+// the device at remoteAddr: it reports whether the tailnet still names the
+// same device, the policy still admits it by the same rule with the same
+// scopes (with the request's edge credential as it was), and, on a gateway
+// with pairing, the device is still approved.
+func (h *Handler) stillAdmits(node *poolNode, remoteAddr string, admitted *edge.Identity, decision edge.Decision) func() bool {
+	cred := edge.Identity{Token: admitted.Token, JWT: admitted.JWT}
+	nodeID := admitted.NodeID
+	return func() bool {
+		id := cred
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := node.identify(ctx, remoteAddr, &id); err != nil || id.NodeID != nodeID {
+			return false
+		}
+		d := h.policy.Decide(&id)
+		if !d.Allowed || d.Rule != decision.Rule || d.ScopesHeader != decision.ScopesHeader {
+			return false
+		}
+		return h.app == nil || h.app.deviceStillApproved(ctx, h.Gateway, node, remoteAddr, &id)
+	}
+}
+
+// brokeredPath reports whether the gateway token is injected on the escaped
+// path p, as it is sent upstream: the HTTP APIs that take it as a bearer,
+// and nothing else, compared as OpenClaw reads the path (edge.PathHasPrefix).
 func brokeredPath(p string) bool {
-	return strings.HasPrefix(p, "/v1/") || p == "/tools/invoke" || p == "/api/v1/admin/rpc"
+	return edge.PathHasPrefix(p, "/v1/") || p == "/tools/invoke" || p == "/api/v1/admin/rpc"
 }
 
 // isCapabilityPath reports whether OpenClaw would treat the path as a
@@ -804,12 +856,19 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, ref refusal) er
 	return nil
 }
 
-// requestClientIP is the client address as Caddy determined it (honouring the
-// server's trusted_proxies), falling back to the connection's remote address,
-// and its text in canonical form (Caddy's own text when it already is, so no
-// new string is made).
-func requestClientIP(r *http.Request) (netip.Addr, string, bool) {
-	s, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+// requestClientIP is the address the request is attributed to, and its text
+// in canonical form (Caddy's own text when it already is, so no new string is
+// made). On a clawgate node's listener it is the connection's own peer, the
+// address WhoIs answers for: nothing stands in front of a tailnet
+// connection, so no header and no trusted_proxies setting may change it.
+// Elsewhere it is the client address as Caddy determined it (honouring the
+// server's trusted_proxies), falling back to the connection's remote
+// address.
+func requestClientIP(r *http.Request, onTailnet bool) (netip.Addr, string, bool) {
+	var s string
+	if !onTailnet {
+		s, _ = caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	}
 	if s == "" {
 		host, _, err := net.SplitHostPort(r.RemoteAddr)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -43,7 +44,16 @@ var nodes = caddy.NewUsagePool()
 type poolNode struct {
 	*tsnet.Node
 	name, key string
+	logger    *zap.Logger
 	ips       atomic.Pointer[[]netip.Addr] // tailnet IPs once known
+
+	homeUnknownLogged atomic.Bool // the node's own tailnet was unknown once; said once
+
+	// upgrades are the open WebSockets admitted through this node, each
+	// re-decided when the tailnet changes a grant or an identity.
+	upgradesMu   sync.Mutex
+	upgrades     map[*trackedConn]func() bool
+	stopWatching func()
 }
 
 // Destruct closes the node once its last listener is gone, and returns when it
@@ -154,7 +164,7 @@ func acquireNode(ctx context.Context, name string) (*poolNode, error) {
 		if err != nil {
 			return nil, err
 		}
-		p := &poolNode{Node: n, name: name, key: key}
+		p := &poolNode{Node: n, name: name, key: key, logger: logger}
 		liveNodes.Store(key, p)
 		openNodes.Add(1)
 		go p.start(logger)
@@ -183,9 +193,148 @@ func (p *poolNode) start(logger *zap.Logger) {
 	}
 }
 
+// trackUpgrade keeps c, a WebSocket admitted through this node, open only
+// while still admits it: still is asked again after every change the node
+// reports (OnPolicyChange), and c is closed once it says no.
+func (p *poolNode) trackUpgrade(c *trackedConn, still func() bool) {
+	p.upgradesMu.Lock()
+	defer p.upgradesMu.Unlock()
+	if p.upgrades == nil {
+		p.upgrades = make(map[*trackedConn]func() bool)
+	}
+	p.upgrades[c] = still
+	c.untrack = func() { p.untrackUpgrade(c) }
+	if p.stopWatching == nil {
+		p.stopWatching = p.OnPolicyChange(func() { go p.recheckUpgrades() })
+	}
+}
+
+func (p *poolNode) untrackUpgrade(c *trackedConn) {
+	p.upgradesMu.Lock()
+	defer p.upgradesMu.Unlock()
+	delete(p.upgrades, c)
+	if len(p.upgrades) == 0 && p.stopWatching != nil {
+		p.stopWatching()
+		p.stopWatching = nil
+	}
+}
+
+// recheckUpgrades closes the tracked WebSockets the tailnet no longer
+// admits.
+func (p *poolNode) recheckUpgrades() {
+	p.upgradesMu.Lock()
+	checks := make(map[*trackedConn]func() bool, len(p.upgrades))
+	for c, still := range p.upgrades {
+		checks[c] = still
+	}
+	p.upgradesMu.Unlock()
+	closed := 0
+	for c, still := range checks {
+		if !still() {
+			_ = c.Close()
+			closed++
+		}
+	}
+	if closed > 0 && p.logger != nil {
+		p.logger.Warn("closed WebSockets that the tailnet no longer admits (a grant or an identity changed)", zap.Int("count", closed))
+	}
+}
+
+// Tailscale's address ranges: every tailnet peer's address is in one.
+var tailnetRanges = []netip.Prefix{
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("fd7a:115c:a1e0::/48"),
+}
+
+// checkTailnetTrustedProxies refuses a server that listens on a clawgate
+// node and trusts proxies in the tailnet's ranges. Nothing stands between a
+// tailnet peer and the node's listener, so such a setting only lets a
+// device choose the client address Caddy reports ({client_ip}, client_ip
+// matchers, access logs) with X-Forwarded-For. The guard never reads it on
+// a tailnet listener, but routes and logs a user writes do. A source whose
+// ranges cannot be known at load is refused too: it cannot be shown safe.
+// name is the server's name, or "" when unknown.
+func checkTailnetTrustedProxies(srv *caddyhttp.Server, name string) error {
+	if srv == nil {
+		return nil
+	}
+	bind := tailnetListenAddr(srv)
+	if bind == "" {
+		return nil
+	}
+	where := "http.servers"
+	if name != "" {
+		where += "." + name
+	}
+	v := reflect.ValueOf(srv).Elem().FieldByName("trustedProxies")
+	if !v.IsValid() || v.Kind() != reflect.Interface {
+		return fmt.Errorf("%s listens on %s: its trusted_proxies cannot be checked in this Caddy version", where, bind)
+	}
+	if v.IsNil() {
+		return nil
+	}
+	src := v.Elem()
+	if src.Type() != reflect.TypeFor[*caddyhttp.StaticIPRange]() {
+		return fmt.Errorf("%s listens on %s, where no proxy stands in front of a connection, and its trusted_proxies source %s cannot be checked for tailnet addresses at load: list static ranges that stay off the tailnet (%s, %s), or give the tailnet site a server of its own",
+			where, bind, src.Type(), tailnetRanges[0], tailnetRanges[1])
+	}
+	ranges := src.Elem().FieldByName("Ranges")
+	for i := range ranges.Len() {
+		expr := ranges.Index(i).String()
+		prefix, err := caddyhttp.CIDRExpressionToPrefix(expr)
+		if err != nil {
+			return fmt.Errorf("%s: trusted_proxies: %w", where, err)
+		}
+		for _, tr := range tailnetRanges {
+			if prefix.Overlaps(tr) {
+				return fmt.Errorf("%s: trusted_proxies range %s overlaps the tailnet range %s, but the server listens on %s, where no proxy stands in front of a connection: any tailnet device could choose the client address Caddy reports with X-Forwarded-For; list only the proxies in front of the server's other listeners (such as 127.0.0.1/32), or give the tailnet site a server of its own",
+					where, expr, tr, bind)
+			}
+		}
+	}
+	return nil
+}
+
+// tailnetListenAddr returns the first of the server's listener addresses on
+// a clawgate node (`clawgate/<node>`), or "".
+func tailnetListenAddr(srv *caddyhttp.Server) string {
+	repl := caddy.NewReplacer()
+	for _, l := range srv.Listen {
+		na, err := caddy.ParseNetworkAddress(repl.ReplaceKnown(l, ""))
+		if err == nil && na.Network == networkName {
+			return networkName + "/" + na.Host
+		}
+	}
+	return ""
+}
+
+// serverName returns the name the http app gave srv, or "".
+func serverName(srv *caddyhttp.Server) string {
+	if srv == nil {
+		return ""
+	}
+	if v := reflect.ValueOf(srv).Elem().FieldByName("name"); v.IsValid() && v.Kind() == reflect.String {
+		return v.String()
+	}
+	return ""
+}
+
 // listenOnNode is the ListenerFunc for `clawgate/<node>`: a listener on the
 // node's tailnet addresses only. It never falls back to another network.
 func listenOnNode(ctx context.Context, network, host, portRange string, portOffset uint, _ net.ListenConfig) (any, error) {
+	if cctx, ok := ctx.(caddy.Context); ok {
+		// Servers with a guard are checked when it is provisioned, so that
+		// `caddy validate` refuses them too; this catches the others.
+		if app, err := cctx.App("http"); err == nil {
+			if na, err := caddy.ParseNetworkAddress("tcp/:" + portRange); err == nil {
+				for name, srv := range serversListeningOn(app.(*caddyhttp.App), network, host, na.StartPort+portOffset) {
+					if err := checkTailnetTrustedProxies(srv, name); err != nil {
+						return nil, err
+					}
+				}
+			}
+		}
+	}
 	p, port, err := nodeForListener(ctx, host, portRange, portOffset)
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -185,7 +186,8 @@ func (pc *pairingRuntime) autoRule(id *edge.Identity) string {
 		kind, val, _ := strings.Cut(rule, ":")
 		switch kind {
 		case "tag":
-			if slices.Contains(id.Tags, rule) {
+			// Another tailnet's tags are its admin's to give.
+			if id.OwnTailnet() && slices.Contains(id.Tags, rule) {
 				return rule
 			}
 		case "cap":
@@ -239,7 +241,7 @@ func (a *App) checkDevice(w http.ResponseWriter, r *http.Request, h *Handler, id
 	pc.logEvent(v)
 	if v.WasApproved {
 		// The approval no longer holds: its WebSockets must not outlive it.
-		if n := closeDeviceConns(pc.gateway, v.Device.IPs); n > 0 {
+		if n := closeDeviceConns(pc.gateway, v.Device.ID); n > 0 {
 			pc.logger.Warn("closed open WebSockets of a device whose approval lapsed", zap.String("device", v.Device.ID), zap.Int("count", n))
 		}
 	}
@@ -249,6 +251,36 @@ func (a *App) checkDevice(w http.ResponseWriter, r *http.Request, h *Handler, id
 	d := v.Device
 	return true, pc.hold(h.cleaner, w, r, id, clientIP, http.StatusForbidden, "pairing_pending",
 		fmt.Sprintf("this device (%s) is waiting for approval; ask the operator to run: caddy clawgate devices approve %s", d.Node, d.Code), &d)
+}
+
+// deviceStillApproved checks again, as a new request would, whether the
+// device that opened a WebSocket through node from remoteAddr is approved
+// for the gateway: a lapsed auto-approval (its tag or capability withdrawn)
+// is recorded and logged as on a request, and the answer is false. A
+// gateway without pairing approves every device.
+func (a *App) deviceStillApproved(ctx context.Context, gateway string, node *poolNode, remoteAddr string, id *edge.Identity) bool {
+	gc := a.Gateways[gateway]
+	if gc == nil || !gc.Pairing.required() {
+		return true
+	}
+	pc := gc.Pairing.rt
+	who, err := node.WhoIs(ctx, remoteAddr)
+	if err != nil || who.NodeID != id.NodeID || who.NodeKey == "" {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	v, err := pc.store.Check(pairing.Seen{
+		ID: who.NodeID, NodeKey: who.NodeKey, Node: who.Node, FQDN: who.NodeFQDN, OS: who.OS,
+		Login: who.Login, Tags: who.Tags, IP: ap.Addr().Unmap(), AutoApprove: pc.autoRule(id),
+	})
+	if err != nil {
+		return false
+	}
+	pc.logEvent(v)
+	return v.Approved
 }
 
 // logEvent logs what a check changed.
@@ -317,31 +349,24 @@ func deviceWhoIs(r *http.Request) (*tsnet.WhoIs, error) {
 	return node.WhoIs(r.Context(), r.RemoteAddr)
 }
 
-// closeDeviceConns closes the gateway's upgraded connections from the given
-// tailnet addresses (a tailnet address belongs to one node) and returns how
-// many it closed.
-func closeDeviceConns(gateway string, ips []string) int {
-	addrs := make(map[netip.Addr]bool, len(ips))
-	for _, s := range ips {
-		if ip, err := netip.ParseAddr(s); err == nil {
-			addrs[ip.Unmap()] = true
-		}
-	}
-	if len(addrs) == 0 {
+// closeDeviceConns closes the gateway's upgraded connections from the device
+// with the given stable node ID, the one WhoIs named when each was admitted
+// (an address can be shared in time by several devices, a node ID cannot),
+// and returns how many it closed.
+func closeDeviceConns(gateway, deviceID string) int {
+	if deviceID == "" {
 		return 0
 	}
 	var victims []*trackedConn
 	gateConns.Lock()
 	for c := range gateConns.m[gateway] {
-		ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
-		if err == nil && addrs[ap.Addr().Unmap()] {
+		if c.nodeID == deviceID {
 			victims = append(victims, c)
-			delete(gateConns.m[gateway], c)
 		}
 	}
 	gateConns.Unlock()
 	for _, c := range victims {
-		_ = c.Conn.Close()
+		_ = c.Close()
 	}
 	return len(victims)
 }
@@ -519,7 +544,7 @@ func serveDeviceAction(w http.ResponseWriter, r *http.Request) error {
 			if err != nil {
 				return deviceStoreError(err)
 			}
-			n := closeDeviceConns(name, d.IPs)
+			n := closeDeviceConns(name, d.ID)
 			pc.logger.Info("device revoked", append(deviceFields(d), zap.String("by", by), zap.String("admin_remote", r.RemoteAddr),
 				zap.String("was", string(d.Status)), zap.Int("closed_websockets", n))...)
 			res.Changed = true

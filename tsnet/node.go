@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -20,6 +22,7 @@ import (
 	"tailscale.com/ipn"
 	"tailscale.com/tailcfg"
 	ts "tailscale.com/tsnet"
+	"tailscale.com/wgengine/filter"
 )
 
 var (
@@ -65,6 +68,17 @@ type Node struct {
 	closed    bool
 	authURL   string // last login URL printed
 	selfID    string // identity-relevant fields of our own node, last seen
+
+	// watchMu guards the OnPolicyChange watchers and the goroutine that
+	// serves them while there are any.
+	// tailnet is the MagicDNS suffix of our own node's name, once known; read
+	// on every tailnet request, so not under mu.
+	tailnet atomic.Pointer[string]
+
+	watchMu     sync.Mutex
+	watchFns    map[int]func()
+	watchNext   int
+	watchCancel context.CancelFunc
 }
 
 // New validates cfg and prepares its state directory. It does not start the
@@ -167,6 +181,24 @@ func (n *Node) launch() (*ts.Server, error) {
 	}
 	n.srv = srv
 	shortenTimeWait(srv, n.logf.logf)
+	if e, ok := srv.Sys().Engine.GetOK(); ok {
+		n.cache.policy.Store(&policySource{
+			current: e.GetFilter,
+			caps: func(f *filter.Filter, src netip.Addr) (tailcfg.PeerCapMap, bool) {
+				// As LocalAPI's WhoIs: towards our own address of the
+				// peer's address family.
+				v4, v6 := srv.TailscaleIPs()
+				dst := v4
+				if src.Is6() {
+					dst = v6
+				}
+				if !dst.IsValid() {
+					return nil, false
+				}
+				return f.CapsWithValues(src, dst), true
+			},
+		})
+	}
 	n.watchers.Go(func() { n.watch(srv) })
 	return srv, nil
 }
@@ -268,6 +300,9 @@ func (n *Node) handleNotify(note *ipn.Notify) {
 			n.ulogf.logf("tailnet node %q needs a login: visit %s", n.cfg.Hostname, *u)
 		}
 	}
+	if note.SelfChange != nil {
+		n.setTailnet(note.SelfChange.Name)
+	}
 	if note.SelfChange != nil && n.selfIdentityChanged(note.SelfChange) {
 		// Our own addresses or identity moved: answers computed towards
 		// the old ones may not hold.
@@ -297,6 +332,117 @@ func (n *Node) selfIdentityChanged(self *tailcfg.Node) bool {
 	return changed
 }
 
+// setTailnet records the tailnet of the node's own MagicDNS name.
+func (n *Node) setTailnet(fqdn string) {
+	_, suffix, _ := strings.Cut(strings.TrimSuffix(fqdn, "."), ".")
+	if suffix == "" {
+		return
+	}
+	n.tailnet.Store(&suffix)
+}
+
+// Tailnet returns the MagicDNS suffix of the node's own tailnet, such as
+// "tail1234.ts.net": what WhoIs.Tailnet is for the node's own peers, and is
+// not for devices of a tailnet the node was shared into. It is "" with an
+// error when the node cannot tell (not running, or its name has no suffix);
+// a caller deciding on it must then treat every peer as foreign.
+func (n *Node) Tailnet(ctx context.Context) (string, error) {
+	if t := n.tailnet.Load(); t != nil {
+		return *t, nil
+	}
+	srv, err := n.server()
+	if err != nil {
+		return "", err
+	}
+	lc, err := srv.LocalClient()
+	if err != nil {
+		return "", fmt.Errorf("%v: %w", n, err)
+	}
+	st, err := lc.StatusWithoutPeers(ctx)
+	if err != nil {
+		return "", fmt.Errorf("%v: reading status: %w", n, err)
+	}
+	if st.Self != nil {
+		n.setTailnet(st.Self.DNSName)
+	}
+	t := n.tailnet.Load()
+	if t == nil {
+		return "", fmt.Errorf("%v: its name has no tailnet suffix", n)
+	}
+	return *t, nil
+}
+
+// policyPoll is how often the node looks for a new packet filter while
+// OnPolicyChange has watchers. tailscale.com v1.102.5 announces no
+// filter-only change on the IPN bus, so it is polled: one atomic load.
+const policyPoll = 200 * time.Millisecond
+
+// OnPolicyChange calls f, on a goroutine of the node's, after each change
+// that may alter a WhoIs answer: a new packet filter (capability grants), a
+// peer whose identity changed or that left, a renamed owner, a change of the
+// node itself, or the loss of the IPN bus watch. Calls for one change may
+// be merged; f must be quick or hand off. The returned function stops the
+// calls. While any f is registered the node checks for a new packet filter
+// every 200 ms; with none, it does nothing.
+func (n *Node) OnPolicyChange(f func()) (stop func()) {
+	n.watchMu.Lock()
+	defer n.watchMu.Unlock()
+	if n.watchFns == nil {
+		n.watchFns = make(map[int]func())
+	}
+	id := n.watchNext
+	n.watchNext++
+	n.watchFns[id] = f
+	if n.watchCancel == nil {
+		// Not one of n.watchers: it ends with n.closing, and may start
+		// while Close waits for them.
+		ctx, cancel := context.WithCancel(n.closing)
+		n.watchCancel = cancel
+		go n.pollPolicy(ctx)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			n.watchMu.Lock()
+			defer n.watchMu.Unlock()
+			delete(n.watchFns, id)
+			if len(n.watchFns) == 0 && n.watchCancel != nil {
+				n.watchCancel()
+				n.watchCancel = nil
+			}
+		})
+	}
+}
+
+// pollPolicy calls the OnPolicyChange watchers when the packet filter or
+// the count of announced changes moves, until ctx ends.
+func (n *Node) pollPolicy(ctx context.Context) {
+	t := time.NewTicker(policyPoll)
+	defer t.Stop()
+	policy, changes := n.cache.currentPolicy(), n.cache.changes.Load()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		p, c := n.cache.currentPolicy(), n.cache.changes.Load()
+		if p == policy && c == changes {
+			continue
+		}
+		policy, changes = p, c
+		n.watchMu.Lock()
+		fns := make([]func(), 0, len(n.watchFns))
+		for _, f := range n.watchFns {
+			fns = append(fns, f)
+		}
+		n.watchMu.Unlock()
+		for _, f := range fns {
+			f()
+		}
+	}
+}
+
 // Listen returns a listener on the node's tailnet addresses only, such as
 // Listen("tcp", ":443"). It starts the node if needed but does not wait for
 // it to be Running; connections arrive once it is.
@@ -314,9 +460,11 @@ func (n *Node) Listen(network, addr string) (net.Listener, error) {
 
 // WhoIs identifies the tailnet peer at remoteAddr ("ip:port", as in
 // http.Request.RemoteAddr). Answers are cached per peer IP until the peer
-// changes (key, identity, tags, grants) or leaves, and at most 30 seconds;
-// errors are never cached. The answer is shared with the cache and must not
-// be modified (Clone it to edit).
+// changes (key, name, owner, tags, node attributes) or leaves, its owner's
+// profile changes, the node itself changes, or the node installs a new
+// packet filter — which is how control delivers a changed capability grant
+// (Caps) — and at most 30 seconds; errors are never cached. The answer is
+// shared with the cache and must not be modified (Clone it to edit).
 func (n *Node) WhoIs(ctx context.Context, remoteAddr string) (*WhoIs, error) {
 	ap, err := netip.ParseAddrPort(remoteAddr)
 	if err != nil {
@@ -326,7 +474,7 @@ func (n *Node) WhoIs(ctx context.Context, remoteAddr string) (*WhoIs, error) {
 	// The cache first, without the node's lock: it holds answers only while
 	// the node runs and its IPN bus is watched, and is flushed when either
 	// stops.
-	who, gen := n.cache.get(ip)
+	who, lk := n.cache.get(ip)
 	if who != nil {
 		return who, nil
 	}
@@ -346,7 +494,7 @@ func (n *Node) WhoIs(ctx context.Context, remoteAddr string) (*WhoIs, error) {
 		return nil, fmt.Errorf("whois %s: incomplete answer from LocalAPI", ip)
 	}
 	who = whoIsFromResponse(res)
-	n.cache.put(ip, gen, who, res.Node, res.Node.User)
+	n.cache.put(ip, lk, who, res.Node, res.Node.User)
 	return who, nil
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"tailscale.com/client/tailscale/apitype"
 	"tailscale.com/tailcfg"
+	"tailscale.com/wgengine/filter"
 )
 
 // WhoIs describes the tailnet peer behind a connection, as the node's
@@ -104,6 +105,7 @@ type WhoIsCacheStats struct {
 	Hits    uint64 // answered from the cache
 	Misses  uint64 // asked the node's LocalAPI
 	Drops   uint64 // entries removed because their peer changed or left, or the cache was flushed
+	Stale   uint64 // entries refused because the node's packet filter (its grants) changed since
 	Entries int    // entries held now
 }
 
@@ -118,6 +120,7 @@ const (
 
 type whoIsEntry struct {
 	who     *WhoIs
+	policy  *filter.Filter // the node's packet filter before the answer was asked for
 	nodeID  tailcfg.NodeID
 	nodeFP  string // nodeIdentity of the node when answered
 	userID  tailcfg.UserID
@@ -135,10 +138,25 @@ type whoIsEntry struct {
 // must not be stored just after it. gen counts the invalidations that carry
 // no comparable identity (flushes, removals, patches), and put refuses an
 // answer whose identity differs from the latest one announced.
+//
+// Capability grants are not part of a peer: they live in the node's packet
+// filter, which control pushes without any IPN bus message (tailscale.com
+// v1.102.5 delivers a filter-only change narrowly, by
+// PacketFilterUpdater). So every entry remembers the filter in force before
+// its answer was asked for, and once the node runs another filter (a new
+// filter is a new object, and an entry that holds the old one keeps its
+// address from being reused) get works the peer's grants out again from the
+// new filter, as LocalAPI does: the entry stands only if they are the same.
 type whoIsCache struct {
 	now func() time.Time
 	ttl time.Duration
 	max int
+	// policy is the node's packet filter; nil until the node has an engine
+	// (entries are only stored while it runs).
+	policy atomic.Pointer[policySource]
+	// changes counts announced changes of peers, profiles and of the node
+	// itself that can alter an answer, for watchers (see Node.OnPolicyChange).
+	changes atomic.Uint64
 
 	mu       sync.RWMutex
 	hits     atomic.Uint64 // cache hits, counted outside the lock
@@ -181,36 +199,104 @@ func profileKey(login, displayName string) string {
 	return login + "\x00" + displayName
 }
 
-// get returns the cached answer for ip, shared and read-only, and the
-// generation to pass to put if there is none. A hit takes only the read lock
-// and copies nothing: it is on the path of every tailnet request.
-func (c *whoIsCache) get(ip netip.Addr) (*WhoIs, uint64) {
+// policySource is where the cache reads the node's packet filter.
+type policySource struct {
+	// current returns the filter in force now.
+	current func() *filter.Filter
+	// caps returns the grants f gives the peer at src towards the node, as
+	// LocalAPI's WhoIs works them out, and false if it cannot tell.
+	caps func(f *filter.Filter, src netip.Addr) (tailcfg.PeerCapMap, bool)
+}
+
+// currentPolicy returns the node's packet filter now, or nil.
+func (c *whoIsCache) currentPolicy() *filter.Filter {
+	if src := c.policy.Load(); src != nil {
+		return src.current()
+	}
+	return nil
+}
+
+// sameCaps reports whether the filter policy grants the peer at ip exactly
+// the capabilities who holds.
+func (c *whoIsCache) sameCaps(policy *filter.Filter, ip netip.Addr, who *WhoIs) bool {
+	src := c.policy.Load()
+	if src == nil || policy == nil {
+		return false
+	}
+	caps, ok := src.caps(policy, ip)
+	if !ok || len(caps) != len(who.Caps) {
+		return false
+	}
+	for name, vals := range caps {
+		have, ok := who.Caps[string(name)]
+		if !ok || len(have) != len(vals) {
+			return false
+		}
+		for i := range vals {
+			if string(have[i]) != string(vals[i]) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// lookup is what put needs to know about the cache as it was before the
+// answer was asked for.
+type lookup struct {
+	gen    uint64
+	policy *filter.Filter
+}
+
+// get returns the cached answer for ip, shared and read-only, and, if there
+// is none, the state to pass to put. A hit takes only the read lock and
+// copies nothing: it is on the path of every tailnet request.
+func (c *whoIsCache) get(ip netip.Addr) (*WhoIs, lookup) {
 	now := c.now()
+	policy := c.currentPolicy()
 	c.mu.RLock()
 	e, ok := c.entries[ip]
 	gen := c.gen
 	c.mu.RUnlock()
-	if ok && now.Before(e.expires) {
+	if ok && now.Before(e.expires) && e.policy == policy {
 		c.hits.Add(1)
-		return e.who, gen
+		return e.who, lookup{gen, policy}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e, ok := c.entries[ip]; ok && !now.Before(e.expires) {
-		delete(c.entries, ip)
+	if e, ok := c.entries[ip]; ok {
+		switch {
+		case !now.Before(e.expires):
+			delete(c.entries, ip)
+		case e.policy == policy:
+			// Refreshed by another caller meanwhile.
+			c.hits.Add(1)
+			return e.who, lookup{c.gen, policy}
+		case c.sameCaps(policy, ip, e.who):
+			// A new filter that grants this peer what it did.
+			e.policy = policy
+			c.entries[ip] = e
+			c.hits.Add(1)
+			return e.who, lookup{c.gen, policy}
+		default:
+			c.stats.Stale++
+			delete(c.entries, ip)
+		}
 	}
 	c.stats.Misses++
-	return nil, c.gen
+	return nil, lookup{c.gen, policy}
 }
 
 // put stores who, the answer for ip about node (owned by userID), unless the
-// cache was invalidated since gen or a newer identity of the node or its
-// owner has been announced.
-func (c *whoIsCache) put(ip netip.Addr, gen uint64, who *WhoIs, node *tailcfg.Node, userID tailcfg.UserID) {
+// cache was invalidated since lk was taken or a newer identity of the node
+// or its owner has been announced. The entry holds lk's packet filter, the
+// one in force before the answer was asked for: if the filter changed while
+// it was being answered, the entry is stale at once.
+func (c *whoIsCache) put(ip netip.Addr, lk lookup, who *WhoIs, node *tailcfg.Node, userID tailcfg.UserID) {
 	fp := nodeIdentity(node)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.enabled || gen != c.gen || c.removed[node.ID] {
+	if !c.enabled || lk.gen != c.gen || c.removed[node.ID] {
 		return
 	}
 	if latest, ok := c.nodeFPs[node.ID]; ok && latest != fp {
@@ -239,7 +325,7 @@ func (c *whoIsCache) put(ip netip.Addr, gen uint64, who *WhoIs, node *tailcfg.No
 		c.entries = make(map[netip.Addr]whoIsEntry)
 	}
 	// A private copy: the caller keeps who, the cache hands this one out.
-	c.entries[ip] = whoIsEntry{who: who.Clone(), nodeID: node.ID, nodeFP: fp, userID: userID, expires: now.Add(c.ttl)}
+	c.entries[ip] = whoIsEntry{who: who.Clone(), policy: lk.policy, nodeID: node.ID, nodeFP: fp, userID: userID, expires: now.Add(c.ttl)}
 }
 
 // setEnabled turns caching on or off; turning it off flushes it and forgets
@@ -263,6 +349,7 @@ func (c *whoIsCache) flush() {
 
 func (c *whoIsCache) flushLocked() {
 	c.gen++
+	c.changes.Add(1)
 	c.stats.Drops += uint64(len(c.entries))
 	clear(c.entries)
 }
@@ -291,6 +378,9 @@ func (c *whoIsCache) peersChanged(nodes []*tailcfg.Node) {
 		if c.nodeFPs == nil {
 			c.nodeFPs = make(map[tailcfg.NodeID]string)
 		}
+		if old, ok := c.nodeFPs[n.ID]; ok && old != fp {
+			c.changes.Add(1)
+		}
 		c.nodeFPs[n.ID] = fp
 		delete(c.removed, n.ID)
 		c.dropIf(func(ip netip.Addr, e whoIsEntry) bool {
@@ -311,6 +401,7 @@ func (c *whoIsCache) peersGone(ids []tailcfg.NodeID, left bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
+	c.changes.Add(1)
 	for _, id := range ids {
 		delete(c.nodeFPs, id)
 		if left {
@@ -338,6 +429,9 @@ func (c *whoIsCache) profilesChanged(profiles map[tailcfg.UserID]tailcfg.UserPro
 		key := profileKey(up.LoginName(), up.DisplayName())
 		if c.profiles == nil {
 			c.profiles = make(map[tailcfg.UserID]string)
+		}
+		if old, ok := c.profiles[id]; ok && old != key {
+			c.changes.Add(1)
 		}
 		c.profiles[id] = key
 		c.dropIf(func(_ netip.Addr, e whoIsEntry) bool {

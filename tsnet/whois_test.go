@@ -11,6 +11,7 @@ import (
 	"tailscale.com/client/tailscale/apitype"
 	"tailscale.com/tailcfg"
 	"tailscale.com/types/key"
+	"tailscale.com/wgengine/filter"
 )
 
 func TestWhoIsFromResponse(t *testing.T) {
@@ -179,7 +180,7 @@ func TestWhoIsCache(t *testing.T) {
 			c, clk := newTestCache()
 			a, b := peer(1, ipA, 10), peer(2, ipB, 20)
 			gen := tt.run(c, clk, a, b)
-			c.put(ipA, gen, alice, a, a.User)
+			c.put(ipA, lookup{gen: gen}, alice, a, a.User)
 			clk.t = time.Unix(1000, 0)
 			got, _ := c.get(ipA)
 			if (got != nil) != tt.wantHit {
@@ -256,8 +257,8 @@ func TestWhoIsCache(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c, _ := newTestCache()
 			a, b := peer(1, ipA, 10), peer(2, ipB, 20)
-			c.put(ipA, c.gen, alice, a, a.User)
-			c.put(ipB, c.gen, bob, b, b.User)
+			c.put(ipA, lookup{gen: c.gen}, alice, a, a.User)
+			c.put(ipB, lookup{gen: c.gen}, bob, b, b.User)
 			tt.announce(c, a, b)
 			gotA, _ := c.get(ipA)
 			gotB, _ := c.get(ipB)
@@ -280,17 +281,17 @@ func TestWhoIsCache(t *testing.T) {
 func TestWhoIsCacheBounded(t *testing.T) {
 	c, clk := newTestCache()
 	c.max = 2
-	c.put(ipA, c.gen, &WhoIs{}, peer(1, ipA, 1), 1)
+	c.put(ipA, lookup{gen: c.gen}, &WhoIs{}, peer(1, ipA, 1), 1)
 	clk.t = clk.t.Add(whoIsTTL) // ipA expires
-	c.put(ipB, c.gen, &WhoIs{}, peer(2, ipB, 1), 1)
-	c.put(ipC, c.gen, &WhoIs{}, peer(3, ipC, 1), 1) // full: the expired ipA goes first
+	c.put(ipB, lookup{gen: c.gen}, &WhoIs{}, peer(2, ipB, 1), 1)
+	c.put(ipC, lookup{gen: c.gen}, &WhoIs{}, peer(3, ipC, 1), 1) // full: the expired ipA goes first
 	if s := c.snapshot(); s.Entries != 2 {
 		t.Fatalf("entries = %d, want 2", s.Entries)
 	}
 	if got, _ := c.get(ipC); got == nil {
 		t.Fatal("newest entry missing")
 	}
-	c.put(ipA, c.gen, &WhoIs{}, peer(1, ipA, 1), 1) // full of live entries: one is evicted
+	c.put(ipA, lookup{gen: c.gen}, &WhoIs{}, peer(1, ipA, 1), 1) // full of live entries: one is evicted
 	if s := c.snapshot(); s.Entries != 2 {
 		t.Fatalf("entries = %d, want 2", s.Entries)
 	}
@@ -299,7 +300,7 @@ func TestWhoIsCacheBounded(t *testing.T) {
 func TestWhoIsCacheSharesReadOnlyAnswers(t *testing.T) {
 	c, _ := newTestCache()
 	orig := &WhoIs{Login: "alice@example.com", Tags: []string{"tag:a"}}
-	c.put(ipA, c.gen, orig, peer(1, ipA, 1), 1)
+	c.put(ipA, lookup{gen: c.gen}, orig, peer(1, ipA, 1), 1)
 	// The cache keeps its own copy: the answer handed to the first caller
 	// can be edited without changing what later callers get.
 	orig.Tags[0] = "tag:mutated-after-put"
@@ -344,5 +345,100 @@ func TestIdentityNeutral(t *testing.T) {
 				t.Errorf("identityNeutral(%+v) = %v, want %v", tt.pc, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestWhoIsCacheFollowsPacketFilter: an answer holds only while the node
+// runs the packet filter that was in force before it was asked for; grants
+// live there, and control changes it without any IPN bus message.
+func TestWhoIsCacheFollowsPacketFilter(t *testing.T) {
+	c, _ := newTestCache()
+	f1, f2 := new(filter.Filter), new(filter.Filter)
+	current := f1
+	grants := map[*filter.Filter]tailcfg.PeerCapMap{f1: {"example.com/cap/x": nil}, f2: nil}
+	c.policy.Store(&policySource{
+		current: func() *filter.Filter { return current },
+		caps:    func(f *filter.Filter, _ netip.Addr) (tailcfg.PeerCapMap, bool) { return grants[f], true },
+	})
+	granted := &WhoIs{Login: "carol@example.com", Caps: map[string][]json.RawMessage{"example.com/cap/x": nil}}
+
+	_, lk := c.get(ipA)
+	c.put(ipA, lk, granted, peer(1, ipA, 1), 1)
+	if got, _ := c.get(ipA); got == nil {
+		t.Fatal("answer not cached under an unchanged filter")
+	}
+	changes := c.changes.Load()
+	current = f2 // the grant is revoked: a new filter
+	if got, _ := c.get(ipA); got != nil {
+		t.Fatalf("get after a new packet filter = %+v, want a miss", got)
+	}
+	if s := c.snapshot(); s.Stale != 1 || s.Entries != 0 {
+		t.Errorf("stats %+v, want 1 stale and no entries", s)
+	}
+	if c.changes.Load() != changes {
+		t.Error("a filter change counted as an announced change; the poll sees it by the filter")
+	}
+
+	// A new filter that grants what the old one did leaves the answer be.
+	_, lk = c.get(ipA)
+	current = f1
+	c.put(ipA, lk, granted, peer(1, ipA, 1), 1)
+	f3 := new(filter.Filter)
+	grants[f3] = tailcfg.PeerCapMap{"example.com/cap/x": nil}
+	current = f3
+	if got, _ := c.get(ipA); got == nil {
+		t.Fatal("answer dropped by a new filter granting the same capabilities")
+	}
+	if got, _ := c.get(ipA); got == nil {
+		t.Fatal("answer dropped on the second get under the same new filter")
+	}
+	// A grant whose value changed is a change.
+	f4 := new(filter.Filter)
+	grants[f4] = tailcfg.PeerCapMap{"example.com/cap/x": {`{"role":"viewer"}`}}
+	current = f4
+	if got, _ := c.get(ipA); got != nil {
+		t.Fatalf("get after a grant's value changed = %+v, want a miss", got)
+	}
+
+	// An answer asked for under f1 but stored after the grant was revoked
+	// (f2) is stale at once.
+	current = f1
+	_, lk = c.get(ipB)
+	current = f2
+	c.put(ipB, lk, granted, peer(2, ipB, 1), 1)
+	if got, _ := c.get(ipB); got != nil {
+		t.Fatalf("answer fetched across a filter change = %+v, want a miss", got)
+	}
+}
+
+// TestWhoIsCacheCountsChanges: the change count, which OnPolicyChange
+// watchers follow, moves on a peer's changed identity, a peer leaving, a
+// renamed owner and a flush, and not on an unchanged re-announcement.
+func TestWhoIsCacheCountsChanges(t *testing.T) {
+	c, _ := newTestCache()
+	a := peer(1, ipA, 1)
+	c.peersChanged([]*tailcfg.Node{a})
+	c.profilesChanged(profiles(1, "alice@example.com", "Alice"))
+	base := c.changes.Load()
+	c.peersChanged([]*tailcfg.Node{a})
+	c.profilesChanged(profiles(1, "alice@example.com", "Alice"))
+	if got := c.changes.Load(); got != base {
+		t.Fatalf("unchanged re-announcement moved the count %d -> %d", base, got)
+	}
+	steps := []struct {
+		name string
+		do   func()
+	}{
+		{"tags changed", func() { b := *a; b.Tags = []string{"tag:x"}; c.peersChanged([]*tailcfg.Node{&b}) }},
+		{"profile renamed", func() { c.profilesChanged(profiles(1, "alice@example.com", "Alice B")) }},
+		{"peer left", func() { c.peersGone([]tailcfg.NodeID{1}, true) }},
+		{"flush", func() { c.flush() }},
+	}
+	for _, s := range steps {
+		before := c.changes.Load()
+		s.do()
+		if c.changes.Load() == before {
+			t.Errorf("%s: change count did not move", s.name)
+		}
 	}
 }

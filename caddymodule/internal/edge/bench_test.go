@@ -92,7 +92,7 @@ func BenchmarkDecide(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	id := &Identity{OnTailnet: true, Login: "bob@example.com", Node: "bob-laptop"}
+	id := &Identity{OnTailnet: true, Login: "bob@example.com", Node: "bob-laptop", Tailnet: "t.ts.net", HomeTailnet: "t.ts.net"}
 	b.ReportAllocs()
 	for b.Loop() {
 		if d := p.Decide(id); !d.Allowed {

@@ -20,7 +20,7 @@ func FuzzParseRule(f *testing.F) {
 	}
 	ids := []*Identity{
 		nil,
-		{OnTailnet: true, Login: "alice@example.com", Node: "n", Tags: []string{"tag:ci"},
+		{OnTailnet: true, Login: "alice@example.com", Node: "n", Tailnet: "t.ts.net", HomeTailnet: "t.ts.net", Tags: []string{"tag:ci"},
 			Caps: map[string][]json.RawMessage{"example.com/cap/openclaw": raws(`{"role":["operator"]}`, `1`)}},
 		{Token: &Token{Name: "ci", Scopes: []string{"operator.read"}}},
 		{JWT: &Claims{User: "u", Scopes: []string{"a"}, ScopeClaim: "scope", Raw: map[string]any{"role": "x", "realm": map[string]any{"roles": []any{"x"}}}}},

@@ -27,15 +27,26 @@ type Identity struct {
 	// DisplayName is the user's display name; informational only.
 	DisplayName string
 	// Node is the short node name (first DNS label, e.g. "alice-laptop").
+	// It is unique only within the device's own tailnet.
 	Node string
+	// NodeFQDN is the device's full MagicDNS name without the trailing dot,
+	// e.g. "alice-laptop.tail1234.ts.net".
+	NodeFQDN string
 	// NodeID is the stable node ID.
 	NodeID string
 	// Tags are the device's ACL tags, e.g. "tag:ci".
 	Tags []string
-	// Tailnet is the tailnet name the peer belongs to.
+	// Tailnet is the MagicDNS suffix of the tailnet the device belongs to,
+	// e.g. "tail1234.ts.net".
 	Tailnet string
+	// HomeTailnet is the MagicDNS suffix of the tailnet of the node that
+	// accepted the connection. A device whose Tailnet differs (one of a
+	// tailnet this node was shared into), or when either is unknown, is
+	// foreign: see OwnTailnet.
+	HomeTailnet string
 	// Caps are the peer's app capabilities in tailcfg.PeerCapMap shape:
-	// capability name to a list of raw JSON values granted by the ACL.
+	// capability name to a list of raw JSON values granted by the ACL of the
+	// accepting node's own tailnet (so they hold for foreign devices too).
 	Caps map[string][]json.RawMessage
 
 	// Token is the static edge token that authenticated this request, nil if
@@ -51,7 +62,8 @@ type Identity struct {
 //
 // Precedence: the tailnet login of an untagged device; else the JWT user
 // claim; else the static token's User ("token:<name>" by default); else a
-// tagged device's "node:<node>". A person's tailnet login wins over any
+// tagged device's "node:<node>" ("node:<full name>" for a device of another
+// tailnet, whose short name may equal one of ours). A person's tailnet login wins over any
 // bearer because the WireGuard identity cannot be replayed, while a bearer
 // can be copied. The chosen value is trimmed and ASCII-lowercased; if it is
 // then empty, longer than 256 bytes, not valid UTF-8, or contains a comma, a
@@ -84,10 +96,27 @@ func (id *Identity) User() (string, bool) {
 		}
 		return normalizeUser("token:" + id.Token.Name)
 	}
-	if id.OnTailnet && id.IsTagged() && id.Node != "" {
-		return normalizeUser("node:" + id.Node)
+	if id.OnTailnet && id.IsTagged() {
+		if !id.OwnTailnet() {
+			if id.NodeFQDN == "" {
+				return "", false
+			}
+			return normalizeUser("node:" + id.NodeFQDN)
+		}
+		if id.Node != "" {
+			return normalizeUser("node:" + id.Node)
+		}
 	}
 	return "", false
+}
+
+// OwnTailnet reports whether the device belongs to the tailnet of the node
+// that accepted its connection. A device of another tailnet (this node was
+// shared into it) does not, and neither does one whose tailnet or the
+// node's own cannot be told: its short name and tags are another admin's
+// to choose.
+func (id *Identity) OwnTailnet() bool {
+	return id != nil && id.OnTailnet && id.Tailnet != "" && strings.EqualFold(id.Tailnet, id.HomeTailnet)
 }
 
 // IsTagged reports whether the device is tagged. Tagged devices are owned by

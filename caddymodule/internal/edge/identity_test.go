@@ -23,9 +23,9 @@ func TestIdentityUser(t *testing.T) {
 		{name: "jwt wins over token", id: &Identity{JWT: jwtAlice, Token: tok}, want: "alice@idp.example", wantOK: true},
 		{name: "token default user", id: &Identity{Token: tok}, want: "token:ci", wantOK: true},
 		{name: "token configured user", id: &Identity{Token: userTok}, want: "ops-bot", wantOK: true},
-		{name: "tagged device", id: &Identity{OnTailnet: true, Login: "tagged-devices", Node: "CI-Runner", Tags: []string{"tag:ci"}}, want: "node:ci-runner", wantOK: true, wantTags: true},
-		{name: "tagged device with login ignores login", id: &Identity{OnTailnet: true, Login: "alice@example.com", Node: "ci", Tags: []string{"tag:ci"}}, want: "node:ci", wantOK: true, wantTags: true},
-		{name: "tagged-devices login without tags", id: &Identity{OnTailnet: true, Login: "tagged-devices", Node: "ci"}, want: "node:ci", wantOK: true, wantTags: true},
+		{name: "tagged device", id: &Identity{OnTailnet: true, Tailnet: "t.ts.net", HomeTailnet: "t.ts.net", Login: "tagged-devices", Node: "CI-Runner", Tags: []string{"tag:ci"}}, want: "node:ci-runner", wantOK: true, wantTags: true},
+		{name: "tagged device with login ignores login", id: &Identity{OnTailnet: true, Tailnet: "t.ts.net", HomeTailnet: "t.ts.net", Login: "alice@example.com", Node: "ci", Tags: []string{"tag:ci"}}, want: "node:ci", wantOK: true, wantTags: true},
+		{name: "tagged-devices login without tags", id: &Identity{OnTailnet: true, Tailnet: "t.ts.net", HomeTailnet: "t.ts.net", Login: "tagged-devices", Node: "ci"}, want: "node:ci", wantOK: true, wantTags: true},
 		{name: "tagged device with token uses token", id: &Identity{OnTailnet: true, Login: "tagged-devices", Node: "ci", Tags: []string{"tag:ci"}, Token: tok}, want: "token:ci", wantOK: true, wantTags: true},
 		{name: "tagged device with jwt uses jwt", id: &Identity{OnTailnet: true, Node: "ci", Tags: []string{"tag:ci"}, JWT: jwtAlice}, want: "alice@idp.example", wantOK: true, wantTags: true},
 		{name: "tags ignored off tailnet", id: &Identity{Login: "alice@example.com", Tags: []string{"tag:ci"}, Node: "x"}},
@@ -44,6 +44,9 @@ func TestIdentityUser(t *testing.T) {
 		{name: "jwt user spelled as a token", id: &Identity{JWT: &Claims{User: "token:ci"}, Token: tok}},
 		{name: "blank jwt user falls to token", id: &Identity{JWT: &Claims{User: ""}, Token: tok}, want: "token:ci", wantOK: true},
 		{name: "tagged device without node", id: &Identity{OnTailnet: true, Tags: []string{"tag:ci"}}, wantTags: true},
+		{name: "tagged device of another tailnet is named in full", id: &Identity{OnTailnet: true, Login: "tagged-devices", Node: "ci", NodeFQDN: "CI.other.ts.net", Tailnet: "other.ts.net", HomeTailnet: "t.ts.net", Tags: []string{"tag:ci"}}, want: "node:ci.other.ts.net", wantOK: true, wantTags: true},
+		{name: "tagged device of an unknown tailnet is named in full", id: &Identity{OnTailnet: true, Login: "tagged-devices", Node: "ci", NodeFQDN: "ci.t.ts.net", Tags: []string{"tag:ci"}}, want: "node:ci.t.ts.net", wantOK: true, wantTags: true},
+		{name: "tagged device of another tailnet without a full name", id: &Identity{OnTailnet: true, Login: "tagged-devices", Node: "ci", Tailnet: "other.ts.net", HomeTailnet: "t.ts.net", Tags: []string{"tag:ci"}}, wantTags: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

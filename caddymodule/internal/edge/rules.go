@@ -72,15 +72,24 @@ type Rule struct {
 //	user:alice@example.com,bob@example.com  the user (see Identity.User) equals one, case-insensitively
 //	user:@example.com                       the user has exactly one '@' and this domain
 //	tag:ci (or tag:tag:ci)                  the device has that tag
-//	node:alice-laptop                       the device's node name
+//	node:alice-laptop                       a device of this node's own tailnet with that short name
+//	node:ci-bot.tail1234.ts.net             the device with that full MagicDNS name (any tailnet)
 //	token:ci | token:*                      authenticated with that / any static token
 //	jwt                                     authenticated with any verified JWT
 //	claim:role=operator,admin               a JWT claim (dot path) equals a value or is an array containing it;
 //	                                        on the scope claim, a space-separated list containing it
 //	cap:example.com/cap/openclaw            the device has that Tailscale app capability
 //	cap:example.com/cap/x{role=operator}    ...with a grant object whose field equals a value (or an array containing it)
-//	tailnet                                 any request with a tailnet WhoIs identity
+//	tailnet (or tailnet:own)                a device of this node's own tailnet
+//	tailnet:shared                          a device of a tailnet this node was shared into
+//	tailnet:own,shared                      either
 //	anyone                                  everybody; must be explicit
+//
+// A device of another tailnet (the node shared into it) matches only
+// tailnet:shared, user:, cap: (grants come from this node's own policy) and
+// node: with its full name: its short name and tags are that tailnet's
+// admin's to choose, so node:<short> and tag: never match it. A device whose
+// tailnet cannot be told counts as one of another tailnet.
 //
 // "scopes a,b" sets the cap forwarded in x-openclaw-scopes; omitted or
 // "scopes none" forwards none. Scope names must match [a-z0-9._-]+.
@@ -158,7 +167,7 @@ func parseCond(f string) (cond, error) {
 	case "jwt":
 		return cond{kind: condJWT}, nil
 	case "tailnet":
-		return cond{kind: condTailnet}, nil
+		return cond{kind: condTailnet, values: []string{"own"}}, nil
 	case "anyone":
 		return cond{kind: condAnyone}, nil
 	}
@@ -167,7 +176,7 @@ func parseCond(f string) (cond, error) {
 		return cond{}, fmt.Errorf("unknown condition %q", truncate(f, 64))
 	}
 	switch name {
-	case "user", "tag", "node", "token", "claim", "cap":
+	case "user", "tag", "node", "token", "claim", "cap", "tailnet":
 	default:
 		return cond{}, fmt.Errorf("unknown condition %q", truncate(f, 64))
 	}
@@ -239,6 +248,20 @@ func parseCond(f string) (cond, error) {
 		}
 	case "node":
 		c.kind = condNode
+		for i, v := range vals {
+			v = strings.TrimSuffix(v, ".")
+			if v == "" || strings.HasPrefix(v, ".") || strings.Contains(v, "..") {
+				return cond{}, fmt.Errorf("invalid node name in %q", truncate(f, 64))
+			}
+			vals[i] = v
+		}
+	case "tailnet":
+		c.kind = condTailnet
+		for _, v := range vals {
+			if v != "own" && v != "shared" {
+				return cond{}, fmt.Errorf("condition %q: want tailnet:own, tailnet:shared or tailnet:own,shared", truncate(f, 64))
+			}
+		}
 	case "token":
 		c.kind = condToken
 		for _, v := range vals {
@@ -301,7 +324,14 @@ func (c *cond) matches(id *Identity, u *lazyUser) bool {
 	case condAnyone:
 		return true
 	case condTailnet:
-		return id.OnTailnet
+		if !id.OnTailnet {
+			return false
+		}
+		want := "shared"
+		if id.OwnTailnet() {
+			want = "own"
+		}
+		return contains(c.values, want)
 	case condJWT:
 		return id.JWT != nil
 	case condUser:
@@ -320,17 +350,24 @@ func (c *cond) matches(id *Identity, u *lazyUser) bool {
 			}
 		}
 	case condTag:
+		if !id.OwnTailnet() {
+			return false
+		}
 		for _, v := range c.values {
 			if id.HasTag(v) {
 				return true
 			}
 		}
 	case condNode:
-		if !id.OnTailnet || id.Node == "" {
+		if !id.OnTailnet {
 			return false
 		}
 		for _, v := range c.values {
-			if strings.EqualFold(id.Node, v) {
+			if strings.IndexByte(v, '.') >= 0 {
+				if id.NodeFQDN != "" && strings.EqualFold(strings.TrimSuffix(id.NodeFQDN, "."), v) {
+					return true
+				}
+			} else if id.Node != "" && id.OwnTailnet() && strings.EqualFold(id.Node, v) {
 				return true
 			}
 		}

@@ -22,6 +22,8 @@ var parseRuleTests = []struct {
 	{in: "allow cap:example.com/cap/openclaw{role=operator,admin}", wantAction: Allow, wantScopes: []string{}, wantConds: 1},
 	{in: "allow cap:example.com/cap/a,example.com/cap/b", wantAction: Allow, wantScopes: []string{}, wantConds: 1},
 	{in: "allow token:* node:alice-laptop tag:tag:ci", wantAction: Allow, wantScopes: []string{}, wantConds: 3},
+	{in: "allow tailnet:own,shared node:ci-bot.tail1234.ts.net.", wantAction: Allow, wantScopes: []string{}, wantConds: 2},
+	{in: "allow tailnet:shared", wantAction: Allow, wantScopes: []string{}, wantConds: 1},
 
 	{in: "", wantErr: "empty rule"},
 	{in: "   ", wantErr: "empty rule"},
@@ -32,6 +34,13 @@ var parseRuleTests = []struct {
 	{in: "allow foo:bar", wantErr: `unknown condition "foo:bar"`},
 	{in: "allow foo", wantErr: `unknown condition "foo"`},
 	{in: "allow jwt:x", wantErr: `unknown condition "jwt:x"`},
+	{in: "allow tailnet:", wantErr: `empty value in "tailnet:"`},
+	{in: "allow tailnet:all", wantErr: `condition "tailnet:all": want tailnet:own, tailnet:shared or tailnet:own,shared`},
+	{in: "allow tailnet:Own", wantErr: `want tailnet:own, tailnet:shared`},
+	{in: "allow tailnet:own,", wantErr: `empty value in "tailnet:own,"`},
+	{in: "allow node:.ts.net", wantErr: `invalid node name in "node:.ts.net"`},
+	{in: "allow node:a..ts.net", wantErr: `invalid node name`},
+	{in: "allow node:.", wantErr: `invalid node name`},
 	{in: "allow everyone", wantErr: `unknown condition "everyone"`},
 	{in: "allow user:", wantErr: `empty value in "user:"`},
 	{in: "allow user:a@b.c,,d@e.f", wantErr: `empty value in "user:a@b.c,,d@e.f"`},
@@ -122,17 +131,17 @@ func raws(js ...string) []json.RawMessage {
 }
 
 func TestDecide(t *testing.T) {
-	alice := &Identity{OnTailnet: true, Login: "Alice@Example.com", Node: "alice-laptop",
+	alice := &Identity{OnTailnet: true, Tailnet: "t.ts.net", HomeTailnet: "t.ts.net", Login: "Alice@Example.com", Node: "alice-laptop",
 		Caps: map[string][]json.RawMessage{
 			"example.com/cap/openclaw": raws(`{"role":"viewer"}`, `{"role":["operator","x"]}`),
 			"example.com/cap/plain":    nil,
 		}}
-	bob := &Identity{OnTailnet: true, Login: "bob@example.org", Node: "bob-phone",
+	bob := &Identity{OnTailnet: true, Tailnet: "t.ts.net", HomeTailnet: "t.ts.net", Login: "bob@example.org", Node: "bob-phone",
 		Caps: map[string][]json.RawMessage{"example.com/cap/openclaw": raws(`{"role":"viewer"}`, `"operator"`, `not json`)}}
-	multiAt := &Identity{OnTailnet: true, Login: "alice@evil.test@example.com", Node: "m"}
-	dotDomain := &Identity{OnTailnet: true, Login: "eve@notexample.com", Node: "e"}
-	ci := &Identity{OnTailnet: true, Login: "tagged-devices", Node: "ci-runner", Tags: []string{"tag:ci"}}
-	ciLoginSpoof := &Identity{OnTailnet: true, Login: "alice@example.com", Node: "ci-runner", Tags: []string{"tag:ci"}}
+	multiAt := &Identity{OnTailnet: true, Tailnet: "t.ts.net", HomeTailnet: "t.ts.net", Login: "alice@evil.test@example.com", Node: "m"}
+	dotDomain := &Identity{OnTailnet: true, Tailnet: "t.ts.net", HomeTailnet: "t.ts.net", Login: "eve@notexample.com", Node: "e"}
+	ci := &Identity{OnTailnet: true, Tailnet: "t.ts.net", HomeTailnet: "t.ts.net", Login: "tagged-devices", Node: "ci-runner", Tags: []string{"tag:ci"}}
+	ciLoginSpoof := &Identity{OnTailnet: true, Tailnet: "t.ts.net", HomeTailnet: "t.ts.net", Login: "alice@example.com", Node: "ci-runner", Tags: []string{"tag:ci"}}
 	offTailnet := &Identity{}
 	ciToken := &Identity{Token: &Token{Name: "ci", Scopes: []string{"operator.read"}}}
 	opsToken := &Identity{Token: &Token{Name: "ops"}}
@@ -140,7 +149,7 @@ func TestDecide(t *testing.T) {
 		Raw: map[string]any{"sub": "carol@idp.test", "role": "operator", "level": json.Number("3"), "admin": true,
 			"realm": map[string]any{"roles": []any{"x", "auditor"}}, "scope": "operator.write operator.read", "odd.name": "y"}}}
 	jwtNoScopes := &Identity{JWT: &Claims{User: "dave@idp.test", Raw: map[string]any{"sub": "dave@idp.test", "role": "guest"}}}
-	tokenOnTailnet := &Identity{OnTailnet: true, Login: "alice@example.com", Node: "alice-laptop", Token: &Token{Name: "ci", Scopes: []string{"operator.read", "operator.write"}}}
+	tokenOnTailnet := &Identity{OnTailnet: true, Tailnet: "t.ts.net", HomeTailnet: "t.ts.net", Login: "alice@example.com", Node: "alice-laptop", Token: &Token{Name: "ci", Scopes: []string{"operator.read", "operator.write"}}}
 
 	policy := []string{
 		/* 0 */ "deny node:quarantine",
@@ -184,7 +193,7 @@ func TestDecide(t *testing.T) {
 		{name: "jwt without scope claim gets rule scopes", id: jwtNoScopes, wantAllow: true, wantRule: 7, wantScopes: []string{}},
 		{name: "nothing", id: offTailnet, wantAllow: false, wantRule: -1, wantReason: "no_rule"},
 		{name: "nil identity", id: nil, wantAllow: false, wantRule: -1, wantReason: "no_rule"},
-		{name: "deny rule first", id: &Identity{OnTailnet: true, Login: "alice@example.com", Node: "Quarantine"}, wantAllow: false, wantRule: 0, wantReason: "deny_rule"},
+		{name: "deny rule first", id: &Identity{OnTailnet: true, Tailnet: "t.ts.net", HomeTailnet: "t.ts.net", Login: "alice@example.com", Node: "Quarantine"}, wantAllow: false, wantRule: 0, wantReason: "deny_rule"},
 		{name: "empty policy denies", policy: []string{}, id: alice, wantAllow: false, wantRule: -1, wantReason: "no_rule"},
 		{name: "anyone", policy: []string{"allow anyone scopes operator.read"}, id: offTailnet, wantAllow: true, wantRule: 0, wantScopes: []string{"operator.read"}},
 		{name: "tailnet", policy: []string{"allow tailnet"}, id: ci, wantAllow: true, wantRule: 0, wantScopes: []string{}},
@@ -212,7 +221,7 @@ func TestDecide(t *testing.T) {
 		{name: "ANDed with token, scopes intersected", policy: []string{"allow user:alice@example.com token:ci scopes operator.admin,operator.write"}, id: tokenOnTailnet, wantAllow: true, wantRule: 0, wantScopes: []string{"operator.write"}},
 		{name: "token scopes empty means none", policy: []string{"allow token:* scopes operator.read"}, id: &Identity{Token: &Token{Name: "x", Scopes: []string{}}}, wantAllow: true, wantRule: 0, wantScopes: []string{}},
 		{name: "first match wins over later deny", policy: []string{"allow tailnet", "deny node:alice-laptop"}, id: alice, wantAllow: true, wantRule: 0, wantScopes: []string{}},
-		{name: "invalid login fails user cond", policy: []string{"allow user:a@example.com", "allow tailnet"}, id: &Identity{OnTailnet: true, Login: "a@example.com,b"}, wantAllow: true, wantRule: 1, wantScopes: []string{}},
+		{name: "invalid login fails user cond", policy: []string{"allow user:a@example.com", "allow tailnet"}, id: &Identity{OnTailnet: true, Tailnet: "t.ts.net", HomeTailnet: "t.ts.net", Login: "a@example.com,b"}, wantAllow: true, wantRule: 1, wantScopes: []string{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -247,7 +256,7 @@ func TestDecideNoAllocation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := &Identity{OnTailnet: true, Login: "alice@example.com", Node: "alice-laptop"}
+	id := &Identity{OnTailnet: true, Tailnet: "t.ts.net", HomeTailnet: "t.ts.net", Login: "alice@example.com", Node: "alice-laptop"}
 	var d Decision
 	if n := testing.AllocsPerRun(100, func() { d = p.Decide(id) }); n != 0 {
 		t.Errorf("Decide() allocated %v times on the allow path, want 0", n)
@@ -275,6 +284,102 @@ func TestScopesHeader(t *testing.T) {
 	for _, tt := range tests {
 		if got := ScopesHeader(tt.in); got != tt.want {
 			t.Errorf("ScopesHeader(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestDecideForeignTailnet: a device whose WhoIs answer names another tailnet
+// (a device of a tailnet this node was shared into) is not "tailnet", and
+// its short node name and tags are that tailnet's, not ours.
+func TestDecideForeignTailnet(t *testing.T) {
+	foreign := &Identity{OnTailnet: true, Login: "tagged-devices", Node: "ci-bot", Tailnet: "other.ts.net", Tags: []string{"tag:ci"}}
+	foreignUser := &Identity{OnTailnet: true, Login: "mallory@other.example", Node: "alice-laptop", Tailnet: "other.ts.net"}
+	tests := []struct {
+		name   string
+		policy string
+		id     *Identity
+	}{
+		{"tailnet", "allow tailnet", foreign},
+		{"tailnet, user device", "allow tailnet", foreignUser},
+		{"short node name", "allow node:ci-bot", foreign},
+		{"short node name of a user device", "allow node:alice-laptop", foreignUser},
+		{"tag", "allow tag:ci", foreign},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := NewPolicy([]string{tt.policy})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := p.Decide(tt.id); got.Allowed {
+				t.Errorf("Decide(%+v) under %q = %+v, want denied", tt.id, tt.policy, got)
+			}
+		})
+	}
+}
+
+// TestDecideSharedIn: devices of this node's own tailnet and of a tailnet it
+// was shared into, as WhoIs answers name them, under each form of the
+// tailnet and node conditions. The test control server cannot share a node
+// into another tailnet, so the identities are written out here as the
+// guard builds them from WhoIs (Tailnet from the peer's name, HomeTailnet
+// from the accepting node's).
+func TestDecideSharedIn(t *testing.T) {
+	own := &Identity{OnTailnet: true, Login: "tagged-devices", Node: "ci-bot", NodeFQDN: "ci-bot.home.ts.net",
+		Tailnet: "home.ts.net", HomeTailnet: "home.ts.net", Tags: []string{"tag:ci"}}
+	shared := &Identity{OnTailnet: true, Login: "tagged-devices", Node: "ci-bot", NodeFQDN: "ci-bot.other.ts.net",
+		Tailnet: "other.ts.net", HomeTailnet: "home.ts.net", Tags: []string{"tag:ci"},
+		Caps: map[string][]json.RawMessage{"example.com/cap/openclaw": nil}}
+	sharedUser := &Identity{OnTailnet: true, Login: "mallory@other.example", Node: "laptop", NodeFQDN: "laptop.other.ts.net",
+		Tailnet: "other.ts.net", HomeTailnet: "home.ts.net"}
+	unknownHome := &Identity{OnTailnet: true, Login: "alice@example.com", Node: "laptop", NodeFQDN: "laptop.home.ts.net", Tailnet: "home.ts.net"}
+	noName := &Identity{OnTailnet: true, Login: "alice@example.com", Node: "laptop", HomeTailnet: "home.ts.net"}
+	caseOnly := &Identity{OnTailnet: true, Login: "alice@example.com", Node: "laptop", NodeFQDN: "Laptop.Home.TS.net", Tailnet: "Home.TS.net", HomeTailnet: "home.ts.net"}
+	tests := []struct {
+		policy string
+		id     *Identity
+		want   bool
+	}{
+		{"allow tailnet", own, true},
+		{"allow tailnet", shared, false},
+		{"allow tailnet", unknownHome, false},
+		{"allow tailnet", noName, false},
+		{"allow tailnet", caseOnly, true},
+		{"allow tailnet:own", own, true},
+		{"allow tailnet:own", shared, false},
+		{"allow tailnet:shared", own, false},
+		{"allow tailnet:shared", shared, true},
+		{"allow tailnet:shared", sharedUser, true},
+		{"allow tailnet:shared", unknownHome, true},
+		{"allow tailnet:own,shared", own, true},
+		{"allow tailnet:own,shared", shared, true},
+		{"allow tailnet:shared", &Identity{Login: "x@example.com"}, false},
+		{"allow node:ci-bot", own, true},
+		{"allow node:ci-bot", shared, false},
+		{"allow node:CI-BOT", own, true},
+		{"allow node:ci-bot.home.ts.net", own, true},
+		{"allow node:ci-bot.home.ts.net.", own, true},
+		{"allow node:ci-bot.home.ts.net", shared, false},
+		{"allow node:ci-bot.other.ts.net", shared, true},
+		{"allow node:ci-bot.other.ts.net", own, false},
+		{"allow node:ci-bot.other", shared, false},
+		{"allow node:laptop", noName, false},
+		{"allow node:laptop.home.ts.net", caseOnly, true},
+		{"allow tag:ci", own, true},
+		{"allow tag:ci", shared, false},
+		{"allow tailnet:shared tag:ci", shared, false},
+		{"allow cap:example.com/cap/openclaw", shared, true},
+		{"allow user:mallory@other.example", sharedUser, true},
+		{"allow tailnet:shared user:mallory@other.example", sharedUser, true},
+		{"allow tailnet user:mallory@other.example", sharedUser, false},
+	}
+	for _, tt := range tests {
+		p, err := NewPolicy([]string{tt.policy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.Decide(tt.id); got.Allowed != tt.want {
+			t.Errorf("Decide(%s, node %q of %q, home %q) under %q = %v, want %v", tt.id.Login, tt.id.NodeFQDN, tt.id.Tailnet, tt.id.HomeTailnet, tt.policy, got.Allowed, tt.want)
 		}
 	}
 }

@@ -316,6 +316,23 @@ func WithCapMap(caps tailcfg.PeerCapMap) NodeOption {
 	return func(o *nodeOptions) { o.caps = caps }
 }
 
+// SetCapMap replaces the application capabilities granted to the node
+// named hostname (see WithCapMap); nil revokes them all. Only the packet
+// filter of the other nodes changes, as when a tailnet policy edit adds or
+// removes a grant: the node itself and its peer entry stay as they were.
+func (tn *Tailnet) SetCapMap(t testing.TB, hostname string, caps tailcfg.PeerCapMap) {
+	t.Helper()
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	id, ok := tn.hosts[hostname]
+	if !ok {
+		t.Fatalf("tailnettest: no node %q", hostname)
+	}
+	id.caps = caps
+	tn.hosts[hostname] = id
+	tn.notifyLocked()
+}
+
 // register records the identity for hostname before its node exists.
 func (tn *Tailnet) register(hostname string, opts []NodeOption) (nodeOptions, error) {
 	var o nodeOptions
