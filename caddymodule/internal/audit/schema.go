@@ -1,0 +1,554 @@
+package audit
+
+import (
+	"bytes"
+	"compress/gzip"
+	"embed"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
+)
+
+// The JSON Schemas OpenClaw publishes for openclaw.json (`openclaw config
+// schema`), one per release line, recorded by scripts/openclaw-schema.sh.
+//
+//go:embed schema/openclaw-*.schema.json.gz
+var schemaFiles embed.FS
+
+// DefaultSchemaVersion is the OpenClaw release whose schema Validate uses:
+// the version the project pins and tests against.
+const DefaultSchemaVersion = "2026.9.6"
+
+// Issue is one reason OpenClaw refuses a config, shaped as in
+// `openclaw config validate --json`: a dotted path ("<root>" for the top
+// level, array indexes as numbers) and a message in OpenClaw's words, for
+// the config's owner: a message may quote part of the config (a key, a
+// bind), so only paths are shown to callers of the gate.
+type Issue struct {
+	Path          string `json:"path"`
+	Message       string `json:"message"`
+	AllowedValues []any  `json:"allowedValues,omitempty"`
+}
+
+// Schema is one OpenClaw version's compiled config schema.
+type Schema struct {
+	Version string
+	root    *jsonschema.Schema
+}
+
+var compiled sync.Map // version -> func() (*Schema, error)
+
+// SchemaVersions lists the OpenClaw versions whose schema is recorded.
+func SchemaVersions() []string {
+	names, _ := schemaFiles.ReadDir("schema")
+	var out []string
+	for _, e := range names {
+		v, ok := strings.CutPrefix(e.Name(), "openclaw-")
+		if v, ok2 := strings.CutSuffix(v, ".schema.json.gz"); ok && ok2 {
+			out = append(out, v)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// LoadSchema returns the compiled schema of an OpenClaw version. Each
+// version is decompressed and compiled once per process, on first use; later
+// calls (every audit of every gateway) share it.
+func LoadSchema(version string) (*Schema, error) {
+	f, _ := compiled.LoadOrStore(version, sync.OnceValues(func() (*Schema, error) { return compileSchema(version) }))
+	return f.(func() (*Schema, error))()
+}
+
+func compileSchema(version string) (*Schema, error) {
+	name := "schema/openclaw-" + version + ".schema.json.gz"
+	gz, err := schemaFiles.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("no recorded config schema for OpenClaw %q (recorded: %s)", version, strings.Join(SchemaVersions(), ", "))
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		return nil, fmt.Errorf("decompressing %s: %w", name, err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(io.LimitReader(zr, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("decoding %s: %w", name, err)
+	}
+	rebaseLocalRefs(doc, "", true)
+	optionalDefaults(doc)
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft7)
+	// The schema repeats a few dozen patterns about a thousand times.
+	regexps := map[string]jsonschema.Regexp{}
+	c.UseRegexpEngine(func(src string) (jsonschema.Regexp, error) {
+		if re, ok := regexps[src]; ok {
+			return re, nil
+		}
+		re, err := compileSchemaRegexp(src)
+		if err == nil {
+			regexps[src] = re
+		}
+		return re, err
+	})
+	url := "https://schema.clawgate.invalid/openclaw-" + version + ".schema.json"
+	if err := c.AddResource(url, doc); err != nil {
+		return nil, fmt.Errorf("loading %s: %w", name, err)
+	}
+	root, err := c.Compile(url)
+	if err != nil {
+		return nil, fmt.Errorf("compiling %s: %w", name, err)
+	}
+	return &Schema{Version: version, root: root}, nil
+}
+
+// rebaseLocalRefs points the "$ref"s of an embedded schema at its own
+// "$defs". OpenClaw inlines each plugin's config schema whole, "$defs" and
+// "#/$defs/…" references included; those references mean the plugin
+// schema's root, which is now the subtree holding the "$defs", not the
+// document's root.
+func rebaseLocalRefs(v any, ptr string, atRoot bool) {
+	rebase(v, ptr, "", atRoot)
+}
+
+func rebase(v any, ptr, base string, atRoot bool) {
+	switch x := v.(type) {
+	case map[string]any:
+		if _, ok := x["$defs"]; ok && !atRoot {
+			base = ptr
+		}
+		if ref, ok := x["$ref"].(string); ok && base != "" && strings.HasPrefix(ref, "#/") {
+			x["$ref"] = "#" + base + ref[1:]
+		}
+		for k, e := range x {
+			rebase(e, ptr+"/"+strings.ReplaceAll(strings.ReplaceAll(k, "~", "~0"), "/", "~1"), base, false)
+		}
+	case []any:
+		for i, e := range x {
+			rebase(e, ptr+"/"+strconv.Itoa(i), base, false)
+		}
+	}
+}
+
+// optionalDefaults drops from "required" every property that has a
+// "default". Zod prints a defaulted field as required because its parsed
+// output always has it; on input, which is what a config file is, the field
+// may be left out and Zod fills it in.
+func optionalDefaults(v any) {
+	switch x := v.(type) {
+	case map[string]any:
+		req, _ := x["required"].([]any)
+		props, _ := x["properties"].(map[string]any)
+		if len(req) > 0 && props != nil {
+			kept := req[:0:0]
+			for _, r := range req {
+				name, _ := r.(string)
+				if p, _ := props[name].(map[string]any); p != nil {
+					if _, hasDefault := p["default"]; hasDefault {
+						continue
+					}
+				}
+				kept = append(kept, r)
+			}
+			x["required"] = kept
+		}
+		for _, e := range x {
+			optionalDefaults(e)
+		}
+	case []any:
+		for _, e := range x {
+			optionalDefaults(e)
+		}
+	}
+}
+
+// Validate checks a loaded config (after $include and ${VAR}) against the
+// default version's schema and OpenClaw's refinements. An empty result means
+// OpenClaw would accept the file. An error means the check could not run,
+// which a caller must treat as a refusal.
+func Validate(cfg *Config) ([]Issue, error) {
+	s, err := LoadSchema(DefaultSchemaVersion)
+	if err != nil {
+		return nil, err
+	}
+	return s.Validate(cfg.Tree), nil
+}
+
+// Validate checks a merged config tree, as OpenClaw's loader does: the
+// schema first; OpenClaw's code-level refinements only add issues where the
+// schema passed for the object they refine (as Zod runs a refinement only on
+// a value that parsed).
+func (s *Schema) Validate(tree map[string]any) []Issue {
+	var issues []Issue
+	if err := s.root.Validate(toSchemaValue(tree)); err != nil {
+		var ve *jsonschema.ValidationError
+		if !errors.As(err, &ve) {
+			return []Issue{{Path: "<root>", Message: "config could not be validated: " + err.Error()}}
+		}
+		issues = s.issuesOf(ve, issues)
+	}
+	issues = append(issues, refinementIssues(tree, issues)...)
+	// OpenClaw validates each channel's own config only once the rest has
+	// passed, so a config broken elsewhere reports only the rest.
+	var core []Issue
+	for _, i := range issues {
+		if !channelIssue(i.Path) {
+			core = append(core, i)
+		}
+	}
+	if len(core) > 0 {
+		issues = core
+	}
+	return dedupeIssues(issues)
+}
+
+// channelIssue reports whether a path lies in one channel's config
+// (channels.<id>…), which OpenClaw checks against the channel plugin's
+// schema after its core schema.
+func channelIssue(path string) bool {
+	rest, ok := strings.CutPrefix(path, "channels.")
+	if !ok {
+		return false
+	}
+	id, _, _ := strings.Cut(rest, ".")
+	return id != "defaults" && id != "modelByChannel"
+}
+
+// toSchemaValue gives the validator the JSON data model it knows: the JSON5
+// parser's non-finite numbers (Infinity, NaN) have no JSON form, so they are
+// handed over as strings and fail any numeric type, as OpenClaw's Zod number
+// schema refuses them.
+func toSchemaValue(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = toSchemaValue(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = toSchemaValue(e)
+		}
+		return out
+	case float64:
+		if x != x || x > 1.7976931348623157e308 || x < -1.7976931348623157e308 {
+			return strconv.FormatFloat(x, 'g', -1, 64)
+		}
+	}
+	return v
+}
+
+// issuesOf turns the validator's error tree into the issues Zod would have
+// reported for the same value.
+func (s *Schema) issuesOf(ve *jsonschema.ValidationError, out []Issue) []Issue {
+	path := ve.InstanceLocation
+	switch k := ve.ErrorKind.(type) {
+	case *kind.Group, *kind.Schema, *kind.AllOf, *kind.Reference:
+		for _, c := range ve.Causes {
+			out = s.issuesOf(c, out)
+		}
+		return out
+	case *kind.AnyOf, *kind.OneOf:
+		if oneOf, ok := k.(*kind.OneOf); ok && len(oneOf.Subschemas) > 1 {
+			return append(out, Issue{Path: joinPath(path), Message: "Invalid input"})
+		}
+		// Zod reports a union's failure inside the one option that got past
+		// its type or discriminator checks, and as "Invalid input" at the
+		// union otherwise.
+		var live []*jsonschema.ValidationError
+		for _, c := range ve.Causes {
+			if !unionOptionAborted(c, len(path)) {
+				live = append(live, c)
+			}
+		}
+		if len(live) == 1 {
+			return s.issuesOf(live[0], out)
+		}
+		return append(out, Issue{Path: joinPath(path), Message: "Invalid input" + s.allowedOfUnion(ve.SchemaURL)})
+	case *kind.AdditionalProperties:
+		keys := append([]string(nil), k.Properties...)
+		sort.Strings(keys)
+		if channelIssue(joinPath(path)) {
+			// A channel's own schema is checked by a JSON Schema validator
+			// inside OpenClaw, one issue per key, in its words.
+			for _, key := range keys {
+				out = append(out, Issue{Path: joinPath(path), Message: "invalid config: must not have additional properties: " + strconv.Quote(key)})
+			}
+			return out
+		}
+		msg := "Unrecognized key: " + strconv.Quote(keys[0])
+		if len(keys) > 1 {
+			quoted := make([]string, len(keys))
+			for i, key := range keys {
+				quoted[i] = strconv.Quote(key)
+			}
+			msg = "Unrecognized keys: " + strings.Join(quoted, ", ")
+		}
+		return append(out, Issue{Path: joinPath(path), Message: msg})
+	case *kind.Required:
+		for _, m := range k.Missing {
+			want := "value"
+			if obj := s.lookup(ve.SchemaURL); obj != nil {
+				if p := obj.Properties[m]; p != nil {
+					want = expectedOf(p)
+				}
+			}
+			out = append(out, Issue{Path: joinPath(append(append([]string(nil), path...), m)), Message: "Invalid input: expected " + want + ", received undefined"})
+		}
+		return out
+	case *kind.Type:
+		want := zodType(k.Want)
+		if len(k.Want) == 1 && k.Want[0] == "integer" && k.Got == "number" {
+			want = "int"
+		}
+		if sch := s.lookup(ve.SchemaURL); want == "object" && sch != nil && len(sch.Properties) == 0 && sch.AdditionalProperties != nil {
+			want = "record"
+		}
+		msg := "Invalid input: expected " + want + ", received " + k.Got
+		if want == "boolean" {
+			msg += " (allowed: true, false)"
+		}
+		return append(out, Issue{Path: joinPath(path), Message: msg})
+	case *kind.Enum:
+		quoted := make([]string, len(k.Want))
+		for i, w := range k.Want {
+			quoted[i] = displayValue(w)
+		}
+		if channelIssue(joinPath(path)) {
+			return append(out, Issue{Path: joinPath(path), Message: "invalid config: must be equal to one of the allowed values (allowed: " + strings.Join(quoted, ", ") + ")"})
+		}
+		return append(out, Issue{Path: joinPath(path), Message: "Invalid option: expected one of " + strings.Join(quoted, "|"), AllowedValues: k.Want})
+	case *kind.Const:
+		return append(out, Issue{Path: joinPath(path), Message: "Invalid input: expected " + displayValue(k.Want)})
+	case *kind.Pattern:
+		return append(out, Issue{Path: joinPath(path), Message: "Invalid string: must match pattern /" + k.Want + "/"})
+	case *kind.MinLength:
+		return append(out, Issue{Path: joinPath(path), Message: fmt.Sprintf("Too small: expected string to have >=%d characters", k.Want)})
+	case *kind.MaxLength:
+		return append(out, Issue{Path: joinPath(path), Message: fmt.Sprintf("Too big: expected string to have <=%d characters", k.Want)})
+	case *kind.MinItems:
+		return append(out, Issue{Path: joinPath(path), Message: fmt.Sprintf("Too small: expected array to have >=%d items", k.Want)})
+	case *kind.MaxItems:
+		return append(out, Issue{Path: joinPath(path), Message: fmt.Sprintf("Too big: expected array to have <=%d items", k.Want)})
+	case *kind.Minimum:
+		return append(out, Issue{Path: joinPath(path), Message: "Too small: expected number to be >=" + k.Want.RatString() + " (minimum: " + k.Want.RatString() + ")"})
+	case *kind.ExclusiveMinimum:
+		return append(out, Issue{Path: joinPath(path), Message: "Too small: expected number to be >" + k.Want.RatString()})
+	case *kind.Maximum:
+		return append(out, Issue{Path: joinPath(path), Message: "Too big: expected number to be <=" + k.Want.RatString() + " (maximum: " + k.Want.RatString() + ")"})
+	case *kind.ExclusiveMaximum:
+		return append(out, Issue{Path: joinPath(path), Message: "Too big: expected number to be <" + k.Want.RatString()})
+	case *kind.PropertyNames:
+		return append(out, Issue{Path: joinPath(path), Message: "Invalid key in record"})
+	case *kind.Format:
+		return append(out, Issue{Path: joinPath(path), Message: "Invalid " + k.Want})
+	case *kind.FalseSchema:
+		// A property the schema forbids outright.
+		if len(path) > 0 {
+			return append(out, Issue{Path: joinPath(path[:len(path)-1]), Message: "Unrecognized key: " + strconv.Quote(path[len(path)-1])})
+		}
+	}
+	if len(ve.Causes) > 0 {
+		for _, c := range ve.Causes {
+			out = s.issuesOf(c, out)
+		}
+		return out
+	}
+	return append(out, Issue{Path: joinPath(path), Message: "Invalid input"})
+}
+
+// allowedOfUnion spells the values of a union of literals as OpenClaw
+// appends them to "Invalid input"; "" for any other union.
+func (s *Schema) allowedOfUnion(url string) string {
+	sch := s.lookup(url)
+	if sch == nil {
+		return ""
+	}
+	options := append(slices.Clone(sch.AnyOf), sch.OneOf...)
+	var vals []string
+	for _, o := range options {
+		switch {
+		case o.Const != nil:
+			vals = append(vals, displayValue(*o.Const))
+		case o.Enum != nil:
+			for _, v := range o.Enum.Values {
+				vals = append(vals, displayValue(v))
+			}
+		default:
+			return ""
+		}
+	}
+	if len(vals) == 0 {
+		return ""
+	}
+	return " (allowed: " + strings.Join(vals, ", ") + ")"
+}
+
+// unionOptionAborted reports whether a union option failed where Zod stops
+// trying that option: the value has the wrong type for it, or a
+// discriminator (a const or enum right under the union) does not match.
+func unionOptionAborted(ve *jsonschema.ValidationError, depth int) bool {
+	switch ve.ErrorKind.(type) {
+	case *kind.Type:
+		return len(ve.InstanceLocation) == depth
+	case *kind.Const, *kind.Enum:
+		return len(ve.InstanceLocation) <= depth+1
+	}
+	for _, c := range ve.Causes {
+		if unionOptionAborted(c, depth) {
+			return true
+		}
+	}
+	return false
+}
+
+// lookup finds the compiled subschema at a schema URL's JSON pointer.
+func (s *Schema) lookup(url string) *jsonschema.Schema {
+	_, ptr, ok := strings.Cut(url, "#")
+	if !ok {
+		return nil
+	}
+	cur := s.root
+	toks := strings.Split(strings.TrimPrefix(ptr, "/"), "/")
+	if ptr == "" {
+		return cur
+	}
+	for i := 0; i < len(toks) && cur != nil; i++ {
+		tok := strings.ReplaceAll(strings.ReplaceAll(toks[i], "~1", "/"), "~0", "~")
+		next := func() (string, bool) {
+			if i+1 >= len(toks) {
+				return "", false
+			}
+			i++
+			return strings.ReplaceAll(strings.ReplaceAll(toks[i], "~1", "/"), "~0", "~"), true
+		}
+		switch tok {
+		case "properties":
+			name, ok := next()
+			if !ok {
+				return nil
+			}
+			cur = cur.Properties[name]
+		case "anyOf", "oneOf", "allOf":
+			idx, ok := next()
+			n, err := strconv.Atoi(idx)
+			list := map[string][]*jsonschema.Schema{"anyOf": cur.AnyOf, "oneOf": cur.OneOf, "allOf": cur.AllOf}[tok]
+			if !ok || err != nil || n < 0 || n >= len(list) {
+				return nil
+			}
+			cur = list[n]
+		case "items":
+			it, _ := cur.Items.(*jsonschema.Schema)
+			cur = it
+		case "additionalProperties":
+			ap, _ := cur.AdditionalProperties.(*jsonschema.Schema)
+			cur = ap
+		default:
+			return nil
+		}
+	}
+	return cur
+}
+
+// expectedOf names what a schema wants the way Zod's messages do.
+func expectedOf(s *jsonschema.Schema) string {
+	if s.Types != nil {
+		return zodType(s.Types.ToStrings())
+	}
+	if s.Const != nil {
+		return displayValue(*s.Const)
+	}
+	if s.Enum != nil && len(s.Enum.Values) > 0 {
+		return displayValue(s.Enum.Values[0])
+	}
+	return "value"
+}
+
+func zodType(want []string) string {
+	if len(want) == 1 {
+		switch want[0] {
+		case "integer":
+			return "number"
+		}
+		return want[0]
+	}
+	return strings.Join(want, " | ")
+}
+
+func displayValue(v any) string {
+	switch x := v.(type) {
+	case string:
+		return strconv.Quote(x)
+	case nil:
+		return "null"
+	}
+	return fmt.Sprint(v)
+}
+
+// joinPath spells an instance location as OpenClaw's issues do.
+func joinPath(p []string) string {
+	if len(p) == 0 {
+		return "<root>"
+	}
+	return strings.Join(p, ".")
+}
+
+func dedupeIssues(in []Issue) []Issue {
+	seen := map[string]bool{}
+	var out []Issue
+	for _, i := range in {
+		k := i.Path + "\x00" + i.Message
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		out = append(out, i)
+	}
+	return out
+}
+
+// IssuePaths returns the distinct paths of issues, in order.
+func IssuePaths(issues []Issue) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, i := range issues {
+		if !seen[i.Path] {
+			seen[i.Path] = true
+			out = append(out, i.Path)
+		}
+	}
+	return out
+}
+
+// InvalidConfig is what the real CLI prints instead of an audit when the
+// config does not validate (`openclaw security audit --json` and
+// `openclaw config validate --json` share it).
+type InvalidConfig struct {
+	OK     bool     `json:"ok"`
+	Error  CLIError `json:"error"`
+	Issues []Issue  `json:"issues"`
+}
+
+// CLIError is the error member of InvalidConfig.
+type CLIError struct {
+	Type    string `json:"type"`
+	Message string `json:"message"`
+}
+
+// NewInvalidConfig shapes issues found in the config at path as the real
+// CLI does.
+func NewInvalidConfig(path string, issues []Issue) InvalidConfig {
+	return InvalidConfig{
+		Error:  CLIError{Type: "cli_error", Message: "OpenClaw config is invalid: " + path},
+		Issues: issues,
+	}
+}
