@@ -34,6 +34,10 @@ type LoadOptions struct {
 	// Home is the user's home directory for "~" expansion. Empty means
 	// OPENCLAW_HOME, then HOME from Env, then the OS's idea of it.
 	Home string
+	// Overlay replaces the contents of files (keyed by clean path) as read,
+	// so a config can be judged as it would be after an edit not yet
+	// written. The files themselves must still exist and pass every check.
+	Overlay map[string][]byte
 }
 
 // EnvMap adapts a map to LoadOptions.Env.
@@ -101,6 +105,9 @@ func Load(opts LoadOptions) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
+	if o, ok := opts.Overlay[filepath.Clean(configPath)]; ok {
+		data = o
+	}
 	root, err := ParseJSON5(filepath.Base(configPath), data)
 	if err != nil {
 		return nil, fmt.Errorf("parsing config: %w", err)
@@ -110,6 +117,7 @@ func Load(opts LoadOptions) (*Config, error) {
 		visited:  map[string]bool{filepath.Clean(configPath): true},
 		basePath: configPath,
 		seen:     map[string]bool{},
+		overlay:  opts.Overlay,
 	}
 	merged, err := inc.process(root)
 	if err != nil {
@@ -273,8 +281,9 @@ type includer struct {
 	visited  map[string]bool
 	depth    int
 	// shared by every includer of one Load
-	files []string
-	seen  map[string]bool
+	files   []string
+	seen    map[string]bool
+	overlay map[string][]byte
 }
 
 func (in *includer) process(v any) (any, error) {
@@ -382,6 +391,9 @@ func (in *includer) load(rel string) (any, error) {
 		return nil, fmt.Errorf("maximum include depth (%d) exceeded at: %s", maxIncludeDepth, rel)
 	}
 	data, err := readIncludeFile(p)
+	if o, ok := in.overlay[filepath.Clean(p)]; ok && err == nil {
+		data = o
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading include file %s: %w", rel, err)
 	}
@@ -400,6 +412,7 @@ func (in *includer) load(rel string) (any, error) {
 		depth:    in.depth + 1,
 		files:    in.files,
 		seen:     in.seen,
+		overlay:  in.overlay,
 	}
 	for k := range in.visited {
 		nested.visited[k] = true
