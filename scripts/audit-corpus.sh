@@ -9,6 +9,14 @@
 #   scripts/audit-corpus.sh bench [runs]       time the real CLI (default 3 runs) and `go test -bench
 #                                              BenchmarkAudit` on the same config; print both and the ratio
 #   scripts/audit-corpus.sh list               list the cases
+#   scripts/audit-corpus.sh record-validate [case...]
+#                                              run the real `openclaw config validate --json` on each
+#                                              case of both halves (all when none named): an invalid
+#                                              case (testdata/invalid/<case>) gets expected.json, a
+#                                              corpus case validate.json
+#
+# `check` also compares the installed OpenClaw's published config schema with the recorded one
+# (scripts/openclaw-schema.sh check) and re-validates N random invalid cases.
 #
 # A case is caddymodule/internal/audit/testdata/corpus/<case>/ holding openclaw.json (JSON5; may
 # $include sibling files), an optional setup.json and the recorded expected.json. Each run builds the
@@ -58,7 +66,7 @@ const setup = fs.existsSync(setupPath) ? JSON.parse(fs.readFileSync(setupPath, "
 const mode = (s, d) => parseInt(s ?? d, 8);
 fs.mkdirSync(state, { recursive: true });
 for (const name of fs.readdirSync(caseDir)) {
-  if (name === "setup.json" || name === "expected.json") continue;
+  if (name === "setup.json" || name === "expected.json" || name === "validate.json") continue;
   const src = path.join(caseDir, name);
   if (!fs.statSync(src).isFile()) continue;
   const dst = path.join(state, name);
@@ -116,6 +124,64 @@ fs.writeFileSync(out, JSON.stringify(JSON.parse(text), null, 2) + "\n");
 	rm -rf "$tmp"
 }
 
+# validate_case <case-dir> <out-file>: run the real `openclaw config validate --json` on a freshly
+# built case; it exits 1 on an invalid config, so the JSON on stdout is what is judged.
+validate_case() {
+	local dir=$1 out=$2 tmp rc=0 bin
+	bin=$("$openclaw" bin)
+	tmp=$(mktemp -d)
+	tmp=$(cd "$tmp" && pwd -P)
+	local envs=()
+	mapfile -t envs < <(build_case "$dir" "$tmp")
+	env -i PATH="$PATH" "${audit_env[@]}" "${envs[@]}" HOME="$tmp/home" OPENCLAW_CONFIG_PATH="$tmp/state/openclaw.json" \
+		OPENCLAW_STATE_DIR="$tmp/state" NO_COLOR=1 OPENCLAW_NO_AUTO_UPDATE=1 DO_NOT_TRACK=1 \
+		"$bin" config validate --json >"$tmp/out.json" 2>"$tmp/err.txt" || rc=$?
+	if ! "$NODE" -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")); if (typeof r.valid !== "boolean") process.exit(1)' "$tmp/out.json" 2>/dev/null; then
+		echo "audit-corpus.sh: ${dir#"$repo"/}: the real validate failed (exit $rc):" >&2
+		head -c 2000 "$tmp/out.json" "$tmp/err.txt" >&2 || true
+		rm -rf "$tmp"
+		return 1
+	fi
+	"$NODE" -e '
+const fs = require("fs");
+const [file, root, out] = process.argv.slice(1);
+const text = fs.readFileSync(file, "utf8").split(root).join("$ROOT");
+fs.writeFileSync(out, JSON.stringify(JSON.parse(text), null, 2) + "\n");
+' "$tmp/out.json" "$tmp" "$out"
+	rm -rf "$tmp"
+}
+
+invalid=$repo/caddymodule/internal/audit/testdata/invalid
+
+list_invalid() {
+	local d
+	for d in "$invalid"/*/; do
+		[[ -f $d/openclaw.json ]] && basename "$d"
+	done
+}
+
+cmd_record-validate() {
+	local names=("$@") name dir out failed=0
+	if [[ ${#names[@]} -eq 0 ]]; then
+		mapfile -t names < <(list_invalid; list_cases)
+	fi
+	for name in "${names[@]}"; do
+		if [[ -f $invalid/$name/openclaw.json ]]; then
+			dir=$invalid/$name out=$dir/expected.json
+		elif [[ -f $corpus/$name/openclaw.json ]]; then
+			dir=$corpus/$name out=$dir/validate.json
+		else
+			die "no case $name"
+		fi
+		if validate_case "$dir" "$out"; then
+			echo "recorded $name: $("$NODE" -e 'const r=require(process.argv[1]);console.log(r.valid ? "valid" : (r.issues||[]).map(i=>i.path).join(" "))' "$out")"
+		else
+			failed=$((failed + 1))
+		fi
+	done
+	((failed == 0)) || die "$failed case(s) failed to record"
+}
+
 list_cases() {
 	local d
 	for d in "$corpus"/*/; do
@@ -169,6 +235,25 @@ if (missing.length || extra.length) {
 		fi
 	done
 	((bad == 0)) || die "$bad of ${#picked[@]} case(s) differ from the recorded real audit; OpenClaw has drifted (re-record and review)"
+	"$repo/scripts/openclaw-schema.sh" check
+	[[ $# -gt 0 ]] && return
+	mapfile -t all < <(list_invalid)
+	mapfile -t picked < <(printf '%s\n' "${all[@]}" | shuf -n "$n")
+	for name in "${picked[@]}"; do
+		validate_case "$invalid/$name" "$tmp/$name.validate.json" || { bad=$((bad + 1)); continue; }
+		if "$NODE" -e '
+const [want, got] = process.argv.slice(1).map((f) => new Set((require(f).issues || []).map((i) => i.path)));
+const missing = [...want].filter((k) => !got.has(k)), extra = [...got].filter((k) => !want.has(k));
+for (const k of missing) console.log("  only in expected.json: " + k);
+for (const k of extra) console.log("  only in this run:      " + k);
+process.exit(missing.length || extra.length ? 1 : 0);' "$invalid/$name/expected.json" "$tmp/$name.validate.json"; then
+			echo "ok    invalid/$name"
+		else
+			echo "DRIFT invalid/$name"
+			bad=$((bad + 1))
+		fi
+	done
+	((bad == 0)) || die "$bad invalid case(s) differ from the recorded real validate; OpenClaw has drifted (re-record and review)"
 }
 
 # bench_env must match the env BenchmarkAudit gives the Go audit.
@@ -199,7 +284,7 @@ cmd_bench() {
 }
 
 case ${1:-} in
-record | check | bench)
+record | check | bench | record-validate)
 	sub=$1
 	shift
 	NODE=$(node_bin)
@@ -207,7 +292,7 @@ record | check | bench)
 	;;
 list) list_cases ;;
 *)
-	sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+	sed -n '2,16s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
 	exit 2
 	;;
 esac

@@ -72,7 +72,7 @@ func buildCorpusCase(t *testing.T, dir string) (root string, env map[string]stri
 	}
 	for _, e := range entries {
 		name := e.Name()
-		if name == "setup.json" || name == "expected.json" || !e.Type().IsRegular() {
+		if name == "setup.json" || name == "expected.json" || name == "validate.json" || !e.Type().IsRegular() {
 			continue
 		}
 		data, err := os.ReadFile(filepath.Join(dir, name))

@@ -1,0 +1,182 @@
+package audit
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// validateResult is `openclaw config validate --json` as recorded by
+// scripts/audit-corpus.sh record-validate.
+type validateResult struct {
+	OK    bool `json:"ok"`
+	Valid bool `json:"valid"`
+	Error *struct {
+		Type    string `json:"type"`
+		Message string `json:"message"`
+	} `json:"error"`
+	Issues []Issue `json:"issues"`
+}
+
+func pathSet(issues []Issue) []string {
+	out := IssuePaths(issues)
+	sort.Strings(out)
+	return out
+}
+
+// validateCorpusCase loads a built case as the real CLI would and validates it.
+func validateCorpusCase(t *testing.T, dir string) []Issue {
+	t.Helper()
+	_, env := buildCorpusCase(t, dir)
+	cfg, err := Load(LoadOptions{Env: EnvMap(env), Home: env["HOME"]})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	issues, err := Validate(cfg)
+	if err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	return issues
+}
+
+// TestSchemaCorpus compares clawgate's validation with the real CLI's on
+// every recorded case: the invalid half (testdata/invalid, each recorded as
+// refused) and the audit corpus (testdata/corpus, each with the real
+// validate's verdict in validate.json), on the set of issue paths.
+func TestSchemaCorpus(t *testing.T) {
+	invalid, _ := filepath.Glob(filepath.Join("testdata", "invalid", "*", "expected.json"))
+	valid, _ := filepath.Glob(filepath.Join("testdata", "corpus", "*", "validate.json"))
+	if len(invalid) < 30 {
+		t.Fatalf("invalid corpus has %d recorded cases, want at least 30", len(invalid))
+	}
+	cases, _ := filepath.Glob(filepath.Join("testdata", "corpus", "*", "openclaw.json"))
+	if len(valid) != len(cases) {
+		t.Fatalf("%d of %d corpus cases have a recorded validate.json (run: scripts/audit-corpus.sh record-validate)", len(valid), len(cases))
+	}
+	agree := map[string]int{}
+	total := map[string]int{}
+	refusedByCLI, messages, sameMessages := 0, 0, 0
+	for _, half := range []struct {
+		name  string
+		files []string
+	}{{"invalid", invalid}, {"corpus", valid}} {
+		for _, file := range half.files {
+			dir := filepath.Dir(file)
+			t.Run(half.name+"/"+filepath.Base(dir), func(t *testing.T) {
+				data, err := os.ReadFile(file)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var want validateResult
+				if err := json.Unmarshal(data, &want); err != nil {
+					t.Fatalf("%s: %v", file, err)
+				}
+				if half.name == "invalid" && want.Valid {
+					t.Fatalf("%s: the real CLI accepts this config; an invalid case must be refused", file)
+				}
+				if !want.Valid {
+					refusedByCLI++
+				}
+				got := validateCorpusCase(t, dir)
+				total[half.name]++
+				gotMsg := map[string]bool{}
+				for _, i := range got {
+					gotMsg[i.Path+"\x00"+i.Message] = true
+				}
+				for _, i := range want.Issues {
+					messages++
+					if gotMsg[i.Path+"\x00"+i.Message] {
+						sameMessages++
+					}
+				}
+				if w, g := pathSet(want.Issues), pathSet(got); reflect.DeepEqual(w, g) {
+					agree[half.name]++
+				} else {
+					t.Errorf("issue paths = %q, real CLI %q\n  clawgate: %v", g, w, got)
+				}
+			})
+		}
+	}
+	fmt.Printf("TestSchemaCorpus total: invalid half %d/%d cases with the real CLI's issue paths; corpus %d/%d (%d refused by the real CLI); %d/%d of the real CLI's issue messages word for word\n",
+		agree["invalid"], total["invalid"], agree["corpus"], total["corpus"], refusedByCLI-total["invalid"], sameMessages, messages)
+}
+
+// TestValidateUnresolvedEnvIsNotInvalid: OpenClaw keeps an unresolved
+// ${VAR} as written and only warns, so a string field holding one is valid.
+func TestValidateUnresolvedEnvIsNotInvalid(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "openclaw.json")
+	conf := `{gateway: {mode: "local", bind: "loopback", auth: {mode: "token", token: "${MISSING_TOKEN}"}}}`
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(LoadOptions{ConfigPath: path, StateDir: dir, Env: EnvMap(map[string]string{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Warnings) == 0 {
+		t.Errorf("Load warnings = none, want one for MISSING_TOKEN")
+	}
+	issues, err := Validate(cfg)
+	if err != nil || len(issues) != 0 {
+		t.Errorf("Validate = %v, %v; want no issues", issues, err)
+	}
+}
+
+func TestLoadSchemaOncePerVersion(t *testing.T) {
+	a, err := LoadSchema(DefaultSchemaVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := LoadSchema(DefaultSchemaVersion)
+	if a != b {
+		t.Errorf("LoadSchema compiled the schema twice")
+	}
+	if _, err := LoadSchema("2000.1.1"); err == nil || !strings.Contains(err.Error(), DefaultSchemaVersion) {
+		t.Errorf("LoadSchema(unknown) error = %v, want one naming the recorded versions", err)
+	}
+	if got := SchemaVersions(); !reflect.DeepEqual(got, []string{"2026.9.6"}) {
+		t.Errorf("SchemaVersions() = %q", got)
+	}
+}
+
+func TestSchemaRegexpLookahead(t *testing.T) {
+	tests := []struct {
+		pattern string
+		in      string
+		want    bool
+	}{
+		{`^(?!(?:constructor|prototype)$)[a-z0-9][a-z0-9_-]{0,63}$`, "main", true},
+		{`^(?!(?:constructor|prototype)$)[a-z0-9][a-z0-9_-]{0,63}$`, "prototype", false},
+		{`^(?!\*$)(?![Gg][Rr][Oo][Uu][Pp]:).+`, "*", false},
+		{`^(?!\*$)(?![Gg][Rr][Oo][Uu][Pp]:).+`, "Group:x", false},
+		{`^(?!\*$)(?![Gg][Rr][Oo][Uu][Pp]:).+`, "exec", true},
+		{`^(?!\s*-)`, "  -x", false},
+		{`^(?!\s*-)`, "vault", true},
+		{`^[Hh][Tt][Tt][Pp][Ss]?:\/\/(?![^/?#]*@)`, "https://user@host/", false},
+		{`^[Hh][Tt][Tt][Pp][Ss]?:\/\/(?![^/?#]*@)`, "https://host/a@b", true},
+		{`^\/(?!\/)[^\0]*[^/\0]$`, "/run/x.sock", true},
+		{`^\/(?!\/)[^\0]*[^/\0]$`, "//run/x.sock", false},
+		{`^(?:[1-9][0-9]*[hd]|(?:[6-9][0-9]|[1-9][0-9]{2,})m)(?![\s\S])`, "12h", true},
+		{`^(?:[1-9][0-9]*[hd]|(?:[6-9][0-9]|[1-9][0-9]{2,})m)(?![\s\S])`, "12hx", false},
+		{`^(?!\s)(?![\s\S]*\s$)(?![\s\S]*\.\.)[^\p{Cc}\p{Cs}/\\]{1,512}$`, "a..b", false},
+		{`^(?!\s)(?![\s\S]*\s$)(?![\s\S]*\.\.)[^\p{Cc}\p{Cs}/\\]{1,512}$`, "notes.md", true},
+	}
+	for _, tt := range tests {
+		re, err := compileSchemaRegexp(tt.pattern)
+		if err != nil {
+			t.Fatalf("compileSchemaRegexp(%q): %v", tt.pattern, err)
+		}
+		if got := re.MatchString(tt.in); got != tt.want {
+			t.Errorf("%q.MatchString(%q) = %v, want %v", tt.pattern, tt.in, got, tt.want)
+		}
+	}
+	if _, err := compileSchemaRegexp(`a(?!b)c(?=d)`); err == nil {
+		t.Errorf("an unanchored lookahead compiled; it must fail the schema")
+	}
+}
