@@ -124,6 +124,26 @@ func runAuditCommand(out io.Writer, configPath, stateDir, failOn string, asJSON 
 	if err != nil {
 		return 2, err
 	}
+	// OpenClaw refuses to load a config that does not validate, so there is
+	// nothing to audit: say why, as the real CLI does, and fail whatever
+	// --fail-on says.
+	issues, err := audit.Validate(cfg)
+	if err != nil {
+		return 2, fmt.Errorf("validating %s: %w", cfg.Path, err)
+	}
+	if len(issues) > 0 {
+		invalid := audit.NewInvalidConfig(cfg.Path, issues)
+		if asJSON {
+			enc := json.NewEncoder(out)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(invalid); err != nil {
+				return 2, err
+			}
+		} else {
+			writeInvalidTable(out, invalid)
+		}
+		return 2, nil
+	}
 	report := audit.Run(cfg, audit.RunOptions{})
 	if asJSON {
 		enc := json.NewEncoder(out)
@@ -162,6 +182,16 @@ func writeAuditTable(out io.Writer, path string, report audit.Report) {
 	if len(fixes) > 0 {
 		fmt.Fprintf(out, "\nTo fix the critical findings:\n%s\n", strings.Join(fixes, "\n"))
 	}
+}
+
+func writeInvalidTable(out io.Writer, invalid audit.InvalidConfig) {
+	fmt.Fprintf(out, "%s\n%d issue(s); OpenClaw will not load this file, so it was not audited\n\n", invalid.Error.Message, len(invalid.Issues))
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PATH\tPROBLEM")
+	for _, i := range invalid.Issues {
+		fmt.Fprintf(tw, "%s\t%s\n", i.Path, i.Message)
+	}
+	tw.Flush()
 }
 
 func firstLine(s string) string {

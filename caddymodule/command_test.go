@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
+	"sort"
 	"strings"
 	"testing"
 
@@ -63,5 +65,78 @@ func TestAuditCommand(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAuditCommandInvalidConfig: on a config OpenClaw's schema refuses,
+// `caddy clawgate audit` prints what the real CLI prints (recorded in the
+// audit package's invalid corpus) and exits 2, whatever --fail-on says.
+func TestAuditCommandInvalidConfig(t *testing.T) {
+	caseDir := filepath.Join("internal", "audit", "testdata", "invalid", "many-issues")
+	src, err := os.ReadFile(filepath.Join(caseDir, "openclaw.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded, err := os.ReadFile(filepath.Join(caseDir, "expected.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type cliOutput struct {
+		OK    *bool `json:"ok"`
+		Error struct {
+			Type    string `json:"type"`
+			Message string `json:"message"`
+		} `json:"error"`
+		Issues []struct {
+			Path    string `json:"path"`
+			Message string `json:"message"`
+		} `json:"issues"`
+	}
+	var want cliOutput
+	if err := json.Unmarshal(recorded, &want); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(t.TempDir(), "state")
+	if err := os.Mkdir(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(state, "openclaw.json")
+	if err := os.WriteFile(cfgPath, src, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	paths := func(o cliOutput) []string {
+		var out []string
+		for _, i := range o.Issues {
+			out = append(out, i.Path)
+		}
+		sort.Strings(out)
+		return out
+	}
+
+	var out bytes.Buffer
+	code, err := runAuditCommand(&out, cfgPath, state, "never", true)
+	if code != 2 || err != nil {
+		t.Fatalf("exit %d (%v), want 2; output:\n%s", code, err, out.String())
+	}
+	var got cliOutput
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, out.String())
+	}
+	if got.OK == nil || *got.OK || got.Error.Type != "cli_error" || got.Error.Message != "OpenClaw config is invalid: "+cfgPath {
+		t.Errorf("ok/error = %v/%+v, want false/cli_error \"OpenClaw config is invalid: %s\"", got.OK, got.Error, cfgPath)
+	}
+	if g, w := paths(got), paths(want); !reflect.DeepEqual(g, w) {
+		t.Errorf("issue paths = %q, the real CLI's %q", g, w)
+	}
+
+	out.Reset()
+	code, err = runAuditCommand(&out, cfgPath, state, "critical", false)
+	if code != 2 || err != nil {
+		t.Fatalf("table: exit %d (%v), want 2", code, err)
+	}
+	for _, want := range append([]string{"OpenClaw config is invalid", "PATH", "PROBLEM"}, paths(want)...) {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
 	}
 }
