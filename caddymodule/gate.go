@@ -88,6 +88,7 @@ type gateState struct {
 	Blocked  bool            `json:"blocked"`
 	Reasons  []string        `json:"reasons,omitempty"` // "checkId: title", shown to callers
 	Error    string          `json:"error,omitempty"`   // why the config could not be audited (no paths)
+	Invalid  []string        `json:"invalid,omitempty"` // config paths OpenClaw's schema refuses (no values)
 	Summary  audit.Summary   `json:"summary"`
 	Findings []audit.Finding `json:"findings,omitempty"`
 	Checked  time.Time       `json:"checked"`
@@ -163,6 +164,23 @@ func (a *App) gateStatus(gateway string) (bool, []string) {
 	return st.Blocked, st.Reasons
 }
 
+// gateRefusal returns the refusal code and message for the named gateway
+// while its gate blocks it, or an empty code while it serves.
+func (a *App) gateRefusal(gateway string) (code, msg string) {
+	g := a.gates[gateway]
+	if g == nil {
+		return "", ""
+	}
+	st := g.state.Load()
+	switch {
+	case !st.Blocked:
+		return "", ""
+	case len(st.Invalid) > 0:
+		return "config_invalid", "this gateway's OpenClaw config is invalid, so OpenClaw will not load it; fix: " + strings.Join(st.Invalid, ", ")
+	}
+	return "audit_failed", "this gateway's OpenClaw config fails its security audit: " + strings.Join(st.Reasons, "; ")
+}
+
 // start runs the first audit now and then watches the gateway's files.
 func (g *gate) start() {
 	g.check()
@@ -230,6 +248,21 @@ func (g *gate) audit() *gateState {
 		st.Error = sanitizeAuditError(err)
 		st.Reasons = []string{"the gateway's OpenClaw config cannot be audited: " + st.Error}
 		st.key = "error:" + st.Error
+		return st
+	}
+	// OpenClaw will not load (or hot-reload) a config its schema refuses, so
+	// the file no longer says what the gateway runs: nothing to audit.
+	issues, err := audit.Validate(cfg)
+	if err != nil || len(issues) > 0 {
+		st.Blocked = g.level != ""
+		if err != nil {
+			st.Error = sanitizeAuditError(err)
+			st.Reasons = []string{"the gateway's OpenClaw config cannot be validated: " + st.Error}
+		} else {
+			st.Invalid = audit.IssuePaths(issues)
+			st.Reasons = st.Invalid
+		}
+		st.key = "invalid:" + st.Error + strings.Join(st.Invalid, ",")
 		return st
 	}
 	st.config = cfg

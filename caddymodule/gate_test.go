@@ -133,6 +133,59 @@ func TestGate(t *testing.T) {
 		f.waitStatus(t, 200)
 	})
 
+	t.Run("a config OpenClaw's schema refuses blocks with its issue paths, then recovers", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, _, err := wsDial(ctx, "ws"+strings.TrimPrefix(f.url, "http")+"/ws", http.Header{"Authorization": {"Bearer " + f.tokCI}, "X-Real-IP": {"203.0.113.7"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.CloseNow()
+		if _, msg, err := c.Read(ctx); err != nil || string(msg) != "hello ci-bot" {
+			t.Fatalf("first frame %q, %v", msg, err)
+		}
+		readErr := make(chan error, 1)
+		go func() {
+			_, _, err := c.Read(ctx)
+			readErr <- err
+		}()
+		// The good config with an unknown key, a wrong type holding a value
+		// that must not leak, and a refinement OpenClaw checks in code.
+		invalid := strings.Replace(goodGatewayConfig, `mode: "local", bind: "loopback", port: 18789,`,
+			`mode: "local", bind: "loopback", port: "secret-port-value-1234", controlUi: { allowInsecureAuth: true },`, 1)
+		invalid = strings.Replace(invalid, "  },\n}", `  }, agents: { defaults: { sandbox: { docker: { network: "host" } } } } }`, 1)
+		f.write(t, invalid)
+		body := f.waitStatus(t, 503)
+		if got := errorType(t, body); got != "clawgate_config_invalid" {
+			t.Errorf("error.type = %q, want clawgate_config_invalid: %s", got, body)
+		}
+		for _, p := range []string{"gateway.controlUi", "gateway.port", "agents.defaults.sandbox.docker.network"} {
+			if !strings.Contains(body, p) {
+				t.Errorf("503 body does not name %s: %s", p, body)
+			}
+		}
+		for _, leak := range []string{"secret-port-value-1234", f.stateDir, "allowInsecureAuth"} {
+			if strings.Contains(body, leak) {
+				t.Errorf("503 body reveals %q: %s", leak, body)
+			}
+		}
+		select {
+		case err := <-readErr:
+			if err == nil {
+				t.Fatal("read succeeded on an invalid gateway's WebSocket")
+			}
+		case <-time.After(1500 * time.Millisecond):
+			t.Fatal("the WebSocket stayed open 1.5 s after the config became invalid")
+		}
+		before := f.be.count()
+		f.do(t, f.url, reqOpts{bearer: f.tokCI})
+		if f.be.count() != before {
+			t.Errorf("a gateway with an invalid config received a request")
+		}
+		f.write(t, goodGatewayConfig)
+		f.waitStatus(t, 200)
+	})
+
 	t.Run("permissions are audited", func(t *testing.T) {
 		if err := os.Chmod(f.cfgPath, 0o644); err != nil {
 			t.Fatal(err)

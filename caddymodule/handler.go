@@ -490,6 +490,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	if h.app != nil {
+		if code, msg := h.app.gateRefusal(h.Gateway); code == "config_invalid" {
+			return h.deny(w, r, http.StatusServiceUnavailable, code, msg, id, fingerprint())
+		}
 		if blocked, reasons := h.app.gateStatus(h.Gateway); blocked {
 			return h.auditFailed(w, r, reasons, id, fingerprint())
 		}

@@ -396,7 +396,11 @@ func (s *Senders) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			s.logger.Warn("webhook held back: the gateway's OpenClaw config fails its audit",
 				zap.String("gateway", s.Gateway), zap.Strings("reasons", reasons))
 			w.Header().Set("Retry-After", "30")
-			return s.drop(w, r, http.StatusServiceUnavailable, "audit_failed", "the gateway is not serving; retry later", v)
+			code, _ := s.app.gateRefusal(s.Gateway)
+			if code == "" {
+				code = "audit_failed" // the verdict changed since gateStatus; still refuse this one
+			}
+			return s.drop(w, r, http.StatusServiceUnavailable, code, "the gateway is not serving; retry later", v)
 		}
 	}
 
