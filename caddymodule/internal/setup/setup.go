@@ -96,10 +96,46 @@ func Prepare(lo audit.LoadOptions, e Edge, o Options) (*Plan, error) {
 			p.fail(err)
 		}
 	}
+	if p.err == nil {
+		if err := p.validateEdited(); err != nil {
+			p.fail(err)
+		}
+	}
 	for _, path := range ed.plainSecrets {
 		p.Notes = append(p.Notes, fmt.Sprintf("%s now holds the old token in plain text (the audit warns about it); consider \"${%s}\" or a SecretRef instead", PathString(path), envPassword))
 	}
 	return p, nil
+}
+
+// validateEdited refuses a plan whose result OpenClaw would not load: the
+// config as it would be written is loaded (includes and ${VAR} as OpenClaw
+// resolves them) and checked against OpenClaw's schema.
+func (p *Plan) validateEdited() error {
+	files := p.Files()
+	if len(files) == 0 {
+		return nil
+	}
+	lo := p.load
+	lo.Overlay = make(map[string][]byte, len(files))
+	for _, path := range files {
+		lo.Overlay[path] = p.ed.files[path].text
+	}
+	cfg, err := audit.Load(lo)
+	if err != nil {
+		return fmt.Errorf("the config as setup would write it does not load: %w", err)
+	}
+	issues, err := audit.Validate(cfg)
+	if err != nil {
+		return fmt.Errorf("validating the config as setup would write it: %w", err)
+	}
+	if len(issues) == 0 {
+		return nil
+	}
+	lines := make([]string, len(issues))
+	for i, is := range issues {
+		lines[i] = is.Path + ": " + is.Message
+	}
+	return fmt.Errorf("OpenClaw would refuse the config as setup would write it (fix these keys first, or check that this OpenClaw is %s): %s", audit.DefaultSchemaVersion, strings.Join(lines, "; "))
 }
 
 func (p *Plan) fail(err error) {

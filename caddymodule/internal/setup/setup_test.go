@@ -415,6 +415,58 @@ func TestUnsafeEditsAreRefused(t *testing.T) {
 	}
 }
 
+// TestPrepareRefusesInvalidResult: setup never writes a config OpenClaw
+// would refuse to load, and says which keys are wrong.
+func TestPrepareRefusesInvalidResult(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "openclaw.json5")
+	orig := `{
+  gateway: {
+    mode: "local",
+    bind: "loopback",
+    auth: { mode: "token", token: "tok_3f9c2a7b8e1d4c6f9a0b5e2d7c8f1a3b" },
+    controlUi: { allowInsecureAuth: true },
+  },
+  tools: { exec: { security: "yolo" } },
+}
+`
+	if err := os.WriteFile(path, []byte(orig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Prepare(loadOpts(t, path), testEdge(t), Options{})
+	if err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	if !p.Pending() {
+		t.Fatalf("the plan is empty; it should still show the changes")
+	}
+	for _, want := range []string{"OpenClaw would refuse", `gateway.controlUi: Unrecognized key: "allowInsecureAuth"`, "tools.exec.security"} {
+		if !strings.Contains(p.Unwritable, want) {
+			t.Errorf("Unwritable = %q, want it to say %q", p.Unwritable, want)
+		}
+	}
+	if _, err := p.Write(time.Now()); err == nil {
+		t.Errorf("Write succeeded on a plan whose result does not validate")
+	}
+	if now, _ := os.ReadFile(path); string(now) != orig {
+		t.Errorf("the file changed")
+	}
+	assertNoStrays(t, dir)
+
+	// The same config without the bad keys is written.
+	fixed := strings.Replace(strings.Replace(orig, "    controlUi: { allowInsecureAuth: true },\n", "", 1), `"yolo"`, `"allowlist"`, 1)
+	if err := os.WriteFile(path, []byte(fixed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err = Prepare(loadOpts(t, path), testEdge(t), Options{})
+	if err != nil || p.Unwritable != "" {
+		t.Fatalf("Prepare(fixed) = %v, Unwritable %q", err, p.Unwritable)
+	}
+	if _, err := p.Write(time.Now()); err != nil {
+		t.Errorf("Write(fixed): %v", err)
+	}
+}
+
 // assertNoStrays fails if a temporary or backup file was left in dir.
 func assertNoStrays(t *testing.T, dir string) {
 	t.Helper()
