@@ -54,7 +54,225 @@ func refinementIssues(tree map[string]any, schemaIssues []Issue) []Issue {
 	if gw := obj(tree["gateway"]); gw != nil && parsed("gateway") {
 		out = append(out, gatewayRefinements(gw)...)
 	}
+	execs := []string{"tools.exec"}
+	for _, id := range keys(entries) {
+		execs = append(execs, "agents.entries."+id+".tools.exec")
+	}
+	for _, path := range execs {
+		if exec := obj(lookupPath(tree, path)); exec != nil && parsed(path) {
+			out = append(out, execModeConflict(path, exec)...)
+		}
+	}
+	if hooks := obj(tree["hooks"]); hooks != nil && parsed("hooks") {
+		out = append(out, hookMappingIssues(hooks)...)
+	}
+	if agents != nil && parsed("agents") {
+		out = append(out, ownershipIssues(agents)...)
+	}
+	if bindings, ok := tree["bindings"].([]any); ok {
+		for i, b := range bindings {
+			path := "bindings." + strconv.Itoa(i)
+			if binding := obj(b); binding != nil && binding["type"] == "acp" && parsed(path) {
+				if trimmed(obj(obj(binding["match"])["peer"])["id"]) == "" {
+					out = append(out, Issue{Path: path + ".match.peer", Message: "ACP bindings require match.peer.id to target a concrete conversation."})
+				}
+			}
+		}
+	}
+	if channels := obj(tree["channels"]); channels != nil && parsedCore(schemaIssues, "channels") {
+		out = append(out, legacyACPBindingIssues(channels, "channels")...)
+	}
+	if len(schemaIssues) == 0 {
+		out = append(out, unknownAgentIDIssues(tree)...)
+	}
 	return out
+}
+
+// parsedCore is parsed for the channels object, whose refinement runs in
+// the core schema: a channel's own issues come later and do not stop it.
+func parsedCore(schemaIssues []Issue, path string) bool {
+	for _, i := range schemaIssues {
+		if (i.Path == path || strings.HasPrefix(i.Path, path+".")) && !channelIssue(i.Path) {
+			return false
+		}
+	}
+	return true
+}
+
+// ownershipIssues is the part of OpenClaw's agents refinement that does
+// not depend on the order of agents.entries' keys.
+func ownershipIssues(agents map[string]any) []Issue {
+	entries := obj(agents["entries"])
+	marked := 0
+	for _, id := range keys(entries) {
+		if obj(entries[id])["default"] == true {
+			marked++
+		}
+	}
+	var out []Issue
+	if marked > 1 {
+		out = append(out, Issue{Path: "agents.entries", Message: fmt.Sprintf("agents.entries must contain at most one default=true entry (found %d)", marked)})
+	}
+	explicit := agents["ownership"] == "explicit"
+	if explicit && marked > 0 {
+		out = append(out, Issue{Path: "agents.ownership", Message: "agents.ownership=explicit cannot be combined with a legacy default=true marker"})
+	}
+	if len(entries) > 1 && marked == 0 && !explicit {
+		out = append(out, Issue{Path: "agents.ownership", Message: `multi-agent rosters require agents.ownership="explicit" or one legacy default=true marker; add agents.ownership="explicit" or run openclaw doctor`})
+	}
+	return out
+}
+
+// legacyACPBindingIssues is OpenClaw's addLegacyChannelAcpBindingIssues:
+// a bindings.acp object anywhere under channels.
+func legacyACPBindingIssues(v any, path string) []Issue {
+	var out []Issue
+	switch x := v.(type) {
+	case []any:
+		for i, e := range x {
+			out = append(out, legacyACPBindingIssues(e, path+"."+strconv.Itoa(i))...)
+		}
+	case map[string]any:
+		if b := obj(x["bindings"]); b != nil && obj(b["acp"]) != nil {
+			out = append(out, Issue{Path: path + ".bindings.acp", Message: "Legacy channel-local ACP bindings were removed; use top-level bindings[] entries."})
+		}
+		for _, k := range keys(x) {
+			out = append(out, legacyACPBindingIssues(x[k], path+"."+k)...)
+		}
+	}
+	return out
+}
+
+// lookupPath follows a dotted path of object keys.
+func lookupPath(tree map[string]any, path string) any {
+	var cur any = tree
+	for _, k := range strings.Split(path, ".") {
+		cur = obj(cur)[k]
+	}
+	return cur
+}
+
+// execModeConflict is OpenClaw's addExecPolicyModeConflictIssue: an exec
+// object sets mode or the legacy security/ask pair, not both.
+func execModeConflict(base string, exec map[string]any) []Issue {
+	_, hasMode := exec["mode"]
+	security, hasSecurity := exec["security"].(string)
+	ask, hasAsk := exec["ask"].(string)
+	if !hasMode || !hasSecurity && !hasAsk {
+		return nil
+	}
+	var repair string
+	switch {
+	case hasSecurity && hasAsk && !(ask == "always" || security == "full" && ask == "on-miss"):
+		mode := "ask"
+		switch {
+		case security == "deny":
+			mode = "deny"
+		case security == "allowlist" && ask == "off":
+			mode = "allowlist"
+		case security == "full" && ask != "always":
+			mode = "full"
+		}
+		repair = fmt.Sprintf(`Replace security/ask with mode="%s" (the equivalent of security="%s" + ask="%s").`, mode, security, ask)
+	case hasSecurity && hasAsk:
+		repair = "This security/ask pair has no exact mode equivalent. To keep this policy, retain both legacy fields and remove mode."
+	default:
+		repair = "The legacy policy is incomplete. Choose the intended security and ask values before converting; no mode equivalent can be inferred."
+	}
+	return []Issue{{Path: base + ".mode", Message: `mode cannot be combined with security or ask in the same exec object. Update the deploy script, template, or patch at this scope. ` + repair + ` Doctor migrates supported legacy policies to mode; run "openclaw doctor --fix" only when the saved file still needs migration.`}}
+}
+
+// hookMappingIssues is OpenClaw's hooks refinement: a persistent agent
+// mapping needs a session key from somewhere.
+func hookMappingIssues(hooks map[string]any) []Issue {
+	hasDefault := trimmed(hooks["defaultSessionKey"]) != ""
+	mappings, _ := hooks["mappings"].([]any)
+	var out []Issue
+	for i, m := range mappings {
+		mapping := obj(m)
+		if mapping == nil {
+			continue
+		}
+		action := "agent"
+		if a, ok := mapping["action"].(string); ok {
+			action = a
+		}
+		if action == "agent" && mapping["sessionMode"] == "persistent" && trimmed(mapping["sessionKey"]) == "" && !hasDefault && mapping["transform"] == nil {
+			out = append(out, Issue{Path: "hooks.mappings." + strconv.Itoa(i) + ".sessionKey", Message: "persistent hook mappings require sessionKey, hooks.defaultSessionKey, or a transform"})
+		}
+	}
+	return out
+}
+
+// unknownAgentIDIssues is OpenClaw's root refinement: every agent id the
+// config names elsewhere is a configured agent ("main" when none is). Zod
+// runs it only on a config with no other issue.
+func unknownAgentIDIssues(tree map[string]any) []Issue {
+	agents := obj(tree["agents"])
+	var ids []string
+	if entries, ok := agents["entries"]; ok && entries != nil {
+		for _, id := range keys(obj(entries)) {
+			if obj(obj(entries)[id]) != nil {
+				ids = append(ids, id)
+			}
+		}
+	} else if list, ok := agents["list"].([]any); ok {
+		for _, e := range list {
+			if id, ok := obj(e)["id"].(string); ok {
+				ids = append(ids, id)
+			}
+		}
+	}
+	exact, effective := map[string]bool{}, map[string]bool{}
+	for _, id := range ids {
+		exact[id] = true
+		effective[normalizeAgentID(id)] = true
+	}
+	if len(ids) == 0 {
+		effective["main"] = true
+	}
+	unknown := func(path, id string) Issue {
+		return Issue{Path: path, Message: fmt.Sprintf("Unknown agent id %s (not in agents.entries).", jsQuote(id))}
+	}
+	var out []Issue
+	for _, path := range []string{"agents.defaults.heartbeat.agentId", "agents.defaults.systemAgent.agentId", "talk.agentId"} {
+		if id, ok := lookupPath(tree, path).(string); ok && !effective[normalizeAgentID(id)] {
+			out = append(out, unknown(path, id))
+		}
+	}
+	if bindings, ok := tree["bindings"].([]any); ok && len(ids) > 0 {
+		for i, b := range bindings {
+			if id, ok := obj(b)["agentId"].(string); ok && id != "main" && !effective[normalizeAgentID(id)] {
+				out = append(out, unknown("bindings."+strconv.Itoa(i)+".agentId", id))
+			}
+		}
+	}
+	broadcast := obj(tree["broadcast"])
+	for _, peer := range keys(broadcast) {
+		entry := broadcast[peer]
+		if peer == "strategy" || obj(entry) == nil && !isArray(entry) || len(ids) == 0 && !broadcastPeerRe.MatchString(peer) {
+			continue
+		}
+		list, prefix := entry, "broadcast."+peer+"."
+		if !isArray(entry) {
+			list, prefix = obj(entry)["agents"], prefix+"agents."
+		}
+		items, _ := list.([]any)
+		for i, a := range items {
+			id, _ := a.(string)
+			if !exact[id] {
+				out = append(out, unknown(prefix+strconv.Itoa(i), fmt.Sprint(a)))
+			}
+		}
+	}
+	return out
+}
+
+var broadcastPeerRe = regexp.MustCompile(`(?i)^[a-z][a-z0-9_-]*:.+$`)
+
+func isArray(v any) bool {
+	_, ok := v.([]any)
+	return ok
 }
 
 // dockerRefinements is OpenClaw's SandboxDockerSchema refinement.

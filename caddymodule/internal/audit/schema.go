@@ -194,19 +194,22 @@ func (s *Schema) Validate(tree map[string]any) []Issue {
 		}
 		issues = s.issuesOf(ve, issues)
 	}
-	issues = append(issues, refinementIssues(tree, issues)...)
-	// OpenClaw validates each channel's own config only once the rest has
-	// passed, so a config broken elsewhere reports only the rest.
-	var core []Issue
+	// OpenClaw validates each channel's own config only once the rest,
+	// refinements included, has passed, so a config broken elsewhere
+	// reports only the rest.
+	var core, channel []Issue
 	for _, i := range issues {
-		if !channelIssue(i.Path) {
+		if channelIssue(i.Path) {
+			channel = append(channel, i)
+		} else {
 			core = append(core, i)
 		}
 	}
+	core = append(core, refinementIssues(tree, issues)...)
 	if len(core) > 0 {
-		issues = core
+		return dedupeIssues(core)
 	}
-	return dedupeIssues(issues)
+	return dedupeIssues(channel)
 }
 
 // channelIssue reports whether a path lies in one channel's config
