@@ -63,6 +63,19 @@ func refinementIssues(tree map[string]any, schemaIssues []Issue) []Issue {
 			out = append(out, execModeConflict(path, exec)...)
 		}
 	}
+	for _, path := range append([]string{"agents.defaults.sandbox"}, prefixed("agents.entries.", keys(entries), ".sandbox")...) {
+		sb := obj(lookupPath(tree, path))
+		if sb == nil || !parsed(path) {
+			continue
+		}
+		network := strings.ToLower(trimmed(obj(sb["browser"])["network"]))
+		if strings.HasPrefix(network, "container:") && obj(sb["docker"])["dangerouslyAllowContainerNamespaceJoin"] != true {
+			out = append(out, Issue{Path: path + ".browser.network", Message: `Sandbox security: browser network mode "container:*" is blocked by default. Set sandbox.docker.dangerouslyAllowContainerNamespaceJoin=true only when you fully trust this runtime.`})
+		}
+	}
+	for _, scope := range append([]string{"tools"}, prefixed("agents.entries.", keys(entries), ".tools")...) {
+		out = append(out, allowAlsoAllowIssues(tree, scope, parsed)...)
+	}
 	if hooks := obj(tree["hooks"]); hooks != nil && parsed("hooks") {
 		out = append(out, hookMappingIssues(hooks)...)
 	}
@@ -140,6 +153,51 @@ func legacyACPBindingIssues(v any, path string) []Issue {
 			out = append(out, legacyACPBindingIssues(x[k], path+"."+k)...)
 		}
 	}
+	return out
+}
+
+func prefixed(prefix string, names []string, suffix string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = prefix + n + suffix
+	}
+	return out
+}
+
+// allowAlsoAllowIssues is OpenClaw's addAllowAlsoAllowConflictIssue on a
+// tools scope and the tool policies inside it: allow and alsoAllow are not
+// both set in one place.
+func allowAlsoAllowIssues(tree map[string]any, scope string, parsed func(string) bool) []Issue {
+	const fix = " cannot set both allow and alsoAllow in the same scope (merge alsoAllow into allow, or remove allow and use profile + alsoAllow)"
+	tools := obj(lookupPath(tree, scope))
+	if tools == nil {
+		return nil
+	}
+	conflict := func(m map[string]any) bool {
+		allow, _ := m["allow"].([]any)
+		also, _ := m["alsoAllow"].([]any)
+		return len(allow) > 0 && len(also) > 0
+	}
+	var out []Issue
+	check := func(path string, m map[string]any, subject string) {
+		if m != nil && parsed(path) && conflict(m) {
+			out = append(out, Issue{Path: path, Message: subject + fix})
+		}
+	}
+	subject := "tools"
+	if scope != "tools" {
+		subject = "agent tools"
+	}
+	for _, p := range keys(obj(tools["byProvider"])) {
+		check(scope+".byProvider."+p, obj(obj(tools["byProvider"])[p]), "tools.byProvider policy")
+	}
+	for _, k := range keys(obj(tools["toolsBySender"])) {
+		check(scope+".toolsBySender."+k, obj(obj(tools["toolsBySender"])[k]), "tools policy")
+	}
+	for _, sub := range []string{"sandbox", "subagents"} {
+		check(scope+"."+sub+".tools", obj(obj(tools[sub])["tools"]), "tools policy")
+	}
+	check(scope, tools, subject)
 	return out
 }
 
