@@ -176,7 +176,55 @@ func TestSchemaRegexpLookahead(t *testing.T) {
 			t.Errorf("%q.MatchString(%q) = %v, want %v", tt.pattern, tt.in, got, tt.want)
 		}
 	}
-	if _, err := compileSchemaRegexp(`a(?!b)c(?=d)`); err == nil {
-		t.Errorf("an unanchored lookahead compiled; it must fail the schema")
+	for _, bad := range []string{`a(?!b)c(?=d)`, `^a+(?!b)c`, `^(?!a)b(?!c)`} {
+		if _, err := compileSchemaRegexp(bad); err == nil {
+			t.Errorf("compileSchemaRegexp(%q) succeeded; a pattern it cannot match exactly must fail the schema", bad)
+		}
 	}
+	// A long value costs one pass per possible prefix length, not one per byte.
+	re, err := compileSchemaRegexp(`^\/(?!\/)[^\0]*[^/\0]$`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !re.MatchString("/" + strings.Repeat("a", 1<<20)) {
+		t.Errorf("a long absolute path did not match")
+	}
+}
+
+// FuzzValidate feeds arbitrary config text through Load and Validate:
+// whatever the config, validation returns issues (each with a path and a
+// message) or nothing, never panics, and is deterministic.
+func FuzzValidate(f *testing.F) {
+	for _, glob := range []string{"invalid", "corpus"} {
+		paths, _ := filepath.Glob(filepath.Join("testdata", glob, "*", "openclaw.json"))
+		for _, p := range paths {
+			if data, err := os.ReadFile(p); err == nil {
+				f.Add(data)
+			}
+		}
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p := filepath.Join(dir, "openclaw.json")
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := Load(LoadOptions{ConfigPath: p, StateDir: dir, Env: EnvMap(map[string]string{}), Home: dir})
+		if err != nil {
+			return
+		}
+		first, err := Validate(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, i := range first {
+			if i.Path == "" || i.Message == "" {
+				t.Fatalf("issue without a path or message: %+v", i)
+			}
+		}
+		again, _ := Validate(cfg)
+		if !reflect.DeepEqual(pathSet(first), pathSet(again)) {
+			t.Fatalf("Validate is not deterministic: %v then %v", first, again)
+		}
+	})
 }

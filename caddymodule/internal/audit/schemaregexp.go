@@ -3,7 +3,9 @@ package audit
 import (
 	"fmt"
 	"regexp"
+	"regexp/syntax"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
@@ -20,6 +22,7 @@ import (
 type ecmaRegexp struct {
 	src        string
 	prefix     *regexp.Regexp // ^P$
+	prefixMax  int            // the most bytes P can match, so a match costs O(len) not O(len²)
 	lookaheads []*regexp.Regexp
 	rest       *regexp.Regexp // ^R
 }
@@ -28,7 +31,7 @@ func (r *ecmaRegexp) String() string { return r.src }
 
 // MatchString reports whether s matches the pattern.
 func (r *ecmaRegexp) MatchString(s string) bool {
-	for i := 0; i <= len(s); i++ {
+	for i := 0; i <= len(s) && i <= r.prefixMax; i++ {
 		if !r.prefix.MatchString(s[:i]) {
 			continue
 		}
@@ -70,6 +73,9 @@ func compileSchemaRegexp(src string) (jsonschema.Regexp, error) {
 	if r.prefix, err = regexp.Compile(`^(?:` + body[:start] + `)\z`); err != nil {
 		return nil, fmt.Errorf("pattern %q: %w", src, err)
 	}
+	if r.prefixMax = maxMatchLen(body[:start]); r.prefixMax < 0 {
+		return nil, fmt.Errorf("pattern %q: a lookahead after an unbounded prefix is not supported", src)
+	}
 	rest := body[start:]
 	for strings.HasPrefix(rest, "(?!") {
 		end := groupEnd(rest)
@@ -90,6 +96,53 @@ func compileSchemaRegexp(src string) (jsonschema.Regexp, error) {
 		return nil, fmt.Errorf("pattern %q: %w", src, err)
 	}
 	return r, nil
+}
+
+// maxMatchLen returns the most bytes a lookahead-free pattern can match,
+// or -1 when that is unbounded.
+func maxMatchLen(pat string) int {
+	re, err := syntax.Parse(pat, syntax.Perl)
+	if err != nil {
+		return -1
+	}
+	return maxLen(re)
+}
+
+func maxLen(re *syntax.Regexp) int {
+	switch re.Op {
+	case syntax.OpEmptyMatch, syntax.OpBeginLine, syntax.OpEndLine, syntax.OpBeginText, syntax.OpEndText,
+		syntax.OpWordBoundary, syntax.OpNoWordBoundary:
+		return 0
+	case syntax.OpLiteral:
+		return len(re.Rune) * utf8.UTFMax
+	case syntax.OpCharClass, syntax.OpAnyChar, syntax.OpAnyCharNotNL:
+		return utf8.UTFMax
+	case syntax.OpCapture:
+		return maxLen(re.Sub[0])
+	case syntax.OpQuest:
+		return maxLen(re.Sub[0])
+	case syntax.OpRepeat:
+		n := maxLen(re.Sub[0])
+		if re.Max < 0 || n < 0 {
+			return -1
+		}
+		return re.Max * n
+	case syntax.OpConcat, syntax.OpAlternate:
+		total := 0
+		for _, sub := range re.Sub {
+			n := maxLen(sub)
+			if n < 0 {
+				return -1
+			}
+			if re.Op == syntax.OpConcat {
+				total += n
+			} else {
+				total = max(total, n)
+			}
+		}
+		return total
+	}
+	return -1 // star, plus and anything unforeseen
 }
 
 // groupEnd returns the index of the ")" closing the group that opens s, or
