@@ -209,7 +209,40 @@ func (s *Schema) Validate(tree map[string]any) []Issue {
 	if len(core) > 0 {
 		return dedupeIssues(core)
 	}
-	return dedupeIssues(channel)
+	if len(channel) > 0 {
+		return dedupeIssues(channel)
+	}
+	return s.unknownChannels(tree)
+}
+
+// unknownChannels is the check OpenClaw's plugin stage makes last: every
+// key under channels names a bundled channel (the ones the schema
+// describes) or one a plugin provides. Plugins installed into the state
+// directory are recorded where clawgate cannot read them, so a channel the
+// config itself ties to a plugin (plugins.entries.<id>) or any
+// plugins.load.paths entry is given the benefit of the doubt.
+func (s *Schema) unknownChannels(tree map[string]any) []Issue {
+	channels := obj(tree["channels"])
+	plugins := obj(tree["plugins"])
+	if len(channels) == 0 || len(stringItems(obj(plugins["load"])["paths"])) > 0 {
+		return nil
+	}
+	var known map[string]*jsonschema.Schema
+	if c := s.root.Properties["channels"]; c != nil {
+		known = c.Properties
+	}
+	var out []Issue
+	for _, key := range keys(channels) {
+		id := strings.TrimSpace(key)
+		if id == "" || id == "defaults" || id == "modelByChannel" || known[id] != nil {
+			continue
+		}
+		if _, ok := obj(plugins["entries"])[id]; ok {
+			continue
+		}
+		out = append(out, Issue{Path: "channels." + id, Message: "unknown channel id: " + id})
+	}
+	return out
 }
 
 // channelIssue reports whether a path lies in one channel's config
