@@ -95,8 +95,26 @@ func refinementIssues(tree map[string]any, schemaIssues []Issue) []Issue {
 	if channels := obj(tree["channels"]); channels != nil && parsedCore(schemaIssues, "channels") {
 		out = append(out, legacyACPBindingIssues(channels, "channels")...)
 	}
+	out = append(out, mcpServerNameIssues(tree)...)
 	if len(schemaIssues) == 0 {
 		out = append(out, unknownAgentIDIssues(tree)...)
+	}
+	return out
+}
+
+// mcpServerNameIssues is OpenClaw's McpServerNameSchema and
+// NodeHostMcpServerNameSchema, refinements of the servers' record keys.
+func mcpServerNameIssues(tree map[string]any) []Issue {
+	var out []Issue
+	for _, path := range []string{"mcp.servers", "nodeHost.mcp.servers"} {
+		for _, name := range keys(obj(lookupPath(tree, path))) {
+			if name == "__proto__" {
+				out = append(out, Issue{Path: path + "." + name, Message: `MCP server name "__proto__" is reserved; rename the server`})
+			}
+			if path == "nodeHost.mcp.servers" && (name == "" || name != strings.TrimSpace(name)) {
+				out = append(out, Issue{Path: path + "." + name, Message: "MCP server name must be non-empty and must not have surrounding whitespace"})
+			}
+		}
 	}
 	return out
 }

@@ -86,6 +86,10 @@ func compileSchema(version string) (*Schema, error) {
 	optionalDefaults(doc)
 	c := jsonschema.NewCompiler()
 	c.DefaultDraft(jsonschema.Draft7)
+	// Zod's string().url() is printed as format "uri" and refuses what
+	// `new URL()` cannot parse; the validator's absolute-URI check is the
+	// closest it has.
+	c.AssertFormat()
 	// The schema repeats a few dozen patterns about a thousand times.
 	regexps := map[string]jsonschema.Regexp{}
 	c.UseRegexpEngine(func(src string) (jsonschema.Regexp, error) {
@@ -386,6 +390,9 @@ func (s *Schema) issuesOf(ve *jsonschema.ValidationError, out []Issue) []Issue {
 	case *kind.PropertyNames:
 		return append(out, Issue{Path: joinPath(path), Message: "Invalid key in record"})
 	case *kind.Format:
+		if k.Want == "uri" {
+			return append(out, Issue{Path: joinPath(path), Message: "Invalid URL"})
+		}
 		return append(out, Issue{Path: joinPath(path), Message: "Invalid " + k.Want})
 	case *kind.FalseSchema:
 		// A property the schema forbids outright.
