@@ -2,6 +2,7 @@ package audit
 
 import (
 	"fmt"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -96,8 +97,47 @@ func refinementIssues(tree map[string]any, schemaIssues []Issue) []Issue {
 		out = append(out, legacyACPBindingIssues(channels, "channels")...)
 	}
 	out = append(out, mcpServerNameIssues(tree)...)
+	out = append(out, mcpURLIssues(tree)...)
 	if len(schemaIssues) == 0 {
 		out = append(out, unknownAgentIDIssues(tree)...)
+	}
+	return out
+}
+
+// mcpURLIssues is the refinement on OpenClaw's MCP server URLs (url and
+// oauth.redirectUrl: http or https; oauth.clientMetadataUrl: https with a
+// path). It refines the string itself, so it runs even where the URL does
+// not parse.
+func mcpURLIssues(tree map[string]any) []Issue {
+	var out []Issue
+	scheme := func(s string) (string, string, bool) {
+		if !parsesAsURL(s) {
+			return "", "", false
+		}
+		u, _ := url.Parse(strings.TrimSpace(s))
+		return strings.ToLower(u.Scheme), u.EscapedPath(), true
+	}
+	for _, base := range []string{"mcp.servers", "nodeHost.mcp.servers"} {
+		servers := obj(lookupPath(tree, base))
+		for _, name := range keys(servers) {
+			server := obj(servers[name])
+			path := base + "." + name
+			for _, field := range []struct {
+				path string
+				v    any
+			}{{path + ".url", server["url"]}, {path + ".oauth.redirectUrl", obj(server["oauth"])["redirectUrl"]}} {
+				if s, ok := field.v.(string); ok {
+					if sc, _, ok := scheme(s); !ok || sc != "http" && sc != "https" {
+						out = append(out, Issue{Path: field.path, Message: "Expected http:// or https:// URL"})
+					}
+				}
+			}
+			if s, ok := obj(server["oauth"])["clientMetadataUrl"].(string); ok {
+				if sc, p, ok := scheme(s); !ok || sc != "https" || p == "" || p == "/" {
+					out = append(out, Issue{Path: path + ".oauth.clientMetadataUrl", Message: "Expected https:// URL with a non-root pathname"})
+				}
+			}
+		}
 	}
 	return out
 }

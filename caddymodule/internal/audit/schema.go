@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"slices"
 	"sort"
 	"strconv"
@@ -90,6 +91,12 @@ func compileSchema(version string) (*Schema, error) {
 	// `new URL()` cannot parse; the validator's absolute-URI check is the
 	// closest it has.
 	c.AssertFormat()
+	c.RegisterFormat(&jsonschema.Format{Name: "uri", Validate: func(v any) error {
+		if s, ok := v.(string); ok && !parsesAsURL(s) {
+			return errors.New("invalid URL")
+		}
+		return nil
+	}})
 	// The schema repeats a few dozen patterns about a thousand times.
 	regexps := map[string]jsonschema.Regexp{}
 	c.UseRegexpEngine(func(src string) (jsonschema.Regexp, error) {
@@ -102,15 +109,37 @@ func compileSchema(version string) (*Schema, error) {
 		}
 		return re, err
 	})
-	url := "https://schema.clawgate.invalid/openclaw-" + version + ".schema.json"
-	if err := c.AddResource(url, doc); err != nil {
+	loc := "https://schema.clawgate.invalid/openclaw-" + version + ".schema.json"
+	if err := c.AddResource(loc, doc); err != nil {
 		return nil, fmt.Errorf("loading %s: %w", name, err)
 	}
-	root, err := c.Compile(url)
+	root, err := c.Compile(loc)
 	if err != nil {
 		return nil, fmt.Errorf("compiling %s: %w", name, err)
 	}
 	return &Schema{Version: version, root: root}, nil
+}
+
+// parsesAsURL reports whether JavaScript's new URL() would accept s, as far
+// as Go's parser can tell: a scheme, and for the schemes WHATWG treats as
+// special a host and a port that fits in 16 bits.
+func parsesAsURL(s string) bool {
+	u, err := url.Parse(strings.TrimSpace(s))
+	if err != nil || u.Scheme == "" {
+		return false
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "http", "https", "ws", "wss", "ftp":
+		if u.Host == "" || u.Hostname() == "" {
+			return false
+		}
+		if p := u.Port(); p != "" {
+			if n, err := strconv.Atoi(p); err != nil || n > 65535 {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // rebaseLocalRefs points the "$ref"s of an embedded schema at its own
