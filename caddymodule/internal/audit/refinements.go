@@ -152,7 +152,8 @@ func mcpServerNameIssues(tree map[string]any) []Issue {
 				out = append(out, Issue{Path: path + "." + name, Message: `MCP server name "__proto__" is reserved; rename the server`})
 			}
 			if path == "nodeHost.mcp.servers" && (name == "" || name != strings.TrimSpace(name)) {
-				out = append(out, Issue{Path: path + "." + name, Message: "MCP server name must be non-empty and must not have surrounding whitespace"})
+				// Zod reports a failed record key as such, not with the refinement's words.
+				out = append(out, Issue{Path: path + "." + name, Message: "Invalid key in record"})
 			}
 		}
 	}

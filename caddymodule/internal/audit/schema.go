@@ -382,20 +382,24 @@ func (s *Schema) issuesOf(ve *jsonschema.ValidationError, out []Issue) []Issue {
 		if sch := s.lookup(ve.SchemaURL); want == "object" && sch != nil && len(sch.Properties) == 0 && sch.AdditionalProperties != nil {
 			want = "record"
 		}
+		if channelIssue(joinPath(path)) {
+			// A JSON Schema validator reports every failed keyword.
+			out = append(out, Issue{Path: joinPath(path), Message: "invalid config: must be " + strings.Join(k.Want, ",")})
+			if sch := s.lookup(ve.SchemaURL); sch != nil && sch.Enum != nil {
+				out = append(out, Issue{Path: joinPath(path), Message: "invalid config: must be equal to one of the allowed values (allowed: " + joinDisplay(sch.Enum.Values, ", ") + ")"})
+			}
+			return out
+		}
 		msg := "Invalid input: expected " + want + ", received " + k.Got
 		if want == "boolean" {
 			msg += " (allowed: true, false)"
 		}
 		return append(out, Issue{Path: joinPath(path), Message: msg})
 	case *kind.Enum:
-		quoted := make([]string, len(k.Want))
-		for i, w := range k.Want {
-			quoted[i] = displayValue(w)
-		}
 		if channelIssue(joinPath(path)) {
-			return append(out, Issue{Path: joinPath(path), Message: "invalid config: must be equal to one of the allowed values (allowed: " + strings.Join(quoted, ", ") + ")"})
+			return append(out, Issue{Path: joinPath(path), Message: "invalid config: must be equal to one of the allowed values (allowed: " + joinDisplay(k.Want, ", ") + ")"})
 		}
-		return append(out, Issue{Path: joinPath(path), Message: "Invalid option: expected one of " + strings.Join(quoted, "|"), AllowedValues: k.Want})
+		return append(out, Issue{Path: joinPath(path), Message: "Invalid option: expected one of " + joinDisplay(k.Want, "|"), AllowedValues: k.Want})
 	case *kind.Const:
 		return append(out, Issue{Path: joinPath(path), Message: "Invalid input: expected " + displayValue(k.Want)})
 	case *kind.Pattern:
@@ -564,6 +568,14 @@ func displayValue(v any) string {
 		return "null"
 	}
 	return fmt.Sprint(v)
+}
+
+func joinDisplay(values []any, sep string) string {
+	quoted := make([]string, len(values))
+	for i, v := range values {
+		quoted[i] = displayValue(v)
+	}
+	return strings.Join(quoted, sep)
 }
 
 // joinPath spells an instance location as OpenClaw's issues do.
