@@ -328,18 +328,14 @@ func (s *Schema) issuesOf(ve *jsonschema.ValidationError, out []Issue) []Issue {
 		return out
 	case *kind.AnyOf, *kind.OneOf:
 		if oneOf, ok := k.(*kind.OneOf); ok && len(oneOf.Subschemas) > 1 {
-			return append(out, Issue{Path: joinPath(path), Message: "Invalid input"})
+			// Zod's union takes the first option that parses; two that do
+			// are no error.
+			return out
 		}
-		// Zod reports a union's failure inside the one option that got past
-		// its type or discriminator checks, and as "Invalid input" at the
-		// union otherwise.
-		var live []*jsonschema.ValidationError
-		for _, c := range ve.Causes {
-			if !unionOptionAborted(c, len(path)) {
-				live = append(live, c)
-			}
-		}
-		if len(live) == 1 {
+		// Zod reports a union's failure inside its one option that failed
+		// only on checks (lengths, bounds, patterns, formats), and as
+		// "Invalid input" at the union otherwise.
+		if live := liveOptions(ve); len(live) == 1 {
 			return s.issuesOf(live[0], out)
 		}
 		return append(out, Issue{Path: joinPath(path), Message: "Invalid input" + s.allowedOfUnion(ve.SchemaURL)})
@@ -469,18 +465,36 @@ func (s *Schema) allowedOfUnion(url string) string {
 	return " (allowed: " + strings.Join(vals, ", ") + ")"
 }
 
-// unionOptionAborted reports whether a union option failed where Zod stops
-// trying that option: the value has the wrong type for it, or a
-// discriminator (a const or enum right under the union) does not match.
-func unionOptionAborted(ve *jsonschema.ValidationError, depth int) bool {
-	switch ve.ErrorKind.(type) {
-	case *kind.Type:
-		return len(ve.InstanceLocation) == depth
-	case *kind.Const, *kind.Enum:
-		return len(ve.InstanceLocation) <= depth+1
+// liveOptions returns the options of a failed union that Zod would not
+// have abandoned: those whose every failure is a check rather than a
+// mismatch of type, value or shape.
+func liveOptions(ve *jsonschema.ValidationError) []*jsonschema.ValidationError {
+	var live []*jsonschema.ValidationError
+	for _, c := range ve.Causes {
+		if !aborts(c) {
+			live = append(live, c)
+		}
+	}
+	return live
+}
+
+// aborts reports whether an error is one after which Zod stops parsing the
+// value: a wrong type, a missing field, a wrong literal or enum value, an
+// unknown key, or a union none of whose options survives.
+func aborts(ve *jsonschema.ValidationError) bool {
+	switch k := ve.ErrorKind.(type) {
+	case *kind.Type, *kind.Required, *kind.Enum, *kind.Const, *kind.AdditionalProperties, *kind.FalseSchema:
+		return true
+	case *kind.OneOf:
+		if len(k.Subschemas) > 1 {
+			return false
+		}
+		return len(liveOptions(ve)) != 1
+	case *kind.AnyOf:
+		return len(liveOptions(ve)) != 1
 	}
 	for _, c := range ve.Causes {
-		if unionOptionAborted(c, depth) {
+		if aborts(c) {
 			return true
 		}
 	}
