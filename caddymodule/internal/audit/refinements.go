@@ -55,6 +55,9 @@ func refinementIssues(tree map[string]any, schemaIssues []Issue) []Issue {
 	if gw := obj(tree["gateway"]); gw != nil && parsed("gateway") {
 		out = append(out, gatewayRefinements(gw)...)
 	}
+	if roles := obj(obj(tree["gateway"])["roles"]); roles != nil && parsed("gateway.roles") {
+		out = append(out, rolesRefinements(roles)...)
+	}
 	execs := []string{"tools.exec"}
 	for _, id := range keys(entries) {
 		execs = append(execs, "agents.entries."+id+".tools.exec")
@@ -467,22 +470,57 @@ func sandboxHostPathAbsolute(raw string) bool {
 	return strings.HasPrefix(in, "/") || windowsDrivePath.MatchString(in)
 }
 
-// gatewayRefinements is the part of OpenClaw's gateway refinement that
-// needs no URL parsing: the portal ingress port must differ from the
-// gateway's own.
+// gatewayRefinements is OpenClaw's gateway refinement: the portal ingress
+// gets a domain of its own, apart from the Gateway's and the Control UI's
+// origins, and a port other than the gateway's.
 func gatewayRefinements(gw map[string]any) []Issue {
 	ingress := obj(obj(gw["portals"])["ingress"])
 	if ingress == nil {
 		return nil
+	}
+	var out []Issue
+	domain := strings.ToLower(str0(ingress["domain"]))
+	origins := append([]string{str0(gw["publicOrigin"])}, stringItems(obj(gw["controlUi"])["allowedOrigins"])...)
+	for _, origin := range origins {
+		if origin == "" || !parsesAsURL(origin) {
+			continue
+		}
+		u, _ := url.Parse(strings.TrimSpace(origin))
+		host := strings.ToLower(u.Hostname())
+		if host == domain || strings.HasSuffix(host, "."+domain) {
+			out = append(out, Issue{Path: "gateway.portals.ingress.domain", Message: "Portal ingress must use a separate domain from Gateway and Control UI origins"})
+			break
+		}
 	}
 	port := 18789.0
 	if p, ok := gw["port"].(float64); ok {
 		port = p
 	}
 	if p, ok := ingress["port"].(float64); ok && p == port {
-		return []Issue{{Path: "gateway.portals.ingress.port", Message: "Portal ingress port must differ from the Gateway port"}}
+		out = append(out, Issue{Path: "gateway.portals.ingress.port", Message: "Portal ingress port must differ from the Gateway port"})
 	}
-	return nil
+	return out
+}
+
+func str0(v any) string {
+	s, _ := v.(string)
+	return s
+}
+
+// rolesRefinements is OpenClaw's gateway.roles refinements: at least one
+// role definition, and a default that names one.
+func rolesRefinements(roles map[string]any) []Issue {
+	defs, _ := roles["definitions"].(map[string]any)
+	var out []Issue
+	if defs != nil && len(defs) == 0 {
+		out = append(out, Issue{Path: "gateway.roles.definitions", Message: "gateway.roles.definitions must contain at least one role definition"})
+	}
+	if name, ok := roles["default"].(string); ok && defs != nil {
+		if _, ok := defs[name]; !ok {
+			out = append(out, Issue{Path: "gateway.roles.default", Message: "gateway.roles.default must name a configured role definition"})
+		}
+	}
+	return out
 }
 
 // jsQuote quotes as a JavaScript template literal with "${…}" does for
