@@ -80,6 +80,11 @@ func refinementIssues(tree map[string]any, schemaIssues []Issue) []Issue {
 	for _, scope := range append([]string{"tools"}, prefixed("agents.entries.", keys(entries), ".tools")...) {
 		out = append(out, allowAlsoAllowIssues(tree, scope, parsed)...)
 	}
+	for _, path := range append([]string{"agents.defaults.heartbeat"}, prefixed("agents.entries.", keys(entries), ".heartbeat")...) {
+		if hb := obj(lookupPath(tree, path)); hb != nil && parsed(path) {
+			out = append(out, heartbeatIssues(path, hb)...)
+		}
+	}
 	if hooks := obj(tree["hooks"]); hooks != nil && parsed("hooks") {
 		out = append(out, hookMappingIssues(hooks)...)
 	}
@@ -105,6 +110,73 @@ func refinementIssues(tree map[string]any, schemaIssues []Issue) []Issue {
 		out = append(out, unknownAgentIDIssues(tree)...)
 	}
 	return out
+}
+
+// heartbeatIssues is OpenClaw's HeartbeatSchema refinement: every is a
+// duration, activeHours' start and end are HH:MM (24:00 only as an end).
+func heartbeatIssues(base string, hb map[string]any) []Issue {
+	var out []Issue
+	if every, ok := hb["every"].(string); ok && every != "" && !isDuration(every) {
+		out = append(out, Issue{Path: base + ".every", Message: "invalid duration (use ms, s, m, h)"})
+	}
+	active := obj(hb["activeHours"])
+	for _, f := range []struct {
+		name    string
+		allow24 bool
+	}{{"start", false}, {"end", true}} {
+		raw, _ := active[f.name].(string)
+		if raw == "" {
+			continue
+		}
+		path := base + ".activeHours." + f.name
+		m := hhmm.FindStringSubmatch(raw)
+		switch {
+		case m == nil:
+			out = append(out, Issue{Path: path, Message: `invalid time (use "HH:MM" 24h format)`})
+		case m[1] == "24" && m[2] != "00":
+			out = append(out, Issue{Path: path, Message: "invalid time (24:00 is the only allowed 24:xx value)"})
+		case m[1] == "24" && !f.allow24:
+			out = append(out, Issue{Path: path, Message: "invalid time (start cannot be 24:00)"})
+		}
+	}
+	return out
+}
+
+var (
+	hhmm              = regexp.MustCompile(`^([01]\d|2[0-3]|24):([0-5]\d)$`)
+	singleDuration    = regexp.MustCompile(`^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$`)
+	compositeDuration = regexp.MustCompile(`^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+$`)
+	durationSegment   = regexp.MustCompile(`(\d+(?:\.\d+)?)(ms|s|m|h|d)`)
+)
+
+// isDuration reports whether OpenClaw's parseDurationMs accepts s: one
+// number with an optional unit, or number-unit segments back to back, all
+// adding up to a safe integer of milliseconds.
+func isDuration(s string) bool {
+	t := strings.ToLower(strings.TrimSpace(s))
+	if t == "" {
+		return false
+	}
+	unitMs := map[string]float64{"": 1, "ms": 1, "s": 1e3, "m": 60e3, "h": 3600e3, "d": 86400e3}
+	total := 0.0
+	if m := singleDuration.FindStringSubmatch(t); m != nil {
+		v, err := strconv.ParseFloat(m[1], 64)
+		if err != nil {
+			return false
+		}
+		total = v * unitMs[m[2]]
+	} else if compositeDuration.MatchString(t) {
+		for _, m := range durationSegment.FindAllStringSubmatch(t, -1) {
+			v, err := strconv.ParseFloat(m[1], 64)
+			if err != nil {
+				return false
+			}
+			total += v * unitMs[m[2]]
+		}
+	} else {
+		return false
+	}
+	return total < 1<<53
 }
 
 // mcpURLIssues is the refinement on OpenClaw's MCP server URLs (url and

@@ -228,3 +228,19 @@ func FuzzValidate(f *testing.F) {
 		}
 	})
 }
+
+func TestIsDuration(t *testing.T) {
+	tests := []struct {
+		in   string
+		want bool
+	}{
+		{"30", true}, {"500ms", true}, {"1.5h", true}, {"1h30m", true}, {" 2D ", true},
+		{"", false}, {"5 minutes", false}, {"1h 30m", false}, {"h", false}, {"-5m", false},
+		{"99999999999999999999d", false},
+	}
+	for _, tt := range tests {
+		if got := isDuration(tt.in); got != tt.want {
+			t.Errorf("isDuration(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
