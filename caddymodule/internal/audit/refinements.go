@@ -85,6 +85,14 @@ func refinementIssues(tree map[string]any, schemaIssues []Issue) []Issue {
 			out = append(out, heartbeatIssues(path, hb)...)
 		}
 	}
+	if talk := obj(tree["talk"]); talk != nil {
+		if rt := obj(talk["realtime"]); rt != nil && parsed("talk.realtime") {
+			out = append(out, providerChoiceIssues("talk.realtime", rt)...)
+		}
+		if parsed("talk") {
+			out = append(out, providerChoiceIssues("talk", talk)...)
+		}
+	}
 	if hooks := obj(tree["hooks"]); hooks != nil && parsed("hooks") {
 		out = append(out, hookMappingIssues(hooks)...)
 	}
@@ -177,6 +185,25 @@ func isDuration(s string) bool {
 		return false
 	}
 	return total < 1<<53
+}
+
+// providerChoiceIssues is OpenClaw's talk and talk.realtime refinement:
+// provider names one of providers, and must be set when there are several.
+func providerChoiceIssues(base string, m map[string]any) []Issue {
+	provider := strings.ToLower(strings.TrimSpace(str0(m["provider"])))
+	providers := obj(m["providers"])
+	switch {
+	case provider != "" && len(providers) > 0 && !hasKey(providers, provider):
+		return []Issue{{Path: base + ".provider", Message: fmt.Sprintf("%s.provider must match a key in %s.providers (missing %s)", base, base, jsQuote(provider))}}
+	case provider == "" && len(providers) > 1:
+		return []Issue{{Path: base + ".provider", Message: base + ".provider is required when " + base + ".providers defines multiple providers"}}
+	}
+	return nil
+}
+
+func hasKey(m map[string]any, k string) bool {
+	_, ok := m[k]
+	return ok
 }
 
 // mcpURLIssues is the refinement on OpenClaw's MCP server URLs (url and
