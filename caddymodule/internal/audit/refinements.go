@@ -114,6 +114,14 @@ func refinementIssues(tree map[string]any, schemaIssues []Issue) []Issue {
 	}
 	out = append(out, mcpServerNameIssues(tree)...)
 	out = append(out, mcpURLIssues(tree)...)
+	for _, base := range []string{"mcp.servers", "nodeHost.mcp.servers"} {
+		servers := obj(lookupPath(tree, base))
+		for _, name := range keys(servers) {
+			if server := obj(servers[name]); server != nil && parsed(base+"."+name) {
+				out = append(out, mcpServerIssues(base+"."+name, server)...)
+			}
+		}
+	}
 	if len(schemaIssues) == 0 {
 		out = append(out, unknownAgentIDIssues(tree)...)
 	}
@@ -204,6 +212,47 @@ func providerChoiceIssues(base string, m map[string]any) []Issue {
 func hasKey(m map[string]any, k string) bool {
 	_, ok := m[k]
 	return ok
+}
+
+// mcpServerIssues is OpenClaw's McpServerSchema refinement: legacy key
+// spellings, "disabled" for "enabled", and what per-requester OAuth and the
+// stdio transport need.
+func mcpServerIssues(base string, server map[string]any) []Issue {
+	var out []Issue
+	for _, key := range []string{"connectTimeout", "connect_timeout", "timeout", "workingDirectory", "supports_parallel_tool_calls", "ssl_verify", "client_cert", "client_key"} {
+		if hasKey(server, key) {
+			out = append(out, Issue{Path: base, Message: "Unrecognized key: " + jsQuote(key)})
+		}
+	}
+	if hasKey(obj(server["codex"]), "default_tools_approval_mode") {
+		out = append(out, Issue{Path: base + ".codex.default_tools_approval_mode", Message: `Unrecognized key: "default_tools_approval_mode"`})
+	}
+	if disabled, ok := server["disabled"]; ok {
+		replacement := `the canonical "enabled" boolean instead`
+		if b, ok := disabled.(bool); ok {
+			replacement = fmt.Sprintf(`"enabled: %v" instead, then run "openclaw doctor --fix" to migrate existing config`, !b)
+		}
+		out = append(out, Issue{Path: base + ".disabled", Message: `unsupported key "disabled"; use ` + replacement})
+	}
+	oauth := obj(server["oauth"])
+	if oauth["identity"] == "per-requester" {
+		if server["auth"] != "oauth" {
+			out = append(out, Issue{Path: base + ".oauth.identity", Message: `oauth.identity "per-requester" requires auth: "oauth"`})
+		}
+		if str0(oauth["authProfileId"]) != "" {
+			out = append(out, Issue{Path: base + ".oauth.authProfileId", Message: `oauth.authProfileId cannot be used with oauth.identity "per-requester"`})
+		}
+		if str0(server["url"]) == "" {
+			out = append(out, Issue{Path: base + ".oauth.identity", Message: `oauth.identity "per-requester" requires an HTTP server URL`})
+		}
+		if hasKey(server, "command") || server["transport"] == "stdio" {
+			out = append(out, Issue{Path: base + ".oauth.identity", Message: `oauth.identity "per-requester" cannot be combined with a command or "stdio" transport`})
+		}
+	}
+	if server["transport"] == "stdio" && strings.TrimSpace(str0(server["command"])) == "" {
+		out = append(out, Issue{Path: base + ".transport", Message: `"stdio" transport requires a non-empty command`})
+	}
+	return out
 }
 
 // mcpURLIssues is the refinement on OpenClaw's MCP server URLs (url and
