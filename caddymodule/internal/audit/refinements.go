@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -54,6 +55,9 @@ func refinementIssues(tree map[string]any, schemaIssues []Issue) []Issue {
 	}
 	if gw := obj(tree["gateway"]); gw != nil && parsed("gateway") {
 		out = append(out, gatewayRefinements(gw)...)
+	}
+	if ea, ok := obj(obj(tree["gateway"])["remote"])["edgeAuth"].(map[string]any); ok && parsed("gateway.remote.edgeAuth") {
+		out = append(out, edgeAuthIssues(ea)...)
 	}
 	if roles := obj(obj(tree["gateway"])["roles"]); roles != nil && parsed("gateway.roles") {
 		out = append(out, rolesRefinements(roles)...)
@@ -253,6 +257,38 @@ func mcpServerIssues(base string, server map[string]any) []Issue {
 		out = append(out, Issue{Path: base + ".transport", Message: `"stdio" transport requires a non-empty command`})
 	}
 	return out
+}
+
+var (
+	headerNameRe          = regexp.MustCompile("^[!#$%&'*+\\-.^_`|~0-9A-Za-z]+$")
+	transportOwnedHeaders = map[string]bool{"host": true, "connection": true, "upgrade": true, "content-length": true, "sec-websocket-key": true, "sec-websocket-version": true, "sec-websocket-protocol": true, "sec-websocket-extensions": true}
+)
+
+// edgeAuthIssues is OpenClaw's findEdgeAuthIssue on gateway.remote.edgeAuth:
+// a non-empty map of valid header names, none owned by the transport, none
+// differing from another only by case. OpenClaw reports the first problem
+// in the file's key order, which a parsed map no longer has; sorted order
+// stands in, so with several bad names the one named may differ.
+func edgeAuthIssues(headers map[string]any) []Issue {
+	const base = "gateway.remote.edgeAuth"
+	if len(headers) == 0 {
+		return []Issue{{Path: base, Message: "invalid gateway.remote.edgeAuth: header map must not be empty"}}
+	}
+	seen := map[string]string{}
+	for _, name := range keys(headers) {
+		lower := strings.ToLower(name)
+		switch {
+		case !headerNameRe.MatchString(name):
+			q, _ := json.Marshal(name)
+			return []Issue{{Path: base + "." + name, Message: "invalid gateway.remote.edgeAuth header name: " + string(q)}}
+		case transportOwnedHeaders[lower]:
+			return []Issue{{Path: base + "." + name, Message: fmt.Sprintf("gateway.remote.edgeAuth cannot set transport-owned header %s", jsQuote(name))}}
+		case seen[lower] != "":
+			return []Issue{{Path: base + "." + name, Message: fmt.Sprintf("gateway.remote.edgeAuth header names %s and %s differ only by case", jsQuote(seen[lower]), jsQuote(name))}}
+		}
+		seen[lower] = name
+	}
+	return nil
 }
 
 // mcpURLIssues is the refinement on OpenClaw's MCP server URLs (url and
