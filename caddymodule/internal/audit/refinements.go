@@ -118,6 +118,12 @@ func refinementIssues(tree map[string]any, schemaIssues []Issue) []Issue {
 	}
 	out = append(out, mcpServerNameIssues(tree)...)
 	out = append(out, mcpURLIssues(tree)...)
+	if o, ok := obj(tree["gateway"])["publicOrigin"].(string); ok && !gatewayPublicOrigin(o) {
+		out = append(out, Issue{Path: "gateway.publicOrigin", Message: "gateway.publicOrigin must be a bare HTTPS origin; HTTP is allowed only for localhost, 127.0.0.1, or [::1]"})
+	}
+	if o, ok := obj(obj(tree["mcp"])["apps"])["sandboxOrigin"].(string); ok && !httpOrigin(o) {
+		out = append(out, Issue{Path: "mcp.apps.sandboxOrigin", Message: "sandboxOrigin must be an HTTP(S) origin without a path, query, or credentials"})
+	}
 	for _, base := range []string{"mcp.servers", "nodeHost.mcp.servers"} {
 		servers := obj(lookupPath(tree, base))
 		for _, name := range keys(servers) {
@@ -289,6 +295,29 @@ func edgeAuthIssues(headers map[string]any) []Issue {
 		seen[lower] = name
 	}
 	return nil
+}
+
+// httpOrigin is OpenClaw's validateHttpOrigin: an http(s) URL with no
+// path, query, fragment or credentials.
+func httpOrigin(s string) bool {
+	if !parsesAsURL(s) {
+		return false
+	}
+	u, _ := url.Parse(strings.TrimSpace(s))
+	scheme := strings.ToLower(u.Scheme)
+	return (scheme == "http" || scheme == "https") && (u.EscapedPath() == "" || u.EscapedPath() == "/") &&
+		u.RawQuery == "" && u.Fragment == "" && u.User == nil
+}
+
+// gatewayPublicOrigin is OpenClaw's validateGatewayPublicOrigin: a bare
+// origin, https unless the host is loopback by name.
+func gatewayPublicOrigin(s string) bool {
+	if !httpOrigin(s) {
+		return false
+	}
+	u, _ := url.Parse(strings.TrimSpace(s))
+	host := strings.ToLower(u.Hostname())
+	return strings.EqualFold(u.Scheme, "https") || host == "localhost" || host == "127.0.0.1" || host == "::1"
 }
 
 // mcpURLIssues is the refinement on OpenClaw's MCP server URLs (url and
