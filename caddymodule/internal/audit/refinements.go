@@ -89,6 +89,13 @@ func refinementIssues(tree map[string]any, schemaIssues []Issue) []Issue {
 			out = append(out, heartbeatIssues(path, hb)...)
 		}
 	}
+	profiles := obj(obj(tree["browser"])["profiles"])
+	for _, name := range keys(profiles) {
+		path := "browser.profiles." + name
+		if p := obj(profiles[name]); p != nil && parsed(path) {
+			out = append(out, browserProfileIssues(path, p)...)
+		}
+	}
 	if talk := obj(tree["talk"]); talk != nil {
 		if rt := obj(talk["realtime"]); rt != nil && parsed("talk.realtime") {
 			out = append(out, providerChoiceIssues("talk.realtime", rt)...)
@@ -203,6 +210,32 @@ func isDuration(s string) bool {
 		return false
 	}
 	return total < 1<<53
+}
+
+// browserProfileIssues is OpenClaw's browser profile refinements: how the
+// profile reaches its browser must fit its driver.
+func browserProfileIssues(path string, p map[string]any) []Issue {
+	driver := str0(p["driver"])
+	truthy := func(v any) bool {
+		switch x := v.(type) {
+		case string:
+			return x != ""
+		case float64:
+			return x != 0
+		}
+		return v != nil && v != false
+	}
+	var out []Issue
+	if driver != "existing-session" && driver != "extension" && !truthy(p["cdpPort"]) && !truthy(p["cdpUrl"]) {
+		out = append(out, Issue{Path: path, Message: "Profile must set cdpPort or cdpUrl"})
+	}
+	if driver != "existing-session" && truthy(p["userDataDir"]) {
+		out = append(out, Issue{Path: path, Message: `Profile userDataDir is only supported with driver="existing-session"`})
+	}
+	if driver == "extension" && truthy(p["cdpUrl"]) {
+		out = append(out, Issue{Path: path, Message: `Profile cdpUrl is not supported with driver="extension" (the relay owns the endpoint)`})
+	}
+	return out
 }
 
 // providerChoiceIssues is OpenClaw's talk and talk.realtime refinement:
