@@ -220,12 +220,13 @@ func Validate(cfg *Config) ([]Issue, error) {
 // a value that parsed).
 func (s *Schema) Validate(tree map[string]any) []Issue {
 	var issues []Issue
-	if err := s.root.Validate(toSchemaValue(tree)); err != nil {
+	value := toSchemaValue(tree)
+	if err := s.root.Validate(value); err != nil {
 		var ve *jsonschema.ValidationError
 		if !errors.As(err, &ve) {
 			return []Issue{{Path: "<root>", Message: "config could not be validated: " + err.Error()}}
 		}
-		issues = s.issuesOf(ve, issues)
+		issues = s.issuesOf(ve, value, issues)
 	}
 	// OpenClaw validates each channel's own config only once the rest,
 	// refinements included, has passed, so a config broken elsewhere
@@ -318,12 +319,12 @@ func toSchemaValue(v any) any {
 
 // issuesOf turns the validator's error tree into the issues Zod would have
 // reported for the same value.
-func (s *Schema) issuesOf(ve *jsonschema.ValidationError, out []Issue) []Issue {
+func (s *Schema) issuesOf(ve *jsonschema.ValidationError, value any, out []Issue) []Issue {
 	path := ve.InstanceLocation
 	switch k := ve.ErrorKind.(type) {
 	case *kind.Group, *kind.Schema, *kind.AllOf, *kind.Reference:
 		for _, c := range ve.Causes {
-			out = s.issuesOf(c, out)
+			out = s.issuesOf(c, value, out)
 		}
 		return out
 	case *kind.AnyOf, *kind.OneOf:
@@ -336,7 +337,7 @@ func (s *Schema) issuesOf(ve *jsonschema.ValidationError, out []Issue) []Issue {
 		// only on checks (lengths, bounds, patterns, formats), and as
 		// "Invalid input" at the union otherwise.
 		if live := liveOptions(ve); len(live) == 1 {
-			return s.issuesOf(live[0], out)
+			return s.issuesOf(live[0], value, out)
 		}
 		return append(out, Issue{Path: joinPath(path), Message: "Invalid input" + s.allowedOfUnion(ve.SchemaURL)})
 	case *kind.AdditionalProperties:
@@ -417,7 +418,10 @@ func (s *Schema) issuesOf(ve *jsonschema.ValidationError, out []Issue) []Issue {
 	case *kind.ExclusiveMaximum:
 		return append(out, Issue{Path: joinPath(path), Message: "Too big: expected number to be <" + k.Want.RatString()})
 	case *kind.PropertyNames:
-		return append(out, Issue{Path: joinPath(path), Message: "Invalid key in record"})
+		// The validator shares this error's location with its siblings'
+		// (it does not copy it), so the object is found again from the
+		// schema location instead.
+		return append(out, Issue{Path: joinPath(append(propertyNamesPath(ve.SchemaURL, k.Property, value), k.Property)), Message: "Invalid key in record"})
 	case *kind.Format:
 		if k.Want == "uri" {
 			return append(out, Issue{Path: joinPath(path), Message: "Invalid URL"})
@@ -431,11 +435,80 @@ func (s *Schema) issuesOf(ve *jsonschema.ValidationError, out []Issue) []Issue {
 	}
 	if len(ve.Causes) > 0 {
 		for _, c := range ve.Causes {
-			out = s.issuesOf(c, out)
+			out = s.issuesOf(c, value, out)
 		}
 		return out
 	}
 	return append(out, Issue{Path: joinPath(path), Message: "Invalid input"})
+}
+
+// propertyNamesPath finds the object holding a key that failed a
+// propertyNames schema (Zod reports the key's own path, object path plus
+// key, which the caller appends): it follows the schema location (which ends in
+// "/propertyNames") through the config, taking every key or index where the
+// schema has additionalProperties or items, and returns the first object, in
+// sorted order, that has the key. A location it cannot follow yields the
+// longest plain prefix.
+func propertyNamesPath(schemaURL, key string, value any) []string {
+	_, ptr, _ := strings.Cut(schemaURL, "#")
+	ptr = strings.TrimSuffix(ptr, "/propertyNames")
+	var toks []string
+	if ptr != "" {
+		for _, t := range strings.Split(strings.TrimPrefix(ptr, "/"), "/") {
+			toks = append(toks, strings.ReplaceAll(strings.ReplaceAll(t, "~1", "/"), "~0", "~"))
+		}
+	}
+	var prefix []string
+	for i := 0; i+1 < len(toks) && toks[i] == "properties"; i += 2 {
+		prefix = append(prefix, toks[i+1])
+	}
+	var found []string
+	var walk func(v any, toks, path []string) bool
+	walk = func(v any, toks, path []string) bool {
+		if len(toks) == 0 {
+			if m, ok := v.(map[string]any); ok {
+				if _, ok := m[key]; ok {
+					found = path
+					return true
+				}
+			}
+			return false
+		}
+		switch toks[0] {
+		case "properties":
+			if len(toks) < 2 {
+				return false
+			}
+			m, _ := v.(map[string]any)
+			child, ok := m[toks[1]]
+			return ok && walk(child, toks[2:], append(slices.Clone(path), toks[1]))
+		case "anyOf", "oneOf", "allOf":
+			return len(toks) >= 2 && walk(v, toks[2:], path)
+		case "additionalProperties", "patternProperties":
+			rest := toks[1:]
+			if toks[0] == "patternProperties" && len(rest) > 0 {
+				rest = rest[1:]
+			}
+			m, _ := v.(map[string]any)
+			for _, k := range keys(m) {
+				if walk(m[k], rest, append(slices.Clone(path), k)) {
+					return true
+				}
+			}
+		case "items":
+			a, _ := v.([]any)
+			for i, e := range a {
+				if walk(e, toks[1:], append(slices.Clone(path), strconv.Itoa(i))) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	if walk(value, toks, nil) {
+		return found
+	}
+	return prefix
 }
 
 // allowedOfUnion spells the values of a union of literals as OpenClaw
