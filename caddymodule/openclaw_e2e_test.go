@@ -359,6 +359,9 @@ func testOpenClawTrustedProxy(t *testing.T) {
 	t.Run("an insecure openclaw.json closes the gateway until restored", func(t *testing.T) {
 		testGateWithRealGateway(t, f)
 	})
+	t.Run("an openclaw.json OpenClaw refuses closes the gateway until restored", func(t *testing.T) {
+		testInvalidConfigWithRealGateway(t, f)
+	})
 }
 
 // gateInsecureCheck is what testGateWithRealGateway's edit should trip:
