@@ -226,6 +226,11 @@ func (g *gate) start() {
 	} else {
 		g.w = w
 	}
+	// The first audit already sees what the guards registered so far.
+	select {
+	case <-g.recheck:
+	default:
+	}
 	g.check()
 	ctx, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
