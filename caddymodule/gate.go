@@ -313,8 +313,13 @@ func (g *gate) run(ctx context.Context) {
 			g.check()
 			safety.Reset(jitter(gateSafety))
 		case <-deep.C:
-			for t := range g.skills {
-				g.invalidateTree(filepath.Join(t, "skills"))
+			for ws := range g.skills {
+				t := filepath.Join(ws, "skills")
+				if g.w != nil {
+					// Also re-establishes any watch lost without a word.
+					g.rewatchTree(t)
+				}
+				g.invalidateTree(t)
 			}
 			g.check()
 			deep.Reset(jitter(gateDeep))
@@ -451,6 +456,14 @@ func (g *gate) check() {
 		fp = watch.Fingerprint(g.inputs, os.Environ())
 	}
 	g.fp = fp
+	if st.inputs != nil {
+		// Forget the scans of workspaces the config no longer names.
+		for ws := range g.skills {
+			if !slices.Contains(st.inputs, watch.Input{Path: filepath.Join(ws, "skills"), Kind: watch.Tree}) {
+				delete(g.skills, ws)
+			}
+		}
+	}
 	old := g.state.Swap(st)
 	g.metrics.record(g.name, st)
 	if old != nil && old.key == st.key {
