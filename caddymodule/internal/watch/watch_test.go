@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -308,5 +309,24 @@ func TestWatcherCloseReleases(t *testing.T) {
 	w.Close()
 	if got := count(); got != before {
 		t.Errorf("%d watches after Close, want %d", got, before)
+	}
+}
+
+// BenchmarkFingerprint measures one poll of a gateway's plain inputs: about
+// the number a small state dir has.
+func BenchmarkFingerprint(b *testing.B) {
+	dir := b.TempDir()
+	var inputs []Input
+	for i := range 20 {
+		p := filepath.Join(dir, "f"+strconv.Itoa(i))
+		if err := os.WriteFile(p, []byte("{}"), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		inputs = append(inputs, Input{p, Content})
+	}
+	env := os.Environ()
+	b.ReportAllocs()
+	for b.Loop() {
+		Fingerprint(inputs, env)
 	}
 }
