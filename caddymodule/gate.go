@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -21,6 +23,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/audit"
+	"github.com/clawgate/clawgate/caddymodule/internal/watch"
 )
 
 // GatewayConfig is one OpenClaw gateway clawgate fronts, and its audit gate:
@@ -61,9 +64,37 @@ type GatewayConfig struct {
 	Pairing *PairingConfig `json:"pairing,omitempty"`
 }
 
-// gateInterval is how often a gateway's config is audited again; a change is
-// seen within a second.
-const gateInterval = 500 * time.Millisecond
+// How the gate notices changes. It audits again when something the verdict
+// depends on may have changed: inotify reports the config, its includes, the
+// files and directories the checks read and the skills trees; a stat
+// fingerprint of the non-tree inputs is compared now and then in case a
+// notification never came; and a slow, jittered full audit is the safety net
+// for inputs no notification covers (the skills trees rescanned included).
+// Where inotify is unavailable or breaks, the gate polls the fingerprint.
+const (
+	// gatePoll is the fingerprint poll without working change notifications,
+	// and the audit interval while the config cannot be loaded (fail closed:
+	// the inputs of a config that does not load are not known).
+	gatePoll = 500 * time.Millisecond
+	// gateBackstop is the fingerprint poll while notifications work.
+	gateBackstop = 5 * time.Second
+	// gateSafety is the full audit safety net, the skills trees excepted.
+	gateSafety = time.Minute
+	// gateDeep is how often the skills trees are rescanned regardless of
+	// notifications: a walk of a large tree is the one expensive part.
+	gateDeep = 5 * time.Minute
+	// gateTreePoll is how often a skills tree that could not be watched (the
+	// watch budget is spent, or notifications are unavailable) is rescanned;
+	// its checks are warn-level, and a change is seen within a minute.
+	gateTreePoll = 45 * time.Second
+	// gateTreeSettle and gateTreeGap space the rescans of a changing tree: a
+	// rescan starts a second after the first change and at most once per
+	// gateTreeGap, so a tree being rewritten costs a bounded share of a core.
+	gateTreeSettle = time.Second
+	gateTreeGap    = 10 * time.Second
+	// gateDebounce gathers the burst of events of one save.
+	gateDebounce = 20 * time.Millisecond
+)
 
 // gate audits one gateway and holds its verdict.
 type gate struct {
@@ -78,9 +109,25 @@ type gate struct {
 	mu     sync.Mutex
 	expect audit.Expect // what the guards of this gateway send and admit
 
-	state  atomic.Pointer[gateState]
-	cancel context.CancelFunc
-	done   chan struct{}
+	state   atomic.Pointer[gateState]
+	cancel  context.CancelFunc
+	done    chan struct{}
+	recheck chan struct{} // what the guards send or admit changed
+
+	// Owned by the goroutine that runs check.
+	w         *watch.Watcher // nil while polling
+	polling   bool           // change notifications are unavailable or broke
+	inputs    []watch.Input  // what the last verdict depended on
+	fp        uint64         // inputs' fingerprint when they were last read
+	skills    map[string]*skillScan
+	unwatched map[string]bool // skills trees that could not be watched
+}
+
+// skillScan is a cached scan of one workspace's skills tree.
+type skillScan struct {
+	scan    audit.SkillScan
+	valid   bool
+	scanned time.Time
 }
 
 // gateState is one audit verdict.
@@ -94,6 +141,7 @@ type gateState struct {
 	Checked  time.Time       `json:"checked"`
 	key      string          // what changed between two verdicts
 	config   *audit.Config   // the config this verdict is about; nil when it could not be loaded
+	inputs   []watch.Input   // what the verdict depended on; nil when the config could not be loaded
 }
 
 // provisionGates prepares a gate per configured gateway.
@@ -101,7 +149,7 @@ func (a *App) provisionGates() error {
 	a.gates = make(map[string]*gate, len(a.Gateways))
 	repl := caddy.NewReplacer()
 	for name, gc := range a.Gateways {
-		g := &gate{name: name, cfg: *gc, logger: a.logger.With(zap.String("gateway", name)), metrics: a.metrics, done: make(chan struct{})}
+		g := &gate{name: name, cfg: *gc, logger: a.logger.With(zap.String("gateway", name)), metrics: a.metrics, done: make(chan struct{}), recheck: make(chan struct{}, 1)}
 		switch strings.ToLower(gc.BlockOn) {
 		case "", "critical":
 			g.level = audit.SeverityCritical
@@ -150,6 +198,10 @@ func (a *App) registerGuard(gateway, userHeader string, users []string) error {
 		}
 	}
 	sort.Strings(g.expect.Users)
+	select {
+	case g.recheck <- struct{}{}:
+	default:
+	}
 	return nil
 }
 
@@ -181,24 +233,26 @@ func (a *App) gateRefusal(gateway string) (code, msg string) {
 	return "audit_failed", "this gateway's OpenClaw config fails its security audit: " + strings.Join(st.Reasons, "; ")
 }
 
-// start runs the first audit now and then watches the gateway's files.
+// start runs the first audit now and then audits again whenever something the
+// verdict depends on may have changed.
 func (g *gate) start() {
+	g.skills = map[string]*skillScan{}
+	g.unwatched = map[string]bool{}
+	w, err := watch.New()
+	if err != nil {
+		g.degrade(err)
+	} else {
+		g.w = w
+	}
+	// The first audit already sees what the guards registered so far.
+	select {
+	case <-g.recheck:
+	default:
+	}
 	g.check()
 	ctx, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
-	go func() {
-		defer close(g.done)
-		t := time.NewTicker(gateInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				g.check()
-			}
-		}
-	}()
+	go g.run(ctx)
 }
 
 func (g *gate) stop() {
@@ -208,11 +262,226 @@ func (g *gate) stop() {
 	}
 }
 
+// run waits for a reason to audit again.
+func (g *gate) run(ctx context.Context) {
+	defer close(g.done)
+	defer func() {
+		if g.w != nil {
+			g.w.Close()
+		}
+	}()
+	poll := time.NewTimer(g.pollInterval())
+	safety := time.NewTimer(jitter(gateSafety))
+	// The first deep rescan falls anywhere in the first period, so gateways
+	// started together spread their walks.
+	deep := time.NewTimer(time.Duration(rand.Int64N(int64(gateDeep))) + gateDeep/2)
+	treePoll := time.NewTimer(jitter(gateTreePoll))
+	defer poll.Stop()
+	defer safety.Stop()
+	defer deep.Stop()
+	defer treePoll.Stop()
+	var treeTimer *time.Timer
+	var treeC <-chan time.Time
+	dirty := map[string]bool{}
+	for {
+		var notified <-chan struct{}
+		if g.w != nil {
+			notified = g.w.C()
+		}
+		select {
+		case <-ctx.Done():
+			if treeTimer != nil {
+				treeTimer.Stop()
+			}
+			return
+		case <-notified:
+			time.Sleep(gateDebounce)
+			plain, trees, err := g.w.Take()
+			if err != nil {
+				g.degrade(err)
+			}
+			for _, t := range trees {
+				dirty[t] = true
+			}
+			if len(dirty) > 0 && treeC == nil {
+				treeTimer = time.NewTimer(g.treeDelay(dirty))
+				treeC = treeTimer.C
+			}
+			if plain || err != nil {
+				g.check()
+			}
+		case <-treeC:
+			treeC = nil
+			for t := range dirty {
+				if g.w != nil {
+					g.rewatchTree(t)
+				}
+				g.invalidateTree(t)
+			}
+			clear(dirty)
+			g.check()
+		case <-g.recheck:
+			g.check()
+		case <-poll.C:
+			if g.state.Load().inputs == nil || watch.Fingerprint(g.inputs, os.Environ()) != g.fp {
+				g.check()
+			}
+			poll.Reset(g.pollInterval())
+		case <-safety.C:
+			g.check()
+			safety.Reset(jitter(gateSafety))
+		case <-deep.C:
+			for ws := range g.skills {
+				t := filepath.Join(ws, "skills")
+				if g.w != nil {
+					// Also re-establishes any watch lost without a word.
+					g.rewatchTree(t)
+				}
+				g.invalidateTree(t)
+			}
+			g.check()
+			deep.Reset(jitter(gateDeep))
+		case <-treePoll.C:
+			if n := g.invalidatePolledTrees(); n > 0 {
+				g.check()
+			}
+			treePoll.Reset(jitter(gateTreePoll))
+		}
+	}
+}
+
+// pollInterval is how often the fingerprint is compared.
+func (g *gate) pollInterval() time.Duration {
+	if g.polling || g.state.Load().inputs == nil {
+		return gatePoll
+	}
+	return gateBackstop
+}
+
+// jitter spreads d over ±20%.
+func jitter(d time.Duration) time.Duration {
+	return d*4/5 + time.Duration(rand.Int64N(int64(d*2/5)))
+}
+
+// degrade gives up on change notifications: the gate polls from now on. It
+// logs once.
+func (g *gate) degrade(err error) {
+	if g.polling {
+		return
+	}
+	g.polling = true
+	if g.w != nil {
+		g.w.Close()
+		g.w = nil
+	}
+	g.logger.Warn("cannot track changes of the gateway's files; polling them instead", zap.Duration("interval", gatePoll), zap.Error(err))
+}
+
+// treeDelay is how long to wait before rescanning the changed trees.
+func (g *gate) treeDelay(trees map[string]bool) time.Duration {
+	d := gateTreeSettle
+	for t := range trees {
+		if sc := g.skills[filepath.Dir(t)]; sc != nil {
+			d = max(d, time.Until(sc.scanned.Add(gateTreeGap)))
+		}
+	}
+	return d
+}
+
+// rewatchTree watches a changed tree again, new directories included.
+func (g *gate) rewatchTree(root string) {
+	err := g.w.RescanTree(root)
+	switch {
+	case err == nil:
+		delete(g.unwatched, root)
+	case errors.Is(err, watch.ErrBudget):
+		g.treeUnwatched(root, err)
+	default:
+		g.degrade(err)
+	}
+}
+
+func (g *gate) treeUnwatched(root string, err error) {
+	if !g.unwatched[root] {
+		g.unwatched[root] = true
+		g.logger.Warn("cannot watch the gateway's skills tree; rescanning it periodically instead", zap.String("tree", root), zap.Duration("interval", gateTreePoll), zap.Error(err))
+	}
+}
+
+// invalidateTree drops the cached scan of the tree at root.
+func (g *gate) invalidateTree(root string) {
+	if sc := g.skills[filepath.Dir(root)]; sc != nil {
+		sc.valid = false
+	}
+}
+
+// invalidatePolledTrees drops the scans of the trees no notification covers
+// and returns how many.
+func (g *gate) invalidatePolledTrees() int {
+	n := 0
+	for ws, sc := range g.skills {
+		if g.polling || g.unwatched[filepath.Join(ws, "skills")] {
+			sc.valid = false
+			n++
+		}
+	}
+	return n
+}
+
+// scanSkills is the audit's skills-tree scan, reused until the tree changes.
+func (g *gate) scanSkills(ws string) audit.SkillScan {
+	sc := g.skills[ws]
+	if sc == nil {
+		sc = &skillScan{}
+		g.skills[ws] = sc
+	}
+	if !sc.valid {
+		sc.scan = audit.ScanSkills(ws)
+		sc.valid = true
+		sc.scanned = time.Now()
+	}
+	return sc.scan
+}
+
 // check audits the gateway's config once and, when the verdict changed,
 // records it, logs what changed and, when the gateway became blocked, closes
 // its open WebSockets.
 func (g *gate) check() {
+	fp := watch.Fingerprint(g.inputs, os.Environ())
 	st := g.audit()
+	if st.inputs != nil && !slices.Equal(st.inputs, g.inputs) {
+		known := map[string]bool{}
+		for _, in := range g.inputs {
+			known[in.Path] = in.Kind == watch.Tree
+		}
+		g.inputs = st.inputs
+		if g.w != nil {
+			unwatched, err := g.w.Watch(st.inputs)
+			if err != nil {
+				g.degrade(err)
+			}
+			for _, t := range unwatched {
+				g.treeUnwatched(t, watch.ErrBudget)
+			}
+			// What changed while the new inputs were not yet watched.
+			for _, in := range st.inputs {
+				if in.Kind == watch.Tree && !known[in.Path] {
+					g.invalidateTree(in.Path)
+				}
+			}
+			st = g.audit()
+		}
+		fp = watch.Fingerprint(g.inputs, os.Environ())
+	}
+	g.fp = fp
+	if st.inputs != nil {
+		// Forget the scans of workspaces the config no longer names.
+		for ws := range g.skills {
+			if !slices.Contains(st.inputs, watch.Input{Path: filepath.Join(ws, "skills"), Kind: watch.Tree}) {
+				delete(g.skills, ws)
+			}
+		}
+	}
 	old := g.state.Swap(st)
 	g.metrics.record(g.name, st)
 	if old != nil && old.key == st.key {
@@ -266,7 +535,7 @@ func (g *gate) audit() *gateState {
 		return st
 	}
 	st.config = cfg
-	report := audit.Run(cfg, audit.RunOptions{Now: st.Checked})
+	report := audit.Run(cfg, g.runOptions(st))
 	g.mu.Lock()
 	expect := g.expect
 	g.mu.Unlock()
@@ -301,6 +570,35 @@ func (g *gate) audit() *gateState {
 	}
 	st.key = key.String()
 	return st
+}
+
+// runOptions makes the audit reuse the gate's skills scans and record in st
+// what its verdict depends on.
+func (g *gate) runOptions(st *gateState) audit.RunOptions {
+	cfg := st.config
+	st.inputs = []watch.Input{{Path: cfg.Path, Kind: watch.Content}, {Path: filepath.Dir(cfg.Path), Kind: watch.Meta}}
+	for _, inc := range cfg.Includes {
+		st.inputs = append(st.inputs, watch.Input{Path: inc, Kind: watch.Content})
+	}
+	// OpenClaw reads ${VAR} values from these too.
+	st.inputs = append(st.inputs, watch.Input{Path: filepath.Join(cfg.StateDir, ".env"), Kind: watch.Content})
+	if wd, err := os.Getwd(); err == nil {
+		st.inputs = append(st.inputs, watch.Input{Path: filepath.Join(wd, ".env"), Kind: watch.Content})
+	}
+	return audit.RunOptions{
+		Now:    st.Checked,
+		Skills: g.scanSkills,
+		Observe: func(path string, kind audit.InputKind) {
+			st.inputs = append(st.inputs, watch.Input{Path: path, Kind: watchKinds[kind]})
+		},
+	}
+}
+
+var watchKinds = map[audit.InputKind]watch.Kind{
+	audit.InputMeta:    watch.Meta,
+	audit.InputContent: watch.Content,
+	audit.InputDir:     watch.Dir,
+	audit.InputTree:    watch.Tree,
 }
 
 // sanitizeAuditError keeps absolute paths out of what callers see: only base

@@ -372,8 +372,8 @@ func testOpenClawTrustedProxy(t *testing.T) {
 const gateInsecureCheck = "tools.elevated.allowFrom.whatsapp.wildcard"
 
 // gateWithin is how fast the gate must react to an edit: it promises a change
-// is seen within a second (it audits every 500 ms); the rest is slack for a
-// busy 2-core machine.
+// is seen within a second (inotify reports the edit, or the fingerprint polled
+// every 500 ms without it); the rest is slack for a busy 2-core machine.
 const gateWithin = 1500 * time.Millisecond
 
 // testGateWithRealGateway edits the real gateway's openclaw.json to an insecure

@@ -464,8 +464,9 @@ func (s *Senders) gatewayTree() map[string]any {
 }
 
 // rebuild makes the lists for a newly loaded gateway config; the gate loads
-// the file again every half second, so most rebuilds find the same entries
-// and keep the Checker.
+// the file again whenever one of its inputs may have changed and once a
+// minute regardless, so most rebuilds find the same entries and keep the
+// Checker.
 func (s *Senders) rebuild(cfg *audit.Config) *senderLists {
 	s.dynamic.mu.Lock()
 	defer s.dynamic.mu.Unlock()

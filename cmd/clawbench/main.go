@@ -19,9 +19,11 @@
 //
 // For each: HTTP req/s and p50/p99 latency at a fixed concurrency,
 // WebSocket echo round trip (one connection) and throughput (several), and
-// memory per idle WebSocket. Usage:
+// memory per idle WebSocket. With -gates it measures the audit gate of an
+// idle Caddy instead (see gates.go). Usage:
 //
 //	go run ./cmd/clawbench [-duration 3s] [-concurrency 16] [-markdown FILE]
+//	go run ./cmd/clawbench -gates [-gate-window 10s] [-gate-rounds 3] [-gate-long 6m] [-markdown FILE]
 package main
 
 import (
@@ -88,7 +90,41 @@ func main() {
 	flag.StringVar(&o.scenarios, "scenarios", "", "comma-separated scenarios to measure, with their baselines (default all)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the measurements (not of the setup) to this file")
 	flag.BoolVar(&o.verbose, "v", false, "show tailnet and library logs")
+	var g gateOptions
+	gates := flag.Bool("gates", false, "measure the audit gate while idle instead: CPU against gateways and skills-tree size, and reaction times")
+	flag.DurationVar(&g.window, "gate-window", 10*time.Second, "with -gates: idle measurement per configuration and round")
+	flag.IntVar(&g.rounds, "gate-rounds", 3, "with -gates: interleaved rounds")
+	flag.DurationVar(&g.settle, "gate-settle", 5*time.Second, "with -gates: wait after loading a configuration")
+	flag.DurationVar(&g.long, "gate-long", 6*time.Minute, "with -gates: long run of the 20,000-dir gateway in 20 s windows (0 skips it)")
+	flag.IntVar(&g.reacts, "gate-reactions", 3, "with -gates: repetitions of each reaction-time measurement (0 skips them)")
 	flag.Parse()
+	if *gates {
+		g.markdown, g.verbose = o.markdown, o.verbose
+		if g.window <= 0 || g.rounds < 1 || g.settle < 0 || g.long < 0 || g.reacts < 0 {
+			fmt.Fprintln(os.Stderr, "clawbench: -gate-window and -gate-rounds must be positive; -gate-settle, -gate-long and -gate-reactions not negative")
+			os.Exit(2)
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		defer stop()
+		rp, err := runGates(ctx, g, os.Stderr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "clawbench:", err)
+			os.Exit(1)
+		}
+		rp.writeText(os.Stdout)
+		if g.markdown != "" {
+			f, err := os.Create(g.markdown)
+			if err == nil {
+				rp.writeMarkdown(f)
+				err = f.Close()
+			}
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "clawbench: writing markdown:", err)
+				os.Exit(1)
+			}
+		}
+		return
+	}
 	if o.rounds < 1 || o.idleRounds < 1 || o.concurrency < 1 || o.wsConns < 1 || o.idleConns < 1 || o.msgSize < 1 {
 		fmt.Fprintln(os.Stderr, "clawbench: -rounds, -idle-rounds, -concurrency, -ws-conns, -idle and -msg-size must be positive")
 		os.Exit(2)

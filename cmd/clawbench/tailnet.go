@@ -44,9 +44,10 @@ type tailnet struct {
 // startTailnet brings up control, DERP, STUN and the client node "bench".
 func startTailnet(ctx context.Context, dir string, logf logger.Logf) (tn *tailnet, err error) {
 	tn = &tailnet{}
+	started := tn
 	defer func() {
 		if err != nil {
-			tn.close()
+			started.close()
 		}
 	}()
 
@@ -66,7 +67,7 @@ func startTailnet(ctx context.Context, dir string, logf logger.Logf) (tn *tailne
 	tn.closers = append(tn.closers, control.HTTPTestServer.Close)
 	tn.controlURL = control.HTTPTestServer.URL
 
-	tn.client = &ts.Server{
+	client := &ts.Server{
 		Dir:        filepath.Join(dir, "bench-client"),
 		Hostname:   "bench",
 		ControlURL: tn.controlURL,
@@ -75,8 +76,9 @@ func startTailnet(ctx context.Context, dir string, logf logger.Logf) (tn *tailne
 		Logf:       logf,
 		UserLogf:   logf,
 	}
-	tn.closers = append(tn.closers, func() { tn.client.Close() })
-	st, err := tn.client.Up(ctx)
+	tn.client = client
+	tn.closers = append(tn.closers, func() { client.Close() })
+	st, err := client.Up(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("starting the client node: %w", err)
 	}

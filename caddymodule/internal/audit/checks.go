@@ -19,7 +19,29 @@ type RunOptions struct {
 	// SkipFilesystem leaves out the fs.* permission and symlink checks, as
 	// the real audit does when includeFilesystem is false.
 	SkipFilesystem bool
+	// Observe, when set, is told each filesystem path the checks read and
+	// what of it they read, so a caller can audit again when one changes.
+	// The config file and its includes are in Config, not reported here.
+	Observe func(path string, kind InputKind)
+	// Skills, when set, replaces the scan of a workspace's skills/ tree (the
+	// expensive part of the audit on a large tree), so a caller can reuse a
+	// scan until the tree changes. Nil means ScanSkills.
+	Skills func(workspace string) SkillScan
 }
+
+// InputKind says what a check read at a path.
+type InputKind uint8
+
+const (
+	// InputMeta is a path's type, mode and owner, through a symlink too.
+	InputMeta InputKind = iota + 1
+	// InputContent is a file's metadata and contents.
+	InputContent
+	// InputDir is a directory's metadata and list of entries.
+	InputDir
+	// InputTree is a directory and everything below it.
+	InputTree
+)
 
 // Run audits a loaded config the way `openclaw security audit --json`
 // (openclaw@2026.9.6, without --deep) does, for every check that can be
@@ -28,7 +50,7 @@ type RunOptions struct {
 // OutOfScope for the checks left out and why.
 func Run(cfg *Config, opts RunOptions) Report {
 	rt := newRuntime(cfg)
-	a := &auditor{rt: rt, auth: rt.resolveAuth()}
+	a := &auditor{rt: rt, auth: rt.resolveAuth(), opts: opts}
 	a.attackSurfaceSummary()
 	a.agentRoster()
 	a.syncedFolder()
@@ -82,7 +104,21 @@ func Run(cfg *Config, opts RunOptions) Report {
 type auditor struct {
 	rt       *runtime
 	auth     gatewayAuth
+	opts     RunOptions
 	findings []Finding
+}
+
+// observe tells the caller's RunOptions.Observe that a check read path.
+func (a *auditor) observe(path string, kind InputKind) {
+	if a.opts.Observe != nil {
+		a.opts.Observe(path, kind)
+	}
+}
+
+// inspect is inspectPerms, observed.
+func (a *auditor) inspect(path string) perms {
+	a.observe(path, InputMeta)
+	return inspectPerms(path)
 }
 
 func (a *auditor) add(id string, sev Severity, title, detail, remediation string) {
@@ -950,6 +986,7 @@ func (a *auditor) agentSkillMCPBoundary() {
 	if len(names) > 0 {
 		sources = append(sources, source{"mcp.servers", names})
 	}
+	a.observe(mcporterRegistryPath(rt.cfg.StateDir), InputContent)
 	if reg, status := readMcporterRegistry(rt.cfg.StateDir); status == "rejected" {
 		a.add("tools.exec.mcporter_registry_inspection_incomplete", SeverityWarn, "Global mcporter registry could not be inspected",
 			fmt.Sprintf("skills/config/mcporter.json exists but could not be safely inspected (%s). The MCP boundary inspection is incomplete: the audit could not verify which MCP servers a host exec process can reach.", reg[0]),

@@ -61,7 +61,7 @@ func chmodRemediation(p string, mode fs.FileMode) string {
 
 func (a *auditor) filesystem() {
 	c := a.rt.cfg
-	if st := inspectPerms(c.StateDir); st.ok {
+	if st := a.inspect(c.StateDir); st.ok {
 		if st.isSymlink {
 			a.add("fs.state_dir.symlink", SeverityWarn, "State dir is a symlink", c.StateDir+" is a symlink; treat this as an extra trust boundary.", "")
 		}
@@ -74,7 +74,7 @@ func (a *auditor) filesystem() {
 			a.add("fs.state_dir.perms_readable", SeverityWarn, "State dir is readable by others", permDetail(c.StateDir, st)+"; consider restricting to 700.", chmodRemediation(c.StateDir, 0o700))
 		}
 	}
-	if cp := inspectPerms(c.Path); cp.ok {
+	if cp := a.inspect(c.Path); cp.ok {
 		if cp.isSymlink {
 			a.add("fs.config.symlink", SeverityWarn, "Config file is a symlink", c.Path+" is a symlink; make sure you trust its target.", "")
 		}
@@ -96,7 +96,7 @@ func (a *auditor) includePerms() {
 		if real, err := filepath.EvalSymlinks(inc); err == nil {
 			p = real
 		}
-		pr := inspectPerms(p)
+		pr := a.inspect(p)
 		if !pr.ok {
 			continue
 		}
@@ -120,7 +120,7 @@ func (a *auditor) stateDeepFilesystem() {
 	if o := strings.TrimSpace(c.Getenv("OPENCLAW_OAUTH_DIR")); o != "" {
 		oauth = expandHome(o, c.home)
 	}
-	if pr := inspectPerms(oauth); pr.ok && pr.isDir {
+	if pr := a.inspect(oauth); pr.ok && pr.isDir {
 		switch {
 		case pr.worldWritable() || pr.groupWritable():
 			a.add("fs.credentials_dir.perms_writable", SeverityCritical, "Credentials dir is writable by others", permDetail(oauth, pr)+"; another user could drop/modify credential files.", chmodRemediation(oauth, 0o700))
@@ -149,7 +149,7 @@ func (a *auditor) stateDeepFilesystem() {
 			{db + "-shm", "auth profile SQLite store"},
 		}
 		for _, t := range targets {
-			pr := inspectPerms(t.path)
+			pr := a.inspect(t.path)
 			if !pr.ok {
 				continue
 			}
@@ -161,7 +161,7 @@ func (a *auditor) stateDeepFilesystem() {
 			}
 		}
 		store := filepath.Join(c.StateDir, "agents", id, "sessions", "sessions.json")
-		if pr := inspectPerms(store); pr.ok && (pr.worldReadable() || pr.groupReadable()) {
+		if pr := a.inspect(store); pr.ok && (pr.worldReadable() || pr.groupReadable()) {
 			a.add("fs.sessions_store.perms_readable", SeverityWarn, "sessions.json is readable by others", permDetail(store, pr)+"; routing and transcript metadata can be sensitive.", chmodRemediation(store, 0o600))
 		}
 	}
@@ -183,7 +183,7 @@ func (a *auditor) stateDeepFilesystem() {
 		}
 		if ok {
 			p, _ := filepath.Abs(expanded)
-			if pr := inspectPerms(p); pr.ok && (pr.worldReadable() || pr.groupReadable()) {
+			if pr := a.inspect(p); pr.ok && (pr.worldReadable() || pr.groupReadable()) {
 				a.add("fs.log_file.perms_readable", SeverityWarn, "Log file is readable by others", permDetail(p, pr)+"; logs can contain private messages and tool output.", chmodRemediation(p, 0o600))
 			}
 		}
@@ -230,28 +230,33 @@ func (a *auditor) workspaceSkillSymlinks() {
 	var escapes []escape
 	seen := map[string]bool{}
 	for _, ws := range a.rt.workspaceDirs() {
+		a.observe(ws, InputMeta)
+		a.observe(filepath.Join(ws, "skills"), InputTree)
 		wsReal := ws
 		if r, err := filepath.EvalSymlinks(ws); err == nil {
 			wsReal = r
 		}
-		files, truncated := listSkillFiles(ws)
-		if truncated {
+		scan := a.opts.Skills
+		if scan == nil {
+			scan = ScanSkills
+		}
+		sc := scan(ws)
+		if sc.Truncated {
 			a.add("skills.workspace.scan_truncated", SeverityWarn, "Workspace skill scan reached the directory visit limit",
 				fmt.Sprintf("The skills/ directory scan in %s stopped early after reaching the BFS visit cap. Skill files in the unscanned portion of the tree were not checked for symlink escapes.", ws),
 				"Flatten or simplify the skills/ directory hierarchy to stay within the scan budget, or move deeply-nested skill collections to a managed skill location.")
 		}
-		for _, f := range files {
-			if seen[f] {
+		for _, f := range sc.Files {
+			if seen[f.Path] {
 				continue
 			}
-			seen[f] = true
-			real, err := filepath.EvalSymlinks(f)
-			if err != nil {
-				escapes = append(escapes, escape{ws, f, "(realpath timed out - symlink target unverifiable)"})
+			seen[f.Path] = true
+			if f.Real == "" {
+				escapes = append(escapes, escape{ws, f.Path, "(realpath timed out - symlink target unverifiable)"})
 				continue
 			}
-			if !pathInside(wsReal, real) {
-				escapes = append(escapes, escape{ws, f, real})
+			if !pathInside(wsReal, f.Real) {
+				escapes = append(escapes, escape{ws, f.Path, f.Real})
 			}
 		}
 	}
@@ -272,6 +277,35 @@ func (a *auditor) workspaceSkillSymlinks() {
 	a.add("skills.workspace.symlink_escape", SeverityWarn, "Workspace skill files resolve outside the workspace root",
 		"Detected workspace `skills/**/SKILL.md` paths whose realpath escapes their workspace root:\n"+strings.Join(rows, "\n")+more,
 		"Keep workspace skills inside the workspace root (replace symlinked escapes with real in-workspace files), or move trusted shared skills to managed/bundled skill locations.")
+}
+
+// SkillScan is what the audit learns from a workspace's skills/ tree.
+type SkillScan struct {
+	// Files are the SKILL.md files found, with their real paths.
+	Files []SkillFile
+	// Truncated reports whether the walk stopped at its directory visit cap.
+	Truncated bool
+}
+
+// SkillFile is one SKILL.md under a workspace's skills/ tree.
+type SkillFile struct {
+	Path string
+	Real string // "" when the real path could not be resolved
+}
+
+// ScanSkills walks <workspace>/skills as OpenClaw's audit does and resolves
+// the real path of every SKILL.md found.
+func ScanSkills(workspace string) SkillScan {
+	files, truncated := listSkillFiles(workspace)
+	sc := SkillScan{Truncated: truncated, Files: make([]SkillFile, 0, len(files))}
+	for _, f := range files {
+		real, err := filepath.EvalSymlinks(f)
+		if err != nil {
+			real = ""
+		}
+		sc.Files = append(sc.Files, SkillFile{Path: f, Real: real})
+	}
+	return sc
 }
 
 // listSkillFiles walks <ws>/skills breadth-first for SKILL.md files, with
@@ -330,6 +364,7 @@ func listSkillFiles(ws string) ([]string, bool) {
 func (a *auditor) pluginsTrust() {
 	rt := a.rt
 	extDir := filepath.Join(rt.cfg.StateDir, "extensions")
+	a.observe(extDir, InputDir)
 	st, err := os.Stat(extDir)
 	if err != nil || !st.IsDir() {
 		return
@@ -440,10 +475,14 @@ func hasPluginAllow(tools map[string]any, enabled []string) bool {
 	return false
 }
 
+func mcporterRegistryPath(stateDir string) string {
+	return filepath.Join(stateDir, "skills", "config", "mcporter.json")
+}
+
 // readMcporterRegistry reads <state>/skills/config/mcporter.json: status
 // "absent", "source" (with server names) or "rejected" (with the reason).
 func readMcporterRegistry(stateDir string) ([]string, string) {
-	p := filepath.Join(stateDir, "skills", "config", "mcporter.json")
+	p := mcporterRegistryPath(stateDir)
 	st, err := os.Stat(p)
 	if err != nil {
 		if os.IsNotExist(err) {
