@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -41,17 +43,22 @@ func TestControlUIBrowser(t *testing.T) {
 	f := newBrowserFixture(t)
 
 	// alice's tab stays open across the subtests, as a person's would.
-	alice := f.browserAs(t, chromium, f.alice)
+	alice := f.browserAs(t, chromium, f.alice, 443)
 	t.Run("alice sees the Control UI connected", func(t *testing.T) { testBrowserAlice(t, f, alice) })
 	t.Run("bob gets clawgate's denial page", func(t *testing.T) { testBrowserBob(t, f, chromium) })
 	t.Run("an insecure openclaw.json disconnects the live UI until fixed", func(t *testing.T) { testBrowserGate(t, f, alice) })
+	t.Run("a new device waits for clawgate's approval, then connects without OpenClaw's", func(t *testing.T) { testBrowserPairing(t, f, chromium) })
 	t.Logf("TestControlUIBrowser took %v", time.Since(begin).Round(100*time.Millisecond))
 }
 
 // browserSite is the site's tailnet name; the browser's URL carries it.
 var browserSite = "gw." + tailnettest.Domain
 
-const browserGate = "openclaw-ui"
+const (
+	browserGate       = "openclaw-ui"     // the site without device pairing
+	browserPairedGate = "openclaw-paired" // the same gateway, pairing required
+	browserPairedPort = 8443
+)
 
 // browserFixture is the real gateway, Caddy with clawgate serving HTTPS on
 // the tailnet node gw, and Chromium's way in for alice and bob.
@@ -59,13 +66,20 @@ type browserFixture struct {
 	gw         *openclawtest.Gateway
 	tn         *tailnettest.Tailnet
 	alice, bob *tailnettest.Node
-	spki       []string // the keys of Caddy's internal CA, for Chromium
-	siteURL    string   // https://gw.<tailnet>
+	tablet     *tailnettest.Node // alice's second device, for the paired site
+	spki       []string          // the keys of Caddy's internal CA, for Chromium
+	siteURL    string            // https://gw.<tailnet>, no device pairing
+	pairedURL  string            // https://gw.<tailnet>:8443, pairing required
+	admin      string            // Caddy's admin endpoint, for `caddy clawgate devices`
 }
 
 func newBrowserFixture(t *testing.T) *browserFixture {
 	t.Helper()
-	f := &browserFixture{siteURL: "https://" + browserSite}
+	f := &browserFixture{
+		siteURL:   "https://" + browserSite,
+		pairedURL: "https://" + browserSite + ":" + strconv.Itoa(browserPairedPort),
+		admin:     fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+	}
 	port := openclawtest.FreePort(t)
 	cfg, err := json.Marshal(map[string]any{
 		"gateway": map[string]any{
@@ -88,7 +102,7 @@ func newBrowserFixture(t *testing.T) *browserFixture {
 				// shows clawgate's cap.
 				"identityScopes": map[string]any{ocAlice: []string{"operator.read", "operator.write", "operator.admin"}},
 			},
-			"controlUi": map[string]any{"allowedOrigins": []string{f.siteURL}},
+			"controlUi": map[string]any{"allowedOrigins": []string{f.siteURL, f.pairedURL}},
 		},
 		"logging": map[string]any{"file": filepath.Join(t.TempDir(), "openclaw.log")},
 	})
@@ -104,39 +118,58 @@ func newBrowserFixture(t *testing.T) *browserFixture {
 	gw := f.tn.Config(t, "gw")
 	f.alice = f.tn.NewNode(t, "alice-laptop", tailnettest.WithLogin(ocAlice))
 	f.bob = f.tn.NewNode(t, "bob-phone", tailnettest.WithLogin(ocBob))
+	f.tablet = f.tn.NewNode(t, "alice-tablet", tailnettest.WithLogin(ocAlice))
 	storage := t.TempDir()
 	startCaddyTailnet(t, fmt.Sprintf(`{
-	admin off
+	admin %[13]s
 	skip_install_trust
 	auto_https disable_redirects
-	storage file_system %s
+	storage file_system %[2]s
 	clawgate {
 		node gw {
-			control_url %s
-			state_dir %s
+			control_url %[3]s
+			state_dir %[1]s
 			ephemeral
 		}
-		gateway %s {
-			config %s
-			state_dir %s
-			upstream 127.0.0.1:%d
-			origins %s
+		gateway %[4]s {
+			config %[5]s
+			state_dir %[6]s
+			upstream 127.0.0.1:%[7]d
+			origins %[8]s
+		}
+		gateway %[9]s {
+			config %[5]s
+			state_dir %[6]s
+			upstream 127.0.0.1:%[7]d
+			origins %[10]s
+			pairing required {
+				storage %[11]s
+			}
 		}
 	}
 }
-%s {
+%[8]s {
 	bind clawgate/gw
 	tls internal
-	clawgate 127.0.0.1:%d {
-		gateway %s
-		allow user:%s scopes operator.read,operator.write
+	clawgate 127.0.0.1:%[7]d {
+		gateway %[4]s
+		allow user:%[12]s scopes operator.read,operator.write
 	}
 }
-`, storage, f.tn.ControlURL, gw.StateDir, browserGate, f.gw.ConfigPath(), f.gw.StateDir(), port, f.siteURL,
-		f.siteURL, port, browserGate, ocAlice))
+%[10]s {
+	bind clawgate/gw
+	tls internal
+	clawgate 127.0.0.1:%[7]d {
+		gateway %[9]s
+		allow user:%[12]s scopes operator.read,operator.write
+	}
+}
+`, gw.StateDir, storage, f.tn.ControlURL, browserGate, f.gw.ConfigPath(), f.gw.StateDir(), port, f.siteURL,
+		browserPairedGate, f.pairedURL, filepath.Join(storage, "pairing.json"), ocAlice, f.admin))
 	waitNodeUp(t, "gw")
-	f.tn.WaitPeer(t, f.alice, "gw")
-	f.tn.WaitPeer(t, f.bob, "gw")
+	for _, n := range []*tailnettest.Node{f.alice, f.bob, f.tablet} {
+		f.tn.WaitPeer(t, n, "gw")
+	}
 	// Caddy writes its internal CA as it provisions the site.
 	for _, name := range []string{"root.crt", "intermediate.crt"} {
 		h, err := browsertest.SPKIHash(filepath.Join(storage, "pki", "authorities", "local", name))
@@ -151,10 +184,10 @@ func newBrowserFixture(t *testing.T) *browserFixture {
 
 // browserAs starts Chromium as a device of node's: the site's name resolves
 // to a forwarder that carries the browser's connections over the tailnet
-// from node to clawgate's port 443.
-func (f *browserFixture) browserAs(t *testing.T, chromium string, node *tailnettest.Node) *browsertest.Browser {
+// from node to clawgate's port.
+func (f *browserFixture) browserAs(t *testing.T, chromium string, node *tailnettest.Node, port int) *browsertest.Browser {
 	t.Helper()
-	fw, err := node.Forward(net.JoinHostPort(browserSite, "443"))
+	fw, err := node.Forward(net.JoinHostPort(browserSite, strconv.Itoa(port)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +339,7 @@ func testBrowserGate(t *testing.T, f *browserFixture, b *browsertest.Browser) {
 
 func testBrowserBob(t *testing.T, f *browserFixture, chromium string) {
 	logBefore := len(readGatewayLog(t, f.gw))
-	b := f.browserAs(t, chromium, f.bob)
+	b := f.browserAs(t, chromium, f.bob, 443)
 	if _, err := browsertest.Run(b, 60*time.Second, chromedp.Navigate(f.siteURL+"/")); err != nil {
 		t.Fatalf("navigating to %s: %v", f.siteURL, err)
 	}
@@ -338,4 +371,119 @@ func waitNodeUp(t testing.TB, name string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// testBrowserPairing opens the Control UI from a new device of alice's on
+// the site whose gateway requires device pairing: clawgate's pairing page
+// shows a code; `caddy clawgate devices approve <code>` lets the same tab
+// in (the page refreshes itself) and the UI connects with no approval asked
+// of OpenClaw (its deviceAutoApprove pairs the browser); `devices revoke`
+// closes the live UI.
+func testBrowserPairing(t *testing.T, f *browserFixture, chromium string) {
+	b := f.browserAs(t, chromium, f.tablet, browserPairedPort)
+	b.ReportOnFailure(t)
+	if _, err := browsertest.Run(b, 60*time.Second, chromedp.Navigate(f.pairedURL+"/")); err != nil {
+		t.Fatalf("navigating to %s: %v", f.pairedURL, err)
+	}
+	text, err := b.WaitText(30*time.Second, "This device is waiting for approval", "caddy clawgate devices approve")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`caddy clawgate devices approve ([A-Z0-9]{4}-[A-Z0-9]{4})`).FindStringSubmatch(text)
+	if m == nil {
+		t.Fatalf("the pairing page shows no code: %.500s", text)
+	}
+	code := m[1]
+	if len(b.Sockets()) != 0 {
+		t.Errorf("the pairing page opened WebSockets %+v, want none", b.Sockets())
+	}
+	out := f.devices(t, "approve", code)
+	if !strings.Contains(out, "approved alice-tablet") {
+		t.Errorf("devices approve %s said %q", code, out)
+	}
+	// The test does not navigate again: the pairing page reloads itself.
+	frame, _, err := b.WaitFrame(60*time.Second, 0, func(fr browsertest.Frame) bool {
+		return !fr.Sent && strings.Contains(fr.Data, `"hello-ok"`)
+	})
+	if err != nil {
+		t.Fatalf("after the approval the tab never connected: %v", err)
+	}
+	var hello helloOK
+	if err := json.Unmarshal([]byte(frame.Data), &hello); err != nil {
+		t.Fatalf("hello-ok does not decode: %v", err)
+	}
+	if got, want := sorted(hello.Payload.Auth.Scopes), []string{"operator.read", "operator.write"}; !slices.Equal(got, want) {
+		t.Errorf("hello-ok scopes = %q, want %q", got, want)
+	}
+	waitUIStatus(t, b, 30*time.Second, "alice", "Connected")
+
+	out = f.devices(t, "revoke", stableID(t, f.tablet))
+	if !strings.Contains(out, "revoked alice-tablet") || !strings.Contains(out, "closed 1 open WebSocket") {
+		t.Errorf("devices revoke said %q", out)
+	}
+	waitUIStatus(t, b, 30*time.Second, "alice", "Reconnecting…")
+
+	// OpenClaw's own record of the browser (its deviceAutoApprove pairing)
+	// outlives clawgate's revoke: the edge, not OpenClaw, now keeps the
+	// device out, and approving it again at the edge is all it takes.
+	connect, _, err := b.WaitFrame(time.Second, 0, func(fr browsertest.Frame) bool {
+		return fr.Sent && strings.Contains(fr.Data, `"method":"connect"`)
+	})
+	if err != nil {
+		t.Fatalf("the page never sent connect: %v", err)
+	}
+	var req struct {
+		Params struct {
+			Device struct {
+				ID string `json:"id"`
+			} `json:"device"`
+		} `json:"params"`
+	}
+	if err := json.Unmarshal([]byte(connect.Data), &req); err != nil || req.Params.Device.ID == "" {
+		t.Fatalf("the page's connect carries no device id (%v): %.300s", err, connect.Data)
+	}
+	if where := filesHolding(t, f.gw.StateDir(), req.Params.Device.ID); len(where) == 0 {
+		t.Errorf("OpenClaw's state holds no record of the browser's device %s", req.Params.Device.ID)
+	} else {
+		t.Logf("after the revoke OpenClaw still holds the browser's device %s in %q", req.Params.Device.ID, where)
+	}
+}
+
+// filesHolding returns the files under dir (relative) that contain s.
+func filesHolding(t *testing.T, dir, s string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if strings.Contains(string(b), s) {
+			rel, _ := filepath.Rel(dir, path)
+			out = append(out, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("reading %s: %v", dir, err)
+	}
+	return out
+}
+
+// devices runs `caddy clawgate devices <args>` against the fixture's Caddy.
+func (f *browserFixture) devices(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := newDevicesCommand()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(append(args, "--address", f.admin))
+	if err := cmd.Execute(); err != nil {
+		t.Fatalf("caddy clawgate devices %s: %v\n%s", strings.Join(args, " "), err, out.String())
+	}
+	t.Logf("caddy clawgate devices %s: %s", strings.Join(args, " "), strings.TrimSpace(out.String()))
+	return out.String()
 }

@@ -30,12 +30,23 @@ type Forwarder struct {
 // Forward starts a Forwarder from a free port on 127.0.0.1 to target
 // (host:port, where host may be a MagicDNS name), dialled from n.
 func (n *Node) Forward(target string) (*Forwarder, error) {
-	if _, _, err := net.SplitHostPort(target); err != nil {
-		return nil, fmt.Errorf("forwarding to %q: %w", target, err)
-	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("forwarding to %s: %w", target, err)
+	}
+	f, err := n.ForwardFrom(l, target)
+	if err != nil {
+		l.Close()
+	}
+	return f, err
+}
+
+// ForwardFrom is Forward from a listener the caller opened, for when the
+// port must be known before the node exists (a config that names the
+// loopback origin). The Forwarder owns l from then on.
+func (n *Node) ForwardFrom(l net.Listener, target string) (*Forwarder, error) {
+	if _, _, err := net.SplitHostPort(target); err != nil {
+		return nil, fmt.Errorf("forwarding to %q: %w", target, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &Forwarder{l: l, from: n, target: target, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
@@ -44,11 +55,8 @@ func (n *Node) Forward(target string) (*Forwarder, error) {
 	return f, nil
 }
 
-// Addr returns the loopback address the forwarder listens on, 127.0.0.1:<port>.
+// Addr returns the address the forwarder listens on, 127.0.0.1:<port>.
 func (f *Forwarder) Addr() string { return f.l.Addr().String() }
-
-// Port returns the loopback port the forwarder listens on.
-func (f *Forwarder) Port() int { return f.l.Addr().(*net.TCPAddr).Port }
 
 // Close stops listening, closes every connection in flight and returns once
 // they are all gone. Calling it again does nothing.
