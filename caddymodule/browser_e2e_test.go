@@ -40,7 +40,7 @@ func TestControlUIBrowser(t *testing.T) {
 	chromium := browsertest.Chromium(t)
 	openclawtest.Require(t)
 	begin := time.Now()
-	f := newBrowserFixture(t)
+	f := newBrowserFixture(t, false)
 
 	// alice's tab stays open across the subtests, as a person's would.
 	alice := f.browserAs(t, chromium, f.alice, 443)
@@ -71,14 +71,26 @@ type browserFixture struct {
 	siteURL    string            // https://gw.<tailnet>, no device pairing
 	pairedURL  string            // https://gw.<tailnet>:8443, pairing required
 	admin      string            // Caddy's admin endpoint, for `caddy clawgate devices`
+	// baselineURL, when asked for, is a plain Caddy reverse_proxy to the
+	// same gateway on 127.0.0.1, setting alice's identity headers itself:
+	// the page without clawgate and the tailnet, for comparison.
+	baselineURL string
 }
 
-func newBrowserFixture(t *testing.T) *browserFixture {
+// newBrowserFixture starts the gateway, the tailnet and Caddy; with baseline
+// Caddy also serves baselineURL.
+func newBrowserFixture(t testing.TB, baseline bool) *browserFixture {
 	t.Helper()
 	f := &browserFixture{
 		siteURL:   "https://" + browserSite,
 		pairedURL: "https://" + browserSite + ":" + strconv.Itoa(browserPairedPort),
 		admin:     fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+	}
+	origins := []string{f.siteURL, f.pairedURL}
+	baselineSite := ""
+	if baseline {
+		f.baselineURL = fmt.Sprintf("https://127.0.0.1:%d", freePort(t))
+		origins = append(origins, f.baselineURL)
 	}
 	port := openclawtest.FreePort(t)
 	cfg, err := json.Marshal(map[string]any{
@@ -102,7 +114,7 @@ func newBrowserFixture(t *testing.T) *browserFixture {
 				// shows clawgate's cap.
 				"identityScopes": map[string]any{ocAlice: []string{"operator.read", "operator.write", "operator.admin"}},
 			},
-			"controlUi": map[string]any{"allowedOrigins": []string{f.siteURL, f.pairedURL}},
+			"controlUi": map[string]any{"allowedOrigins": origins},
 		},
 		"logging": map[string]any{"file": filepath.Join(t.TempDir(), "openclaw.log")},
 	})
@@ -120,11 +132,32 @@ func newBrowserFixture(t *testing.T) *browserFixture {
 	f.bob = f.tn.NewNode(t, "bob-phone", tailnettest.WithLogin(ocBob))
 	f.tablet = f.tn.NewNode(t, "alice-tablet", tailnettest.WithLogin(ocAlice))
 	storage := t.TempDir()
-	startCaddyTailnet(t, fmt.Sprintf(`{
+	protocols := ""
+	if baseline {
+		// Over the tailnet clawgate serves no HTTP/3; nor does the baseline,
+		// so both pages load over the same protocols.
+		protocols = "servers {\n\t\tprotocols h1 h2\n\t}"
+		// The headers clawgate would send for alice, her tailnet address
+		// included: OpenClaw refuses a proxied client it cannot attribute.
+		baselineSite = fmt.Sprintf(`
+%s {
+	bind 127.0.0.1
+	tls internal
+	reverse_proxy 127.0.0.1:%d {
+		header_up X-Forwarded-For %s
+		header_up X-Forwarded-User %s
+		header_up X-Openclaw-Scopes operator.read,operator.write
+	}
+}
+`, f.baselineURL, port, f.alice.IPs[0], ocAlice)
+	}
+	t.Cleanup(func() { waitNodesClosed(t) }) // runs after startCaddy's Stop
+	startCaddy(t, fmt.Sprintf(`{
 	admin %[13]s
 	skip_install_trust
 	auto_https disable_redirects
 	storage file_system %[2]s
+	%[15]s
 	clawgate {
 		node gw {
 			control_url %[3]s
@@ -164,8 +197,8 @@ func newBrowserFixture(t *testing.T) *browserFixture {
 		allow user:%[12]s scopes operator.read,operator.write
 	}
 }
-`, gw.StateDir, storage, f.tn.ControlURL, browserGate, f.gw.ConfigPath(), f.gw.StateDir(), port, f.siteURL,
-		browserPairedGate, f.pairedURL, filepath.Join(storage, "pairing.json"), ocAlice, f.admin))
+%[14]s`, gw.StateDir, storage, f.tn.ControlURL, browserGate, f.gw.ConfigPath(), f.gw.StateDir(), port, f.siteURL,
+		browserPairedGate, f.pairedURL, filepath.Join(storage, "pairing.json"), ocAlice, f.admin, baselineSite, protocols))
 	waitNodeUp(t, "gw")
 	for _, n := range []*tailnettest.Node{f.alice, f.bob, f.tablet} {
 		f.tn.WaitPeer(t, n, "gw")
@@ -185,7 +218,7 @@ func newBrowserFixture(t *testing.T) *browserFixture {
 // browserAs starts Chromium as a device of node's: the site's name resolves
 // to a forwarder that carries the browser's connections over the tailnet
 // from node to clawgate's port.
-func (f *browserFixture) browserAs(t *testing.T, chromium string, node *tailnettest.Node, port int) *browsertest.Browser {
+func (f *browserFixture) browserAs(t testing.TB, chromium string, node *tailnettest.Node, port int) *browsertest.Browser {
 	t.Helper()
 	fw, err := node.Forward(net.JoinHostPort(browserSite, strconv.Itoa(port)))
 	if err != nil {
@@ -211,6 +244,7 @@ type helloOK struct {
 		Server struct {
 			ConnID string `json:"connId"`
 		} `json:"server"`
+		PluginSurfaceURLs map[string]string `json:"pluginSurfaceUrls"`
 	} `json:"payload"`
 }
 
@@ -246,6 +280,26 @@ func testBrowserAlice(t *testing.T, f *browserFixture, b *browsertest.Browser) {
 	waitUIStatus(t, b, 30*time.Second, "alice", "Connected")
 	// The gateway tied the page's connection to alice.
 	waitGatewayLog(t, f.gw, "conn="+hello.Payload.Server.ConnID+" user="+ocAlice)
+
+	// The canvas surface the UI is handed is on the site's own HTTPS origin
+	// (no mixed content). clawgate does not serve capability URLs yet: the
+	// page's own request for it gets clawgate's refusal, not the gateway.
+	canvas := hello.Payload.PluginSurfaceURLs["canvas"]
+	if !strings.HasPrefix(canvas, f.siteURL+"/__openclaw__/cap/") {
+		t.Errorf("hello-ok's canvas surface URL = %q, want %s/__openclaw__/cap/…", redactCap(canvas), f.siteURL)
+	} else {
+		got, err := browsertest.Run(b, 20*time.Second, chromedp.Evaluate[string](
+			fmt.Sprintf(`fetch(%q, {headers: {Accept: "application/json"}}).then(async r => r.status + " " + await r.text())`, canvas),
+			chromedp.EvalAwaitPromise))
+		if err != nil || !strings.HasPrefix(got, "403 ") || !strings.Contains(got, "clawgate_capability_path") {
+			t.Errorf("the page's fetch of the canvas URL = %.300q, %v; want 403 clawgate_capability_path", got, err)
+		}
+	}
+}
+
+// redactCap hides the token of a capability URL, for messages.
+func redactCap(u string) string {
+	return regexp.MustCompile(`/__openclaw__/cap/[^/?#]+`).ReplaceAllString(u, "/__openclaw__/cap/<token>")
 }
 
 // uiStatus returns the name on the Control UI's identity card and the

@@ -121,6 +121,7 @@ type Frame struct {
 	Socket string // the WebSocket's URL
 	Sent   bool   // the page sent it (false: the page received it)
 	Data   string
+	At     time.Time // when the test heard of it
 }
 
 // Socket is one WebSocket the page opened.
@@ -221,7 +222,7 @@ func (b *Browser) frame(id network.RequestID, sent bool, f *network.WebSocketFra
 		return
 	}
 	data := string(f.PayloadData)
-	b.frames = append(b.frames, Frame{Socket: b.socketURL(id), Sent: sent, Data: data})
+	b.frames = append(b.frames, Frame{Socket: b.socketURL(id), Sent: sent, Data: data, At: time.Now()})
 	dir := "<-"
 	if sent {
 		dir = "->"
@@ -335,7 +336,7 @@ func (b *Browser) Screenshot() ([]byte, error) {
 // ReportOnFailure makes t, when it fails, save a screenshot of the tab into
 // its artifact directory (kept with `go test -artifacts`) and log the
 // page's console, its WebSocket traffic and its text.
-func (b *Browser) ReportOnFailure(t *testing.T) {
+func (b *Browser) ReportOnFailure(t testing.TB) {
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
@@ -343,7 +344,7 @@ func (b *Browser) ReportOnFailure(t *testing.T) {
 		if png, err := b.Screenshot(); err != nil {
 			t.Logf("screenshot: %v", err)
 		} else {
-			path := filepath.Join(t.ArtifactDir(), "screenshot.png")
+			path := filepath.Join(artifactDir(t), "screenshot.png")
 			if err := os.WriteFile(path, png, 0o644); err != nil {
 				t.Logf("screenshot: %v", err)
 			} else {
@@ -425,3 +426,12 @@ const deepQueryJS = `(() => {
 	walk(document);
 	return out;
 })()`
+
+// artifactDir is t's artifact directory, or a temporary one for a kind of
+// test that has none.
+func artifactDir(t testing.TB) string {
+	if a, ok := t.(interface{ ArtifactDir() string }); ok {
+		return a.ArtifactDir()
+	}
+	return t.TempDir()
+}
