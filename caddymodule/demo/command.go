@@ -8,7 +8,7 @@ import (
 )
 
 // usage is the command's help text, above the flags.
-const usage = `Usage: go run ./cmd/clawgate-demo [-json] [-stand-in] [-verbose]
+const usage = `Usage: go run ./cmd/clawgate-demo [-browser] [-json] [-stand-in] [-verbose]
 
 Starts, inside this process and on loopback only, a Tailscale control server
 with DERP, tailnet nodes for two users (alice@example.com, whom a rule lets in,
@@ -22,8 +22,11 @@ node, and an OpenClaw gateway behind it. Then it tours what clawgate does:
      WebSocket and refuses traffic with the audit's reasons
   5. the config is fixed, and traffic resumes
 
-and prints a table of what happened. It stops and removes everything it
-started. The exit status is 0 only if every step behaved as expected, 1 if
+and prints a table of what happened. With -browser it then keeps everything
+running and prints a loopback URL that opens the real Control UI, as alice
+through clawgate over the tailnet, in your own browser (no flags needed: a
+loopback address is a secure context), until Ctrl-C. It stops and removes
+everything it started. The exit status is 0 only if every step behaved as expected, 1 if
 one did not, 2 for a wrong flag.
 
 The gateway is the real OpenClaw, installed on first run by the project's
@@ -37,8 +40,10 @@ Flags:
 // flags are the command's options, and what tests put in their place.
 type flags struct {
 	json, standIn, verbose bool
+	browser                bool
 	dir                    string // where to look for the checkout; "" is the working directory
 	caddy                  Caddy  // nil: a ProcessCaddy
+	browserReady           func(url string)
 }
 
 // Main runs the demo as the clawgate-demo command, with args (without the
@@ -55,6 +60,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.json, "json", false, "print the result as JSON on stdout (progress goes to stderr)")
 	fs.BoolVar(&f.standIn, "stand-in", false, "use the stand-in backend instead of installing and running the real OpenClaw")
 	fs.BoolVar(&f.verbose, "verbose", false, "show Caddy's and the tailnet's logs on stderr")
+	fs.BoolVar(&f.browser, "browser", false, "after the tour, serve the real Control UI as alice on a loopback URL until Ctrl-C")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -63,6 +69,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "clawgate-demo: unexpected argument %q; it takes flags only (-h lists them)\n", fs.Arg(0))
+		return 2
+	}
+	if f.browser && f.standIn {
+		fmt.Fprintln(stderr, "clawgate-demo: -browser needs the real OpenClaw's Control UI; it cannot be used with -stand-in")
 		return 2
 	}
 	code, _ := runCommand(ctx, stdout, stderr, f)
@@ -76,7 +86,7 @@ func runCommand(ctx context.Context, stdout, stderr io.Writer, f flags) (int, *R
 	if f.json {
 		progress = stderr
 	}
-	opts := Options{Caddy: f.caddy, Out: progress, StandIn: f.standIn, Dir: f.dir}
+	opts := Options{Caddy: f.caddy, Out: progress, StandIn: f.standIn, Dir: f.dir, Browser: f.browser, BrowserReady: f.browserReady}
 	if f.verbose {
 		opts.Log = stderr
 	}

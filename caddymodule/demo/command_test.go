@@ -16,7 +16,8 @@ func TestMainArguments(t *testing.T) {
 		wantCode int
 		wantErr  []string // in stderr
 	}{
-		{"help", []string{"-h"}, 0, []string{"go run ./cmd/clawgate-demo", "-stand-in", "-json", "-verbose"}},
+		{"help", []string{"-h"}, 0, []string{"go run ./cmd/clawgate-demo", "-stand-in", "-json", "-verbose", "-browser"}},
+		{"browser with the stand-in", []string{"-browser", "-stand-in"}, 2, []string{"-browser needs the real OpenClaw's Control UI; it cannot be used with -stand-in"}},
 		{"unknown flag", []string{"-browserx"}, 2, []string{"flag provided but not defined: -browserx"}},
 		{"an argument", []string{"alice"}, 2, []string{`unexpected argument "alice"`}},
 		{"an argument after flags", []string{"-stand-in", "demo"}, 2, []string{`unexpected argument "demo"`}},

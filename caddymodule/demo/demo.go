@@ -90,6 +90,12 @@ type Options struct {
 	// Dir is where the search for the clawgate checkout starts (for
 	// scripts/openclaw.sh); empty means the working directory.
 	Dir string
+	// Browser keeps everything running after the tour, until ctx ends, and
+	// serves the real Control UI as alice through clawgate on a loopback
+	// URL an ordinary browser opens (see browser.go).
+	Browser bool
+	// BrowserReady, if set, is called with that URL once it serves.
+	BrowserReady func(url string)
 }
 
 // Backends.
@@ -158,6 +164,8 @@ type run struct {
 	tn          *tailnettest.Tailnet
 	alice, bob  *tailnettest.Node
 	gatewayStop string         // what stopping the gateway said
+	ui          net.Listener   // --browser: the loopback listener the Control UI is served on
+	uiOrigin    string         // --browser: its origin, http://127.0.0.1:<port>
 	caddyUp     bool           // Caddy was started and not yet stopped
 	cleanups    []func() error // run last first by cleanup
 }
@@ -224,6 +232,9 @@ func Run(ctx context.Context, o Options) *Result {
 		tourStart := time.Now()
 		r.tour(ctx)
 		r.res.Tour = time.Since(tourStart)
+		if r.o.Browser {
+			r.res.Steps = append(r.res.Steps, r.serveBrowser(ctx))
+		}
 	}
 
 	cleanStart := time.Now()
@@ -270,6 +281,11 @@ func (r *run) setup(ctx context.Context) error {
 	r.chooseBackend(ctx)
 
 	var err error
+	if r.o.Browser {
+		if err := r.reserveUI(); err != nil {
+			return err
+		}
+	}
 	if r.port, err = openclawtest.FindFreePort(); err != nil {
 		return err
 	}
@@ -465,10 +481,13 @@ func (r *run) gatewayConfig() ([]byte, error) {
 				// OpenClaw would give alice admin; clawgate's rule caps it.
 				"identityScopes": map[string]any{alice: askedScopes},
 			},
-			"controlUi": map[string]any{"allowedOrigins": []string{"http://" + siteHost}},
+			"controlUi": map[string]any{"allowedOrigins": r.origins()},
 		},
 		// Without it the gateway logs to /tmp/openclaw, shared machine-wide.
 		"logging": map[string]any{"file": filepath.Join(r.gwDir, "openclaw.log")},
+	}
+	if r.o.Browser {
+		r.browserGatewayConfig(cfg)
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
@@ -493,7 +512,7 @@ func (r *run) caddyfile(controlURL, nodeState string) string {
 			config %s
 			state_dir %s
 			upstream 127.0.0.1:%d
-			origins http://%s
+			origins %s
 		}
 	}
 }
@@ -506,7 +525,7 @@ http://:%d {
 	}
 }
 `, nodeName, controlURL, strconv.Quote(nodeState),
-		gatewayName, strconv.Quote(r.configPath()), strconv.Quote(filepath.Join(r.gwDir, "state")), r.port, siteHost,
+		gatewayName, strconv.Quote(r.configPath()), strconv.Quote(filepath.Join(r.gwDir, "state")), r.port, strings.Join(r.origins(), " "),
 		sitePort, nodeName, r.port, gatewayName, alice, strings.Join(allowedScopes, ","))
 }
 

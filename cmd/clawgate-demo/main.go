@@ -3,7 +3,10 @@
 // behind it, all on loopback; it tours what clawgate allows, denies and
 // blocks, and prints a table. Run it from a clawgate checkout:
 //
-//	go run ./cmd/clawgate-demo [-json] [-stand-in] [-verbose]
+//	go run ./cmd/clawgate-demo [-browser] [-json] [-stand-in] [-verbose]
+//
+// With -browser it then keeps everything running and prints a loopback URL
+// that opens the real Control UI as alice, until Ctrl-C.
 //
 // It is a command of its own, apart from cmd/caddy, because the in-process
 // tailnet is built on Tailscale's test control server: the caddy binary
