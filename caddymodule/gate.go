@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -21,6 +22,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/audit"
+	"github.com/clawgate/clawgate/caddymodule/internal/release"
 )
 
 // GatewayConfig is one OpenClaw gateway clawgate fronts, and its audit gate:
@@ -59,6 +61,19 @@ type GatewayConfig struct {
 	// Pairing requires each tailnet device to be approved once before it
 	// reaches this gateway. Default: off.
 	Pairing *PairingConfig `json:"pairing,omitempty"`
+
+	// OpenClawVersion is the OpenClaw release the gateway runs, such as
+	// 2026.7.35. It decides which keys setup writes and which
+	// x-openclaw-scopes value a rule that grants no scopes sends. Default:
+	// the version in OpenClawPackage's package.json, else the config's
+	// meta.lastTouchedVersion, else unknown (the newest known line's rules,
+	// with a scope cap that grants nothing on every known line).
+	OpenClawVersion string `json:"openclaw_version,omitempty"`
+
+	// OpenClawPackage is the directory of the installed openclaw package
+	// (holding its package.json), read for the version when OpenClawVersion
+	// is unset. Default: not read.
+	OpenClawPackage string `json:"openclaw_package,omitempty"`
 }
 
 // gateInterval is how often a gateway's config is audited again; a change is
@@ -81,6 +96,17 @@ type gate struct {
 	state  atomic.Pointer[gateState]
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	pkgPath string  // OpenClawPackage with placeholders replaced; "" when unset
+	pkg     pkgRead // the package version last read, reread when the file changes
+}
+
+// pkgRead is one reading of the installed package's version.
+type pkgRead struct {
+	mod     time.Time
+	size    int64
+	version string
+	err     string
 }
 
 // gateState is one audit verdict.
@@ -91,6 +117,8 @@ type gateState struct {
 	Summary  audit.Summary   `json:"summary"`
 	Findings []audit.Finding `json:"findings,omitempty"`
 	Checked  time.Time       `json:"checked"`
+	// OpenClaw is the release line assumed for the gateway, and why.
+	OpenClaw release.Assumed `json:"openclaw"`
 	key      string          // what changed between two verdicts
 	config   *audit.Config   // the config this verdict is about; nil when it could not be loaded
 }
@@ -121,6 +149,12 @@ func (a *App) provisionGates() error {
 			}
 			g.port = int(ap.Port())
 		}
+		if gc.OpenClawVersion != "" {
+			if _, err := release.Parse(repl.ReplaceKnown(gc.OpenClawVersion, "")); err != nil {
+				return fmt.Errorf("clawgate.gateways.%s.openclaw_version: %w", name, err)
+			}
+		}
+		g.pkgPath = repl.ReplaceKnown(gc.OpenClawPackage, "")
 		g.expect = audit.Expect{RequiredHeaders: audit.DefaultRequiredHeaders, Origins: gc.Origins, Port: g.port}
 		g.state.Store(&gateState{Blocked: true, Reasons: []string{"the audit has not run yet"}})
 		a.gates[name] = g
@@ -225,11 +259,12 @@ func (g *gate) check() {
 func (g *gate) audit() *gateState {
 	st := &gateState{Checked: time.Now()}
 	cfg, err := audit.Load(g.loadOpts)
+	st.OpenClaw = g.assumeVersion(cfg)
 	if err != nil {
 		st.Blocked = g.level != ""
 		st.Error = sanitizeAuditError(err)
 		st.Reasons = []string{"the gateway's OpenClaw config cannot be audited: " + st.Error}
-		st.key = "error:" + st.Error
+		st.key = "error:" + st.Error + "|" + st.OpenClaw.Why
 		return st
 	}
 	st.config = cfg
@@ -262,12 +297,68 @@ func (g *gate) audit() *gateState {
 		st.Blocked = len(st.Reasons) > 0
 	}
 	var key strings.Builder
-	fmt.Fprintf(&key, "%v|", st.Blocked)
+	fmt.Fprintf(&key, "%v|%s|", st.Blocked, st.OpenClaw.Why)
 	for _, f := range findings {
 		key.WriteString(f.CheckID + "/" + string(f.Severity) + ";")
 	}
 	st.key = key.String()
 	return st
+}
+
+// assumeVersion decides which OpenClaw release line the gateway runs, from
+// openclaw_version, the installed package (reread only when its
+// package.json changes) and the config's meta.lastTouchedVersion; cfg may be
+// nil when the config could not be loaded.
+func (g *gate) assumeVersion(cfg *audit.Config) release.Assumed {
+	ev := release.Evidence{Configured: caddy.NewReplacer().ReplaceKnown(g.cfg.OpenClawVersion, "")}
+	if g.pkgPath != "" {
+		ev.Package, ev.PackageErr = g.packageVersion()
+	}
+	if cfg != nil {
+		if meta, ok := cfg.Tree["meta"].(map[string]any); ok {
+			ev.Hint, _ = meta["lastTouchedVersion"].(string)
+		}
+	}
+	return release.Assume(ev)
+}
+
+// packageVersion returns the installed package's version, or why it cannot
+// be read (without the path: callers see it).
+func (g *gate) packageVersion() (string, string) {
+	path := g.pkgPath
+	if filepath.Base(path) != "package.json" {
+		path = filepath.Join(path, "package.json")
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		g.pkg = pkgRead{}
+		return "", sanitizeAuditError(err)
+	}
+	if g.pkg.mod.Equal(fi.ModTime()) && g.pkg.size == fi.Size() && (g.pkg.version != "" || g.pkg.err != "") {
+		return g.pkg.version, g.pkg.err
+	}
+	v, err := release.PackageVersion(path)
+	g.pkg = pkgRead{mod: fi.ModTime(), size: fi.Size(), version: v}
+	if err != nil {
+		g.pkg.err = sanitizeAuditError(err)
+	}
+	return g.pkg.version, g.pkg.err
+}
+
+// noScopesHeader is the x-openclaw-scopes value for a rule of the named
+// gateway that grants no scopes: the value the gateway's assumed release line
+// reads as "no scopes", or, without a gateway block, the one every known line
+// does.
+func (a *App) noScopesHeader(gateway string) string {
+	g := a.gates[gateway]
+	if g == nil {
+		return release.NoScopesUnmeasured
+	}
+	st := g.state.Load()
+	if st.OpenClaw.Line == "" { // not audited yet
+		return release.NoScopesUnmeasured
+	}
+	return st.OpenClaw.NoScopes
 }
 
 // sanitizeAuditError keeps absolute paths out of what callers see: only base
