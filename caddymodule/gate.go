@@ -315,9 +315,7 @@ func (g *gate) assumeVersion(cfg *audit.Config) release.Assumed {
 		ev.Package, ev.PackageErr = g.packageVersion()
 	}
 	if cfg != nil {
-		if meta, ok := cfg.Tree["meta"].(map[string]any); ok {
-			ev.Hint, _ = meta["lastTouchedVersion"].(string)
-		}
+		ev.Hint = release.ConfigHint(cfg.Tree)
 	}
 	return release.Assume(ev)
 }

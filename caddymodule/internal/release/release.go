@@ -301,3 +301,11 @@ func PackageVersion(dir string) (string, error) {
 	}
 	return meta.Version, nil
 }
+
+// ConfigHint returns the meta.lastTouchedVersion of a loaded openclaw.json
+// tree: the OpenClaw version that last wrote it, or "".
+func ConfigHint(tree map[string]any) string {
+	meta, _ := tree["meta"].(map[string]any)
+	v, _ := meta["lastTouchedVersion"].(string)
+	return v
+}

@@ -180,3 +180,21 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestConfigHint(t *testing.T) {
+	tests := []struct {
+		tree map[string]any
+		want string
+	}{
+		{map[string]any{"meta": map[string]any{"lastTouchedVersion": "2026.8.2"}}, "2026.8.2"},
+		{map[string]any{"meta": map[string]any{"lastTouchedVersion": 2026}}, ""},
+		{map[string]any{"meta": "2026.8.2"}, ""},
+		{map[string]any{}, ""},
+		{nil, ""},
+	}
+	for _, tt := range tests {
+		if got := ConfigHint(tt.tree); got != tt.want {
+			t.Errorf("ConfigHint(%v) = %q, want %q", tt.tree, got, tt.want)
+		}
+	}
+}

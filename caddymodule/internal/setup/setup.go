@@ -66,9 +66,7 @@ func Prepare(lo audit.LoadOptions, e Edge, o Options) (*Plan, error) {
 	lo.ConfigPath = cfg.Path
 	p := &Plan{Config: cfg.Path, load: lo, edge: e, Notes: slices.Clone(e.Notes)}
 	ev := o.Version
-	if meta, ok := cfg.Tree["meta"].(map[string]any); ok {
-		ev.Hint, _ = meta["lastTouchedVersion"].(string)
-	}
+	ev.Hint = release.ConfigHint(cfg.Tree)
 	p.OpenClaw = release.Assume(ev)
 	line := p.OpenClaw.Features()
 	p.ops = planOps(cfg.Tree, e, o, line)
