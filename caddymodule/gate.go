@@ -234,7 +234,7 @@ func (g *gate) check() {
 	if old != nil && old.key == st.key {
 		return
 	}
-	fields := []zap.Field{zap.Bool("blocked", st.Blocked), zap.Int("critical", st.Summary.Critical), zap.Int("warn", st.Summary.Warn), zap.Int("info", st.Summary.Info)}
+	fields := []zap.Field{zap.Bool("blocked", st.Blocked), zap.Int("critical", st.Summary.Critical), zap.Int("warn", st.Summary.Warn), zap.Int("info", st.Summary.Info), zap.String("openclaw", st.OpenClaw.Why)}
 	if st.Error != "" {
 		fields = append(fields, zap.String("error", st.Error))
 	}
