@@ -25,7 +25,7 @@
 # With CLAWGATE_OPENCLAW_VERSION naming another release line than the pinned one, record and check use
 # that line's real CLI and its own records, caddymodule/internal/release/testdata/corpus/<VERSION>/
 # <case>.json: the audits of older lines differ from the pinned one's in places, and clawgate's own
-# audit (TestCorpus) follows the pinned line.
+# audit (TestCorpus) follows the pinned line. check picks among the cases recorded for that line.
 #
 # Configuring a channel whose plugin is not bundled (discord, slack, whatsapp) or some model providers
 # makes the real CLI npm-install the plugin into the state dir while it audits. The corpus points npm
@@ -139,6 +139,17 @@ list_cases() {
 	done
 }
 
+# recorded_cases lists the cases to check for the selected release line: every case for the pinned
+# line (one without expected.json is an error), those recorded so far for another.
+recorded_cases() {
+	local name
+	list_cases | while read -r name; do
+		if [[ $line == "$pinned" || -f $(expected_for "$name") ]]; then
+			echo "$name"
+		fi
+	done
+}
+
 cmd_record() {
 	local cases=("$@") name start failed=0
 	[[ ${#cases[@]} -gt 0 ]] || mapfile -t cases < <(list_cases)
@@ -161,8 +172,8 @@ cmd_check() {
 	if [[ $# -gt 0 ]]; then
 		picked=("$@")
 	else
-		mapfile -t all < <(list_cases)
-		[[ ${#all[@]} -gt 0 ]] || die "no cases under $corpus"
+		mapfile -t all < <(recorded_cases)
+		[[ ${#all[@]} -gt 0 ]] || die "no cases recorded for OpenClaw $line"
 		mapfile -t picked < <(printf '%s\n' "${all[@]}" | shuf -n "$n")
 	fi
 	tmp=$(mktemp -d)
