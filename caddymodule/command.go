@@ -2,9 +2,9 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -18,26 +18,58 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "clawgate",
-		Usage: "audit [--json] [--fail-on critical|warn|info|never] [--state-dir DIR] [CONFIG] | setup [--config Caddyfile] [--gateway NAME] [--write] [--json]",
+		Usage: "audit|setup|devices [flags] [args]",
 		Short: "clawgate's tools for OpenClaw gateways",
 		Long: `
 clawgate's command-line tools.
 
-  caddy clawgate audit [CONFIG]   audits an OpenClaw openclaw.json the way
-                                  'openclaw security audit' does
-  caddy clawgate setup            shows (and with --write makes) the changes
-                                  openclaw.json needs to agree with clawgate
-  caddy clawgate demo             an offline tour: tailnet, clawgate and the
-                                  real OpenClaw gateway, in one process
-  caddy clawgate setup [--write]  makes each gateway's openclaw.json agree
-                                  with clawgate (shows the diff; --write
-                                  applies it, keeping a backup)
+  caddy clawgate audit [CONFIG]    audits an OpenClaw openclaw.json the way
+                                   'openclaw security audit' does
+  caddy clawgate setup [--write]   shows (and with --write makes) the changes
+                                   each gateway's openclaw.json needs to agree
+                                   with clawgate, keeping a backup
+  caddy clawgate devices list|approve|revoke
+                                   lists, approves and revokes the tailnet
+                                   devices of gateways with pairing required
+
+The offline demo (an in-process tailnet, clawgate and the real OpenClaw) is
+a command of its own, so that this binary carries no test code: run
+'go run ./cmd/clawgate-demo' in a clawgate checkout.
+
+Each command's help says what its exit status means.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
-			audit := &cobra.Command{
-				Use:   "audit [--json] [--fail-on critical|warn|info|never] [--state-dir DIR] [CONFIG]",
-				Short: "Audits an OpenClaw config the way 'openclaw security audit' does",
-				Long: `
+			cmd.AddCommand(newAuditCommand(), newSetupCommand(), newDevicesCommand(), newDemoCommand())
+		},
+	})
+}
+
+// withExitStatus makes a subcommand's RunE from a function that returns an
+// exit status, through caddycmd.WrapCommandFuncForCobra as Caddy's own
+// subcommands do: caddycmd.Main exits with the status and logs the error,
+// prefixed with the command. A wrapped command exits 1 only when an error
+// comes with the status, so f says why whenever it returns 1.
+func withExitStatus(f func(c *cobra.Command, fl caddycmd.Flags) (int, error)) func(*cobra.Command, []string) error {
+	return func(c *cobra.Command, args []string) error {
+		return caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
+			code, err := f(c, fl)
+			if code == 1 && err == nil {
+				err = errors.New("failed") // f broke its promise; still exit 1
+			}
+			if err != nil {
+				err = fmt.Errorf("%s: %w", c.CommandPath(), err)
+			}
+			return code, err
+		})(c, args)
+	}
+}
+
+// newAuditCommand is `caddy clawgate audit`.
+func newAuditCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "audit [--json] [--fail-on critical|warn|info|never] [--state-dir DIR] [CONFIG]",
+		Short: "Audits an OpenClaw config the way 'openclaw security audit' does",
+		Long: `
 Audits an OpenClaw gateway's openclaw.json (JSON5, $include and ${VAR} as
 OpenClaw reads them) and its state directory's permissions with the checks of
 'openclaw security audit' that can be decided without a running gateway.
@@ -51,40 +83,34 @@ Output is a table, or with --json the same JSON as 'openclaw security audit
 --fail-on (default: critical) is present, so scripts and CI can use it; 2 when
 the config cannot be read.
 `,
-				Args: cobra.MaximumNArgs(1),
-				RunE: func(c *cobra.Command, args []string) error {
-					asJSON, _ := c.Flags().GetBool("json")
-					failOn, _ := c.Flags().GetString("fail-on")
-					stateDir, _ := c.Flags().GetString("state-dir")
-					configPath := ""
-					if len(args) == 1 {
-						configPath = args[0]
-					}
-					code, err := runAuditCommand(c.OutOrStdout(), configPath, stateDir, failOn, asJSON)
-					if err != nil {
-						fmt.Fprintln(c.ErrOrStderr(), "clawgate audit:", err)
-					}
-					if code != 0 {
-						os.Exit(code)
-					}
-					return nil
-				},
-			}
-			audit.Flags().Bool("json", false, "print the report as 'openclaw security audit --json' does")
-			audit.Flags().String("fail-on", "critical", "exit 1 when a finding at or above this severity is present: critical, warn, info or never")
-			audit.Flags().String("state-dir", "", "OpenClaw's state directory (default: OPENCLAW_STATE_DIR or ~/.openclaw)")
-			cmd.AddCommand(audit)
-			cmd.AddCommand(newSetupCommand())
-			for _, sub := range subcommands {
-				cmd.AddCommand(sub())
-			}
-		},
+		Args: cobra.MaximumNArgs(1),
+	}
+	cmd.RunE = withExitStatus(func(c *cobra.Command, fl caddycmd.Flags) (int, error) {
+		failOn := fl.String("fail-on")
+		code, err := runAuditCommand(c.OutOrStdout(), fl.Arg(0), fl.String("state-dir"), failOn, fl.Bool("json"))
+		if code == 1 && err == nil {
+			err = fmt.Errorf("a finding at or above --fail-on %s is present", failOn)
+		}
+		return code, err
 	})
+	cmd.Flags().Bool("json", false, "print the report as 'openclaw security audit --json' does")
+	cmd.Flags().String("fail-on", "critical", "exit 1 when a finding at or above this severity is present: critical, warn, info or never")
+	cmd.Flags().String("state-dir", "", "OpenClaw's state directory (default: OPENCLAW_STATE_DIR or ~/.openclaw)")
+	return cmd
 }
 
-// subcommands are the other `caddy clawgate` subcommands; each file that
-// defines one appends its constructor in init.
-var subcommands []func() *cobra.Command
+// newDemoCommand is `caddy clawgate demo`, which only says where the demo is.
+func newDemoCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:    "demo",
+		Short:  "Says where the offline demo is: go run ./cmd/clawgate-demo",
+		Hidden: true,
+		RunE: withExitStatus(func(*cobra.Command, caddycmd.Flags) (int, error) {
+			return 2, errors.New("the demo is not part of this binary, so that it carries no test code: run 'go run ./cmd/clawgate-demo' in a clawgate checkout")
+		}),
+		DisableFlagParsing: true,
+	}
+}
 
 // runAuditCommand audits one config and writes the report; it returns the exit
 // status: 0 clean, 1 a finding at or above failOn, 2 the config could not be

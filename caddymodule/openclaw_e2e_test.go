@@ -18,8 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
-
 	"github.com/clawgate/clawgate/caddymodule/internal/openclawtest"
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
 )
@@ -174,21 +172,21 @@ func testOpenClawTrustedProxy(t *testing.T) {
 	t.Run("alice gets hello-ok as herself with capped scopes", func(t *testing.T) {
 		ctx := testCtx(t)
 		oc := dialOC(t, ctx, f.alice, nil)
-		hello := oc.connect(ctx, all, "")
+		hello := connectOC(t, ctx, oc, all, "")
 		if hello.Auth.Method != "trusted-proxy" || hello.Auth.Role != "operator" {
 			t.Errorf("hello-ok auth method %q role %q, want trusted-proxy operator", hello.Auth.Method, hello.Auth.Role)
 		}
 		if got := sorted(hello.Auth.Scopes); !slices.Equal(got, capped) {
 			t.Errorf("hello-ok scopes = %q, want %q (operator.admin asked for and capped away)", got, capped)
 		}
-		if got := oc.self(ctx); !slices.Equal(got, []string{ocAlice}) {
+		if got := selfOC(t, ctx, oc); !slices.Equal(got, []string{ocAlice}) {
 			t.Errorf("users.self emails = %q, want [%s]", got, ocAlice)
 		}
 		// status needs operator.read.
 		var status struct {
 			RuntimeVersion string `json:"runtimeVersion"`
 		}
-		if e := oc.call(ctx, "status", nil, &status); e != nil {
+		if e := callOC(t, ctx, oc, "status", nil, &status); e != nil {
 			t.Fatalf("status: %v", e)
 		}
 		if status.RuntimeVersion == "" {
@@ -196,7 +194,7 @@ func testOpenClawTrustedProxy(t *testing.T) {
 		}
 		// exec.approvals.* needs operator.admin, which the rule did not grant
 		// (config.get, unlike the docs say, needs only operator.read).
-		e := oc.call(ctx, "exec.approvals.get", nil, nil)
+		e := callOC(t, ctx, oc, "exec.approvals.get", nil, nil)
 		if e == nil || e.Code != "FORBIDDEN" || e.Details.Code != "MISSING_SCOPE" || e.Details.MissingScope != "operator.admin" {
 			t.Errorf("exec.approvals.get = %v, want FORBIDDEN MISSING_SCOPE operator.admin", e)
 		}
@@ -210,11 +208,11 @@ func testOpenClawTrustedProxy(t *testing.T) {
 			"Tailscale-User-Login": {ocBob},
 			"X-Forwarded-For":      {"203.0.113.9"},
 		})
-		hello := oc.connect(ctx, all, "")
+		hello := connectOC(t, ctx, oc, all, "")
 		if got := sorted(hello.Auth.Scopes); !slices.Equal(got, capped) {
 			t.Errorf("hello-ok scopes = %q, want %q", got, capped)
 		}
-		if got := oc.self(ctx); !slices.Equal(got, []string{ocAlice}) {
+		if got := selfOC(t, ctx, oc); !slices.Equal(got, []string{ocAlice}) {
 			t.Errorf("users.self emails = %q, want [%s]", got, ocAlice)
 		}
 	})
@@ -222,10 +220,10 @@ func testOpenClawTrustedProxy(t *testing.T) {
 	t.Run("origin checks see the tailnet host", func(t *testing.T) {
 		ctx := testCtx(t)
 		oc := dialOC(t, ctx, f.alice, http.Header{"Origin": {ocSiteURL}})
-		oc.connect(ctx, []string{"operator.read"}, "")
+		connectOC(t, ctx, oc, []string{"operator.read"}, "")
 
 		oc = dialOC(t, ctx, f.alice, http.Header{"Origin": {"http://evil.example"}})
-		if e := oc.connectErr(ctx, []string{"operator.read"}, ""); e.Details.Code != "CONTROL_UI_ORIGIN_NOT_ALLOWED" {
+		if e := refusedConnect(t, ctx, oc, []string{"operator.read"}, ""); e.Details.Code != "CONTROL_UI_ORIGIN_NOT_ALLOWED" {
 			t.Errorf("connect from a foreign Origin = %v, want CONTROL_UI_ORIGIN_NOT_ALLOWED", e)
 		}
 		// The gateway logs the refusal with the client it attributed: alice's
@@ -248,17 +246,19 @@ func testOpenClawTrustedProxy(t *testing.T) {
 	for _, tt := range bobHeaders {
 		t.Run(tt.name+" is denied at the edge", func(t *testing.T) {
 			ctx := testCtx(t)
-			c, resp, err := websocket.Dial(ctx, wsURL(), &websocket.DialOptions{HTTPClient: f.bob.HTTPClient(), HTTPHeader: tt.h})
+			hc := f.bob.HTTPClient()
+			defer hc.CloseIdleConnections()
+			oc, err := openclawtest.Dial(ctx, hc, wsURL(), tt.h)
 			if err == nil {
-				c.CloseNow()
+				oc.Close()
 				t.Fatal("upgrade succeeded, want 403 from clawgate")
 			}
-			if resp == nil || resp.StatusCode != http.StatusForbidden {
-				t.Fatalf("upgrade: %v, response %v; want 403", err, resp)
+			var ref *openclawtest.Refusal
+			if !errors.As(err, &ref) || ref.Status != http.StatusForbidden {
+				t.Fatalf("upgrade: %v; want 403", err)
 			}
-			body, _ := io.ReadAll(resp.Body)
-			if got := errorType(t, string(body)); got != "clawgate_forbidden" {
-				t.Errorf("upgrade denial type = %q, want clawgate_forbidden", got)
+			if ref.Type != "clawgate_forbidden" {
+				t.Errorf("upgrade denial type = %q, want clawgate_forbidden: %s", ref.Type, ref.Body)
 			}
 			status, body2 := ocPost(t, f.bob, "/tools/invoke", `{"tool":"sessions_list","args":{}}`, tt.h)
 			if status != http.StatusForbidden || errorType(t, body2) != "clawgate_forbidden" {
@@ -272,8 +272,8 @@ func testOpenClawTrustedProxy(t *testing.T) {
 		// anything bob's attempts caused at the gateway would be too.
 		ctx := testCtx(t)
 		oc := dialOC(t, ctx, f.alice, nil)
-		hello := oc.connect(ctx, []string{"operator.read"}, "")
-		oc.close()
+		hello := connectOC(t, ctx, oc, []string{"operator.read"}, "")
+		oc.Close()
 		marker := "conn=" + hello.Server.ConnID + " user=" + ocAlice
 		log := waitGatewayLog(t, f.gw, marker)
 		bobIP := regexp.MustCompile(regexp.QuoteMeta(f.bob.IPs[0].String()) + `([^0-9]|$)`)
@@ -305,8 +305,8 @@ func testOpenClawTrustedProxy(t *testing.T) {
 		status, body := ocPost(t, f.ci, "/tools/invoke", `{"tool":"sessions_list","args":{}}`, asCI)
 		t.Logf("OpenClaw answered %d %s", status, strings.TrimSpace(body))
 		var res struct {
-			OK    bool     `json:"ok"`
-			Error *ocError `json:"error"`
+			OK    bool                `json:"ok"`
+			Error *openclawtest.Error `json:"error"`
 		}
 		if err := json.Unmarshal([]byte(body), &res); err != nil {
 			t.Fatalf("POST /tools/invoke = %d, body not JSON: %v: %q", status, err, body)
@@ -320,16 +320,16 @@ func testOpenClawTrustedProxy(t *testing.T) {
 	t.Run("websocket under a rule with no scopes", func(t *testing.T) {
 		ctx := testCtx(t)
 		oc := dialOC(t, ctx, f.ci, asCI)
-		hello := oc.connect(ctx, all, "")
+		hello := connectOC(t, ctx, oc, all, "")
 		if len(hello.Auth.Scopes) != 0 {
 			t.Errorf("hello-ok scopes = %q, want none", hello.Auth.Scopes)
 		}
-		e := oc.call(ctx, "status", nil, nil)
+		e := callOC(t, ctx, oc, "status", nil, nil)
 		if e == nil || e.Details.Code != "MISSING_SCOPE" || e.Details.MissingScope != "operator.read" {
 			t.Errorf("status = %v, want MISSING_SCOPE operator.read", e)
 		}
 		// health needs no scope: the connection itself works.
-		if e := oc.call(ctx, "health", nil, nil); e != nil {
+		if e := callOC(t, ctx, oc, "health", nil, nil); e != nil {
 			t.Errorf("health: %v", e)
 		}
 	})
@@ -401,16 +401,11 @@ func testGateWithRealGateway(t *testing.T, f *ocFixture) {
 
 	ctx := testCtx(t)
 	oc := dialOC(t, ctx, f.alice, nil)
-	oc.connect(ctx, []string{"operator.read"}, "")
+	connectOC(t, ctx, oc, []string{"operator.read"}, "")
 	wsClosed := make(chan time.Time, 1)
 	go func() {
-		// Events (ticks, health) may arrive; only the end of the stream counts.
-		for {
-			if _, _, err := oc.c.Read(ctx); err != nil {
-				wsClosed <- time.Now()
-				return
-			}
-		}
+		oc.WaitClosed(ctx)
+		wsClosed <- time.Now()
 	}()
 
 	edited := time.Now()
@@ -450,10 +445,12 @@ func testGateWithRealGateway(t *testing.T, f *ocFixture) {
 	}
 
 	// A new WebSocket is refused at the edge too.
-	if c, resp, err := websocket.Dial(ctx, wsURL(), &websocket.DialOptions{HTTPClient: f.alice.HTTPClient()}); err == nil {
-		c.CloseNow()
+	hc := f.alice.HTTPClient()
+	defer hc.CloseIdleConnections()
+	if c, err := openclawtest.Dial(ctx, hc, wsURL(), nil); err == nil {
+		c.Close()
 		t.Errorf("a new WebSocket upgrade succeeded on a blocked gateway")
-	} else if resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+	} else if !openclawtest.IsRefusal(err, http.StatusServiceUnavailable) {
 		t.Errorf("a new WebSocket upgrade on a blocked gateway: %v, want 503", err)
 	}
 
@@ -477,7 +474,7 @@ func testGateWithRealGateway(t *testing.T, f *ocFixture) {
 	if oc == nil {
 		t.Fatalf("clawgate still refuses alice's WebSocket %v after openclaw.json was restored", gateWithin)
 	}
-	oc.connect(ctx, []string{"operator.read"}, "")
+	connectOC(t, ctx, oc, []string{"operator.read"}, "")
 	if d := time.Since(restored); d > gateWithin {
 		t.Errorf("alice's hello-ok came %v after the restore, want within %v", d, gateWithin)
 	} else {
@@ -556,20 +553,18 @@ func pollPost(t testing.TB, from *tailnettest.Node, since time.Time, want int) (
 // dialUntilServed retries alice's WebSocket upgrade until clawgate lets it
 // through (a blocked gateway refuses it with 503) or gateWithin has passed
 // since since; it returns the connection, or nil.
-func dialUntilServed(t testing.TB, ctx context.Context, from *tailnettest.Node, since time.Time) *ocClient {
+func dialUntilServed(t testing.TB, ctx context.Context, from *tailnettest.Node, since time.Time) *openclawtest.Client {
 	t.Helper()
 	for {
 		hc := from.HTTPClient()
-		c, resp, err := websocket.Dial(ctx, wsURL(), &websocket.DialOptions{HTTPClient: hc})
+		oc, err := openclawtest.Dial(ctx, hc, wsURL(), nil)
 		if err == nil {
 			t.Cleanup(hc.CloseIdleConnections)
-			c.SetReadLimit(4 << 20)
-			oc := &ocClient{t: t, c: c}
-			t.Cleanup(oc.close)
+			t.Cleanup(oc.Close)
 			return oc
 		}
 		hc.CloseIdleConnections()
-		if resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		if !openclawtest.IsRefusal(err, http.StatusServiceUnavailable) {
 			t.Fatalf("WebSocket upgrade after the restore: %v, want 503 or success", err)
 		}
 		if time.Since(since) > gateWithin {
@@ -634,7 +629,7 @@ func testOpenClawToken(t *testing.T) {
 	t.Run("a browserless client with the token in connect gets hello-ok", func(t *testing.T) {
 		ctx := testCtx(t)
 		oc := dialOC(t, ctx, f.alice, nil)
-		hello := oc.connect(ctx, []string{"operator.read", "operator.write", "operator.admin"}, token)
+		hello := connectOC(t, ctx, oc, []string{"operator.read", "operator.write", "operator.admin"}, token)
 		if hello.Auth.Method != "token" || hello.Auth.Role != "operator" {
 			t.Errorf("hello-ok auth method %q role %q, want token operator", hello.Auth.Method, hello.Auth.Role)
 		}
@@ -644,7 +639,7 @@ func testOpenClawToken(t *testing.T) {
 		if slices.Contains(hello.Auth.Scopes, "operator.admin") {
 			t.Errorf("hello-ok scopes = %q: a device-less client through the edge got operator.admin", hello.Auth.Scopes)
 		}
-		if e := oc.call(ctx, "health", nil, nil); e != nil {
+		if e := callOC(t, ctx, oc, "health", nil, nil); e != nil {
 			t.Errorf("health: %v", e)
 		}
 	})
@@ -652,7 +647,7 @@ func testOpenClawToken(t *testing.T) {
 	t.Run("a wrong token in connect is refused by the gateway", func(t *testing.T) {
 		ctx := testCtx(t)
 		oc := dialOC(t, ctx, f.alice, nil)
-		if e := oc.connectErr(ctx, []string{"operator.read"}, randToken(t, 32)); e.Details.Code != "AUTH_TOKEN_MISMATCH" {
+		if e := refusedConnect(t, ctx, oc, []string{"operator.read"}, randToken(t, 32)); e.Details.Code != "AUTH_TOKEN_MISMATCH" {
 			t.Errorf("connect with a wrong token = %v, want AUTH_TOKEN_MISMATCH", e)
 		}
 	})
@@ -670,46 +665,6 @@ func testOpenClawToken(t *testing.T) {
 	})
 }
 
-// ocError is an OpenClaw error, as in WebSocket responses and HTTP bodies.
-type ocError struct {
-	Code    string `json:"code"`
-	Type    string `json:"type"` // HTTP bodies
-	Message string `json:"message"`
-	Details struct {
-		Code         string `json:"code"`
-		MissingScope string `json:"missingScope"`
-	} `json:"details"`
-}
-
-func (e *ocError) String() string {
-	if e == nil {
-		return "ok"
-	}
-	return fmt.Sprintf("%s%s %s: %s", e.Code, e.Type, e.Details.Code, e.Message)
-}
-
-// ocHello is the part of hello-ok the tests read.
-type ocHello struct {
-	Type     string `json:"type"`
-	Protocol int    `json:"protocol"`
-	Server   struct {
-		Version string `json:"version"`
-		ConnID  string `json:"connId"`
-	} `json:"server"`
-	Auth struct {
-		Method string   `json:"method"`
-		Role   string   `json:"role"`
-		Scopes []string `json:"scopes"`
-	} `json:"auth"`
-}
-
-// ocClient speaks OpenClaw's gateway protocol over one WebSocket.
-type ocClient struct {
-	t    testing.TB
-	c    *websocket.Conn
-	next int
-}
-
 func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
@@ -718,152 +673,68 @@ func testCtx(t testing.TB) context.Context {
 
 func wsURL() string { return "ws" + strings.TrimPrefix(ocSiteURL, "http") + "/" }
 
-// dialOC opens a WebSocket to the gateway through clawgate from a tailnet node.
-func dialOC(t testing.TB, ctx context.Context, from *tailnettest.Node, h http.Header) *ocClient {
+// dialOC opens a WebSocket to the gateway through clawgate from a tailnet
+// node; it is closed when the test ends.
+func dialOC(t testing.TB, ctx context.Context, from *tailnettest.Node, h http.Header) *openclawtest.Client {
 	t.Helper()
 	hc := from.HTTPClient()
 	t.Cleanup(hc.CloseIdleConnections)
-	c, resp, err := websocket.Dial(ctx, wsURL(), &websocket.DialOptions{HTTPClient: hc, HTTPHeader: h})
+	oc, err := openclawtest.Dial(ctx, hc, wsURL(), h)
 	if err != nil {
-		var body []byte
-		if resp != nil {
-			body, _ = io.ReadAll(resp.Body)
+		var ref *openclawtest.Refusal
+		if errors.As(err, &ref) {
+			t.Fatalf("%s: WebSocket upgrade through clawgate: %v: %s", from.Hostname, err, ref.Body)
 		}
-		t.Fatalf("%s: WebSocket upgrade through clawgate: %v %s", from.Hostname, err, body)
+		t.Fatalf("%s: WebSocket upgrade through clawgate: %v", from.Hostname, err)
 	}
-	// hello-ok alone is about 20 KB; status and health answers grow with state.
-	c.SetReadLimit(4 << 20)
-	oc := &ocClient{t: t, c: c}
-	t.Cleanup(oc.close)
+	t.Cleanup(oc.Close)
 	return oc
 }
 
-func (oc *ocClient) close() { oc.c.Close(websocket.StatusNormalClosure, "") }
-
-// connect answers the server's connect.challenge with a connect request and
-// returns hello-ok, failing the test if the gateway refuses.
-func (oc *ocClient) connect(ctx context.Context, scopes []string, token string) *ocHello {
-	oc.t.Helper()
-	var hello ocHello
-	if e := oc.handshake(ctx, scopes, token, &hello); e != nil {
-		oc.t.Fatalf("connect refused: %v", e)
+// connectOC completes the gateway's handshake and returns hello-ok, failing
+// the test if the gateway refuses.
+func connectOC(t testing.TB, ctx context.Context, oc *openclawtest.Client, scopes []string, token string) *openclawtest.Hello {
+	t.Helper()
+	hello, err := oc.Connect(ctx, scopes, token)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
 	}
-	if hello.Type != "hello-ok" || hello.Protocol != 4 || hello.Server.ConnID == "" {
-		oc.t.Fatalf("connect answered type %q protocol %d connId %q, want hello-ok, 4 and a connId", hello.Type, hello.Protocol, hello.Server.ConnID)
-	}
-	return &hello
+	return hello
 }
 
-// connectErr is connect for a handshake the gateway must refuse; it returns
-// the refusal.
-func (oc *ocClient) connectErr(ctx context.Context, scopes []string, token string) *ocError {
-	oc.t.Helper()
-	e := oc.handshake(ctx, scopes, token, nil)
-	if e == nil {
-		oc.t.Fatal("connect succeeded, want it refused")
+// refusedConnect is a handshake the gateway must refuse; it returns the
+// refusal.
+func refusedConnect(t testing.TB, ctx context.Context, oc *openclawtest.Client, scopes []string, token string) *openclawtest.Error {
+	t.Helper()
+	hello, err := oc.Connect(ctx, scopes, token)
+	var e *openclawtest.Error
+	if !errors.As(err, &e) {
+		t.Fatalf("connect = %+v, %v; want the gateway to refuse it", hello, err)
 	}
 	return e
 }
 
-func (oc *ocClient) handshake(ctx context.Context, scopes []string, token string, hello *ocHello) *ocError {
-	oc.t.Helper()
-	var challenge struct {
-		Type    string `json:"type"`
-		Event   string `json:"event"`
-		Payload struct {
-			Nonce string `json:"nonce"`
-		} `json:"payload"`
+// callOC makes a request and returns the gateway's refusal, or nil when it
+// answered ok; anything else (a broken connection, a payload that does not
+// decode into out) fails the test.
+func callOC(t testing.TB, ctx context.Context, oc *openclawtest.Client, method string, params, out any) *openclawtest.Error {
+	t.Helper()
+	err := oc.Call(ctx, method, params, out)
+	var e *openclawtest.Error
+	if err != nil && !errors.As(err, &e) {
+		t.Fatalf("%s: %v", method, err)
 	}
-	oc.read(ctx, &challenge)
-	if challenge.Type != "event" || challenge.Event != "connect.challenge" || challenge.Payload.Nonce == "" {
-		oc.t.Fatalf("first frame = %+v, want a connect.challenge event with a nonce", challenge)
-	}
-	params := map[string]any{
-		"minProtocol": 4,
-		"maxProtocol": 4,
-		"client":      map[string]any{"id": "cli", "version": "0.0.1", "platform": "linux", "mode": "cli"},
-		"role":        "operator",
-		"scopes":      scopes,
-		"caps":        []string{},
-		"commands":    []string{},
-		"permissions": map[string]any{},
-	}
-	if token != "" {
-		params["auth"] = map[string]any{"token": token}
-	}
-	return oc.call(ctx, "connect", params, hello)
+	return e
 }
 
-// call sends a request and waits for its response, skipping events; it
-// decodes the payload into out (if not nil) and returns the error the
-// gateway answered with, if any.
-func (oc *ocClient) call(ctx context.Context, method string, params any, out any) *ocError {
-	oc.t.Helper()
-	oc.next++
-	id := "r" + strconv.Itoa(oc.next)
-	if params == nil {
-		params = map[string]any{}
-	}
-	req, err := json.Marshal(map[string]any{"type": "req", "id": id, "method": method, "params": params})
+// selfOC returns the emails of the profile OpenClaw ties the connection to.
+func selfOC(t testing.TB, ctx context.Context, oc *openclawtest.Client) []string {
+	t.Helper()
+	emails, err := oc.Self(ctx)
 	if err != nil {
-		oc.t.Fatal(err)
+		t.Fatal(err)
 	}
-	if err := oc.c.Write(ctx, websocket.MessageText, req); err != nil {
-		oc.t.Fatalf("sending %s: %v", method, err)
-	}
-	for {
-		var res struct {
-			Type    string          `json:"type"`
-			ID      string          `json:"id"`
-			OK      bool            `json:"ok"`
-			Payload json.RawMessage `json:"payload"`
-			Error   *ocError        `json:"error"`
-		}
-		oc.read(ctx, &res)
-		if res.Type != "res" || res.ID != id {
-			continue // events (health, tick, ...) interleave freely
-		}
-		if !res.OK {
-			if res.Error == nil {
-				return &ocError{Code: "NO_ERROR_GIVEN"}
-			}
-			return res.Error
-		}
-		if out != nil {
-			if err := json.Unmarshal(res.Payload, out); err != nil {
-				oc.t.Fatalf("%s: decoding payload: %v", method, err)
-			}
-		}
-		return nil
-	}
-}
-
-func (oc *ocClient) read(ctx context.Context, v any) {
-	oc.t.Helper()
-	typ, msg, err := oc.c.Read(ctx)
-	if err != nil {
-		oc.t.Fatalf("reading a frame: %v", err)
-	}
-	if typ != websocket.MessageText {
-		oc.t.Fatalf("got a %v frame, want text", typ)
-	}
-	if err := json.Unmarshal(msg, v); err != nil {
-		oc.t.Fatalf("frame is not JSON: %v: %.300q", err, msg)
-	}
-}
-
-// self returns the emails of the profile OpenClaw ties this connection to.
-func (oc *ocClient) self(ctx context.Context) []string {
-	oc.t.Helper()
-	var res struct {
-		Profile struct {
-			Emails []string `json:"emails"`
-		} `json:"profile"`
-	}
-	if e := oc.call(ctx, "users.self", nil, &res); e != nil {
-		oc.t.Fatalf("users.self: %v", e)
-	}
-	return res.Profile.Emails
+	return emails
 }
 
 // ocPost POSTs a JSON body through clawgate from a tailnet node.

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,8 +13,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/coder/websocket"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/openclawtest"
 	"github.com/clawgate/clawgate/caddymodule/internal/release"
@@ -160,7 +159,7 @@ http://gw.%s:%d {
 	t.Run("alice gets hello-ok with the scopes this line grants", func(t *testing.T) {
 		ctx := testCtx(t)
 		oc := dialOC(t, ctx, alice, nil)
-		hello := oc.connect(ctx, all, "")
+		hello := connectOC(t, ctx, oc, all, "")
 		// 2026.7.35's hello-ok does not name the auth method.
 		if hello.Auth.Role != "operator" || (hello.Auth.Method != "" && hello.Auth.Method != "trusted-proxy") {
 			t.Errorf("hello-ok auth method %q role %q, want trusted-proxy (or unnamed) operator", hello.Auth.Method, hello.Auth.Role)
@@ -181,7 +180,7 @@ http://gw.%s:%d {
 			"Tailscale-User-Login": {ocBob},
 			"X-Forwarded-For":      {"203.0.113.9"},
 		})
-		hello := oc.connect(ctx, all, "")
+		hello := connectOC(t, ctx, oc, all, "")
 		if got := sorted(hello.Auth.Scopes); !slices.Equal(got, aliceScopes) {
 			t.Errorf("hello-ok scopes = %q, want %q", got, aliceScopes)
 		}
@@ -199,17 +198,19 @@ http://gw.%s:%d {
 
 	t.Run("bob is refused at the edge", func(t *testing.T) {
 		ctx := testCtx(t)
-		c, resp, err := websocket.Dial(ctx, wsURL(), &websocket.DialOptions{HTTPClient: bob.HTTPClient(), HTTPHeader: http.Header{"X-Forwarded-User": {ocAlice}}})
+		hc := bob.HTTPClient()
+		defer hc.CloseIdleConnections()
+		oc, err := openclawtest.Dial(ctx, hc, wsURL(), http.Header{"X-Forwarded-User": {ocAlice}})
 		if err == nil {
-			c.CloseNow()
+			oc.Close()
 			t.Fatal("upgrade succeeded, want 403 from clawgate")
 		}
-		if resp == nil || resp.StatusCode != http.StatusForbidden {
-			t.Fatalf("upgrade: %v, response %v; want 403", err, resp)
+		var ref *openclawtest.Refusal
+		if !errors.As(err, &ref) || ref.Status != http.StatusForbidden {
+			t.Fatalf("upgrade: %v; want 403", err)
 		}
-		body, _ := io.ReadAll(resp.Body)
-		if got := errorType(t, string(body)); got != "clawgate_forbidden" {
-			t.Errorf("upgrade denial type = %q, want clawgate_forbidden", got)
+		if ref.Type != "clawgate_forbidden" {
+			t.Errorf("upgrade denial type = %q, want clawgate_forbidden: %s", ref.Type, ref.Body)
 		}
 		status, body2 := ocPost(t, bob, "/tools/invoke", `{"tool":"sessions_list","args":{}}`, nil)
 		if status != http.StatusForbidden || errorType(t, body2) != "clawgate_forbidden" {
@@ -241,11 +242,11 @@ http://gw.%s:%d {
 	t.Run("websocket under a rule with no scopes has none", func(t *testing.T) {
 		ctx := testCtx(t)
 		oc := dialOC(t, ctx, ci, asCI)
-		hello := oc.connect(ctx, all, "")
+		hello := connectOC(t, ctx, oc, all, "")
 		if len(hello.Auth.Scopes) != 0 {
 			t.Errorf("hello-ok scopes = %q, want none", hello.Auth.Scopes)
 		}
-		if e := oc.call(ctx, "status", nil, nil); e == nil {
+		if e := callOC(t, ctx, oc, "status", nil, nil); e == nil {
 			t.Errorf("status succeeded with no scopes, want it refused")
 		}
 	})

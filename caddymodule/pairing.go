@@ -34,7 +34,6 @@ import (
 
 func init() {
 	caddy.RegisterModule(DevicesAdmin{})
-	subcommands = append(subcommands, newDevicesCommand)
 }
 
 // PairingConfig is a gateway's device pairing. With Mode "required", each
@@ -567,16 +566,17 @@ func adminCaller(r *http.Request, claimed string) string {
 func newDevicesCommand() *cobra.Command {
 	var address, config, adapter, gateway string
 	var asJSON bool
-	run := func(c *cobra.Command, action string, args []string) error {
-		addr, err := caddycmd.DetermineAdminAPIAddress(address, nil, config, adapter)
-		if err != nil {
-			return fmt.Errorf("finding the admin endpoint: %w", err)
-		}
-		ref := ""
-		if len(args) == 1 {
-			ref = args[0]
-		}
-		return runDevicesCommand(c.OutOrStdout(), addr, action, ref, gateway, asJSON)
+	runE := func(action string) func(*cobra.Command, []string) error {
+		return withExitStatus(func(c *cobra.Command, fl caddycmd.Flags) (int, error) {
+			addr, err := caddycmd.DetermineAdminAPIAddress(address, nil, config, adapter)
+			if err != nil {
+				return 1, fmt.Errorf("finding the admin endpoint: %w", err)
+			}
+			if err := runDevicesCommand(c.OutOrStdout(), addr, action, fl.Arg(0), gateway, asJSON); err != nil {
+				return 1, err
+			}
+			return 0, nil
+		})
 	}
 	cmd := &cobra.Command{
 		Use:   "devices list|approve <id|code>|revoke <id|code>",
@@ -601,20 +601,20 @@ one in --config, else localhost:2019).
 		Use:   "list",
 		Short: "Lists the devices of every gateway with pairing, pending first",
 		Args:  cobra.NoArgs,
-		RunE:  func(c *cobra.Command, args []string) error { return run(c, "list", args) },
+		RunE:  runE("list"),
 	}
 	list.Flags().BoolVar(&asJSON, "json", false, "print the admin API's JSON")
 	approve := &cobra.Command{
 		Use:   "approve <id|code>",
 		Short: "Approves a pending device by its pairing code or ID",
 		Args:  cobra.ExactArgs(1),
-		RunE:  func(c *cobra.Command, args []string) error { return run(c, "approve", args) },
+		RunE:  runE("approve"),
 	}
 	revoke := &cobra.Command{
 		Use:   "revoke <id|code>",
 		Short: "Revokes a device's approval and closes its open WebSockets",
 		Args:  cobra.ExactArgs(1),
-		RunE:  func(c *cobra.Command, args []string) error { return run(c, "revoke", args) },
+		RunE:  runE("revoke"),
 	}
 	cmd.AddCommand(list, approve, revoke)
 	return cmd

@@ -16,6 +16,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/audit"
@@ -53,23 +54,25 @@ Exit status: 0 when the configs agree (or were made to), 1 when changes are
 pending (without --write) or clawgate.* findings remain, 2 on errors.
 `,
 		Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			var o setupOptions
-			o.config, _ = c.Flags().GetString("config")
-			o.adapter, _ = c.Flags().GetString("adapter")
-			o.gateway, _ = c.Flags().GetString("gateway")
-			o.write, _ = c.Flags().GetBool("write")
-			o.asJSON, _ = c.Flags().GetBool("json")
-			o.autoApprove, _ = c.Flags().GetBool("device-auto-approve")
+		RunE: withExitStatus(func(c *cobra.Command, fl caddycmd.Flags) (int, error) {
+			o := setupOptions{
+				config:      fl.String("config"),
+				adapter:     fl.String("adapter"),
+				gateway:     fl.String("gateway"),
+				write:       fl.Bool("write"),
+				asJSON:      fl.Bool("json"),
+				autoApprove: fl.Bool("device-auto-approve"),
+			}
 			code, err := runSetupCommand(c.OutOrStdout(), o)
-			if err != nil {
-				fmt.Fprintln(c.ErrOrStderr(), "clawgate setup:", err)
+			switch {
+			case code != 1 || err != nil:
+			case o.write:
+				err = errors.New("clawgate.* findings remain after writing")
+			default:
+				err = errors.New("changes are pending; run with --write to make them")
 			}
-			if code != 0 {
-				os.Exit(code)
-			}
-			return nil
-		},
+			return code, err
+		}),
 	}
 	cmd.Flags().String("config", "", "clawgate's Caddy config (default: ./Caddyfile)")
 	cmd.Flags().String("adapter", "", "config adapter (default: caddyfile, or none for a .json file)")

@@ -383,7 +383,7 @@ http://gw.%s:%d {
 	t.Run("alice", func(t *testing.T) {
 		ctx := testCtx(t)
 		oc := dialOC(t, ctx, alice, http.Header{"Origin": {ocSiteURL}})
-		hello := oc.connect(ctx, all, "")
+		hello := connectOC(t, ctx, oc, all, "")
 		if hello.Auth.Method != "trusted-proxy" {
 			t.Errorf("hello-ok auth method = %q, want trusted-proxy", hello.Auth.Method)
 		}
@@ -394,7 +394,7 @@ http://gw.%s:%d {
 	t.Run("ci token", func(t *testing.T) {
 		ctx := testCtx(t)
 		oc := dialOC(t, ctx, ci, http.Header{"Authorization": {"Bearer " + tokCI}})
-		hello := oc.connect(ctx, all, "")
+		hello := connectOC(t, ctx, oc, all, "")
 		if got, want := sorted(hello.Auth.Scopes), []string{"operator.read"}; !slices.Equal(got, want) {
 			t.Errorf("hello-ok scopes = %q, want %q", got, want)
 		}

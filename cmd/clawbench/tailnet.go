@@ -29,8 +29,8 @@ const tailnetDomain = "tail-scale.ts.net"
 // tailnet is an offline tailnet in this process: Tailscale's test control
 // server, a DERP server and a STUN server on 127.0.0.1, and one client node.
 // It follows caddymodule/internal/tailnettest, which this command cannot
-// import (internal to caddymodule) and which needs a testing.TB; the parts
-// kept here need neither. Nodes get testcontrol's own logins
+// import (internal to caddymodule), keeping only the parts a benchmark needs.
+// Nodes get testcontrol's own logins
 // (user-<N>@fake-control.example.net): the guard's work for a user rule is
 // the same whatever the login says.
 type tailnet struct {

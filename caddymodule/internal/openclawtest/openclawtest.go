@@ -1,4 +1,5 @@
-// Package openclawtest runs the real OpenClaw gateway and its security audit for clawgate's tests.
+// Package openclawtest runs the real OpenClaw gateway and its security audit for clawgate's tests,
+// and speaks the gateway's WebSocket protocol (Client) for the tests and the demo.
 //
 // OpenClaw is installed by scripts/openclaw.sh (a pinned Node 24 and OpenClaw from the npm registry)
 // into $CLAWGATE_OPENCLAW_HOME or <repo>/.cache/openclaw. Tests that need it call Require, Start or
@@ -173,28 +174,37 @@ func Audit(t testing.TB, configPath, stateDir string, env []string) []byte {
 	return out
 }
 
-// FreePort returns a TCP port that is free on 127.0.0.1 and, where the host has IPv6, on [::1]:
-// the gateway listens on both.
+// FreePort is FindFreePort for the test t, which fails if there is none.
 func FreePort(t testing.TB) int {
 	t.Helper()
+	port, err := FindFreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
+
+// FindFreePort returns a TCP port that is free on 127.0.0.1 and, where the
+// host has IPv6, on [::1]: the gateway listens on both, and fails to start
+// if either is taken.
+func FindFreePort() (int, error) {
 	for range 20 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			t.Fatalf("finding a free port: %v", err)
+			return 0, fmt.Errorf("finding a free port: %w", err)
 		}
 		port := l.Addr().(*net.TCPAddr).Port
 		l6, err6 := net.Listen("tcp", net.JoinHostPort("::1", strconv.Itoa(port)))
 		l.Close()
 		if err6 == nil {
 			l6.Close()
-			return port
+			return port, nil
 		}
 		if !isAddrInUse(err6) {
-			return port // no IPv6 loopback here; the gateway will not use it either
+			return port, nil // no IPv6 loopback here; the gateway will not use it either
 		}
 	}
-	t.Fatalf("finding a free port: no port free on both 127.0.0.1 and [::1] after 20 tries")
-	return 0
+	return 0, errors.New("finding a free port: none free on both 127.0.0.1 and [::1] after 20 tries")
 }
 
 // isAddrInUse reports whether err says the address is taken, as opposed to IPv6 being unavailable.

@@ -1,7 +1,10 @@
-// Package tailnettest runs a real, offline tailnet inside a Go test: a
+// Package tailnettest runs a real, offline tailnet inside one process: a
 // Tailscale control server (tailscale.com/tstest/integration/testcontrol),
-// DERP and STUN on 127.0.0.1, and real tsnet nodes. See
-// /work/shared/reference/tailnet-testing.md for the recipe it follows.
+// DERP and STUN on 127.0.0.1, and real tsnet nodes. Tests use the helpers
+// that take a testing.TB (New, NewNode, Config, WaitPeer), which fail the
+// test and clean up after it; programs such as the demo use the same tailnet
+// through Start, StartNode, NodeConfig and AwaitPeer, which return errors and
+// leave closing to the caller.
 //
 // # Chosen logins and per-peer grants
 //
@@ -37,7 +40,9 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -51,12 +56,14 @@ import (
 	"time"
 
 	"github.com/clawgate/clawgate/tsnet"
+	"tailscale.com/derp/derpserver"
 	"tailscale.com/ipn/store/mem"
 	"tailscale.com/net/netns"
+	"tailscale.com/net/stunserver"
 	"tailscale.com/tailcfg"
 	ts "tailscale.com/tsnet"
-	"tailscale.com/tstest/integration"
 	"tailscale.com/tstest/integration/testcontrol"
+	"tailscale.com/types/key"
 	"tailscale.com/types/logger"
 )
 
@@ -85,14 +92,17 @@ const (
 // VerboseEnv, set to 1, sends control, DERP and node logs to t.Logf.
 const VerboseEnv = "CLAWGATE_TAILNET_VERBOSE"
 
-// Tailnet is an in-process tailnet. Create it with New.
+// Tailnet is an in-process tailnet. Create it with New in a test, or with
+// Start elsewhere.
 type Tailnet struct {
 	Control    *testcontrol.Server
 	ControlURL string
 	DERPMap    *tailcfg.DERPMap
 
-	logf logger.Logf
-	quit chan struct{} // closed at cleanup: ends map streams
+	logf    logger.Logf
+	quit    chan struct{} // closed by Close: ends map streams
+	closers []func()      // run by Close, last first
+	once    sync.Once
 
 	mu      sync.Mutex
 	hosts   map[string]identity       // by hostname
@@ -107,7 +117,7 @@ type identity struct {
 	caps        tailcfg.PeerCapMap // granted to this node towards every other node
 }
 
-// TailnetOption configures New.
+// TailnetOption configures New and Start.
 type TailnetOption func(*testcontrol.Server)
 
 // RequireAuthKey makes the control server refuse to register nodes that do
@@ -131,23 +141,45 @@ func WithoutHTTPS() TailnetOption {
 	}
 }
 
-// New starts a control server and a DERP+STUN server on 127.0.0.1. All of it
-// is closed in t.Cleanup, after the nodes.
+// New starts a tailnet for the test t; it is closed in t.Cleanup, after the
+// nodes the test made. With CLAWGATE_TAILNET_VERBOSE=1 its logs go to t.Logf.
 func New(t testing.TB, opts ...TailnetOption) *Tailnet {
 	t.Helper()
-	disableNetns(t)
 	logf := logger.Discard
 	if os.Getenv(VerboseEnv) == "1" {
 		logf = t.Logf
 	}
-	tn := &Tailnet{
+	tn, err := Start(logf, opts...)
+	if err != nil {
+		t.Fatalf("tailnettest: %v", err)
+	}
+	t.Cleanup(tn.Close)
+	return tn
+}
+
+// Start starts a control server and a DERP+STUN server on 127.0.0.1, logging
+// to logf (nil discards). Close the nodes, then the Tailnet with Close.
+func Start(logf logger.Logf, opts ...TailnetOption) (tn *Tailnet, err error) {
+	if logf == nil {
+		logf = logger.Discard
+	}
+	tn = &Tailnet{
 		logf:    logf,
 		quit:    make(chan struct{}),
 		hosts:   make(map[string]identity),
 		userIDs: make(map[string]tailcfg.UserID),
 		changed: make(chan struct{}),
 	}
-	tn.DERPMap = integration.RunDERPAndSTUN(t, logf, "127.0.0.1")
+	defer func() {
+		if err != nil {
+			tn.Close()
+		}
+	}()
+	disableNetns()
+	tn.closers = append(tn.closers, enableNetns)
+	if tn.DERPMap, err = tn.startDERPAndSTUN(); err != nil {
+		return nil, err
+	}
 	tn.Control = &testcontrol.Server{
 		DERPMap:        tn.DERPMap,
 		DNSConfig:      &tailcfg.DNSConfig{Proxied: true},
@@ -162,11 +194,68 @@ func New(t testing.TB, opts ...TailnetOption) *Tailnet {
 		o(tn.Control)
 	}
 	tn.Control.HTTPTestServer = httptest.NewUnstartedServer(tn.Control)
+	tn.Control.HTTPTestServer.Config.ErrorLog = logger.StdLogger(logf)
 	tn.Control.HTTPTestServer.Start()
-	t.Cleanup(tn.Control.HTTPTestServer.Close)
-	t.Cleanup(func() { close(tn.quit) }) // runs first: streams end, then the server closes
+	tn.closers = append(tn.closers, tn.Control.HTTPTestServer.Close)
+	// Runs before the server closes: the map streams end first.
+	tn.closers = append(tn.closers, func() { close(tn.quit) })
 	tn.ControlURL = tn.Control.HTTPTestServer.URL
-	return tn
+	return tn, nil
+}
+
+// Close stops the control, DERP and STUN servers. Close the nodes first.
+// Calling it again does nothing.
+func (tn *Tailnet) Close() {
+	tn.once.Do(func() {
+		for i := len(tn.closers) - 1; i >= 0; i-- {
+			tn.closers[i]()
+		}
+		tn.closers = nil
+	})
+}
+
+// startDERPAndSTUN runs a DERP server (TLS with a throwaway certificate,
+// which the DERP map marks as acceptable for tests) and a STUN server on
+// 127.0.0.1, and returns the DERP map of the one region they make.
+func (tn *Tailnet) startDERPAndSTUN() (*tailcfg.DERPMap, error) {
+	d := derpserver.New(key.NewNode(), tn.logf)
+	tn.closers = append(tn.closers, func() { d.Close() })
+	srv := httptest.NewUnstartedServer(derpserver.Handler(d))
+	srv.Config.ErrorLog = logger.StdLogger(tn.logf)
+	// DERP upgrades an HTTP/1.1 connection; no HTTP/2.
+	srv.Config.TLSNextProto = make(map[string]func(*http.Server, *tls.Conn, http.Handler))
+	srv.StartTLS()
+	tn.closers = append(tn.closers, func() {
+		srv.CloseClientConnections()
+		srv.Close()
+	})
+
+	// The STUN server has no Close: it stops when its context ends.
+	ctx, stop := context.WithCancel(context.Background())
+	tn.closers = append(tn.closers, stop)
+	stun := stunserver.New(ctx)
+	if err := stun.Listen("127.0.0.1:0"); err != nil {
+		return nil, fmt.Errorf("starting STUN: %w", err)
+	}
+	go stun.Serve()
+
+	return &tailcfg.DERPMap{Regions: map[int]*tailcfg.DERPRegion{
+		1: {
+			RegionID:   1,
+			RegionCode: "test",
+			Nodes: []*tailcfg.DERPNode{{
+				Name:             "t1",
+				RegionID:         1,
+				HostName:         "127.0.0.1",
+				IPv4:             "127.0.0.1",
+				IPv6:             "none",
+				STUNPort:         stun.LocalAddr().(*net.UDPAddr).Port,
+				DERPPort:         srv.Listener.Addr().(*net.TCPAddr).Port,
+				InsecureForTests: true,
+				STUNTestIP:       "127.0.0.1",
+			}},
+		},
+	}}, nil
 }
 
 var (
@@ -174,24 +263,26 @@ var (
 	netnsUsers int
 )
 
-// disableNetns turns off tailscale's socket marking for the life of the
-// test, as tsnet's own tests do: unprivileged, it only slows nodes down.
-// Counted, so parallel tailnets do not turn it back on under each other.
-func disableNetns(t testing.TB) {
+// disableNetns turns off tailscale's socket marking while a Tailnet runs,
+// as tsnet's own tests do: unprivileged, it only slows nodes down. Counted,
+// so tailnets running side by side do not turn it back on under each other;
+// enableNetns undoes one call.
+func disableNetns() {
 	netnsMu.Lock()
 	defer netnsMu.Unlock()
 	if netnsUsers == 0 {
 		netns.SetEnabled(false)
 	}
 	netnsUsers++
-	t.Cleanup(func() {
-		netnsMu.Lock()
-		defer netnsMu.Unlock()
-		netnsUsers--
-		if netnsUsers == 0 {
-			netns.SetEnabled(true)
-		}
-	})
+}
+
+func enableNetns() {
+	netnsMu.Lock()
+	defer netnsMu.Unlock()
+	netnsUsers--
+	if netnsUsers == 0 {
+		netns.SetEnabled(true)
+	}
 }
 
 // NodeOption configures a node.
@@ -226,19 +317,18 @@ func WithCapMap(caps tailcfg.PeerCapMap) NodeOption {
 }
 
 // register records the identity for hostname before its node exists.
-func (tn *Tailnet) register(t testing.TB, hostname string, opts []NodeOption) nodeOptions {
-	t.Helper()
+func (tn *Tailnet) register(hostname string, opts []NodeOption) (nodeOptions, error) {
 	var o nodeOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
 	if o.login != "" && len(o.tags) > 0 {
-		t.Fatalf("tailnettest: node %q: WithLogin and WithTags exclude each other (tagged nodes belong to %s)", hostname, TaggedDevices)
+		return o, fmt.Errorf("node %q: WithLogin and WithTags exclude each other (tagged nodes belong to %s)", hostname, TaggedDevices)
 	}
 	tn.mu.Lock()
 	defer tn.mu.Unlock()
 	if _, dup := tn.hosts[hostname]; dup {
-		t.Fatalf("tailnettest: hostname %q used twice", hostname)
+		return o, fmt.Errorf("hostname %q used twice", hostname)
 	}
 	id := identity{login: o.login, displayName: o.displayName, caps: o.caps}
 	if o.login != "" {
@@ -253,7 +343,7 @@ func (tn *Tailnet) register(t testing.TB, hostname string, opts []NodeOption) no
 	}
 	tn.hosts[hostname] = id
 	tn.notifyLocked()
-	return o
+	return o, nil
 }
 
 // Node is a plain tsnet node on the Tailnet (not one clawgate manages).
@@ -263,13 +353,30 @@ type Node struct {
 	IPs      []netip.Addr // IPv4 first
 }
 
-// NewNode starts a tsnet node, waits until it is Running and connected to
-// its home DERP server, and closes it in t.Cleanup.
+// NewNode starts a node for the test t, as StartNode does, with its state
+// in a temp dir of the test, and closes it in t.Cleanup.
 func (tn *Tailnet) NewNode(t testing.TB, hostname string, opts ...NodeOption) *Node {
 	t.Helper()
-	o := tn.register(t, hostname, opts)
+	ctx, cancel := context.WithTimeout(context.Background(), upTimeout)
+	defer cancel()
+	n, err := tn.StartNode(ctx, filepath.Join(t.TempDir(), hostname), hostname, opts...)
+	if err != nil {
+		t.Fatalf("tailnettest: %v", err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+// StartNode starts a tsnet node with its files in dir (its state stays in
+// memory), and waits, at most until ctx ends, until it is Running and
+// connected to its home DERP server. The caller closes it with Close.
+func (tn *Tailnet) StartNode(ctx context.Context, dir, hostname string, opts ...NodeOption) (*Node, error) {
+	o, err := tn.register(hostname, opts)
+	if err != nil {
+		return nil, err
+	}
 	s := &ts.Server{
-		Dir:           filepath.Join(t.TempDir(), hostname),
+		Dir:           dir,
 		Hostname:      hostname,
 		ControlURL:    tn.ControlURL,
 		Ephemeral:     true,
@@ -278,31 +385,30 @@ func (tn *Tailnet) NewNode(t testing.TB, hostname string, opts ...NodeOption) *N
 		Logf:          logger.WithPrefix(tn.logf, hostname+": "),
 		UserLogf:      logger.WithPrefix(tn.logf, hostname+": "),
 	}
-	t.Cleanup(func() { s.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), upTimeout)
-	defer cancel()
 	st, err := s.Up(ctx)
-	if err != nil {
-		t.Fatalf("tailnettest: node %q: %v", hostname, err)
+	if err == nil {
+		err = waitHomeDERP(ctx, s)
 	}
-	waitHomeDERP(t, ctx, s, hostname)
-	return &Node{Server: s, Hostname: hostname, IPs: slices.Clone(st.TailscaleIPs)}
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("node %q: %w", hostname, err)
+	}
+	return &Node{Server: s, Hostname: hostname, IPs: slices.Clone(st.TailscaleIPs)}, nil
 }
 
 // waitHomeDERP blocks until s has picked a home DERP region and heard from
 // it; before that, the DERP server drops packets for s (PeerGoneNotHere).
-func waitHomeDERP(t testing.TB, ctx context.Context, s *ts.Server, hostname string) {
-	t.Helper()
+func waitHomeDERP(ctx context.Context, s *ts.Server) error {
 	h := s.Sys().HealthTracker.Get()
 	ms := s.Sys().MagicSock.Get()
 	for {
 		if r := ms.GetLastNetcheckReport(ctx); r != nil && r.PreferredDERP != 0 &&
 			!h.GetDERPRegionReceivedTime(r.PreferredDERP).IsZero() {
-			return
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("tailnettest: node %q: waiting for home DERP: %v", hostname, ctx.Err())
+			return fmt.Errorf("waiting for home DERP: %w", ctx.Err())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
@@ -321,22 +427,30 @@ func (n *Node) Dial(ctx context.Context, network, addr string) (net.Conn, error)
 	return n.Server.Dial(ctx, network, addr)
 }
 
-// WaitPeer waits until from sees the node named to with tailnet addresses
-// and a DERP home, and a disco ping to it succeeds, so the first real
-// packet is not lost.
+// WaitPeer is AwaitPeer for the test t, which fails if the peer is not
+// reachable within a minute.
 func (tn *Tailnet) WaitPeer(t testing.TB, from *Node, to string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), upTimeout)
 	defer cancel()
+	if err := tn.AwaitPeer(ctx, from, to); err != nil {
+		t.Fatalf("tailnettest: %v", err)
+	}
+}
+
+// AwaitPeer waits, at most until ctx ends, until from sees the node named to
+// with tailnet addresses and a DERP home, and a disco ping to it succeeds,
+// so the first real packet is not lost.
+func (tn *Tailnet) AwaitPeer(ctx context.Context, from *Node, to string) error {
 	lc, err := from.LocalClient()
 	if err != nil {
-		t.Fatal(err)
+		return fmt.Errorf("%s: %w", from.Hostname, err)
 	}
 	var last string
 	for {
 		st, err := lc.Status(ctx)
 		if err != nil {
-			t.Fatalf("tailnettest: %s: status: %v", from.Hostname, err)
+			return fmt.Errorf("%s waiting for peer %q: status: %w", from.Hostname, to, err)
 		}
 		last = "not in status"
 		for _, p := range st.Peer {
@@ -351,32 +465,45 @@ func (tn *Tailnet) WaitPeer(t testing.TB, from *Node, to string) {
 			res, err := lc.Ping(pctx, p.TailscaleIPs[0], tailcfg.PingDisco)
 			pcancel()
 			if err == nil && res.Err == "" {
-				return
+				return nil
 			}
 			last = "disco ping failed"
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("tailnettest: %s waiting for peer %q: %s", from.Hostname, to, last)
+			return fmt.Errorf("%s waiting for peer %q: %s: %w", from.Hostname, to, last, ctx.Err())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
 
-// Config returns a clawgate tsnet.Config for a node on this tailnet, with a
-// fresh state directory (not yet created; tsnet.New creates it 0700) that
-// is removed after the test, so Close the node before the test ends. opts
-// work as for NewNode (WithTags sets Config.Tags).
+// Config is NodeConfig for the test t, with the state directory in a temp
+// dir of the test, which is removed after it: close the node before the
+// test ends.
 func (tn *Tailnet) Config(t testing.TB, hostname string, opts ...NodeOption) tsnet.Config {
 	t.Helper()
-	o := tn.register(t, hostname, opts)
+	cfg, err := tn.NodeConfig(filepath.Join(t.TempDir(), hostname), hostname, opts...)
+	if err != nil {
+		t.Fatalf("tailnettest: %v", err)
+	}
+	return cfg
+}
+
+// NodeConfig returns a clawgate tsnet.Config for a node on this tailnet whose
+// state directory is stateDir (which need not exist yet: tsnet.New creates
+// it 0700). opts work as for StartNode (WithTags sets Config.Tags).
+func (tn *Tailnet) NodeConfig(stateDir, hostname string, opts ...NodeOption) (tsnet.Config, error) {
+	o, err := tn.register(hostname, opts)
+	if err != nil {
+		return tsnet.Config{}, err
+	}
 	return tsnet.Config{
 		Hostname:   hostname,
-		StateDir:   filepath.Join(t.TempDir(), hostname),
+		StateDir:   stateDir,
 		ControlURL: tn.ControlURL,
 		Ephemeral:  true,
 		Tags:       o.tags,
-	}
+	}, nil
 }
 
 // notifyLocked wakes every map stream. tn.mu must be held.

@@ -263,3 +263,63 @@ func TestClawgateNode(t *testing.T) {
 		t.Error("WhoIs after Close succeeded")
 	}
 }
+
+// TestStartWithoutTestingTB runs the tailnet as a program does, through the
+// API that returns errors: nodes come up and reach each other, bad node
+// options are errors rather than panics, and Close stops the servers.
+func TestStartWithoutTestingTB(t *testing.T) {
+	tn, err := Start(nil)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	defer tn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	a, err := tn.StartNode(ctx, dir+"/a", "a", WithLogin("alice@example.com"))
+	if err != nil {
+		t.Fatalf("StartNode(a): %v", err)
+	}
+	defer a.Close()
+	b, err := tn.StartNode(ctx, dir+"/b", "b", WithTags("tag:ci"))
+	if err != nil {
+		t.Fatalf("StartNode(b): %v", err)
+	}
+	defer b.Close()
+	if err := tn.AwaitPeer(ctx, a, "b"); err != nil {
+		t.Fatalf("AwaitPeer(a, b): %v", err)
+	}
+
+	bad := []struct {
+		name, host string
+		opts       []NodeOption
+		want       string
+	}{
+		{"hostname twice", "a", nil, `hostname "a" used twice`},
+		{"login and tags", "c", []NodeOption{WithLogin("carol@example.com"), WithTags("tag:x")}, "exclude each other"},
+	}
+	for _, tt := range bad {
+		if _, err := tn.StartNode(ctx, dir+"/bad", tt.host, tt.opts...); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: StartNode(%q) = %v, want an error containing %q", tt.name, tt.host, err, tt.want)
+		}
+		if _, err := tn.NodeConfig(dir+"/bad", tt.host, tt.opts...); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: NodeConfig(%q) = %v, want an error containing %q", tt.name, tt.host, err, tt.want)
+		}
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	err = tn.AwaitPeer(wctx, a, "nobody")
+	wcancel()
+	if err == nil || !strings.Contains(err.Error(), `waiting for peer "nobody"`) {
+		t.Errorf("AwaitPeer(a, nobody) = %v, want a timeout naming the peer", err)
+	}
+
+	a.Close()
+	b.Close()
+	tn.Close()
+	tn.Close() // a second Close does nothing
+	c := &http.Client{Timeout: 5 * time.Second}
+	if res, err := c.Get(tn.ControlURL + "/key"); err == nil {
+		res.Body.Close()
+		t.Errorf("the control server still answers after Close: %s", res.Status)
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/clawgate/clawgate/caddymodule/internal/openclawtest"
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
 )
 
@@ -77,20 +78,23 @@ func (s session) String() string {
 func (r *run) connectAs(ctx context.Context, node *tailnettest.Node, h http.Header) (session, error) {
 	hc := node.HTTPClient()
 	defer hc.CloseIdleConnections()
-	g, err := dial(ctx, hc, siteWS(), h)
+	c, err := openclawtest.Dial(ctx, hc, siteWS(), h)
 	if err != nil {
 		return session{}, err
 	}
-	defer g.close()
-	hello, err := g.connect(ctx, askedScopes)
+	defer c.Close()
+	hello, err := c.Connect(ctx, askedScopes, "")
 	if err != nil {
 		return session{}, fmt.Errorf("connect: %w", err)
 	}
-	user, err := g.self(ctx)
+	emails, err := c.Self(ctx)
 	if err != nil {
 		return session{}, err
 	}
-	return session{user: user, scopes: hello.Auth.Scopes}, nil
+	if len(emails) == 0 {
+		return session{}, errors.New("users.self: the profile has no email")
+	}
+	return session{user: emails[0], scopes: hello.Auth.Scopes}, nil
 }
 
 // scopeList formats scopes for a table cell.
@@ -103,17 +107,17 @@ func scopeList(scopes []string) string {
 
 // describe turns a failed connection into a table cell.
 func describe(err error) string {
-	var ref *refusal
+	var ref *openclawtest.Refusal
 	if errors.As(err, &ref) {
 		s := fmt.Sprintf("upgrade refused: %d %s", ref.Status, ref.Type)
-		if ids, _ := auditReasons(ref.Msg); len(ids) > 0 {
+		if ids, _ := auditReasons(ref.Message); len(ids) > 0 {
 			s += ": " + strings.Join(ids, ", ")
-		} else if ref.Msg != "" {
-			s += " (" + ref.Msg + ")"
+		} else if ref.Message != "" {
+			s += " (" + ref.Message + ")"
 		}
 		return s
 	}
-	var gw *gwError
+	var gw *openclawtest.Error
 	if errors.As(err, &gw) {
 		return "the gateway refused: " + gw.Error()
 	}
@@ -149,7 +153,7 @@ func (r *run) stepStranger(ctx context.Context) Step {
 		return s
 	}
 	s.Happened = describe(err)
-	var ref *refusal
+	var ref *openclawtest.Refusal
 	s.OK = errors.As(err, &ref) && ref.Status == http.StatusForbidden && ref.Type == "clawgate_forbidden"
 	return s
 }
@@ -195,13 +199,13 @@ func (r *run) stepInsecure(ctx context.Context) Step {
 	// alice's open session, which the gate must end.
 	hc := r.alice.HTTPClient()
 	defer hc.CloseIdleConnections()
-	g, err := dial(ctx, hc, siteWS(), nil)
+	g, err := openclawtest.Dial(ctx, hc, siteWS(), nil)
 	if err != nil {
 		s.Happened = "alice could not connect before the edit: " + describe(err)
 		return s
 	}
-	defer g.close()
-	if _, err := g.connect(ctx, askedScopes); err != nil {
+	defer g.Close()
+	if _, err := g.Connect(ctx, askedScopes, ""); err != nil {
 		s.Happened = "alice could not connect before the edit: " + describe(err)
 		return s
 	}
@@ -211,13 +215,8 @@ func (r *run) stepInsecure(ctx context.Context) Step {
 	}
 	closed := make(chan end, 1)
 	go func() {
-		// Events (ticks, health) may arrive; only the end of the stream counts.
-		for {
-			if _, _, err := g.c.Read(ctx); err != nil {
-				closed <- end{time.Now(), websocket.CloseStatus(err)}
-				return
-			}
-		}
+		err := g.WaitClosed(ctx)
+		closed <- end{time.Now(), websocket.CloseStatus(err)}
 	}()
 
 	edited := time.Now()
@@ -227,7 +226,7 @@ func (r *run) stepInsecure(ctx context.Context) Step {
 	}
 	s.Details = append(s.Details, `edited openclaw.json: tools.elevated = {enabled: true, allowFrom: {whatsapp: ["*"]}}`)
 
-	var ref *refusal
+	var ref *openclawtest.Refusal
 	for {
 		_, err := r.connectAs(ctx, r.alice, nil)
 		if errors.As(err, &ref) && ref.Status == http.StatusServiceUnavailable {
@@ -244,7 +243,7 @@ func (r *run) stepInsecure(ctx context.Context) Step {
 		return s
 	}
 	refusedAfter := time.Since(edited)
-	ids, titles := auditReasons(ref.Msg)
+	ids, titles := auditReasons(ref.Message)
 	s.Happened = fmt.Sprintf("%d %s after %s, reasons: %s", ref.Status, ref.Type, millis(refusedAfter), strings.Join(ids, ", "))
 	for i := range ids {
 		s.Details = append(s.Details, "reason: "+ids[i]+": "+titles[i])
@@ -274,7 +273,7 @@ func (r *run) stepInsecure(ctx context.Context) Step {
 		s.Details = append(s.Details, fmt.Sprintf("the gateway's own /healthz: %d %v", status, herr))
 	}
 	s.OK = ref.Type == "clawgate_audit_failed" && slices.Contains(ids, insecureCheck) && closedAfter > 0 &&
-		herr == nil && status == http.StatusOK && !strings.Contains(ref.Msg, r.root)
+		herr == nil && status == http.StatusOK && !strings.Contains(ref.Message, r.root)
 	return s
 }
 
@@ -299,7 +298,7 @@ func (r *run) stepFixed(ctx context.Context) Step {
 			s.OK = got.user == alice && sameSet(got.scopes, allowedScopes)
 			return s
 		}
-		var ref *refusal
+		var ref *openclawtest.Refusal
 		if !errors.As(err, &ref) || ref.Status != http.StatusServiceUnavailable || time.Since(fixed) > reactWithin || ctx.Err() != nil {
 			s.Happened = fmt.Sprintf("%s after the fix: %s", millis(time.Since(fixed)), describe(err))
 			return s
@@ -341,3 +340,22 @@ func writeFileAtomic(path string, data []byte) error {
 
 // millis formats a reaction time in milliseconds.
 func millis(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) + " ms" }
+
+// auditReasons splits the message of a clawgate_audit_failed denial,
+// "...fails its security audit: <checkId>: <title>; <checkId>: <title>", into
+// check IDs and titles.
+func auditReasons(msg string) (ids, titles []string) {
+	_, list, ok := strings.Cut(msg, "fails its security audit: ")
+	if !ok {
+		return nil, nil
+	}
+	for _, r := range strings.Split(list, "; ") {
+		id, title, ok := strings.Cut(r, ": ")
+		if !ok || id == "" {
+			continue
+		}
+		ids = append(ids, id)
+		titles = append(titles, title)
+	}
+	return ids, titles
+}

@@ -1,13 +1,15 @@
-// Package demo is `caddy clawgate demo`: it brings up, inside one process
-// and on loopback only, a Tailscale control server with DERP, tailnet nodes
-// for two users, Caddy with clawgate on its own tailnet node, and an OpenClaw
-// gateway behind it, then tours what clawgate does and prints a table.
+// Package demo is clawgate's offline demo, the command
+// `go run ./cmd/clawgate-demo`: it brings up, inside one process and on
+// loopback only, a Tailscale control server with DERP, tailnet nodes for two
+// users, Caddy with clawgate on its own tailnet node, and an OpenClaw gateway
+// behind it, then tours what clawgate does and prints a table.
 //
 // The gateway is the real OpenClaw, installed on first run by the project's
 // scripts/openclaw.sh; when that cannot be done (no registry, not run from a
 // checkout) the demo says how to fix it and carries on with a clearly
-// labelled stand-in. Caddy itself is driven through the Caddy interface,
-// which caddymodule implements: packages under internal never import Caddy.
+// labelled stand-in. The in-process tailnet is caddymodule/internal/tailnettest,
+// which is why the demo is a command of its own: the caddy binary links none
+// of it.
 package demo
 
 import (
@@ -28,6 +30,7 @@ import (
 
 	"tailscale.com/envknob"
 
+	"github.com/clawgate/clawgate/caddymodule/internal/openclawtest"
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
 )
 
@@ -68,20 +71,19 @@ var siteHost = nodeName + "." + tailnettest.Domain
 type Caddy interface {
 	// Start adapts and loads caddyfile, with Caddy's storage under dataDir.
 	Start(caddyfile, dataDir string) error
-	// WaitNode returns once the clawgate node name has tailnet addresses.
-	WaitNode(ctx context.Context, name string) error
 	// Stop stops Caddy and returns once every clawgate node has closed.
 	Stop() error
 }
 
 // Options configures Run.
 type Options struct {
-	// Caddy loads and stops Caddy; required.
+	// Caddy loads and stops Caddy; nil means a ProcessCaddy, verbose when
+	// Log is set.
 	Caddy Caddy
 	// Out receives one line per setup stage and per step as they happen.
 	Out io.Writer
-	// Log, if set, receives the tailnet's and the harness's logs (set
-	// CLAWGATE_TAILNET_VERBOSE=1 for the nodes' own).
+	// Log, if set, receives the tailnet's logs, its nodes' included; the
+	// default Caddy then logs to stderr.
 	Log io.Writer
 	// StandIn skips the real OpenClaw and uses the stand-in backend.
 	StandIn bool
@@ -144,9 +146,9 @@ func (r *Result) OK() bool {
 // run is one demo run's state.
 type run struct {
 	o   Options
-	h   *harness
 	res *Result
 	out io.Writer
+	log logger
 
 	root        string // the run's temp dir; everything it writes is under it
 	gwDir       string // openclaw.json, state/, gw.log
@@ -155,9 +157,15 @@ type run struct {
 	oc          *openclaw
 	tn          *tailnettest.Tailnet
 	alice, bob  *tailnettest.Node
-	gatewayStop string // what stopping the gateway said
-	caddyUp     bool
+	gatewayStop string         // what stopping the gateway said
+	caddyUp     bool           // Caddy was started and not yet stopped
+	cleanups    []func() error // run last first by cleanup
 }
+
+// logger writes the demo's verbose log lines.
+type logger struct{ w io.Writer }
+
+func (l logger) logf(format string, args ...any) { fmt.Fprintf(l.w, format+"\n", args...) }
 
 // Run runs the demo and returns what happened; it has stopped and removed
 // everything it started by the time it returns.
@@ -169,18 +177,25 @@ func Run(ctx context.Context, o Options) *Result {
 	if logw == nil {
 		logw = io.Discard
 	}
+	if o.Caddy == nil {
+		o.Caddy = &ProcessCaddy{Verbose: o.Log != nil}
+	}
 	// Outside a test binary, tsnet nodes upload their logs to
 	// log.tailscale.com, and tailscale code logs through the standard
 	// logger. The demo is offline: no uploads (clawgate's own nodes turn
 	// them off the same way), and the standard logger is silenced unless
 	// logs were asked for.
 	envknob.SetNoLogsNoSupport()
+	// The whole tailnet is on loopback. Without this, a node on a machine
+	// with no other interface up (offline, or a container with only lo)
+	// waits for a network it does not need, and never comes up.
+	envknob.Setenv("TS_ASSUME_NETWORK_UP_FOR_TEST", "true")
 	if o.Log == nil {
 		prev := log.Writer()
 		log.SetOutput(io.Discard)
 		defer log.SetOutput(prev)
 	}
-	r := &run{o: o, res: &Result{}, out: o.Out}
+	r := &run{o: o, res: &Result{}, out: o.Out, log: logger{logw}}
 	fmt.Fprintf(r.out, "clawgate demo: a tailnet, clawgate in Caddy, and an OpenClaw gateway, all in this process and on loopback\n\n")
 
 	start := time.Now()
@@ -191,8 +206,7 @@ func Run(ctx context.Context, o Options) *Result {
 	}
 	r.root = root
 	r.res.Dir = root
-	r.h = newHarness("demo", root, logw)
-	setupErr := r.h.do(func() { r.setup(ctx) })
+	setupErr := r.setup(ctx)
 	r.res.Setup = time.Since(start)
 	setup := Step{Name: "setup", Who: "-", Expected: "everything starts", Took: r.res.Setup}
 	if setupErr != nil {
@@ -222,71 +236,121 @@ func (r *run) progress(format string, args ...any) {
 	fmt.Fprintf(r.out, "[setup] "+format+"\n", args...)
 }
 
-// setup starts everything; failures go through the harness (Fatalf aborts).
-func (r *run) setup(ctx context.Context) {
-	h := r.h
+// onCleanup registers f to run at cleanup, after everything registered
+// later.
+func (r *run) onCleanup(f func() error) { r.cleanups = append(r.cleanups, f) }
+
+// setenv sets an environment variable of this process until cleanup.
+func (r *run) setenv(key, value string) error {
+	old, had := os.LookupEnv(key)
+	if err := os.Setenv(key, value); err != nil {
+		return fmt.Errorf("setting %s: %w", key, err)
+	}
+	r.onCleanup(func() error {
+		if had {
+			return os.Setenv(key, old)
+		}
+		return os.Unsetenv(key)
+	})
+	return nil
+}
+
+// setup starts everything, registering how to stop each part as it goes,
+// and returns the first failure.
+func (r *run) setup(ctx context.Context) error {
 	// Caddy's paths that do not come from its config (instance ID, default
 	// storage) follow XDG; keep them in the run's directory too.
-	h.Setenv("XDG_DATA_HOME", filepath.Join(r.root, "xdg-data"))
-	h.Setenv("XDG_CONFIG_HOME", filepath.Join(r.root, "xdg-config"))
+	if err := r.setenv("XDG_DATA_HOME", filepath.Join(r.root, "xdg-data")); err != nil {
+		return err
+	}
+	if err := r.setenv("XDG_CONFIG_HOME", filepath.Join(r.root, "xdg-config")); err != nil {
+		return err
+	}
 
 	r.chooseBackend(ctx)
 
 	var err error
-	if r.port, err = freePort(); err != nil {
-		h.Fatalf("%v", err)
+	if r.port, err = openclawtest.FindFreePort(); err != nil {
+		return err
 	}
 	r.gwDir = filepath.Join(r.root, "gateway")
 	// The state dir exists from the start, private as OpenClaw makes it: the
 	// gate audits its permissions before the gateway has run.
 	if err := os.MkdirAll(filepath.Join(r.gwDir, "state"), 0o700); err != nil {
-		h.Fatalf("making the gateway's directory: %v", err)
+		return fmt.Errorf("making the gateway's directory: %w", err)
 	}
-	r.origConfig = r.gatewayConfig()
+	if r.origConfig, err = r.gatewayConfig(); err != nil {
+		return err
+	}
 	if err := os.WriteFile(r.configPath(), r.origConfig, 0o600); err != nil {
-		h.Fatalf("writing openclaw.json: %v", err)
+		return fmt.Errorf("writing openclaw.json: %w", err)
 	}
-	ready := r.startBackend(ctx)
+	ready, err := r.startBackend(ctx)
+	if err != nil {
+		return err
+	}
 
 	t0 := time.Now()
-	r.tn = tailnettest.New(h)
-	gw := r.tn.Config(h, nodeName)
-	r.alice = r.tn.NewNode(h, aliceHost, tailnettest.WithLogin(alice))
-	r.bob = r.tn.NewNode(h, bobHost, tailnettest.WithLogin(bob))
+	if r.tn, err = tailnettest.Start(r.log.logf); err != nil {
+		return fmt.Errorf("starting the tailnet: %w", err)
+	}
+	r.onCleanup(func() error { r.tn.Close(); return nil })
+	gw, err := r.tn.NodeConfig(filepath.Join(r.root, "nodes", nodeName), nodeName)
+	if err != nil {
+		return err
+	}
+	nctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for _, n := range []struct {
+		node        **tailnettest.Node
+		host, login string
+	}{{&r.alice, aliceHost, alice}, {&r.bob, bobHost, bob}} {
+		node, err := r.tn.StartNode(nctx, filepath.Join(r.root, "nodes", n.host), n.host, tailnettest.WithLogin(n.login))
+		if err != nil {
+			return fmt.Errorf("starting the tailnet: %w", err)
+		}
+		r.onCleanup(node.Close)
+		*n.node = node
+	}
 	r.progress("tailnet: control server and DERP on 127.0.0.1, nodes %s (%s) and %s (%s)  %s", aliceHost, alice, bobHost, bob, secs(time.Since(t0)))
 
 	t0 = time.Now()
-	if err := r.o.Caddy.Start(r.caddyfile(gw.ControlURL, gw.StateDir), filepath.Join(r.root, "caddy")); err != nil {
-		h.Fatalf("starting Caddy: %v", err)
-	}
-	r.caddyUp = true
-	h.Cleanup(func() {
+	// Registered first: Stop must also run after a Start that failed half way.
+	r.onCleanup(func() error {
 		r.caddyUp = false
 		if err := r.o.Caddy.Stop(); err != nil {
-			h.Errorf("stopping Caddy: %v", err)
+			return fmt.Errorf("stopping Caddy: %w", err)
 		}
+		return nil
 	})
+	r.caddyUp = true
+	if err := r.o.Caddy.Start(r.caddyfile(gw.ControlURL, gw.StateDir), filepath.Join(r.root, "caddy")); err != nil {
+		return fmt.Errorf("starting Caddy: %w", err)
+	}
+	// Both clients reach clawgate's node: it is up on the tailnet, and the
+	// first packets of the tour are not lost.
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	if err := r.o.Caddy.WaitNode(wctx, nodeName); err != nil {
-		h.Fatalf("waiting for clawgate's tailnet node %s: %v", nodeName, err)
+	for _, n := range []*tailnettest.Node{r.alice, r.bob} {
+		if err := r.tn.AwaitPeer(wctx, n, nodeName); err != nil {
+			return fmt.Errorf("waiting for clawgate's tailnet node %s: %w", nodeName, err)
+		}
 	}
-	r.tn.WaitPeer(h, r.alice, nodeName)
-	r.tn.WaitPeer(h, r.bob, nodeName)
 	r.progress("Caddy with clawgate on tailnet node %s, serving http://%s  %s", nodeName, siteHost, secs(time.Since(t0)))
 
 	t0 = time.Now()
 	select {
 	case err := <-ready:
 		if err != nil {
-			h.Fatalf("starting the gateway: %v", err)
+			return fmt.Errorf("starting the gateway: %w", err)
 		}
 	case <-ctx.Done():
-		h.Fatalf("interrupted while the gateway started")
+		return errors.New("interrupted while the gateway started")
 	}
 	if r.res.Backend == BackendOpenClaw {
 		r.progress("OpenClaw gateway ready (/healthz and /readyz)  %s more", secs(time.Since(t0)))
 	}
+	return nil
 }
 
 // chooseBackend installs the real OpenClaw, or settles for the stand-in and
@@ -312,7 +376,7 @@ func (r *run) chooseBackend(ctx context.Context) {
 	repo, err := findRepo(dir)
 	if err != nil {
 		standIn("cannot install the real OpenClaw: "+err.Error(),
-			"run the demo from a clawgate checkout: go run ./cmd/caddy clawgate demo")
+			"run the demo from a clawgate checkout: go run ./cmd/clawgate-demo")
 		return
 	}
 	oc := &openclaw{repo: repo}
@@ -337,37 +401,38 @@ func (r *run) chooseBackend(ctx context.Context) {
 
 // startBackend starts the gateway in the background and returns a channel
 // that yields once it serves (nil) or has failed.
-func (r *run) startBackend(ctx context.Context) <-chan error {
-	h := r.h
+func (r *run) startBackend(ctx context.Context) (<-chan error, error) {
 	ready := make(chan error, 1)
 	if r.res.Backend == BackendStandIn {
 		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(r.port))
 		if err != nil {
-			h.Fatalf("starting the stand-in: %v", err)
+			return nil, fmt.Errorf("starting the stand-in: %w", err)
 		}
 		s := startStandIn(l)
-		h.Cleanup(func() {
+		r.onCleanup(func() error {
 			s.close()
 			r.gatewayStop = "stand-in stopped"
+			return nil
 		})
 		r.res.BackendDesc = "stand-in on 127.0.0.1:" + strconv.Itoa(r.port)
 		r.progress("stand-in backend serving on 127.0.0.1:%d", r.port)
 		ready <- nil
-		return ready
+		return ready, nil
 	}
 	// Started now and waited for at the end of setup: OpenClaw takes
 	// 15–30 s to be ready, time the tailnet and Caddy use to come up.
 	runCtx, cancelRun := context.WithCancel(ctx)
 	done := make(chan struct{})
 	// Registered before the start, so a half-started gateway is stopped too.
-	h.Cleanup(func() {
+	r.onCleanup(func() error {
 		cancelRun()
 		<-done
 		msg, err := r.oc.stop(r.gwDir)
-		if err != nil {
-			h.Errorf("stopping the OpenClaw gateway: %v", err)
-		}
 		r.gatewayStop = msg
+		if err != nil {
+			return fmt.Errorf("stopping the OpenClaw gateway: %w", err)
+		}
+		return nil
 	})
 	go func() {
 		defer close(done)
@@ -375,14 +440,14 @@ func (r *run) startBackend(ctx context.Context) <-chan error {
 	}()
 	r.res.BackendDesc += " on 127.0.0.1:" + strconv.Itoa(r.port)
 	r.progress("starting the OpenClaw gateway on 127.0.0.1:%d (trusted-proxy auth, loopback only) in the background", r.port)
-	return ready
+	return ready, nil
 }
 
 func (r *run) configPath() string { return filepath.Join(r.gwDir, "openclaw.json") }
 
 // gatewayConfig is the gateway's openclaw.json: trusted-proxy auth behind
 // clawgate on the same host, as DESIGN.md describes, admitting alice only.
-func (r *run) gatewayConfig() []byte {
+func (r *run) gatewayConfig() ([]byte, error) {
 	cfg := map[string]any{
 		"gateway": map[string]any{
 			"mode":           "local",
@@ -407,9 +472,9 @@ func (r *run) gatewayConfig() []byte {
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
-		r.h.Fatalf("encoding openclaw.json: %v", err)
+		return nil, fmt.Errorf("encoding openclaw.json: %w", err)
 	}
-	return append(b, '\n')
+	return append(b, '\n'), nil
 }
 
 // caddyfile is clawgate's config: one tailnet node, one audited gateway, and
@@ -445,13 +510,22 @@ http://:%d {
 		sitePort, nodeName, r.port, gatewayName, alice, strings.Join(allowedScopes, ","))
 }
 
-// cleanup stops everything (the harness's cleanups, last in first out) and
-// checks nothing is left.
+// cleanup stops everything (last started, first stopped; a failure does
+// not stop the rest), removes the run's directory and checks nothing is
+// left.
 func (r *run) cleanup() Step {
 	s := Step{Name: "cleanup", Who: "-", Expected: "everything stopped and removed"}
 	t0 := time.Now()
 	hadCaddy := r.caddyUp
-	err := r.h.finish()
+	var errs []error
+	for i := len(r.cleanups) - 1; i >= 0; i-- {
+		errs = append(errs, r.cleanups[i]())
+	}
+	r.cleanups = nil
+	if err := os.RemoveAll(r.root); err != nil {
+		errs = append(errs, fmt.Errorf("removing %s: %w", r.root, err))
+	}
+	err := errors.Join(errs...)
 	s.Took = time.Since(t0)
 	var did []string
 	if hadCaddy {
@@ -466,7 +540,7 @@ func (r *run) cleanup() Step {
 	_, statErr := os.Stat(r.root)
 	switch {
 	case err != nil:
-		s.Happened = "failed: " + err.Error()
+		s.Happened = "failed: " + strings.ReplaceAll(err.Error(), "\n", "; ")
 	case !errors.Is(statErr, os.ErrNotExist):
 		s.Happened = r.root + " is still there"
 	default:

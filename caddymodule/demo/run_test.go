@@ -1,4 +1,4 @@
-package caddymodule
+package demo
 
 import (
 	"bytes"
@@ -8,27 +8,31 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/clawgate/clawgate/caddymodule/internal/demo"
+	"github.com/clawgate/clawgate/caddymodule"
 	"github.com/clawgate/clawgate/caddymodule/internal/openclawtest"
 )
 
-// tourSteps are the behaviours issue #6 asks the demo to show, by the words
-// their rows are named with.
+// tourSteps are the behaviours the demo shows, by the words their rows are
+// named with.
 var tourSteps = []string{"allowed user", "stranger", "spoofed headers", "insecure config", "config fixed"}
 
-// TestDemo runs `caddy clawgate demo` in this process, as the README's first
-// command does: with the real OpenClaw (required under CI=true), with the
-// stand-in, and with a Caddy config broken on purpose, whose wrong step must
-// show as ✗ and fail the exit status.
+// TestDemo runs the demo in this process as the README's first command,
+// `go run ./cmd/clawgate-demo`, does: with the real OpenClaw (required under
+// CI=true), with the stand-in, and with a Caddy config broken on purpose,
+// whose wrong step must show as ✗ and fail the exit status.
 func TestDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the demo brings up a tailnet, Caddy and OpenClaw")
+	}
 	t.Run("openclaw", func(t *testing.T) {
 		openclawtest.Require(t)
-		code, res, out := runDemoLocked(t, demoFlags{})
-		if res.Backend != demo.BackendOpenClaw {
+		code, res, out := runDemo(t, flags{})
+		if res.Backend != BackendOpenClaw {
 			t.Errorf("backend = %q (%s), want the real OpenClaw", res.Backend, res.BackendDesc)
 		}
 		checkDemoPassed(t, code, res, out)
@@ -47,8 +51,8 @@ func TestDemo(t *testing.T) {
 	})
 
 	t.Run("stand-in", func(t *testing.T) {
-		code, res, out := runDemoLocked(t, demoFlags{standIn: true})
-		if res.Backend != demo.BackendStandIn || !strings.Contains(out, "STAND-IN") {
+		code, res, out := runDemo(t, flags{standIn: true})
+		if res.Backend != BackendStandIn || !strings.Contains(out, "STAND-IN") {
 			t.Errorf("backend = %q, and the table must say STAND-IN:\n%s", res.Backend, out)
 		}
 		checkDemoPassed(t, code, res, out)
@@ -57,8 +61,8 @@ func TestDemo(t *testing.T) {
 	t.Run("a misbehaving step fails the demo", func(t *testing.T) {
 		// A rule that lets the stranger in: the tour must notice.
 		const rule = "allow user:alice@example.com scopes operator.read,operator.write"
-		broken := &rewritingCaddy{demoCaddy: demoCaddy{}, old: rule, new: rule + "\n\t\tallow user:bob@example.com"}
-		code, res, out := runDemoLocked(t, demoFlags{standIn: true, json: true, caddy: broken})
+		broken := &rewritingCaddy{old: rule, new: rule + "\n\t\tallow user:bob@example.com"}
+		code, res, out := runDemo(t, flags{standIn: true, json: true, caddy: broken})
 		if !broken.rewrote {
 			t.Fatalf("the demo's Caddyfile no longer holds %q; update this test", rule)
 		}
@@ -86,26 +90,25 @@ func TestDemo(t *testing.T) {
 	})
 }
 
-// runDemoLocked runs the demo as `caddy clawgate demo` would, holding
-// caddyMu (Caddy's config is process-global), and returns the exit status,
-// the result and stdout.
-func runDemoLocked(t *testing.T, f demoFlags) (int, *demo.Result, string) {
+// runDemo runs the demo as the clawgate-demo command would, and returns the
+// exit status, the result and stdout.
+func runDemo(t *testing.T, f flags) (int, *Result, string) {
 	t.Helper()
-	caddyMu.Lock()
-	defer caddyMu.Unlock()
 	envBefore := []string{os.Getenv("XDG_DATA_HOME"), os.Getenv("XDG_CONFIG_HOME")}
 	var stdout, stderr bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	start := time.Now()
-	code, res := runDemo(ctx, &stdout, &stderr, f)
+	code, res := runCommand(ctx, &stdout, &stderr, f)
 	t.Logf("demo took %v (setup %v, tour %v, cleanup %v); its output:\n%s%s", time.Since(start).Round(100*time.Millisecond),
 		res.Setup.Round(100*time.Millisecond), res.Tour.Round(10*time.Millisecond), res.Cleanup.Round(10*time.Millisecond),
 		stderr.String(), stdout.String())
 
 	// It cleaned up everything it started.
-	if n := openNodes.Load(); n != 0 {
-		t.Errorf("%d clawgate node(s) open after the demo", n)
+	nctx, ncancel := context.WithTimeout(context.Background(), time.Second)
+	defer ncancel()
+	if err := caddymodule.WaitNodesClosed(nctx); err != nil {
+		t.Errorf("after the demo: %v", err)
 	}
 	if _, err := os.Stat(res.Dir); res.Dir == "" || !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the demo's directory %q after the demo: %v, want it removed", res.Dir, err)
@@ -122,7 +125,7 @@ var rowRE = regexp.MustCompile(`^(\S.*?)\s{2,}.*\s([✓✗])$`)
 
 // checkDemoPassed checks what the README promises: exit status 0, and a
 // table with setup, every behaviour of the tour and cleanup, all ✓.
-func checkDemoPassed(t *testing.T, code int, res *demo.Result, out string) {
+func checkDemoPassed(t *testing.T, code int, res *Result, out string) {
 	t.Helper()
 	if code != 0 || !res.OK() {
 		t.Errorf("exit status %d, OK() = %v; want 0 and true", code, res.OK())
@@ -164,21 +167,21 @@ func checkDemoPassed(t *testing.T, code int, res *demo.Result, out string) {
 			t.Errorf("the table has no row for %q; rows %q", w, rows)
 		}
 	}
-	if !strings.Contains(out, "all "+itoa(len(res.Steps))+" steps behaved as expected") {
+	if !strings.Contains(out, "all "+strconv.Itoa(len(res.Steps))+" steps behaved as expected") {
 		t.Errorf("the output lacks the verdict line:\n%s", out)
 	}
 }
 
 // rewritingCaddy is the demo's Caddy with one edit to the Caddyfile.
 type rewritingCaddy struct {
-	demoCaddy
+	ProcessCaddy
 	old, new string
 	rewrote  bool
 }
 
 func (c *rewritingCaddy) Start(caddyfile, dataDir string) error {
 	c.rewrote = strings.Contains(caddyfile, c.old)
-	return c.demoCaddy.Start(strings.Replace(caddyfile, c.old, c.new, 1), dataDir)
+	return c.ProcessCaddy.Start(strings.Replace(caddyfile, c.old, c.new, 1), dataDir)
 }
 
 // procsWithEnv returns "<pid> <command line>" for each process whose

@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -146,30 +144,6 @@ func (e *scriptError) summary() string {
 		return tailLines(e.stderr, 4)
 	}
 	return strings.Join(keep, "\n")
-}
-
-// freePort returns a TCP port free on 127.0.0.1 and, where the host has
-// IPv6, on [::1]: OpenClaw listens on both, and fails to start if either is
-// taken.
-func freePort() (int, error) {
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("finding a free port: %w", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l6, err6 := net.Listen("tcp", net.JoinHostPort("::1", strconv.Itoa(port)))
-		l.Close()
-		if err6 == nil {
-			l6.Close()
-			return port, nil
-		}
-		var opErr *net.OpError
-		if !errors.As(err6, &opErr) || !strings.Contains(strings.ToLower(opErr.Err.Error()), "address already in use") {
-			return port, nil // no IPv6 loopback here; the gateway will not use it either
-		}
-	}
-	return 0, errors.New("finding a free port: none free on both 127.0.0.1 and [::1] after 20 tries")
 }
 
 // tailLines returns the last n lines of s.

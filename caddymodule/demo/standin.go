@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/openclawtest"
 )
 
 // standInVersion is what the stand-in reports as its server version, so no
@@ -155,7 +157,7 @@ func (s *standIn) serveWS(w http.ResponseWriter, r *http.Request) {
 			}
 			res["payload"] = map[string]any{
 				"type":     "hello-ok",
-				"protocol": protocolVersion,
+				"protocol": openclawtest.ProtocolVersion,
 				"server":   map[string]any{"version": standInVersion, "connId": randHex(8)},
 				"auth":     map[string]any{"method": "trusted-proxy", "role": "operator", "scopes": granted},
 				// What clawgate forwarded, echoed for anyone reading the frames.

@@ -13,86 +13,9 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/openclawtest"
 )
-
-func TestHarness(t *testing.T) {
-	root := filepath.Join(t.TempDir(), "run")
-	var log bytes.Buffer
-	h := newHarness("demo", root, &log)
-	const key = "CLAWGATE_DEMO_HARNESS_TEST"
-	t.Setenv(key, "before")
-
-	var order []string
-	var dir string
-	err := h.do(func() {
-		h.Cleanup(func() { order = append(order, "first") })
-		h.Cleanup(func() {
-			order = append(order, "second")
-			h.Fatalf("a failing cleanup does not stop the others")
-		})
-		h.Setenv(key, "during")
-		dir = h.TempDir()
-		h.Logf("hello %d", 1)
-		h.Fatalf("boom %d", 42)
-		order = append(order, "after Fatalf") // never reached
-	})
-	if err == nil || err.Error() != "boom 42" {
-		t.Errorf("do() = %v, want the Fatalf message", err)
-	}
-	if !h.Failed() {
-		t.Error("Failed() = false after Fatalf")
-	}
-	if got := os.Getenv(key); got != "during" {
-		t.Errorf("%s during the run = %q, want during", key, got)
-	}
-	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() || !strings.HasPrefix(dir, root+string(filepath.Separator)) {
-		t.Errorf("TempDir() = %q (%v), want a directory under %s", dir, err, root)
-	}
-	if got := log.String(); got != "hello 1\n" {
-		t.Errorf("log = %q, want %q", got, "hello 1\n")
-	}
-
-	err = h.finish()
-	if want := []string{"second", "first"}; !slices.Equal(order, want) {
-		t.Errorf("cleanups ran %q, want %q", order, want)
-	}
-	if err == nil || err.Error() != "a failing cleanup does not stop the others" {
-		t.Errorf("finish() = %v, want the cleanup's failure only", err)
-	}
-	if err := h.err(); err == nil || !strings.Contains(err.Error(), "boom 42") {
-		t.Errorf("err() after finish = %v, want every failure", err)
-	}
-	if got := os.Getenv(key); got != "before" {
-		t.Errorf("%s after finish = %q, want it restored to before", key, got)
-	}
-	if _, err := os.Stat(root); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("root after finish: %v, want it removed", err)
-	}
-	select {
-	case <-h.Context().Done():
-	default:
-		t.Error("Context() not done after finish")
-	}
-}
-
-func TestHarnessSkipFails(t *testing.T) {
-	h := newHarness("demo", t.TempDir(), nil)
-	err := h.do(func() { h.Skipf("no %s", "tpm") })
-	if err == nil || !strings.Contains(err.Error(), "skipped: no tpm") || !h.Skipped() {
-		t.Errorf("do(Skipf) = %v, Skipped() = %v; want a failure and true", err, h.Skipped())
-	}
-}
-
-func TestHarnessOtherPanicsPropagate(t *testing.T) {
-	h := newHarness("demo", t.TempDir(), nil)
-	defer func() {
-		if r := recover(); r != "not ours" {
-			t.Errorf("recovered %v, want the original panic", r)
-		}
-	}()
-	_ = h.do(func() { panic("not ours") })
-	t.Error("do returned after a foreign panic")
-}
 
 func TestGoModModule(t *testing.T) {
 	tests := []struct {
@@ -359,14 +282,14 @@ func TestStandIn(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			g, err := dial(ctx, http.DefaultClient, url, tt.h)
+			g, err := openclawtest.Dial(ctx, http.DefaultClient, url, tt.h)
 			if err != nil {
 				t.Fatalf("dial: %v", err)
 			}
-			defer g.close()
-			h, err := g.connect(ctx, askedScopes)
+			defer g.Close()
+			h, err := g.Connect(ctx, askedScopes, "")
 			if tt.wantCode != "" {
-				var ge *gwError
+				var ge *openclawtest.Error
 				if !errors.As(err, &ge) || ge.Code != tt.wantCode {
 					t.Fatalf("connect = %v, %v; want a %s refusal", h, err, tt.wantCode)
 				}
@@ -378,19 +301,19 @@ func TestStandIn(t *testing.T) {
 			if !sameSet(h.Auth.Scopes, tt.wantScopes) || h.Server.Version != standInVersion {
 				t.Errorf("hello-ok scopes %q version %q, want %q and %q", h.Auth.Scopes, h.Server.Version, tt.wantScopes, standInVersion)
 			}
-			user, err := g.self(ctx)
-			if err != nil || user != tt.wantUser {
-				t.Errorf("self() = %q, %v; want %q", user, err, tt.wantUser)
+			emails, err := g.Self(ctx)
+			if err != nil || !slices.Equal(emails, []string{tt.wantUser}) {
+				t.Errorf("Self() = %q, %v; want [%s]", emails, err, tt.wantUser)
 			}
 		})
 	}
 
 	// close ends an open WebSocket rather than waiting for it.
-	g, err := dial(ctx, http.DefaultClient, url, forwarded)
+	g, err := openclawtest.Dial(ctx, http.DefaultClient, url, forwarded)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := g.connect(ctx, askedScopes); err != nil {
+	if _, err := g.Connect(ctx, askedScopes, ""); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
