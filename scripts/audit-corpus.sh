@@ -38,7 +38,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 corpus=$repo/caddymodule/internal/audit/testdata/corpus
 openclaw=$repo/scripts/openclaw.sh
-pinned=$("$openclaw" lines | head -n 1)
+pinned=$("$openclaw" lines | sed -n 1p) # sed reads it all: head could leave the writer a SIGPIPE
 line=${CLAWGATE_OPENCLAW_VERSION:-$pinned}
 
 die() {
