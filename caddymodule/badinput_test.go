@@ -23,6 +23,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/release"
 )
 
 // The bad-input suite (issue #9): hundreds of hostile requests, written byte
@@ -481,8 +483,13 @@ func checkIdentity(t *testing.T, st *biSite, c *badCase, got recSeen, ip, host s
 	if v, ok := one("X-Forwarded-User"); ok && v != c.user {
 		t.Errorf("backend: X-Forwarded-User = %q, want %q", v, c.user)
 	}
-	if v, ok := one("X-Openclaw-Scopes"); ok && !sameScopes(v, c.scopes) {
-		t.Errorf("backend: X-Openclaw-Scopes = %q, want %q", v, c.scopes)
+	wantScopes := c.scopes
+	if wantScopes == "" {
+		// These guards name no gateway block, so no OpenClaw version is known.
+		wantScopes = release.NoScopesUnmeasured
+	}
+	if v, ok := one("X-Openclaw-Scopes"); ok && !sameScopes(v, wantScopes) {
+		t.Errorf("backend: X-Openclaw-Scopes = %q, want %q", v, wantScopes)
 	}
 	if v, ok := one("X-Forwarded-For"); ok && !slices.Contains(wantXFF, v) {
 		t.Errorf("backend: X-Forwarded-For = %q, want one of %q", v, wantXFF)

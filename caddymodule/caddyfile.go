@@ -48,6 +48,8 @@ func init() {
 //	        block_on critical|warn|info|never
 //	        expect <checkId>...
 //	        origins https://<node>.<tailnet>.ts.net...
+//	        openclaw_version 2026.9.6
+//	        openclaw_package /usr/lib/node_modules/openclaw
 //	    }
 //	}
 func parseAppOption(d *caddyfile.Dispenser, existing any) (any, error) {
@@ -127,6 +129,10 @@ func unmarshalGateway(d *caddyfile.Dispenser) (*GatewayConfig, error) {
 			gc.Origins = append(gc.Origins, origins...)
 		case "pairing":
 			gc.Pairing, err = unmarshalPairing(d)
+		case "openclaw_version":
+			err = oneArg(d, &gc.OpenClawVersion)
+		case "openclaw_package":
+			err = oneArg(d, &gc.OpenClawPackage)
 		default:
 			err = d.Errf("unrecognized gateway subdirective %q", d.Val())
 		}

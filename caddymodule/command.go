@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/audit"
+	"github.com/clawgate/clawgate/caddymodule/internal/release"
 )
 
 func init() {
@@ -153,11 +154,18 @@ func runAuditCommand(out io.Writer, configPath, stateDir, failOn string, asJSON 
 		}
 	} else {
 		writeAuditTable(out, cfg.Path, report)
+		fmt.Fprintf(out, "\nOpenClaw version assumed: %s\n", configVersion(cfg).Why)
 	}
 	if !never && len(report.Blocking(level, nil)) > 0 {
 		return 1, nil
 	}
 	return 0, nil
+}
+
+// configVersion is the OpenClaw line assumed for a config audited on its own:
+// its meta.lastTouchedVersion, or none.
+func configVersion(cfg *audit.Config) release.Assumed {
+	return release.Assume(release.Evidence{Hint: release.ConfigHint(cfg.Tree)})
 }
 
 func writeAuditTable(out io.Writer, path string, report audit.Report) {

@@ -31,6 +31,7 @@ func TestAuditCommand(t *testing.T) {
 	}
 	token := write("token.json", `{gateway: {mode: "local", bind: "loopback", auth: {mode: "token", token: "`+strings.Repeat("x", 40)+`"}}}`, 0o600)
 	insecure := write("insecure.json", insecureGatewayConfig, 0o600)
+	touched := write("touched.json", `{meta: {lastTouchedVersion: "2026.7.35"}, gateway: {mode: "local", bind: "loopback", auth: {mode: "token", token: "`+strings.Repeat("x", 40)+`"}}}`, 0o600)
 	tests := []struct {
 		name, config, failOn string
 		asJSON               bool
@@ -40,6 +41,8 @@ func TestAuditCommand(t *testing.T) {
 		{"clean config, table", token, "critical", false, 0, "gateway.trusted_proxies_missing"},
 		{"warn findings fail on warn", token, "warn", false, 1, "SEVERITY"},
 		{"insecure config fails", insecure, "critical", false, 1, "gateway.bind_no_auth"},
+		{"table says which OpenClaw the config names", touched, "critical", false, 0, "OpenClaw version assumed: OpenClaw 2026.7.35, from meta.lastTouchedVersion"},
+		{"table says when no OpenClaw version is known", token, "critical", false, 0, "OpenClaw version assumed: no OpenClaw version is known"},
 		{"insecure config, never fails", insecure, "never", true, 0, `"checkId": "gateway.bind_no_auth"`},
 		{"missing config", filepath.Join(state, "nope.json"), "critical", false, 2, ""},
 		{"bad --fail-on", token, "sometimes", false, 2, ""},

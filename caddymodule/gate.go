@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/audit"
+	"github.com/clawgate/clawgate/caddymodule/internal/release"
 	"github.com/clawgate/clawgate/caddymodule/internal/watch"
 )
 
@@ -62,6 +63,19 @@ type GatewayConfig struct {
 	// Pairing requires each tailnet device to be approved once before it
 	// reaches this gateway. Default: off.
 	Pairing *PairingConfig `json:"pairing,omitempty"`
+
+	// OpenClawVersion is the OpenClaw release the gateway runs, such as
+	// 2026.7.35. It decides which keys setup writes and which
+	// x-openclaw-scopes value a rule that grants no scopes sends. Default:
+	// the version in OpenClawPackage's package.json, else the config's
+	// meta.lastTouchedVersion, else unknown (the newest known line's rules,
+	// with a scope cap that grants nothing on every known line).
+	OpenClawVersion string `json:"openclaw_version,omitempty"`
+
+	// OpenClawPackage is the directory of the installed openclaw package
+	// (holding its package.json), read for the version when OpenClawVersion
+	// is unset. Default: not read.
+	OpenClawPackage string `json:"openclaw_package,omitempty"`
 }
 
 // How the gate notices changes. It audits again when something the verdict
@@ -121,6 +135,9 @@ type gate struct {
 	fp        uint64         // inputs' fingerprint when they were last read
 	skills    map[string]*skillScan
 	unwatched map[string]bool // skills trees that could not be watched
+
+	pkgPath string  // OpenClawPackage with placeholders replaced; "" when unset
+	pkg     pkgRead // the package version last read, reread when the file changes
 }
 
 // skillScan is a cached scan of one workspace's skills tree.
@@ -128,6 +145,14 @@ type skillScan struct {
 	scan    audit.SkillScan
 	valid   bool
 	scanned time.Time
+}
+
+// pkgRead is one reading of the installed package's version.
+type pkgRead struct {
+	mod     time.Time
+	size    int64
+	version string
+	err     string
 }
 
 // gateState is one audit verdict.
@@ -139,6 +164,8 @@ type gateState struct {
 	Summary  audit.Summary   `json:"summary"`
 	Findings []audit.Finding `json:"findings,omitempty"`
 	Checked  time.Time       `json:"checked"`
+	// OpenClaw is the release line assumed for the gateway, and why.
+	OpenClaw release.Assumed `json:"openclaw"`
 	key      string          // what changed between two verdicts
 	config   *audit.Config   // the config this verdict is about; nil when it could not be loaded
 	inputs   []watch.Input   // what the verdict depended on; nil when the config could not be loaded
@@ -170,6 +197,12 @@ func (a *App) provisionGates() error {
 			}
 			g.port = int(ap.Port())
 		}
+		if gc.OpenClawVersion != "" {
+			if _, err := release.Parse(repl.ReplaceKnown(gc.OpenClawVersion, "")); err != nil {
+				return fmt.Errorf("clawgate.gateways.%s.openclaw_version: %w", name, err)
+			}
+		}
+		g.pkgPath = repl.ReplaceKnown(gc.OpenClawPackage, "")
 		g.expect = audit.Expect{RequiredHeaders: audit.DefaultRequiredHeaders, Origins: gc.Origins, Port: g.port}
 		g.state.Store(&gateState{Blocked: true, Reasons: []string{"the audit has not run yet"}})
 		a.gates[name] = g
@@ -487,7 +520,7 @@ func (g *gate) check() {
 	if old != nil && old.key == st.key {
 		return
 	}
-	fields := []zap.Field{zap.Bool("blocked", st.Blocked), zap.Int("critical", st.Summary.Critical), zap.Int("warn", st.Summary.Warn), zap.Int("info", st.Summary.Info)}
+	fields := []zap.Field{zap.Bool("blocked", st.Blocked), zap.Int("critical", st.Summary.Critical), zap.Int("warn", st.Summary.Warn), zap.Int("info", st.Summary.Info), zap.String("openclaw", st.OpenClaw.Why)}
 	if st.Error != "" {
 		fields = append(fields, zap.String("error", st.Error))
 	}
@@ -512,11 +545,12 @@ func (g *gate) check() {
 func (g *gate) audit() *gateState {
 	st := &gateState{Checked: time.Now()}
 	cfg, err := audit.Load(g.loadOpts)
+	st.OpenClaw = g.assumeVersion(cfg)
 	if err != nil {
 		st.Blocked = g.level != ""
 		st.Error = sanitizeAuditError(err)
 		st.Reasons = []string{"the gateway's OpenClaw config cannot be audited: " + st.Error}
-		st.key = "error:" + st.Error
+		st.key = "error:" + st.Error + "|" + st.OpenClaw.Why
 		return st
 	}
 	// OpenClaw will not load (or hot-reload) a config its schema refuses, so
@@ -564,7 +598,7 @@ func (g *gate) audit() *gateState {
 		st.Blocked = len(st.Reasons) > 0
 	}
 	var key strings.Builder
-	fmt.Fprintf(&key, "%v|", st.Blocked)
+	fmt.Fprintf(&key, "%v|%s|", st.Blocked, st.OpenClaw.Why)
 	for _, f := range findings {
 		key.WriteString(f.CheckID + "/" + string(f.Severity) + ";")
 	}
@@ -599,6 +633,60 @@ var watchKinds = map[audit.InputKind]watch.Kind{
 	audit.InputContent: watch.Content,
 	audit.InputDir:     watch.Dir,
 	audit.InputTree:    watch.Tree,
+}
+
+// assumeVersion decides which OpenClaw release line the gateway runs, from
+// openclaw_version, the installed package (reread only when its
+// package.json changes) and the config's meta.lastTouchedVersion; cfg may be
+// nil when the config could not be loaded.
+func (g *gate) assumeVersion(cfg *audit.Config) release.Assumed {
+	ev := release.Evidence{Configured: caddy.NewReplacer().ReplaceKnown(g.cfg.OpenClawVersion, "")}
+	if g.pkgPath != "" {
+		ev.Package, ev.PackageErr = g.packageVersion()
+	}
+	if cfg != nil {
+		ev.Hint = release.ConfigHint(cfg.Tree)
+	}
+	return release.Assume(ev)
+}
+
+// packageVersion returns the installed package's version, or why it cannot
+// be read (without the path: callers see it).
+func (g *gate) packageVersion() (string, string) {
+	path := g.pkgPath
+	if filepath.Base(path) != "package.json" {
+		path = filepath.Join(path, "package.json")
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		g.pkg = pkgRead{}
+		return "", sanitizeAuditError(err)
+	}
+	if g.pkg.mod.Equal(fi.ModTime()) && g.pkg.size == fi.Size() && (g.pkg.version != "" || g.pkg.err != "") {
+		return g.pkg.version, g.pkg.err
+	}
+	v, err := release.PackageVersion(path)
+	g.pkg = pkgRead{mod: fi.ModTime(), size: fi.Size(), version: v}
+	if err != nil {
+		g.pkg.err = sanitizeAuditError(err)
+	}
+	return g.pkg.version, g.pkg.err
+}
+
+// noScopesHeader is the x-openclaw-scopes value for a rule of the named
+// gateway that grants no scopes: the value the gateway's assumed release line
+// reads as "no scopes", or, without a gateway block, the one every known line
+// does.
+func (a *App) noScopesHeader(gateway string) string {
+	g := a.gates[gateway]
+	if g == nil {
+		return release.NoScopesUnmeasured
+	}
+	st := g.state.Load()
+	if st.OpenClaw.Line == "" { // not audited yet
+		return release.NoScopesUnmeasured
+	}
+	return st.OpenClaw.NoScopes
 }
 
 // sanitizeAuditError keeps absolute paths out of what callers see: only base

@@ -23,6 +23,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/edge"
+	"github.com/clawgate/clawgate/caddymodule/internal/release"
 )
 
 // guardFixture is a real Caddy on 127.0.0.1 with clawgate in front of a real
@@ -332,7 +333,8 @@ func TestGuardLoopback(t *testing.T) {
 			{"static token with user", f.tokCI, "ci-bot", "operator.read,operator.write"},
 			{"token from file caps rule scopes", f.tokOps, "token:ops", "operator.read"},
 			{"HS256 JWT with role claim", f.jwt(t, jwt.SigningMethodHS256, f.hsSecret, stdClaims("Carol@Example.com", map[string]any{"role": "operator"})), "carol@example.com", "operator.read"},
-			{"EdDSA JWT, no scopes: header present and empty", f.jwt(t, jwt.SigningMethodEdDSA, f.edPriv, stdClaims("dave@example.com", nil)), "dave@example.com", ""},
+			// No gateway block, so no OpenClaw version: the value every known line reads as none.
+			{"EdDSA JWT, no scopes: header present and granting none", f.jwt(t, jwt.SigningMethodEdDSA, f.edPriv, stdClaims("dave@example.com", nil)), "dave@example.com", release.NoScopesUnmeasured},
 		}
 		for _, base := range []string{f.url, f.guardURL} {
 			for _, tt := range tests {

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/edge"
+	"github.com/clawgate/clawgate/caddymodule/internal/release"
 )
 
 func init() {
@@ -34,8 +35,9 @@ func init() {
 // wins, default deny). An admitted request has every client-supplied identity and
 // forwarding header removed and the headers OpenClaw's trusted-proxy mode reads set
 // by the guard: X-Forwarded-For (the client IP, never loopback), X-Forwarded-Proto,
-// X-Forwarded-Host, the user header and x-openclaw-scopes (always present, empty
-// when the matching rule grants no scopes).
+// X-Forwarded-Host, the user header and x-openclaw-scopes (always present; when
+// the matching rule grants no scopes, the value the gateway's OpenClaw release
+// line reads as none).
 //
 // After an admitted request these placeholders are set: {http.auth.user.id} and
 // {clawgate.user} (the identity forwarded to OpenClaw), {clawgate.login},
@@ -520,6 +522,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		r.Header.Set("Authorization", h.brokered)
 	}
 	st.user, st.scopes, st.proto, st.host, st.decision = user, decision.ScopesHeader, forwardedProto(r), r.Host, decision.Rule
+	st.noScopes = st.scopes == ""
+	if st.noScopes {
+		// No scopes: the value this gateway's OpenClaw reads as none, which
+		// is not always the empty one.
+		st.scopes = release.NoScopesUnmeasured
+		if h.app != nil {
+			st.scopes = h.app.noScopesHeader(h.Gateway)
+		}
+	}
 	if err := h.forward.Set(r.Header, edge.Forward{
 		ClientIP:       clientIP,
 		ClientIPString: st.clientIP,
@@ -704,6 +715,7 @@ type guardState struct {
 	userKey                             string
 	cleaner                             *edge.HeaderCleaner
 	decision                            int
+	noScopes                            bool // the rule grants none; scopes holds the gateway's "none" value
 	hdr                                 [5]string
 }
 
@@ -761,6 +773,9 @@ func (st *guardState) placeholder(key string) (any, bool) {
 	case "tags":
 		return strings.Join(st.id.Tags, ","), true
 	case "scopes":
+		if st.noScopes {
+			return "", true
+		}
 		return st.scopes, true
 	case "client_ip":
 		return st.clientIP, true

@@ -298,9 +298,9 @@ func testOpenClawTrustedProxy(t *testing.T) {
 		}
 	})
 
-	// The rule for the ci token grants no scopes, so clawgate sends an empty
-	// x-openclaw-scopes, which OpenClaw must read as "none", not as the
-	// operator defaults (admin included) it gives a request without one.
+	// The rule for the ci token grants no scopes, so clawgate sends the
+	// x-openclaw-scopes value this gateway reads as "none", never an absent
+	// header, which means the operator defaults (admin included).
 	t.Run("tools/invoke under a rule with no scopes", func(t *testing.T) {
 		status, body := ocPost(t, f.ci, "/tools/invoke", `{"tool":"sessions_list","args":{}}`, asCI)
 		t.Logf("OpenClaw answered %d %s", status, strings.TrimSpace(body))

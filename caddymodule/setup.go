@@ -14,11 +14,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/audit"
+	"github.com/clawgate/clawgate/caddymodule/internal/release"
 	"github.com/clawgate/clawgate/caddymodule/internal/setup"
 )
 
@@ -154,7 +156,19 @@ func runSetupCommand(out io.Writer, o setupOptions) (int, error) {
 		if o.loadOpts != nil {
 			lo = o.loadOpts(name, g.block)
 		}
-		p, err := setup.Prepare(lo, e, setup.Options{DeviceAutoApprove: o.autoApprove})
+		so := setup.Options{DeviceAutoApprove: o.autoApprove}
+		if g.block != nil {
+			repl := caddy.NewReplacer()
+			so.Version.Configured = repl.ReplaceKnown(g.block.OpenClawVersion, "")
+			if pkg := repl.ReplaceKnown(g.block.OpenClawPackage, ""); pkg != "" {
+				if v, err := release.PackageVersion(pkg); err != nil {
+					so.Version.PackageErr = err.Error()
+				} else {
+					so.Version.Package = v
+				}
+			}
+		}
+		p, err := setup.Prepare(lo, e, so)
 		if err != nil {
 			fail(fmt.Errorf("gateway %q: %w", name, err))
 			continue

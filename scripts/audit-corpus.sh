@@ -30,6 +30,11 @@
 # replaced by $ROOT in the recorded output. TestCorpus (go test ./caddymodule/internal/audit) builds
 # cases the same way.
 #
+# With CLAWGATE_OPENCLAW_VERSION naming another release line than the pinned one, record and check use
+# that line's real CLI and its own records, caddymodule/internal/release/testdata/corpus/<VERSION>/
+# <case>.json: the audits of older lines differ from the pinned one's in places, and clawgate's own
+# audit (TestCorpus) follows the pinned line. check picks among the cases recorded for that line.
+#
 # Configuring a channel whose plugin is not bundled (discord, slack, whatsapp) or some model providers
 # makes the real CLI npm-install the plugin into the state dir while it audits. The corpus points npm
 # at an unreachable registry instead, so that install fails at once and the same way everywhere: runs
@@ -41,6 +46,8 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 corpus=$repo/caddymodule/internal/audit/testdata/corpus
 openclaw=$repo/scripts/openclaw.sh
+pinned=$("$openclaw" lines | sed -n 1p) # sed reads it all: head could leave the writer a SIGPIPE
+line=${CLAWGATE_OPENCLAW_VERSION:-$pinned}
 
 die() {
 	echo "audit-corpus.sh: $*" >&2
@@ -108,7 +115,7 @@ run_case() {
 	tmp=$(cd "$tmp" && pwd -P)
 	local envs=()
 	mapfile -t envs < <(build_case "$corpus/$name" "$tmp")
-	env -i PATH="$PATH" "${audit_env[@]}" "${envs[@]}" "$openclaw" audit "$tmp/state/openclaw.json" "$tmp/state" >"$tmp/out.json" 2>"$tmp/err.txt" || rc=$?
+	env -i PATH="$PATH" CLAWGATE_OPENCLAW_VERSION="${CLAWGATE_OPENCLAW_VERSION:-}" "${audit_env[@]}" "${envs[@]}" "$openclaw" audit "$tmp/state/openclaw.json" "$tmp/state" >"$tmp/out.json" 2>"$tmp/err.txt" || rc=$?
 	if ! "$NODE" -e 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).findings.length' "$tmp/out.json" >/dev/null 2>&1; then
 		echo "audit-corpus.sh: case $name: the real audit failed (exit $rc):" >&2
 		head -c 2000 "$tmp/out.json" "$tmp/err.txt" >&2 || true
@@ -182,10 +189,30 @@ cmd_record-validate() {
 	((failed == 0)) || die "$failed case(s) failed to record"
 }
 
+# expected_for prints where the recorded audit of a case is kept for the selected release line.
+expected_for() {
+	if [[ $line == "$pinned" ]]; then
+		echo "$corpus/$1/expected.json"
+	else
+		echo "$repo/caddymodule/internal/release/testdata/corpus/$line/$1.json"
+	fi
+}
+
 list_cases() {
 	local d
 	for d in "$corpus"/*/; do
 		[[ -f $d/openclaw.json ]] && basename "$d"
+	done
+}
+
+# recorded_cases lists the cases to check for the selected release line: every case for the pinned
+# line (one without expected.json is an error), those recorded so far for another.
+recorded_cases() {
+	local name
+	list_cases | while read -r name; do
+		if [[ $line == "$pinned" || -f $(expected_for "$name") ]]; then
+			echo "$name"
+		fi
 	done
 }
 
@@ -195,8 +222,9 @@ cmd_record() {
 	for name in "${cases[@]}"; do
 		[[ -f $corpus/$name/openclaw.json ]] || die "no case $name"
 		start=$SECONDS
-		if run_case "$name" "$corpus/$name/expected.json"; then
-			echo "recorded $name ($((SECONDS - start))s): $("$NODE" -e 'const r=require(process.argv[1]);console.log(r.findings.map(f=>f.severity[0]+":"+f.checkId).join(" "))' "$corpus/$name/expected.json")"
+		mkdir -p "$(dirname "$(expected_for "$name")")"
+		if run_case "$name" "$(expected_for "$name")"; then
+			echo "recorded $name ($((SECONDS - start))s): $("$NODE" -e 'const r=require(process.argv[1]);console.log(r.findings.map(f=>f.severity[0]+":"+f.checkId).join(" "))' "$(expected_for "$name")")"
 		else
 			failed=$((failed + 1))
 		fi
@@ -210,15 +238,15 @@ cmd_check() {
 	if [[ $# -gt 0 ]]; then
 		picked=("$@")
 	else
-		mapfile -t all < <(list_cases)
-		[[ ${#all[@]} -gt 0 ]] || die "no cases under $corpus"
+		mapfile -t all < <(recorded_cases)
+		[[ ${#all[@]} -gt 0 ]] || die "no cases recorded for OpenClaw $line"
 		mapfile -t picked < <(printf '%s\n' "${all[@]}" | shuf -n "$n")
 	fi
 	tmp=$(mktemp -d)
 	# Expanded now: the local is gone by the time the EXIT trap runs.
 	trap "rm -rf $(printf %q "$tmp")" EXIT
 	for name in "${picked[@]}"; do
-		[[ -f $corpus/$name/expected.json ]] || die "case $name has no expected.json; run: scripts/audit-corpus.sh record $name"
+		[[ -f $(expected_for "$name") ]] || die "case $name has no recorded audit for OpenClaw $line; run: CLAWGATE_OPENCLAW_VERSION=$line scripts/audit-corpus.sh record $name"
 		run_case "$name" "$tmp/$name.json" || { bad=$((bad + 1)); continue; }
 		if "$NODE" -e '
 const [want, got] = process.argv.slice(1).map((f) => new Set(require(f).findings.map((x) => x.checkId + " " + x.severity)));
@@ -227,14 +255,16 @@ if (missing.length || extra.length) {
   for (const k of missing) console.log("  only in expected.json: " + k);
   for (const k of extra) console.log("  only in this run:      " + k);
   process.exit(1);
-}' "$corpus/$name/expected.json" "$tmp/$name.json"; then
-			echo "ok    $name"
+}' "$(expected_for "$name")" "$tmp/$name.json"; then
+			echo "ok    $name ($line)"
 		else
 			echo "DRIFT $name"
 			bad=$((bad + 1))
 		fi
 	done
 	((bad == 0)) || die "$bad of ${#picked[@]} case(s) differ from the recorded real audit; OpenClaw has drifted (re-record and review)"
+	# The schema and the invalid half are recorded for the pinned line only.
+	[[ $line == "$pinned" ]] || return 0
 	"$repo/scripts/openclaw-schema.sh" check
 	[[ $# -gt 0 ]] && return
 	mapfile -t all < <(list_invalid)
@@ -269,7 +299,7 @@ cmd_bench() {
 	install -m 600 "$repo"/caddymodule/internal/audit/testdata/bench/* "$tmp/state/"
 	for ((i = 0; i < runs; i++)); do
 		start=$(date +%s%N)
-		env -i PATH="$PATH" "${audit_env[@]}" "${bench_env[@]}" "$openclaw" audit "$tmp/state/openclaw.json" "$tmp/state" >"$tmp/out.json" 2>&1 ||
+		env -i PATH="$PATH" CLAWGATE_OPENCLAW_VERSION="${CLAWGATE_OPENCLAW_VERSION:-}" "${audit_env[@]}" "${bench_env[@]}" "$openclaw" audit "$tmp/state/openclaw.json" "$tmp/state" >"$tmp/out.json" 2>&1 ||
 			die "real audit failed: $(head -c 1000 "$tmp/out.json")"
 		end=$(date +%s%N)
 		total=$((total + (end - start) / 1000))

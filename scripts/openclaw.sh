@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # openclaw.sh installs and runs the real OpenClaw gateway that clawgate's tests and demo talk to.
 #
-#   scripts/openclaw.sh install                 install the pinned Node and OpenClaw (idempotent)
-#   scripts/openclaw.sh env                     print shell lines that put them on PATH
-#   scripts/openclaw.sh bin                     print the path of the openclaw wrapper
+#   scripts/openclaw.sh install [VERSION...]    install Node and OpenClaw VERSION (default: the pinned
+#                                               one), each release line in its own directory (idempotent)
+#   scripts/openclaw.sh env [VERSION]           print shell lines that put them on PATH
+#   scripts/openclaw.sh bin [VERSION]           print the path of the openclaw wrapper
+#   scripts/openclaw.sh lines                   print the supported release lines, the pinned one first
 #   scripts/openclaw.sh run <dir> [--port N] [gateway args...]
 #                                               start a gateway isolated in <dir>; <dir>/openclaw.json
 #                                               must exist; returns once /healthz and /readyz
@@ -12,28 +14,48 @@
 #   scripts/openclaw.sh audit <config> <state-dir> [audit args...]
 #                                               print `openclaw security audit --json` for that config
 #
-# Everything lives in ${CLAWGATE_OPENCLAW_HOME:-<repo>/.cache/openclaw}. The system Node (20) is too
-# old for OpenClaw, so Node 24 comes from the npm registry's `node` package and is installed first:
+# run and audit use the release line named by $CLAWGATE_OPENCLAW_VERSION, the pinned one when unset.
+# Everything lives in ${CLAWGATE_OPENCLAW_HOME:-<repo>/.cache/openclaw}: the pinned line in app/ and
+# bin/, every other line in lines/<VERSION>/, all sharing one Node. The system Node (20) is too old
+# for OpenClaw, so Node 24 comes from the npm registry's `node` package and is installed first:
 # openclaw's preinstall checks the `node` found on PATH and refuses anything older than 24.16.
 set -euo pipefail
 
 NODE_VERSION=24.21.0
-OPENCLAW_VERSION=2026.9.6
+# The pinned release line, and the others clawgate supports (newest first). Keep in step with
+# the known lines in caddymodule/internal/setup (openclaw version handling).
+PINNED_VERSION=2026.9.6
+SUPPORTED_VERSIONS=(2026.9.6 2026.8.2 2026.7.35)
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 home=${CLAWGATE_OPENCLAW_HOME:-$repo/.cache/openclaw}
 [[ $home == /* ]] || home=$PWD/$home # the generated wrapper must work from any directory
 node_dir=$home/nodepkg/node_modules/node/bin
 node_bin=$node_dir/node
-app_main=$home/app/node_modules/openclaw/openclaw.mjs
-wrapper=$home/bin/openclaw
-stamp=$home/installed
-want_stamp="node@$NODE_VERSION openclaw@$OPENCLAW_VERSION"
 
 die() {
 	echo "openclaw.sh: $*" >&2
 	exit 1
 }
+
+# select_version sets OPENCLAW_VERSION and the paths of that release line: the pinned line keeps
+# the top-level app/ and bin/, every other line has its own lines/<VERSION>/ so several can be
+# installed side by side.
+select_version() {
+	OPENCLAW_VERSION=${1:-$PINNED_VERSION}
+	[[ $OPENCLAW_VERSION =~ ^[0-9]{4}\.[0-9]{1,2}\.[0-9]{1,3}$ ]] ||
+		die "\"$OPENCLAW_VERSION\" is not an OpenClaw version (want YYYY.M.N, e.g. $PINNED_VERSION)"
+	local base=$home
+	[[ $OPENCLAW_VERSION == "$PINNED_VERSION" ]] || base=$home/lines/$OPENCLAW_VERSION
+	line_home=$base
+	app_main=$base/app/node_modules/openclaw/openclaw.mjs
+	wrapper=$base/bin/openclaw
+	stamp=$base/installed
+	want_stamp="node@$NODE_VERSION openclaw@$OPENCLAW_VERSION"
+	install_hint="scripts/openclaw.sh install"
+	[[ $OPENCLAW_VERSION == "$PINNED_VERSION" ]] || install_hint+=" $OPENCLAW_VERSION"
+}
+select_version "${CLAWGATE_OPENCLAW_VERSION:-}"
 
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
@@ -45,12 +67,12 @@ installed() {
 	[[ $(<"$stamp") == "$want_stamp" ]] || return 1
 	local got
 	got=$("$node_bin" -p 'require(process.argv[1]).version + " " + require(process.argv[2]).version' \
-		"$home/nodepkg/node_modules/node/package.json" "$home/app/node_modules/openclaw/package.json" 2>/dev/null) || return 1
+		"$home/nodepkg/node_modules/node/package.json" "$line_home/app/node_modules/openclaw/package.json" 2>/dev/null) || return 1
 	[[ $got == "$NODE_VERSION $OPENCLAW_VERSION" ]]
 }
 
 need_installed() {
-	installed || die "OpenClaw $OPENCLAW_VERSION is not installed in $home; run: scripts/openclaw.sh install"
+	installed || die "OpenClaw $OPENCLAW_VERSION is not installed in $line_home; run: $install_hint"
 }
 
 # npm_in installs one exact package spec into its own small npm project.
@@ -67,10 +89,20 @@ version_of() {
 }
 
 cmd_install() {
+	local v
+	[[ $# -gt 0 ]] || set -- "$OPENCLAW_VERSION"
+	for v in "$@"; do
+		select_version "$v"
+		install_one
+	done
+}
+
+# install_one installs the selected release line (and the shared Node) unless it is in place.
+install_one() {
 	local start
 	start=$(now)
 	if installed; then
-		echo "OpenClaw $OPENCLAW_VERSION on Node $NODE_VERSION already installed in $home ($(since "$start"))"
+		echo "OpenClaw $OPENCLAW_VERSION on Node $NODE_VERSION already installed in $line_home ($(since "$start"))"
 		return
 	fi
 	mkdir -p "$home"
@@ -89,14 +121,14 @@ cmd_install() {
 	fi
 	[[ $("$node_bin" --version) == "v$NODE_VERSION" ]] || die "$node_bin is not Node $NODE_VERSION"
 
-	if [[ $(version_of "$home/app/node_modules/openclaw/package.json") != "$OPENCLAW_VERSION" || ! -f $app_main ]]; then
+	if [[ $(version_of "$line_home/app/node_modules/openclaw/package.json") != "$OPENCLAW_VERSION" || ! -f $app_main ]]; then
 		# The pinned node first on PATH: openclaw's preinstall and postinstall run under it.
-		PATH=$node_dir:$PATH npm_in "$home/app" "openclaw@$OPENCLAW_VERSION"
+		PATH=$node_dir:$PATH npm_in "$line_home/app" "openclaw@$OPENCLAW_VERSION"
 	fi
 
 	# The wrapper puts the pinned node first on PATH too, so whatever node or npm openclaw spawns
 	# (plugin installs, workers) is the same Node 24 and never the system one.
-	mkdir -p "$home/bin"
+	mkdir -p "$line_home/bin"
 	{
 		echo '#!/usr/bin/env bash'
 		echo "# Generated by scripts/openclaw.sh install: OpenClaw $OPENCLAW_VERSION on Node $NODE_VERSION."
@@ -109,18 +141,27 @@ cmd_install() {
 	version=$("$wrapper" --version) || die "$wrapper --version failed"
 	[[ $version == "OpenClaw $OPENCLAW_VERSION"* ]] || die "$wrapper --version printed \"$version\", want OpenClaw $OPENCLAW_VERSION"
 	echo "$want_stamp" >"$stamp"
-	echo "installed $version on Node $NODE_VERSION in $home ($(since "$start"))"
+	echo "installed $version on Node $NODE_VERSION in $line_home ($(since "$start"))"
 }
 
 cmd_env() {
+	[[ $# -le 1 ]] || die "usage: env [VERSION]"
+	[[ $# -eq 0 ]] || select_version "$1"
 	need_installed
 	printf 'export CLAWGATE_OPENCLAW_HOME=%q\n' "$home"
-	printf 'export PATH=%q:%q:"$PATH"\n' "$home/bin" "$node_dir"
+	printf 'export CLAWGATE_OPENCLAW_VERSION=%q\n' "$OPENCLAW_VERSION"
+	printf 'export PATH=%q:%q:"$PATH"\n' "$line_home/bin" "$node_dir"
 }
 
 cmd_bin() {
+	[[ $# -le 1 ]] || die "usage: bin [VERSION]"
+	[[ $# -eq 0 ]] || select_version "$1"
 	need_installed
 	echo "$wrapper"
+}
+
+cmd_lines() {
+	printf '%s\n' "${SUPPORTED_VERSIONS[@]}"
 }
 
 # isolate points HOME, the config and the state dir at the given paths, so a test never reads or
@@ -288,13 +329,13 @@ cmd_audit() {
 }
 
 case ${1:-} in
-install | env | bin | run | stop | audit)
+install | env | bin | lines | run | stop | audit)
 	sub=$1
 	shift
 	"cmd_$sub" "$@"
 	;;
 *)
-	sed -n '2,13s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+	sed -n '2,21s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
 	exit 2
 	;;
 esac

@@ -603,8 +603,9 @@ func intersect(a, b []string) []string {
 }
 
 // ScopesHeader renders scopes for x-openclaw-scopes: comma-joined, "" for
-// none. An empty value still caps OpenClaw to no scopes, unlike an absent
-// header.
+// none. For none the caller sends the value the gateway's OpenClaw release
+// line reads as no scopes (see package release): an absent header means the
+// full operator set.
 func ScopesHeader(scopes []string) string {
 	switch len(scopes) {
 	case 0:

@@ -46,19 +46,45 @@ type Gateway struct {
 // Node. When OpenClaw is not installed it skips the test, or fails it under CI=true.
 func Require(t testing.TB) (bin string) {
 	t.Helper()
+	return RequireVersion(t, "")
+}
+
+// RequireVersion is Require for OpenClaw release line version ("" for the pinned one).
+func RequireVersion(t testing.TB, version string) (bin string) {
+	t.Helper()
+	install := installCommand
+	args := []string{"bin"}
+	if version != "" {
+		install += " " + version
+		args = append(args, version)
+	}
 	script, err := scriptPath()
 	if err == nil {
 		var out []byte
-		out, err = runScript(script, nil, "bin")
+		out, err = runScript(script, nil, args...)
 		if err == nil {
 			return strings.TrimSpace(string(out))
 		}
 	}
 	if inCI() {
-		t.Fatalf("real OpenClaw is required under CI but unavailable: %v\nCI must run `%s` before the tests (./scripts/test does)", err, installCommand)
+		t.Fatalf("real OpenClaw %s is required under CI but unavailable: %v\nCI must run `%s` before the tests (./scripts/test does)", version, err, install)
 	}
-	t.Skipf("real OpenClaw is not installed (%v); run `%s` to enable this test", err, installCommand)
+	t.Skipf("real OpenClaw %s is not installed (%v); run `%s` to enable this test", version, err, install)
 	return ""
+}
+
+// Lines returns the OpenClaw release lines scripts/openclaw.sh supports, the pinned one first.
+func Lines(t testing.TB) []string {
+	t.Helper()
+	script, err := scriptPath()
+	if err != nil {
+		t.Fatalf("listing openclaw release lines: %v", err)
+	}
+	out, err := runScript(script, nil, "lines")
+	if err != nil {
+		t.Fatalf("listing openclaw release lines: %v", err)
+	}
+	return strings.Fields(string(out))
 }
 
 // Start writes config to a fresh directory with mode 0600 and starts a gateway from it on
@@ -67,7 +93,14 @@ func Require(t testing.TB) (bin string) {
 // test failed, the tail of its log is logged first.
 func Start(t testing.TB, config []byte, port int) *Gateway {
 	t.Helper()
-	Require(t)
+	return StartVersion(t, "", config, port)
+}
+
+// StartVersion is Start with OpenClaw release line version ("" for the pinned one), installed by
+// `scripts/openclaw.sh install VERSION`.
+func StartVersion(t testing.TB, version string, config []byte, port int) *Gateway {
+	t.Helper()
+	RequireVersion(t, version)
 	script, err := scriptPath()
 	if err != nil {
 		t.Fatalf("starting openclaw gateway: %v", err)
@@ -95,7 +128,7 @@ func Start(t testing.TB, config []byte, port int) *Gateway {
 	})
 	// The watch PID makes the script stop the gateway if this test binary dies before its
 	// cleanups run (a timeout, a kill), so no 1 GB gateway outlives the run.
-	env := []string{"CLAWGATE_OPENCLAW_WATCH_PID=" + strconv.Itoa(os.Getpid())}
+	env := []string{"CLAWGATE_OPENCLAW_WATCH_PID=" + strconv.Itoa(os.Getpid()), "CLAWGATE_OPENCLAW_VERSION=" + version}
 	if out, err := runScript(script, env, "run", g.Dir, "--port", strconv.Itoa(port)); err != nil {
 		t.Fatalf("starting openclaw gateway in %s: %v", g.Dir, err)
 	} else {

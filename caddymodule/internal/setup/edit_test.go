@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/release"
 )
 
 // memEditor is an editor over one in-memory file.
@@ -145,7 +147,7 @@ func FuzzEdit(f *testing.F) {
 			return
 		}
 		want := deepCopy(m)
-		for _, o := range planOps(m, e, Options{DeviceAutoApprove: true}) {
+		for _, o := range planOps(m, e, Options{DeviceAutoApprove: true}, release.Newest()) {
 			if _, err := ed.apply(o); err != nil {
 				if errors.Is(err, errUnsafe) || strings.Contains(err.Error(), "not loaded") {
 					return

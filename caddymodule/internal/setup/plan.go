@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/release"
 )
 
 // Options adjusts the plan.
@@ -15,6 +17,10 @@ type Options struct {
 	// with the non-admin scopes clawgate's rules grant, so browsers that come
 	// through clawgate are paired without `openclaw devices approve`.
 	DeviceAutoApprove bool
+	// Version is what is known of the gateway's OpenClaw version apart from
+	// its config (whose meta.lastTouchedVersion Prepare adds): the plan
+	// writes only keys that version's schema accepts.
+	Version release.Evidence
 }
 
 type opKind int
@@ -62,6 +68,8 @@ var (
 	pAutoApprove  = []string{"gateway", "auth", "trustedProxy", "deviceAutoApprove"}
 	pIDScopes     = []string{"gateway", "auth", "identityScopes"}
 	pOrigins      = []string{"gateway", "controlUi", "allowedOrigins"}
+	pPublicOrigin = []string{"gateway", "publicOrigin"}
+	pRoles        = []string{"gateway", "roles"}
 	loopbackHosts = []string{"127.0.0.1", "::1"}
 )
 
@@ -72,7 +80,7 @@ const (
 
 // planOps works out the changes that make the merged config tree agree with
 // the edge. Each op carries the reason shown to the user.
-func planOps(tree map[string]any, e Edge, o Options) []op {
+func planOps(tree map[string]any, e Edge, o Options, line release.Line) []op {
 	var ops []op
 	add := func(kind opKind, path []string, value any, reason string) {
 		old, had := lookup(tree, path)
@@ -159,8 +167,23 @@ func planOps(tree map[string]any, e Edge, o Options) []op {
 		add(opDelete, pAllowUsers, nil, "clawgate's rules name no user, so any list here drifts from the edge")
 	}
 
-	planAutoApprove(tree, e, o, add)
-	planIdentityScopes(tree, e, add)
+	unknownKey := fmt.Sprintf("OpenClaw %s does not know this key and refuses to start with it", line.Version)
+	if line.DeviceAutoApprove {
+		planAutoApprove(tree, e, o, add)
+	} else if _, ok := lookup(tree, pAutoApprove); ok {
+		add(opDelete, pAutoApprove, nil, unknownKey)
+	}
+	if line.IdentityScopes {
+		planIdentityScopes(tree, e, add)
+	} else if _, ok := lookup(tree, pIDScopes); ok {
+		add(opDelete, pIDScopes, nil, unknownKey)
+	}
+	if _, ok := lookup(tree, pPublicOrigin); ok && !line.PublicOrigin {
+		add(opDelete, pPublicOrigin, nil, unknownKey)
+	}
+	if _, ok := lookup(tree, pRoles); ok && !line.Roles {
+		add(opDelete, pRoles, nil, unknownKey)
+	}
 
 	origins := stringList(tree, pOrigins)
 	switch {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/audit"
+	"github.com/clawgate/clawgate/caddymodule/internal/release"
 )
 
 // Change is one line of the diff: a path of the merged config, what it held,
@@ -37,6 +38,8 @@ type Plan struct {
 	Config string `json:"config"`
 	// Changes are the changes, in order.
 	Changes []Change `json:"changes"`
+	// OpenClaw is the release line the plan is written for, and why.
+	OpenClaw release.Assumed `json:"openclaw"`
 	// Notes are things the user should know that no change fixes.
 	Notes []string `json:"notes,omitempty"`
 	// Unwritable says why the changes cannot be written by setup, when they
@@ -62,8 +65,13 @@ func Prepare(lo audit.LoadOptions, e Edge, o Options) (*Plan, error) {
 	}
 	lo.ConfigPath = cfg.Path
 	p := &Plan{Config: cfg.Path, load: lo, edge: e, Notes: slices.Clone(e.Notes)}
-	p.ops = planOps(cfg.Tree, e, o)
-	if o.DeviceAutoApprove && len(e.AutoApproveScopes) == 0 {
+	ev := o.Version
+	ev.Hint = release.ConfigHint(cfg.Tree)
+	p.OpenClaw = release.Assume(ev)
+	line := p.OpenClaw.Features()
+	p.ops = planOps(cfg.Tree, e, o, line)
+	p.Notes = append(p.Notes, versionNotes(p.OpenClaw, e, o)...)
+	if o.DeviceAutoApprove && line.DeviceAutoApprove && len(e.AutoApproveScopes) == 0 {
 		p.Notes = append(p.Notes, "--device-auto-approve: clawgate's rules grant no non-admin operator scope, so there is nothing to auto-approve")
 	}
 	if env := cfg.Getenv(envToken); env != "" {
@@ -136,6 +144,25 @@ func (p *Plan) validateEdited() error {
 		lines[i] = is.Path + ": " + is.Message
 	}
 	return fmt.Errorf("OpenClaw would refuse the config as setup would write it (fix these keys first, or check that this OpenClaw is %s): %s", audit.DefaultSchemaVersion, strings.Join(lines, "; "))
+}
+
+// versionNotes says which OpenClaw line the plan is for and what of the edge
+// that line cannot express.
+func versionNotes(a release.Assumed, e Edge, o Options) []string {
+	line := a.Features()
+	var notes []string
+	if a.Known {
+		notes = append(notes, "planned for "+a.Why)
+	} else {
+		notes = append(notes, "planned for OpenClaw "+a.Line+": "+a.Why+"; if the gateway runs an older line, set openclaw_version in its clawgate gateway block (2026.7.35 refuses to start with gateway.auth.identityScopes)")
+	}
+	if !line.IdentityScopes && len(e.Scopes) > 0 {
+		notes = append(notes, fmt.Sprintf("OpenClaw %s has no gateway.auth.identityScopes, so the scopes clawgate's rules grant cannot be granted per identity: a client without a paired device (CLI, automation) gets hello-ok with no scopes on WebSocket; on HTTP each request still has the scopes of its clawgate rule (x-openclaw-scopes); a browser needs one manual `openclaw devices approve <requestId>` on the gateway host", line.Version))
+	}
+	if o.DeviceAutoApprove && !line.DeviceAutoApprove {
+		notes = append(notes, fmt.Sprintf("--device-auto-approve: OpenClaw %s has no gateway.auth.trustedProxy.deviceAutoApprove, so nothing is written; approve each browser once with `openclaw devices approve <requestId>` on the gateway host", line.Version))
+	}
+	return notes
 }
 
 func (p *Plan) fail(err error) {

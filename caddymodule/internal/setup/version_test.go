@@ -1,0 +1,110 @@
+package setup
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/release"
+)
+
+// A config that an earlier setup wrote for a newer line: identityScopes,
+// deviceAutoApprove, publicOrigin and roles, all unknown to 2026.7.35.
+const newerLineConfig = `{
+  meta: { lastTouchedVersion: "2026.9.6" },
+  gateway: {
+    mode: "local", bind: "loopback", port: 18789,
+    trustedProxies: ["127.0.0.1", "::1"],
+    publicOrigin: "https://gw.tail1234.ts.net",
+    roles: { viewer: { scopes: ["operator.read"] } },
+    auth: { mode: "trusted-proxy",
+      trustedProxy: { userHeader: "x-forwarded-user", requiredHeaders: ["x-forwarded-proto", "x-forwarded-host"],
+        allowUsers: ["alice@example.com", "token:ci"], allowLoopback: true,
+        deviceAutoApprove: { enabled: true, scopes: ["operator.read"] } },
+      identityScopes: { "alice@example.com": ["operator.read", "operator.write"], "token:ci": ["operator.read"] } },
+    controlUi: { allowedOrigins: ["https://gw.tail1234.ts.net"] },
+  },
+}`
+
+func TestPlanPerReleaseLine(t *testing.T) {
+	const (
+		rmIDScopes = "remove gateway.auth.identityScopes"
+		rmAuto     = "remove gateway.auth.trustedProxy.deviceAutoApprove"
+		rmOrigin   = "remove gateway.publicOrigin"
+		rmRoles    = "remove gateway.roles"
+	)
+	tests := []struct {
+		name       string
+		config     string
+		opts       Options
+		want       []string // the exact diff
+		line       string
+		notesHave  []string
+		notesLack  []string
+		wantSource release.Source
+	}{
+		{name: "2026.7.35 from openclaw_version removes what it does not know", config: newerLineConfig,
+			opts: Options{Version: release.Evidence{Configured: "2026.7.35"}},
+			want: []string{rmAuto, rmIDScopes, rmOrigin, rmRoles}, line: "2026.7.35", wantSource: release.SourceConfigured,
+			notesHave: []string{"planned for OpenClaw 2026.7.35, from openclaw_version", "the config was last written by OpenClaw 2026.9.6",
+				"OpenClaw 2026.7.35 has no gateway.auth.identityScopes", "openclaw devices approve <requestId>"}},
+		{name: "2026.7.35 with --device-auto-approve writes none and says so", config: `{gateway: {port: 18789}}`,
+			opts: Options{DeviceAutoApprove: true, Version: release.Evidence{Configured: "2026.7.35"}},
+			want: cat(addLoopbackB, addProxies, addTP, addHeader, addRequired, addLoopback, addUsers, addOrigins), line: "2026.7.35",
+			wantSource: release.SourceConfigured,
+			notesHave:  []string{"--device-auto-approve: OpenClaw 2026.7.35 has no gateway.auth.trustedProxy.deviceAutoApprove, so nothing is written"}},
+		{name: "2026.8.2 from the config's hint keeps them", config: strings.Replace(newerLineConfig, `"2026.9.6"`, `"2026.8.2"`, 1),
+			want: nil, line: "2026.8.2", wantSource: release.SourceConfigHint,
+			notesHave: []string{"planned for OpenClaw 2026.8.2, from meta.lastTouchedVersion"},
+			notesLack: []string{"has no gateway.auth.identityScopes"}},
+		{name: "no version: the newest line, and how to say otherwise", config: `{gateway: {port: 18789}}`,
+			want: cat(addLoopbackB, addProxies, addTP, trustedTail, addOrigins), line: "2026.9.6", wantSource: release.SourceNone,
+			notesHave: []string{"planned for OpenClaw 2026.9.6", "set openclaw_version in its clawgate gateway block"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "openclaw.json")
+			if err := os.WriteFile(path, []byte(tt.config), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			p, err := Prepare(loadOpts(t, path), testEdge(t), tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := diffLines(p); !slices.Equal(got, tt.want) {
+				t.Errorf("diff =\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(tt.want, "\n  "))
+			}
+			if p.OpenClaw.Line != tt.line || p.OpenClaw.Source != tt.wantSource {
+				t.Errorf("OpenClaw = %+v, want line %s from %s", p.OpenClaw, tt.line, tt.wantSource)
+			}
+			notes := strings.Join(p.Notes, "\n")
+			for _, w := range tt.notesHave {
+				if !strings.Contains(notes, w) {
+					t.Errorf("notes do not say %q:\n%s", w, notes)
+				}
+			}
+			for _, w := range tt.notesLack {
+				if strings.Contains(notes, w) {
+					t.Errorf("notes say %q:\n%s", w, notes)
+				}
+			}
+			if len(tt.want) == 0 {
+				return
+			}
+			if _, err := p.Write(time.Date(2026, 7, 3, 12, 0, 0, 0, time.UTC)); err != nil {
+				t.Fatalf("Write: %v", err)
+			}
+			again, err := Prepare(loadOpts(t, path), testEdge(t), tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := diffLines(again); len(got) != 0 {
+				t.Errorf("after writing, the plan still has changes: %q", got)
+			}
+		})
+	}
+}
