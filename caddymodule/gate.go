@@ -505,6 +505,17 @@ func (g *gate) check() {
 			st = g.audit()
 		}
 		fp = watch.Fingerprint(g.inputs, os.Environ())
+	} else if st.inputs != nil && g.w != nil {
+		// The same inputs, but a path that was absent may exist now (a
+		// package installed, a directory created): watch it itself rather
+		// than through its ancestor.
+		unwatched, err := g.w.Watch(st.inputs)
+		if err != nil {
+			g.degrade(err)
+		}
+		for _, t := range unwatched {
+			g.treeUnwatched(t, watch.ErrBudget)
+		}
 	}
 	g.fp = fp
 	if st.inputs != nil {
@@ -619,6 +630,10 @@ func (g *gate) runOptions(st *gateState) audit.RunOptions {
 	if wd, err := os.Getwd(); err == nil {
 		st.inputs = append(st.inputs, watch.Input{Path: filepath.Join(wd, ".env"), Kind: watch.Content})
 	}
+	// An upgrade of the installed OpenClaw changes the assumed release line.
+	if g.pkgPath != "" {
+		st.inputs = append(st.inputs, watch.Input{Path: g.pkgFile(), Kind: watch.Content})
+	}
 	return audit.RunOptions{
 		Now:    st.Checked,
 		Skills: g.scanSkills,
@@ -650,13 +665,18 @@ func (g *gate) assumeVersion(cfg *audit.Config) release.Assumed {
 	return release.Assume(ev)
 }
 
+// pkgFile is the installed package's package.json.
+func (g *gate) pkgFile() string {
+	if filepath.Base(g.pkgPath) == "package.json" {
+		return g.pkgPath
+	}
+	return filepath.Join(g.pkgPath, "package.json")
+}
+
 // packageVersion returns the installed package's version, or why it cannot
 // be read (without the path: callers see it).
 func (g *gate) packageVersion() (string, string) {
-	path := g.pkgPath
-	if filepath.Base(path) != "package.json" {
-		path = filepath.Join(path, "package.json")
-	}
+	path := g.pkgFile()
 	fi, err := os.Stat(path)
 	if err != nil {
 		g.pkg = pkgRead{}
