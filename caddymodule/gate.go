@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -98,7 +97,6 @@ type gateState struct {
 // provisionGates prepares a gate per configured gateway.
 func (a *App) provisionGates() error {
 	a.gates = make(map[string]*gate, len(a.Gateways))
-	repl := caddy.NewReplacer()
 	for name, gc := range a.Gateways {
 		g := &gate{name: name, cfg: *gc, logger: a.logger.With(zap.String("gateway", name)), metrics: a.metrics, done: make(chan struct{})}
 		switch strings.ToLower(gc.BlockOn) {
@@ -112,7 +110,11 @@ func (a *App) provisionGates() error {
 		default:
 			return fmt.Errorf("clawgate.gateways.%s.block_on: %q is not one of critical, warn, info, never", name, gc.BlockOn)
 		}
-		g.loadOpts = audit.LoadOptions{ConfigPath: repl.ReplaceKnown(gc.Config, ""), StateDir: repl.ReplaceKnown(gc.StateDir, "")}
+		lo, err := gatewayLoadOptions(name, gc)
+		if err != nil {
+			return err
+		}
+		g.loadOpts = lo
 		g.port = 18789
 		if gc.Upstream != "" {
 			ap, err := parseUpstream(gc.Upstream)

@@ -573,7 +573,7 @@ func newDevicesCommand() *cobra.Command {
 	var asJSON bool
 	runE := func(action string) func(*cobra.Command, []string) error {
 		return withExitStatus(func(c *cobra.Command, fl caddycmd.Flags) (int, error) {
-			addr, err := caddycmd.DetermineAdminAPIAddress(address, nil, config, adapter)
+			addr, err := adminAddress(address, config, adapter)
 			if err != nil {
 				return 1, fmt.Errorf("finding the admin endpoint: %w", err)
 			}
