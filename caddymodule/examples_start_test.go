@@ -24,6 +24,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddypki"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
+	"tailscale.com/tailcfg"
 )
 
 // userEdits makes the only changes to a shipped example that a user makes
@@ -84,7 +85,8 @@ type exampleRequest struct {
 	from     string // client node: "login:<email>", "tag:<tag>" or a hostname
 	bearer   string // environment variable holding the bearer token, if any
 	upstream string // the gateway address that must answer
-	user     string // x-forwarded-user the gateway must see
+	user     string // x-forwarded-user the gateway must see; none on Funnel
+	funnel   []byte // a Telegram update POSTed to url through Funnel, from the internet
 }
 
 // TestExamplesStart loads each example into a real Caddy on the in-process
@@ -97,7 +99,7 @@ func TestExamplesStart(t *testing.T) {
 	}
 	tests := []struct {
 		file     string
-		gateways []string // the configs `setup` writes, relative to HOME or absolute example paths
+		channels string // the gateway's channels as the example documents them, JSON5
 		requests []exampleRequest
 	}{
 		{file: "../Caddyfile.example", requests: []exampleRequest{
@@ -121,15 +123,24 @@ func TestExamplesStart(t *testing.T) {
 			{url: "https://claw.tail1234.ts.net/", from: "login:alice@example.com", upstream: "127.0.0.1:18789", user: "alice@example.com"},
 			{url: "https://claw.tail1234.ts.net/", from: "login:bob@example.com", upstream: "127.0.0.1:19789", user: "bob@example.com"},
 		}},
+		{file: "../examples/webhooks-funnel.caddyfile", channels: `telegram: {
+      dmPolicy: "allowlist", allowFrom: [123456789],
+      webhookUrl: "https://gw.tail1234.ts.net:8443/telegram-webhook",
+      webhookSecret: "${TELEGRAM_WEBHOOK_SECRET}",
+      webhookHost: "127.0.0.1", webhookPort: 8787, webhookPath: "/telegram-webhook",
+    }`, requests: []exampleRequest{
+			{url: "https://gw.tail1234.ts.net/", from: "login:alice@example.com", upstream: "127.0.0.1:18789", user: "alice@example.com"},
+			{url: "https://gw.tail1234.ts.net:8443/telegram-webhook", upstream: "127.0.0.1:8787", funnel: tgMessage(1, 123456789, 123456789, "private", "hi")},
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(filepath.Base(tt.file), func(t *testing.T) {
-			runExample(t, tt.file, tt.requests)
+			runExample(t, tt.file, tt.channels, tt.requests)
 		})
 	}
 }
 
-func runExample(t *testing.T, file string, requests []exampleRequest) {
+func runExample(t *testing.T, file, channels string, requests []exampleRequest) {
 	root := t.TempDir()
 	home := filepath.Join(root, "home", "user")
 	t.Setenv("HOME", home)
@@ -187,8 +198,11 @@ func runExample(t *testing.T, file string, requests []exampleRequest) {
     bind: "loopback",
     auth: { mode: "token", token: %q },
   },
+  channels: {
+    %s
+  },
 }
-`, upstreamPort(g), randToken(t, 24)))
+`, upstreamPort(g), randToken(t, 24), strings.ReplaceAll(channels, "tail1234.ts.net", tailnettest.Domain)))
 	}
 	var out bytes.Buffer
 	if code, err := runSetupCommand(&out, setupOptions{config: caddyfile, write: true}); code == 2 || err != nil {
@@ -203,8 +217,16 @@ func runExample(t *testing.T, file string, requests []exampleRequest) {
 		}
 	}
 	nodes := map[string]*tailnettest.Node{}
+	var funnel *funnelFixture
+	var granted <-chan struct{}
 	for i, r := range requests {
-		if nodes[r.from] != nil {
+		if r.funnel != nil && funnel == nil {
+			// The tailnet's side of the example's step 2: gw may use Funnel,
+			// and a relay node plays Tailscale's Funnel ingress.
+			granted = grantFunnel(tn, "gw")
+			funnel = &funnelFixture{tn: tn, relay: tn.NewNode(t, "relay", tailnettest.WithCapMap(tailcfg.PeerCapMap{tailcfg.PeerCapabilityIngress: nil}))}
+		}
+		if r.funnel != nil || nodes[r.from] != nil {
 			continue
 		}
 		host := fmt.Sprintf("client-%d", i)
@@ -219,6 +241,11 @@ func runExample(t *testing.T, file string, requests []exampleRequest) {
 	}
 
 	startCaddyTailnet(t, cf)
+	if funnel != nil {
+		<-granted
+		tn.WaitPeer(t, funnel.relay, "gw")
+		funnel.awaitFunnel(t)
+	}
 	var roots *x509.CertPool
 	if strings.Contains(cf, "tls internal") {
 		app, err := caddy.ActiveContext().App("pki")
@@ -235,6 +262,18 @@ func runExample(t *testing.T, file string, requests []exampleRequest) {
 
 	for _, r := range requests {
 		url := strings.ReplaceAll(r.url, "tail1234.ts.net", tailnettest.Domain)
+		if r.funnel != nil {
+			be := backends[r.upstream]
+			path := url[strings.Index(url, ":8443")+len(":8443"):]
+			status, body := funnel.post(t, path, r.funnel, http.Header{"X-Telegram-Bot-Api-Secret-Token": {os.Getenv("TELEGRAM_WEBHOOK_SECRET")}})
+			be.mu.Lock()
+			n := len(be.seen)
+			be.mu.Unlock()
+			if status != http.StatusOK || body != "gateway at "+r.upstream || n != 1 {
+				t.Errorf("POST %s through Funnel = %d %q, %d request(s) at the gateway; want 200 from the gateway at %s", url, status, body, n, r.upstream)
+			}
+			continue
+		}
 		from := nodes[r.from]
 		site, _, _ := strings.Cut(strings.SplitN(url, "//", 2)[1], ".")
 		tn.WaitPeer(t, from, site)
