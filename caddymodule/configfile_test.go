@@ -174,3 +174,24 @@ func TestAdminAddress(t *testing.T) {
 		t.Errorf("adminAddress on a missing config = %v; want an error naming the file", err)
 	}
 }
+
+// TestGateRefusesUnresolvedPaths: caddy run and caddy validate refuse a
+// gateway whose config path names a variable that is not set, with the
+// message setup gives, instead of auditing a path that lost a part.
+func TestGateRefusesUnresolvedPaths(t *testing.T) {
+	os.Unsetenv("CG_TEST_UNSET")
+	const cf = `{
+	admin off
+	clawgate {
+		gateway home {
+			config {env.CG_TEST_UNSET}/.openclaw/openclaw.json
+		}
+	}
+}
+`
+	err := loadCaddyErr(t, cf)
+	want := "clawgate.gateways.home.config: placeholder {env.CG_TEST_UNSET}: the environment variable CG_TEST_UNSET is not set"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("loading = %v; want an error saying %q", err, want)
+	}
+}
