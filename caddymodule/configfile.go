@@ -2,10 +2,13 @@ package caddymodule
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"sort"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -146,4 +149,65 @@ func adminAddress(flag, path, adapter string) (string, error) {
 		return "", err
 	}
 	return caddycmd.DetermineAdminAPIAddress("", uc.JSON, uc.File, adapter)
+}
+
+// runAuditGateways audits, for `caddy clawgate audit --config`, the OpenClaw
+// config of each gateway block in the Caddy config (or only the one named) at
+// the paths the running gate audits; the exit status is the worst.
+func runAuditGateways(out io.Writer, caddyfile, adapter, only, failOn string, asJSON bool) (int, error) {
+	cfgJSON, err := loadCaddyJSON(caddyfile, adapter)
+	if err != nil {
+		return 2, err
+	}
+	var root struct {
+		Apps struct {
+			Clawgate *App `json:"clawgate"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(cfgJSON, &root); err != nil {
+		return 2, fmt.Errorf("reading Caddy config JSON: %w", err)
+	}
+	var names []string
+	if app := root.Apps.Clawgate; app != nil {
+		for name := range app.Gateways {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		return 2, fmt.Errorf("%s has no clawgate gateway block: nothing to audit", caddyfile)
+	}
+	if only != "" {
+		if !slices.Contains(names, only) {
+			return 2, fmt.Errorf("no gateway %q in %s (gateways: %s)", only, caddyfile, strings.Join(names, ", "))
+		}
+		names = []string{only}
+	}
+	if asJSON && len(names) > 1 {
+		return 2, fmt.Errorf("--json audits one gateway: name it with --gateway (gateways: %s)", strings.Join(names, ", "))
+	}
+	code := 0
+	var errs []error
+	for i, name := range names {
+		gc := root.Apps.Clawgate.Gateways[name]
+		if gc == nil {
+			gc = &GatewayConfig{}
+		}
+		if !asJSON {
+			if i > 0 {
+				fmt.Fprintln(out)
+			}
+			fmt.Fprintf(out, "gateway %q:\n", name)
+		}
+		lo, err := gatewayLoadOptions(name, gc)
+		c := 2
+		if err == nil {
+			c, err = runAuditCommand(out, lo.ConfigPath, lo.StateDir, failOn, asJSON)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("gateway %q: %w", name, err))
+		}
+		code = max(code, c)
+	}
+	return code, errors.Join(errs...)
 }

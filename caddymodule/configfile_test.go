@@ -195,3 +195,56 @@ func TestGateRefusesUnresolvedPaths(t *testing.T) {
 		t.Errorf("loading = %v; want an error saying %q", err, want)
 	}
 }
+
+// TestAuditGatewaysOfCaddyfile audits the configs a Caddyfile's gateway
+// blocks name, at the paths the running gate audits.
+func TestAuditGatewaysOfCaddyfile(t *testing.T) {
+	home, ocConfig := writeOnboardedHome(t)
+	var out bytes.Buffer
+	code, err := runAuditGateways(&out, filepath.Join("..", "Caddyfile.example"), "", "", "never", false)
+	if code != 0 || err != nil {
+		t.Fatalf("audit --config Caddyfile.example --fail-on never = %d, %v\n%s", code, err, out.String())
+	}
+	if !strings.HasPrefix(out.String(), "gateway \"home\":\n") || !strings.Contains(out.String(), ocConfig) {
+		t.Errorf("the audit does not name gateway home and %s:\n%s", ocConfig, out.String())
+	}
+
+	two := filepath.Join(home, "Caddyfile")
+	writeFile(t, two, `{
+	clawgate {
+		gateway alice {
+			config {env.HOME}/.openclaw/openclaw.json
+		}
+		gateway bob {
+			config {env.CG_TEST_UNSET}/openclaw.json
+		}
+	}
+}
+`)
+	os.Unsetenv("CG_TEST_UNSET")
+	tests := []struct {
+		name, only string
+		asJSON     bool
+		wantCode   int
+		wantErr    string
+	}{
+		{name: "one gateway", only: "alice", wantCode: 0},
+		{name: "json, one gateway", only: "alice", asJSON: true, wantCode: 0},
+		{name: "unset variable", only: "bob", wantCode: 2, wantErr: `gateway "bob": clawgate.gateways.bob.config: placeholder {env.CG_TEST_UNSET}: the environment variable CG_TEST_UNSET is not set`},
+		{name: "every gateway", wantCode: 2, wantErr: "CG_TEST_UNSET is not set"},
+		{name: "json, two gateways", asJSON: true, wantCode: 2, wantErr: "--json audits one gateway: name it with --gateway (gateways: alice, bob)"},
+		{name: "unknown gateway", only: "carol", wantCode: 2, wantErr: `no gateway "carol"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			code, err := runAuditGateways(&out, two, "", tt.only, "never", tt.asJSON)
+			if code != tt.wantCode || (err == nil) != (tt.wantErr == "") || err != nil && !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("runAuditGateways(%q) = %d, %v; want %d, %q\n%s", tt.only, code, err, tt.wantCode, tt.wantErr, out.String())
+			}
+			if tt.asJSON && code == 0 && !strings.HasPrefix(out.String(), "{") {
+				t.Errorf("--json output is not the audit's JSON:\n%s", out.String())
+			}
+		})
+	}
+}
