@@ -594,8 +594,9 @@ on the device matches and approve it here. A device whose node key changes
 (a re-registered machine) waits again; revoking a device closes its open
 WebSockets.
 
-The command talks to the running Caddy's admin endpoint (--address, or the
-one in --config, else localhost:2019).
+The command talks to the running Caddy's admin endpoint: --address, else the
+one in the config caddy run would load (--config, else ./Caddyfile), else
+localhost:2019.
 `,
 	}
 	cmd.PersistentFlags().StringVar(&address, "address", "", "the admin endpoint's address")
