@@ -67,7 +67,7 @@ func withExitStatus(f func(c *cobra.Command, fl caddycmd.Flags) (int, error)) fu
 // newAuditCommand is `caddy clawgate audit`.
 func newAuditCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "audit [--json] [--fail-on critical|warn|info|never] [--state-dir DIR] [CONFIG]",
+		Use:   "audit [--json] [--fail-on critical|warn|info|never] [--state-dir DIR] [CONFIG] | [--config Caddyfile [--gateway NAME]]",
 		Short: "Audits an OpenClaw config the way 'openclaw security audit' does",
 		Long: `
 Audits an OpenClaw gateway's openclaw.json (JSON5, $include and ${VAR} as
@@ -78,6 +78,11 @@ CONFIG defaults to OpenClaw's own choice: OPENCLAW_CONFIG_PATH, else
 <state dir>/openclaw.json, where the state dir is --state-dir,
 OPENCLAW_STATE_DIR or ~/.openclaw.
 
+With --config, audits instead the config of each gateway block of that Caddy
+config, at the paths a running Caddy resolves ({env.*} and {file.*}
+placeholders included; one that cannot be resolved is an error naming the
+setting), one table per gateway. --json then needs a single gateway.
+
 Output is a table, or with --json the same JSON as 'openclaw security audit
 --json'. Unlike the real CLI, the exit status is 1 when a finding at or above
 --fail-on (default: critical) is present, so scripts and CI can use it; 2 when
@@ -87,7 +92,16 @@ the config cannot be read.
 	}
 	cmd.RunE = withExitStatus(func(c *cobra.Command, fl caddycmd.Flags) (int, error) {
 		failOn := fl.String("fail-on")
-		code, err := runAuditCommand(c.OutOrStdout(), fl.Arg(0), fl.String("state-dir"), failOn, fl.Bool("json"))
+		var code int
+		var err error
+		if caddyfile := fl.String("config"); caddyfile != "" {
+			if fl.Arg(0) != "" || fl.String("state-dir") != "" {
+				return 2, errors.New("--config audits the gateways the Caddy config names: give no CONFIG and no --state-dir with it")
+			}
+			code, err = runAuditGateways(c.OutOrStdout(), caddyfile, fl.String("adapter"), fl.String("gateway"), failOn, fl.Bool("json"))
+		} else {
+			code, err = runAuditCommand(c.OutOrStdout(), fl.Arg(0), fl.String("state-dir"), failOn, fl.Bool("json"))
+		}
 		if code == 1 && err == nil {
 			err = fmt.Errorf("a finding at or above --fail-on %s is present", failOn)
 		}
@@ -96,6 +110,9 @@ the config cannot be read.
 	cmd.Flags().Bool("json", false, "print the report as 'openclaw security audit --json' does")
 	cmd.Flags().String("fail-on", "critical", "exit 1 when a finding at or above this severity is present: critical, warn, info or never")
 	cmd.Flags().String("state-dir", "", "OpenClaw's state directory (default: OPENCLAW_STATE_DIR or ~/.openclaw)")
+	cmd.Flags().String("config", "", "audit the gateways this Caddy config names, at the paths a running Caddy resolves")
+	cmd.Flags().String("adapter", "", "the Caddy config's adapter (default: as caddy run chooses)")
+	cmd.Flags().String("gateway", "", "with --config: only this gateway")
 	return cmd
 }
 

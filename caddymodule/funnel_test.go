@@ -255,25 +255,7 @@ func newFunnelFixture(t *testing.T) *funnelFixture {
 	f.relay = f.tn.NewNode(t, "relay", tailnettest.WithCapMap(tailcfg.PeerCapMap{tailcfg.PeerCapabilityIngress: nil}))
 	f.alice = f.tn.NewNode(t, "alice-laptop", tailnettest.WithLogin("alice@example.com"))
 
-	// The tailnet's policy lets gw use Funnel, as an admin's nodeAttrs would.
-	granted := make(chan struct{})
-	go func() {
-		defer close(granted)
-		deadline := time.Now().Add(60 * time.Second)
-		for time.Now().Before(deadline) {
-			for _, n := range f.tn.Control.AllNodes() {
-				if n.Hostinfo.Valid() && n.Hostinfo.Hostname() == "gw" {
-					f.tn.Control.SetNodeCapMap(n.Key, tailcfg.NodeCapMap{
-						tailcfg.CapabilityHTTPS:                                 nil,
-						tailcfg.NodeAttrFunnel:                                  nil,
-						tailcfg.CapabilityFunnelPorts + "?ports=443,8443,10000": nil,
-					})
-					return
-				}
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
+	granted := grantFunnel(f.tn, "gw")
 	startCaddyTailnet(t, fmt.Sprintf(`{
 	admin off
 	skip_install_trust
@@ -311,6 +293,39 @@ http://:18080 {
 	<-granted
 	(&tailnetFixture{tn: f.tn, alice: f.alice, bob: f.relay, ci: f.relay}).waitGW(t)
 
+	f.awaitFunnel(t)
+	t.Logf("tailnet, Caddy and Funnel up in %v", time.Since(begin))
+	return f
+}
+
+// grantFunnel lets node use Funnel on ports 443, 8443 and 10000 as soon as it
+// registers, as an admin's nodeAttrs would; the channel closes when it has.
+func grantFunnel(tn *tailnettest.Tailnet, node string) <-chan struct{} {
+	granted := make(chan struct{})
+	go func() {
+		defer close(granted)
+		deadline := time.Now().Add(60 * time.Second)
+		for time.Now().Before(deadline) {
+			for _, n := range tn.Control.AllNodes() {
+				if n.Hostinfo.Valid() && n.Hostinfo.Hostname() == node {
+					tn.Control.SetNodeCapMap(n.Key, tailcfg.NodeCapMap{
+						tailcfg.CapabilityHTTPS:                                 nil,
+						tailcfg.NodeAttrFunnel:                                  nil,
+						tailcfg.CapabilityFunnelPorts + "?ports=443,8443,10000": nil,
+					})
+					return
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	return granted
+}
+
+// awaitFunnel finds gw's peer API as the relay sees it and waits until the
+// ingress handshake succeeds.
+func (f *funnelFixture) awaitFunnel(t testing.TB) {
+	t.Helper()
 	lc, err := f.relay.LocalClient()
 	if err != nil {
 		t.Fatal(err)
@@ -344,8 +359,6 @@ http://:18080 {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Logf("tailnet, Caddy and Funnel up in %v", time.Since(begin))
-	return f
 }
 
 // ingress opens a connection to gw's Funnel port the way Tailscale's Funnel

@@ -17,7 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -136,6 +135,7 @@ type gate struct {
 	skills    map[string]*skillScan
 	unwatched map[string]bool // skills trees that could not be watched
 
+	version string  // OpenClawVersion with placeholders replaced; "" when unset
 	pkgPath string  // OpenClawPackage with placeholders replaced; "" when unset
 	pkg     pkgRead // the package version last read, reread when the file changes
 }
@@ -174,7 +174,6 @@ type gateState struct {
 // provisionGates prepares a gate per configured gateway.
 func (a *App) provisionGates() error {
 	a.gates = make(map[string]*gate, len(a.Gateways))
-	repl := caddy.NewReplacer()
 	for name, gc := range a.Gateways {
 		g := &gate{name: name, cfg: *gc, logger: a.logger.With(zap.String("gateway", name)), metrics: a.metrics, done: make(chan struct{}), recheck: make(chan struct{}, 1)}
 		switch strings.ToLower(gc.BlockOn) {
@@ -188,7 +187,11 @@ func (a *App) provisionGates() error {
 		default:
 			return fmt.Errorf("clawgate.gateways.%s.block_on: %q is not one of critical, warn, info, never", name, gc.BlockOn)
 		}
-		g.loadOpts = audit.LoadOptions{ConfigPath: repl.ReplaceKnown(gc.Config, ""), StateDir: repl.ReplaceKnown(gc.StateDir, "")}
+		lo, err := gatewayLoadOptions(name, gc)
+		if err != nil {
+			return err
+		}
+		g.loadOpts = lo
 		g.port = 18789
 		if gc.Upstream != "" {
 			ap, err := parseUpstream(gc.Upstream)
@@ -197,12 +200,18 @@ func (a *App) provisionGates() error {
 			}
 			g.port = int(ap.Port())
 		}
-		if gc.OpenClawVersion != "" {
-			if _, err := release.Parse(repl.ReplaceKnown(gc.OpenClawVersion, "")); err != nil {
-				return fmt.Errorf("clawgate.gateways.%s.openclaw_version: %w", name, err)
+		field := "clawgate.gateways." + name
+		if g.version, err = resolveSetting(field+".openclaw_version", gc.OpenClawVersion); err != nil {
+			return err
+		}
+		if g.version != "" {
+			if _, err := release.Parse(g.version); err != nil {
+				return fmt.Errorf("%s.openclaw_version: %w", field, err)
 			}
 		}
-		g.pkgPath = repl.ReplaceKnown(gc.OpenClawPackage, "")
+		if g.pkgPath, err = resolveSetting(field+".openclaw_package", gc.OpenClawPackage); err != nil {
+			return err
+		}
 		g.expect = audit.Expect{RequiredHeaders: audit.DefaultRequiredHeaders, Origins: gc.Origins, Port: g.port}
 		g.state.Store(&gateState{Blocked: true, Reasons: []string{"the audit has not run yet"}})
 		a.gates[name] = g
@@ -655,7 +664,7 @@ var watchKinds = map[audit.InputKind]watch.Kind{
 // package.json changes) and the config's meta.lastTouchedVersion; cfg may be
 // nil when the config could not be loaded.
 func (g *gate) assumeVersion(cfg *audit.Config) release.Assumed {
-	ev := release.Evidence{Configured: caddy.NewReplacer().ReplaceKnown(g.cfg.OpenClawVersion, "")}
+	ev := release.Evidence{Configured: g.version}
 	if g.pkgPath != "" {
 		ev.Package, ev.PackageErr = g.packageVersion()
 	}

@@ -598,7 +598,7 @@ func newDevicesCommand() *cobra.Command {
 	var asJSON bool
 	runE := func(action string) func(*cobra.Command, []string) error {
 		return withExitStatus(func(c *cobra.Command, fl caddycmd.Flags) (int, error) {
-			addr, err := caddycmd.DetermineAdminAPIAddress(address, nil, config, adapter)
+			addr, err := adminAddress(address, config, adapter)
 			if err != nil {
 				return 1, fmt.Errorf("finding the admin endpoint: %w", err)
 			}
@@ -619,8 +619,9 @@ on the device matches and approve it here. A device whose node key changes
 (a re-registered machine) waits again; revoking a device closes its open
 WebSockets.
 
-The command talks to the running Caddy's admin endpoint (--address, or the
-one in --config, else localhost:2019).
+The command talks to the running Caddy's admin endpoint: --address, else the
+one in the config caddy run would load (--config, else ./Caddyfile), else
+localhost:2019.
 `,
 	}
 	cmd.PersistentFlags().StringVar(&address, "address", "", "the admin endpoint's address")

@@ -6,16 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
@@ -151,16 +147,29 @@ func runSetupCommand(out io.Writer, o setupOptions) (int, error) {
 		}
 		lo := audit.LoadOptions{}
 		if g.block != nil {
-			lo = audit.LoadOptions{ConfigPath: g.block.Config, StateDir: g.block.StateDir}
+			if lo, err = gatewayLoadOptions(name, g.block); err != nil {
+				fail(err)
+				continue
+			}
 		}
 		if o.loadOpts != nil {
 			lo = o.loadOpts(name, g.block)
 		}
 		so := setup.Options{DeviceAutoApprove: o.autoApprove}
 		if g.block != nil {
-			repl := caddy.NewReplacer()
-			so.Version.Configured = repl.ReplaceKnown(g.block.OpenClawVersion, "")
-			if pkg := repl.ReplaceKnown(g.block.OpenClawPackage, ""); pkg != "" {
+			field := "clawgate.gateways." + name
+			v, err := resolveSetting(field+".openclaw_version", g.block.OpenClawVersion)
+			if err != nil {
+				fail(err)
+				continue
+			}
+			so.Version.Configured = v
+			pkg, err := resolveSetting(field+".openclaw_package", g.block.OpenClawPackage)
+			if err != nil {
+				fail(err)
+				continue
+			}
+			if pkg != "" {
 				if v, err := release.PackageVersion(pkg); err != nil {
 					so.Version.PackageErr = err.Error()
 				} else {
@@ -292,30 +301,16 @@ func writeSetupText(out io.Writer, reports []setupReport, wrote bool) {
 	}
 }
 
-// loadCaddyJSON reads clawgate's Caddy config as JSON, adapting a Caddyfile.
+// loadCaddyJSON reads clawgate's Caddy config as JSON, as `caddy run` does.
 func loadCaddyJSON(path, adapter string) ([]byte, error) {
-	if path == "" {
-		path = "Caddyfile"
-	}
-	data, err := os.ReadFile(path)
+	uc, err := readUserConfig(path, adapter)
 	if err != nil {
-		return nil, fmt.Errorf("reading Caddy config: %w", err)
+		return nil, err
 	}
-	if adapter == "" {
-		if strings.EqualFold(filepath.Ext(path), ".json") {
-			return data, nil
-		}
-		adapter = "caddyfile"
+	if uc.File == "" {
+		return nil, errors.New("no Caddy config to read: use --config, or run where your Caddyfile is")
 	}
-	a := caddyconfig.GetAdapter(adapter)
-	if a == nil {
-		return nil, fmt.Errorf("unknown config adapter %q", adapter)
-	}
-	out, _, err := a.Adapt(data, map[string]any{"filename": path})
-	if err != nil {
-		return nil, fmt.Errorf("adapting %s: %w", path, err)
-	}
-	return out, nil
+	return uc.JSON, nil
 }
 
 // setupGateway is what the Caddy config says about one gateway.
