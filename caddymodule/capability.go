@@ -74,39 +74,36 @@ const capabilityURIPattern = `(?i)^.*(o|%6f)(p|%70)(e|%65)(n|%6e)(c|%63)(l|%6c)(
 
 // capabilityGuard is what the load-time check knows of one guard.
 type capabilityGuard struct {
-	rules []string
-	on    bool
+	gateway, upstream string
+	rules             []string
+	on                bool
 }
 
-// capabilityGuards holds, per server being loaded and per gateway, the guards
-// provisioned so far. A config load adds its guards and removes them when it
+// capabilityGuards holds, per server being loaded, the guards provisioned so
+// far. A config load adds its guards and removes them when it
 // is cancelled (after caddy validate, or when the config is replaced).
 var capabilityGuards = struct {
 	sync.Mutex
-	m map[*caddyhttp.Server]map[string][]capabilityGuard
-}{m: map[*caddyhttp.Server]map[string][]capabilityGuard{}}
+	m map[*caddyhttp.Server][]capabilityGuard
+}{m: map[*caddyhttp.Server][]capabilityGuard{}}
 
-// registerCapabilityGuard records a guard of srv for gateway and refuses the
-// config when capability URLs are on for a guard of that gateway while
-// another guard of it on the same server has different rules: OpenClaw would
-// serve /__openclaw__/cap/<token>/<path> as /<path>, past the route that
-// chose the other rules.
-func registerCapabilityGuard(srv *caddyhttp.Server, srvName, gateway string, rules []string, on bool) error {
+// registerCapabilityGuard records a guard of srv and refuses the config when
+// capability URLs are on for a guard while another guard of the same server
+// for the same gateway (by name or by upstream address) has different rules:
+// OpenClaw would serve /__openclaw__/cap/<token>/<path> as /<path>, past the
+// route that chose the other rules.
+func registerCapabilityGuard(srv *caddyhttp.Server, srvName string, g capabilityGuard) error {
 	capabilityGuards.Lock()
 	defer capabilityGuards.Unlock()
-	byGateway := capabilityGuards.m[srv]
-	if byGateway == nil {
-		byGateway = map[string][]capabilityGuard{}
-		capabilityGuards.m[srv] = byGateway
-	}
-	for _, g := range byGateway[gateway] {
-		if (on || g.on) && !slices.Equal(g.rules, rules) {
-			return fmt.Errorf("clawgate.capability_urls: server %s has clawgate guards with different rules for gateway %q; "+
+	for _, o := range capabilityGuards.m[srv] {
+		if (g.on || o.on) && (o.gateway == g.gateway || o.upstream == g.upstream) && !slices.Equal(o.rules, g.rules) {
+			return fmt.Errorf("clawgate.capability_urls: server %s has clawgate guards with different rules for gateway %q (upstream %s); "+
 				"OpenClaw serves /__openclaw__/cap/<token>/<path> as /<path>, past the route that chose a guard's rules; "+
-				"use one guard for the whole site (or the same rules in every guard of this gateway) or remove capability_urls", srvName, gateway)
+				"use one guard for the whole site (or the same rules in every guard of this gateway) or remove capability_urls", srvName, g.gateway, g.upstream)
 		}
 	}
-	byGateway[gateway] = append(byGateway[gateway], capabilityGuard{rules: slices.Clone(rules), on: on})
+	g.rules = slices.Clone(g.rules)
+	capabilityGuards.m[srv] = append(capabilityGuards.m[srv], g)
 	return nil
 }
 

@@ -208,7 +208,7 @@ http://127.0.0.1:%d {
 			switch {
 			case c.refused && err == nil:
 				t.Fatal("loaded; want the capability_urls refusal")
-			case c.refused && !strings.Contains(err.Error(), `clawgate.capability_urls: server srv0 has clawgate guards with different rules for gateway "home"`):
+			case c.refused && !strings.Contains(err.Error(), `clawgate.capability_urls: server srv0 has clawgate guards with different rules for gateway "home" (upstream 127.0.0.1:18789)`):
 				t.Fatalf("refused with %v; want the capability_urls message", err)
 			case !c.refused && err != nil:
 				t.Fatalf("refused: %v", err)

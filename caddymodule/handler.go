@@ -311,7 +311,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if err := checkTailnetTrustedProxies(srv, serverName(srv)); err != nil {
 			return err
 		}
-		if err := registerCapabilityGuard(srv, serverName(srv), h.Gateway, h.Rules, h.CapabilityURLs); err != nil {
+		if err := registerCapabilityGuard(srv, serverName(srv), capabilityGuard{
+			gateway: h.Gateway, upstream: h.upstream.String(), rules: h.Rules, on: h.CapabilityURLs}); err != nil {
 			return err
 		}
 		ctx.OnCancel(func() { forgetCapabilityGuards(srv) })
