@@ -1897,3 +1897,68 @@ func TestBadInputClosedGaps(t *testing.T) {
 		t.Fatalf("%d of %d formerly open gaps get through again", s.cases-s.passed, s.cases)
 	}
 }
+
+// TestBadInputCapabilityURLs: with capability_urls, every spelling OpenClaw
+// may treat as a capability URL is judged by the site's one guard: admitted
+// with the rules' identity and scopes, or refused, never passed on by another
+// route. The routes site (two guards with different rules in front of one
+// gateway) is refused at load with the option.
+func TestBadInputCapabilityURLs(t *testing.T) {
+	r := newRoutes(t)
+	refusal := `clawgate.capability_urls: server srv0 has clawgate guards with different rules for gateway "rest" (upstream ` + r.be.srv.Listener.Addr().String() + `)`
+	if err := loadCaddyErr(t, biGlobal("")+r.siteBlock(fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), "127.0.0.1", "\n\t\tcapability_urls")); err == nil || !strings.Contains(err.Error(), refusal) {
+		t.Fatalf("the routes site with capability_urls: %v; want %q", err, refusal)
+	}
+
+	port := freePort(t)
+	startCaddy(t, biGlobal("")+fmt.Sprintf(`http://:%d {
+	bind 127.0.0.1
+	clawgate %s {
+		gateway rest
+		capability_urls
+		token ci {
+			env CG_BI_TOKEN_CI
+			user ci-bot
+		}
+		allow token:ci scopes operator.read,operator.write
+	}
+}
+`, port, r.be.srv.Listener.Addr()))
+	hp := "127.0.0.1:" + itoa(port)
+	waitHTTP(t, "http://"+hp+"/")
+	site := &biSite{name: "capability", addr: hp, host: hp, count: r.be.count, since: r.be.since, hostKnown: true}
+	site.check = func(t *testing.T, c *badCase, got recSeen) {
+		t.Helper()
+		// Whatever OpenClaw routes it to, what reached the gateway was
+		// admitted by the site's rule for token ci, with that rule's scopes.
+		if u, s := got.Header.Get("X-Forwarded-User"), got.Header.Get("X-Openclaw-Scopes"); u != "ci-bot" || s != "operator.read,operator.write" {
+			t.Errorf("backend got %q as user %q with scopes %q; want the site rule's ci-bot with operator.read,operator.write", got.URI, u, s)
+		}
+	}
+	s := &biSuite{}
+	ci := func(name, target string, lines ...string) badCase {
+		return badCase{name: name, want: either, target: target, lines: lines, auth: []string{"Bearer " + r.tokCI}, user: ciUser, scopes: ciScopes}
+	}
+	anon := func(name, target string) badCase {
+		return badCase{name: name, want: deny, target: target}
+	}
+	cases := []badCase{
+		{name: "capability URL, admitted by the site's rule", want: allow, target: "/__openclaw__/cap/tok/canvas/index.html",
+			auth: []string{"Bearer " + r.tokCI}, user: ciUser, scopes: ciScopes},
+		ci("capability URL to an admin path", "/__openclaw__/cap/x/tools/invoke"),
+		ci("capability URL, dotted", "/__openclaw__/cap/x/y/../tools/invoke"),
+		ci("capability URL, encoded dots", "/a/%2e%2e/__openclaw__/cap/x/tools/invoke"),
+		ci("capability URL, percent-encoded prefix", "/%5F%5Fopenclaw%5F%5F/cap/x/tools/invoke"),
+		ci("capability URL, mixed case", "/__OpenClaw__/CAP/x/tools/invoke"),
+		ci("capability URL, backslashes", `/__openclaw__\cap\x\tools\invoke`),
+		ci("capability URL, doubled slashes", "//__openclaw__//cap/x//tools/invoke"),
+		ci("capability URL, websocket", "/__openclaw__/cap/x/ws", wsLines()...),
+		anon("capability URL without a credential", "/__openclaw__/cap/x/canvas/index.html"),
+		anon("capability URL to an admin path without a credential", "/__openclaw__/cap/x/tools/invoke"),
+		anon("capability URL, percent-encoded, without a credential", "/%5F%5Fopenclaw%5F%5F/cap/x/tools/invoke"),
+	}
+	s.family(t, []*biSite{site}, cases)
+	if s.passed != s.cases {
+		t.Fatalf("%d of %d capability URL cases failed", s.cases-s.passed, s.cases)
+	}
+}

@@ -46,6 +46,7 @@ func TestControlUIBrowser(t *testing.T) {
 	alice := f.browserAs(t, chromium, f.alice, 443)
 	t.Run("alice sees the Control UI connected", func(t *testing.T) { testBrowserAlice(t, f, alice) })
 	t.Run("bob gets clawgate's denial page", func(t *testing.T) { testBrowserBob(t, f, chromium) })
+	t.Run("canvas: clawgate passes alice's surface URL to the gateway and refuses bob's", func(t *testing.T) { testBrowserCanvas(t, f, alice, chromium) })
 	t.Run("an insecure openclaw.json disconnects the live UI until fixed", func(t *testing.T) { testBrowserGate(t, f, alice) })
 	t.Run("a new device waits for clawgate's approval, then connects without OpenClaw's", func(t *testing.T) { testBrowserPairing(t, f, chromium) })
 	t.Logf("TestControlUIBrowser took %v", time.Since(begin).Round(100*time.Millisecond))
@@ -75,6 +76,7 @@ type browserFixture struct {
 	// same gateway on 127.0.0.1, setting alice's identity headers itself:
 	// the page without clawgate and the tailnet, for comparison.
 	baselineURL string
+	canvasURL   string // the canvas surface URL alice's UI was handed
 }
 
 // newBrowserFixture starts the gateway, the tailnet and Caddy; with baseline
@@ -186,6 +188,7 @@ func newBrowserFixture(t testing.TB, baseline bool) *browserFixture {
 	tls internal
 	clawgate 127.0.0.1:%[7]d {
 		gateway %[4]s
+		capability_urls
 		allow user:%[12]s scopes operator.read,operator.write
 	}
 }
@@ -281,19 +284,44 @@ func testBrowserAlice(t *testing.T, f *browserFixture, b *browsertest.Browser) {
 	// The gateway tied the page's connection to alice.
 	waitGatewayLog(t, f.gw, "conn="+hello.Payload.Server.ConnID+" user="+ocAlice)
 
-	// The canvas surface the UI is handed is on the site's own HTTPS origin
-	// (no mixed content). clawgate does not serve capability URLs yet: the
-	// page's own request for it gets clawgate's refusal, not the gateway.
-	canvas := hello.Payload.PluginSurfaceURLs["canvas"]
+	f.canvasURL = hello.Payload.PluginSurfaceURLs["canvas"]
+}
+
+// testBrowserCanvas requests the canvas surface URL alice's UI was handed:
+// it is on the site's own HTTPS origin (no mixed content), clawgate passes
+// alice's request to the gateway (the site's guard has capability_urls), and
+// bob's browser gets clawgate's refusal for the same URL.
+func testBrowserCanvas(t *testing.T, f *browserFixture, alice *browsertest.Browser, chromium string) {
+	canvas := f.canvasURL
 	if !strings.HasPrefix(canvas, f.siteURL+"/__openclaw__/cap/") {
-		t.Errorf("hello-ok's canvas surface URL = %q, want %s/__openclaw__/cap/…", redactCap(canvas), f.siteURL)
-	} else {
-		got, err := browsertest.Run(b, 20*time.Second, chromedp.Evaluate[string](
-			fmt.Sprintf(`fetch(%q, {headers: {Accept: "application/json"}}).then(async r => r.status + " " + await r.text())`, canvas),
-			chromedp.EvalAwaitPromise))
-		if err != nil || !strings.HasPrefix(got, "403 ") || !strings.Contains(got, "clawgate_capability_path") {
-			t.Errorf("the page's fetch of the canvas URL = %.300q, %v; want 403 clawgate_capability_path", got, err)
-		}
+		t.Fatalf("hello-ok's canvas surface URL = %q, want %s/__openclaw__/cap/…", redactCap(canvas), f.siteURL)
+	}
+	// Canvas documents are served under the surface URL. No document
+	// exists in this test: what matters here is that clawgate passes alice's
+	// request to the gateway, which answers it itself (and which has been
+	// seen to answer 401 for the Control UI's own token on this path).
+	page := canvas + "/__openclaw__/canvas/documents/cv_none/index.html"
+	fetch := fmt.Sprintf(`fetch(%q).then(async r => r.status + " " + r.headers.get("content-type") + " " + (await r.text()).slice(0, 300))`, page)
+	before := len(readGatewayLog(t, f.gw))
+	got, err := browsertest.Run(alice, 20*time.Second, chromedp.Evaluate[string](fetch, chromedp.EvalAwaitPromise))
+	if err != nil || strings.Contains(got, "clawgate_") || strings.HasPrefix(got, "403 ") {
+		t.Errorf("alice's page fetched the canvas URL: %.300q, %v; want the gateway's own answer", redactCap(got), err)
+	}
+	t.Logf("alice's canvas request, answered by the gateway: %.300s", redactCap(got))
+	if strings.Contains(readGatewayLog(t, f.gw)[before:], strings.TrimPrefix(canvas, f.siteURL+"/__openclaw__/cap/")) {
+		t.Error("gw.log records the capability token")
+	}
+
+	logBefore := len(readGatewayLog(t, f.gw))
+	bob := f.browserAs(t, chromium, f.bob, 443)
+	if _, err := browsertest.Run(bob, 60*time.Second, chromedp.Navigate(page)); err != nil {
+		t.Fatalf("navigating bob to the canvas URL: %v", err)
+	}
+	if _, err := bob.WaitText(30*time.Second, "403 Forbidden", "clawgate_forbidden"); err != nil {
+		t.Errorf("bob's page for the canvas URL: %v; want clawgate's denial", err)
+	}
+	if after := readGatewayLog(t, f.gw)[logBefore:]; strings.Contains(after, ocBob) {
+		t.Errorf("gw.log mentions bob after his canvas request:\n%s", tailString(after, 20))
 	}
 }
 

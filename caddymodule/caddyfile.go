@@ -194,6 +194,7 @@ func unmarshalNode(d *caddyfile.Dispenser) (*NodeConfig, error) {
 //	    gateway <name>
 //	    upstream <127.0.0.1:18789>        # guard-only form: follow with your own reverse_proxy
 //	    allow_remote_upstream
+//	    capability_urls                   # serve /__openclaw__/cap/... (canvas, plugin surfaces)
 //	    user_header <name>
 //	    token <name> {
 //	        secret {env.VAR} | {file./path}
@@ -323,6 +324,11 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser) (bool, error) {
 				return false, d.ArgErr()
 			}
 			h.AllowRemoteUpstream = true
+		case "capability_urls":
+			if d.NextArg() {
+				return false, d.ArgErr()
+			}
+			h.CapabilityURLs = true
 		case "user_header":
 			if err := oneArg(d, &h.UserHeader); err != nil {
 				return false, err

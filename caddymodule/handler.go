@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"path"
 	"strings"
 	"time"
 
@@ -64,6 +63,14 @@ type Handler struct {
 	// guidance is to keep the gateway on loopback; set this only when the path to the
 	// upstream is private by other means. Default: false.
 	AllowRemoteUpstream bool `json:"allow_remote_upstream,omitempty"`
+
+	// CapabilityURLs serves OpenClaw's capability URLs (/__openclaw__/cap/<token>/...,
+	// the canvas and plugin surfaces) through this guard, decided by its rules as
+	// any other request. OpenClaw serves them as /<path>, past Caddy's routes, so a
+	// config is refused at load when another guard for the same gateway on the
+	// same server has different rules. The token is never logged. Default: false
+	// (capability URLs are refused with 403 clawgate_capability_path).
+	CapabilityURLs bool `json:"capability_urls,omitempty"`
 
 	// UserHeader is the header OpenClaw's trusted-proxy mode reads the user from
 	// (gateway.auth.trustedProxy.userHeader). Default: "x-forwarded-user".
@@ -304,6 +311,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if err := checkTailnetTrustedProxies(srv, serverName(srv)); err != nil {
 			return err
 		}
+		if err := registerCapabilityGuard(srv, serverName(srv), capabilityGuard{
+			gateway: h.Gateway, upstream: h.upstream.String(), rules: h.Rules, on: h.CapabilityURLs}); err != nil {
+			return err
+		}
+		ctx.OnCancel(func() { forgetCapabilityGuards(srv) })
+		if h.CapabilityURLs && srv.Logs != nil {
+			ctx.Logger().Warn("capability_urls: this server's access log records each request's URI and headers, capability tokens included, unless its format filters them: "+
+				"format filter { request>uri regexp `"+capabilityURIPattern+"` /__openclaw__/REDACTED; request>headers>Referer regexp `"+capabilityURIPattern+"` /__openclaw__/REDACTED }",
+				zap.String("server", serverName(srv)), zap.String("gateway", h.Gateway))
+		}
 	}
 
 	rl := RateLimitConfig{}
@@ -362,9 +379,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 				"request trailers may not carry identity or forwarding headers", nil, "")
 		}
 	}
-	if isCapabilityPath(r.URL.Path) {
+	if !h.CapabilityURLs && isCapabilityPath(r.URL.Path) {
 		return h.deny(w, r, http.StatusForbidden, "capability_path",
-			"OpenClaw capability URLs (/__openclaw__/cap/...) are not served through clawgate: OpenClaw would route them past this route's rules", nil, "")
+			"OpenClaw capability URLs (/__openclaw__/cap/...) are not served by this guard: OpenClaw would route them past this route's rules; set capability_urls on a guard covering the whole site", nil, "")
 	}
 
 	if r.TLS != nil && !sniMatchesHost(r.TLS.ServerName, r.Host) {
@@ -620,18 +637,6 @@ func brokeredPath(p string) bool {
 	return edge.PathHasPrefix(p, "/v1/") || p == "/tools/invoke" || p == "/api/v1/admin/rpc"
 }
 
-// isCapabilityPath reports whether OpenClaw would treat the path as a
-// capability URL, /__openclaw__/cap/<cap>/<rest>, which it rewrites to /<rest>
-// before routing: Caddy's route matchers would see one path and the gateway act
-// on another.
-func isCapabilityPath(p string) bool {
-	if !containsFold(p, "__openclaw__") {
-		return false
-	}
-	p = strings.ToLower(path.Clean("/" + strings.ReplaceAll(p, "\\", "/")))
-	return p == "/__openclaw__/cap" || strings.HasPrefix(p, "/__openclaw__/cap/")
-}
-
 // containsFold reports whether s contains the lowercase ASCII sub, ignoring
 // ASCII case, without allocating.
 func containsFold(s, sub string) bool {
@@ -809,7 +814,7 @@ func (h *Handler) debugCredential(msg, fingerprint string, err error) {
 func (h *Handler) deny(w http.ResponseWriter, r *http.Request, status int, reason, msg string, id *edge.Identity, fingerprint string, extra ...zap.Field) error {
 	if ce := h.logger.Check(zapcore.InfoLevel, "denied"); ce != nil {
 		fields := []zap.Field{zap.String("gateway", h.Gateway), zap.String("reason", reason), zap.Int("status", status),
-			zap.String("remote", r.RemoteAddr), zap.String("method", r.Method), zap.String("path", r.URL.Path)}
+			zap.String("remote", r.RemoteAddr), zap.String("method", r.Method), zap.String("path", logPath(r))}
 		if id != nil {
 			fields = append(fields, zap.String("login", id.Login), zap.String("node", id.Node))
 			if id.Token != nil {
@@ -838,7 +843,7 @@ func (h *Handler) auditFailed(w http.ResponseWriter, r *http.Request, reasons []
 	msg := "this gateway's OpenClaw config fails its security audit: " + strings.Join(reasons, "; ")
 	if ce := h.logger.Check(zapcore.InfoLevel, "denied"); ce != nil {
 		fields := []zap.Field{zap.String("gateway", h.Gateway), zap.String("reason", "audit_failed"), zap.Int("status", http.StatusServiceUnavailable),
-			zap.String("remote", r.RemoteAddr), zap.String("method", r.Method), zap.String("path", r.URL.Path)}
+			zap.String("remote", r.RemoteAddr), zap.String("method", r.Method), zap.String("path", logPath(r))}
 		if id != nil {
 			fields = append(fields, zap.String("login", id.Login), zap.String("node", id.Node))
 		}

@@ -306,7 +306,7 @@ func (pc *pairingRuntime) logEvent(v pairing.Verdict) {
 func (pc *pairingRuntime) hold(cleaner *edge.HeaderCleaner, w http.ResponseWriter, r *http.Request, id *edge.Identity, clientIP netip.Addr, status int, reason, msg string, d *pairing.Device) error {
 	if ce := pc.logger.Check(zapcore.InfoLevel, "device held"); ce != nil {
 		fields := []zap.Field{zap.String("reason", reason), zap.Int("status", status), zap.String("login", id.Login),
-			zap.String("node", id.Node), zap.String("client_ip", clientIP.String()), zap.String("method", r.Method), zap.String("path", r.URL.Path)}
+			zap.String("node", id.Node), zap.String("client_ip", clientIP.String()), zap.String("method", r.Method), zap.String("path", logPath(r))}
 		if d != nil {
 			fields = append(fields, zap.String("device", d.ID), zap.String("code", d.Code))
 		}

@@ -1,0 +1,218 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
+)
+
+func TestRedactCapabilityPath(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"/__openclaw__/cap/tok123/canvas/index.html", "/__openclaw__/cap/REDACTED/canvas/index.html"},
+		{"/__openclaw__/cap/tok123", "/__openclaw__/cap/REDACTED"},
+		{"/__OpenClaw__/CAP/tok123/x", "/__openclaw__/cap/REDACTED/x"},
+		// Other spellings could carry part of the token past the first
+		// slash: only the prefix is kept.
+		{"/__openclaw__/cap/tok%2F123/x", "/__openclaw__/cap/REDACTED"},
+		{"/%5F%5Fopenclaw%5F%5F/cap/tok123/x", "/__openclaw__/cap/REDACTED"},
+		{"/a/../__openclaw__/cap/tok123/x", "/__openclaw__/cap/REDACTED"},
+		{"//__openclaw__/cap/tok123/x", "/__openclaw__/cap/REDACTED"},
+		{`/__openclaw__\cap\tok123\x`, "/__openclaw__/cap/REDACTED"},
+	}
+	for _, c := range cases {
+		got := redactCapabilityPath(c.in)
+		if got != c.want {
+			t.Errorf("redactCapabilityPath(%q) = %q, want %q", c.in, got, c.want)
+		}
+		if strings.Contains(got, "tok") {
+			t.Errorf("redactCapabilityPath(%q) = %q keeps part of the token", c.in, got)
+		}
+	}
+}
+
+// capabilitySite is a tailnet site whose one guard serves capability URLs,
+// with Caddy's access log and every other log written to files through the
+// log filter the guard's load-time warning and the documentation give.
+func capabilitySite(f *tailnetFixture, stateDir, accessLog, mainLog string) string {
+	return fmt.Sprintf(`{
+	admin off
+	auto_https off
+	log {
+		output file %[1]s
+		level DEBUG
+		format filter {
+			request>uri regexp `+"`%[6]s`"+` /__openclaw__/REDACTED
+			request>headers>Referer regexp `+"`%[6]s`"+` /__openclaw__/REDACTED
+		}
+	}
+	clawgate {
+		node gw {
+			control_url %[2]s
+			state_dir %[3]s
+			ephemeral
+		}
+	}
+}
+http://:%[4]d {
+	bind clawgate/gw
+	log {
+		output file %[5]s
+		format filter {
+			request>uri regexp `+"`%[6]s`"+` /__openclaw__/REDACTED
+			request>headers>Referer regexp `+"`%[6]s`"+` /__openclaw__/REDACTED
+		}
+	}
+	clawgate %[7]s {
+		gateway home
+		capability_urls
+		allow user:alice@example.com scopes operator.read,operator.write
+	}
+}
+`, mainLog, f.tn.ControlURL, stateDir, f.port, accessLog, capabilityURIPattern, f.be.addr())
+}
+
+// TestCapabilityURLsTailnet: with capability_urls, a capability URL is
+// proxied for a login the site's rules admit and refused for one they do not,
+// and neither Caddy's access log nor clawgate's log records the token.
+func TestCapabilityURLsTailnet(t *testing.T) {
+	// Keep the config's own logging: the test reads the logs it writes.
+	t.Setenv("CLAWGATE_TEST_CADDY_LOGS", "1")
+	f := &tailnetFixture{tn: tailnettest.New(t), be: newBackend(t), port: 18080}
+	gw := f.tn.Config(t, "gw")
+	f.alice = f.tn.NewNode(t, "alice-laptop", tailnettest.WithLogin("alice@example.com"))
+	f.bob = f.tn.NewNode(t, "bob-phone", tailnettest.WithLogin("bob@example.com"))
+	f.ci = f.tn.NewNode(t, "ci-bot", tailnettest.WithTags("tag:ci"))
+	f.siteURL = fmt.Sprintf("http://gw.%s:%d", tailnettest.Domain, f.port)
+	dir := t.TempDir()
+	accessLog, mainLog := filepath.Join(dir, "access.log"), filepath.Join(dir, "caddy.log")
+	startCaddyTailnet(t, capabilitySite(f, gw.StateDir, accessLog, mainLog))
+	f.waitGW(t)
+
+	token := "capTok" + randToken(t, 24)
+	capPath := "/__openclaw__/cap/" + token + "/canvas/index.html"
+	referer := http.Header{"Referer": {f.siteURL + "/__openclaw__/cap/" + token + "/canvas/"}}
+
+	t.Run("alice's capability URL is proxied as it was sent", func(t *testing.T) {
+		before := f.be.count()
+		status, body := f.get(t, f.alice, capPath, referer)
+		if status != http.StatusOK || f.be.count() != before+1 {
+			t.Fatalf("status %d, backend count %d→%d: %s; want 200 from the gateway", status, before, f.be.count(), body)
+		}
+		got := f.be.last(t)
+		if got.Path != capPath {
+			t.Errorf("the gateway saw path %q, want %q", got.Path, capPath)
+		}
+		if u := got.Header.Get("X-Forwarded-User"); u != "alice@example.com" {
+			t.Errorf("the gateway saw user %q, want alice@example.com", u)
+		}
+		if s := got.Header.Get("X-Openclaw-Scopes"); s != "operator.read,operator.write" {
+			t.Errorf("the gateway saw scopes %q, want the rule's", s)
+		}
+	})
+
+	t.Run("bob's is refused by the site's rules", func(t *testing.T) {
+		before := f.be.count()
+		status, body := f.get(t, f.bob, capPath, referer)
+		if status != http.StatusForbidden || !strings.Contains(body, "clawgate_forbidden") {
+			t.Errorf("status %d %q, want clawgate's 403", status, body)
+		}
+		if strings.Contains(body, "capability_path") {
+			t.Errorf("bob was refused as a capability path, not by the rules: %s", body)
+		}
+		if f.be.count() != before {
+			t.Error("bob's request reached the gateway")
+		}
+	})
+
+	t.Run("no log records the token", func(t *testing.T) {
+		// The access log is written after the response; give it a moment.
+		var access []byte
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			access, _ = os.ReadFile(accessLog)
+			if strings.Count(string(access), "handled request") >= 2 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if strings.Count(string(access), `"uri":"/__openclaw__/REDACTED"`) < 2 {
+			t.Errorf("the access log lacks the redacted URI:\n%s", access)
+		}
+		main, err := os.ReadFile(mainLog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(main), `"path":"/__openclaw__/cap/REDACTED/canvas/index.html"`) {
+			t.Errorf("clawgate's log lacks bob's denial with the redacted path:\n%s", main)
+		}
+		if !strings.Contains(string(main), "capability_urls: this server's access log records") {
+			t.Error("loading the site gave no warning about its access log")
+		}
+		for name, data := range map[string][]byte{"access log": access, "Caddy's log": main} {
+			if strings.Contains(string(data), token) {
+				t.Errorf("the %s records the capability token:\n%s", name, data)
+			}
+		}
+	})
+}
+
+// TestCapabilityURLsLoad: capability_urls is refused at load (by caddy run
+// and caddy validate alike) where another guard for the same gateway on the
+// same server decides by other rules, and accepted where the rules cannot
+// differ.
+func TestCapabilityURLsLoad(t *testing.T) {
+	port := freePort(t)
+	site := func(apiOpt, siteOpt, apiRule string) string {
+		return fmt.Sprintf(`{
+	admin off
+	auto_https off
+}
+http://127.0.0.1:%d {
+	handle /api/* {
+		clawgate 127.0.0.1:18789 {
+			gateway home
+			%s
+			%s
+		}
+	}
+	handle {
+		clawgate 127.0.0.1:18789 {
+			gateway home
+			%s
+			allow user:alice@example.com scopes operator.read,operator.write
+		}
+	}
+}
+`, port, apiOpt, apiRule, siteOpt)
+	}
+	const narrow = "allow tag:ci scopes operator.read"
+	const same = "allow user:alice@example.com scopes operator.read,operator.write"
+	for _, c := range []struct {
+		name, apiOpt, siteOpt, apiRule string
+		refused                        bool
+	}{
+		{"on for the site guard beside a path guard with other rules", "", "capability_urls", narrow, true},
+		{"on for the path guard", "capability_urls", "", narrow, true},
+		{"on for both with other rules", "capability_urls", "capability_urls", narrow, true},
+		{"off everywhere", "", "", narrow, false},
+		{"on beside a path guard with the same rules", "", "capability_urls", same, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := loadCaddyErr(t, site(c.apiOpt, c.siteOpt, c.apiRule))
+			switch {
+			case c.refused && err == nil:
+				t.Fatal("loaded; want the capability_urls refusal")
+			case c.refused && !strings.Contains(err.Error(), `clawgate.capability_urls: server srv0 has clawgate guards with different rules for gateway "home" (upstream 127.0.0.1:18789)`):
+				t.Fatalf("refused with %v; want the capability_urls message", err)
+			case !c.refused && err != nil:
+				t.Fatalf("refused: %v", err)
+			}
+		})
+	}
+}
