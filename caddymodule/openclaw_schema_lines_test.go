@@ -72,15 +72,26 @@ func TestGatewaySchemaPerLine(t *testing.T) {
 		})
 	}
 
-	t.Run("an unmeasured version gets the newest schema", func(t *testing.T) {
-		f := newVersionFixture(t, "openclaw_version 2026.7.40")
-		writeFileAtomic(t, f.cfgPath, []byte(identityScopesConfig))
-		time.Sleep(1500 * time.Millisecond)
-		f.waitGuardStatus(t, http.StatusOK, reread)
-		if got := f.assumed(t); got.Known || got.Line != "2026.7.35" {
-			t.Errorf("/clawgate/gateways openclaw = %+v, want 2026.7.40 unknown under 2026.7.35's rules", got)
-		}
-	})
+	// A version that is not a supported line is checked by the schema of
+	// the line whose rules apply to it.
+	for _, tt := range []struct {
+		version, line string
+		want          int
+	}{
+		{"2026.7.40", "2026.7.35", http.StatusServiceUnavailable},
+		{"2027.1.0", "2026.9.6", http.StatusOK},
+	} {
+		t.Run("unmeasured "+tt.version+" gets "+tt.line+"'s schema", func(t *testing.T) {
+			f := newVersionFixture(t, "openclaw_version "+tt.version)
+			f.waitGuardStatus(t, http.StatusOK, reread)
+			if got := f.assumed(t); got.Known || got.Line != tt.line {
+				t.Errorf("/clawgate/gateways openclaw = %+v, want %s unknown under %s's rules", got, tt.version, tt.line)
+			}
+			writeFileAtomic(t, f.cfgPath, []byte(identityScopesConfig))
+			time.Sleep(1500 * time.Millisecond)
+			f.waitGuardStatus(t, tt.want, reread)
+		})
+	}
 
 	t.Run("an upgrade of the installed package lifts the block", func(t *testing.T) {
 		f := newVersionFixture(t, "openclaw_package $PKG")

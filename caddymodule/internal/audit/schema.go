@@ -229,17 +229,18 @@ func ValidateVersion(cfg *Config, version string) ([]Issue, error) {
 }
 
 // SchemaVersionFor returns the version whose recorded schema a gateway's
-// config is checked against: its own line's when the assumed version is
-// exactly a supported line, and the newest line's when the version is
-// unknown, unparsable or between or beyond the supported lines: a version
-// clawgate has not measured is most often newer than every line, and so
-// closest to the newest schema. The security checks run the same whatever
-// the schema.
+// config is checked against: the line whose rules apply to it (release.Assume),
+// so that the schema and what setup writes follow the same line. That is the
+// line itself for a supported version, the newest line for a newer, unknown
+// or unparsable one, and the nearest line below for one between lines (the
+// oldest for one older than all): OpenClaw drops keys as well as adding them,
+// so the nearest line is the best guess for the keys in between. The security
+// checks run the same whatever the schema.
 func SchemaVersionFor(a release.Assumed) string {
-	if a.Known {
-		return a.Line
+	if a.Line == "" {
+		return release.Newest().Version.String()
 	}
-	return release.Newest().Version.String()
+	return a.Line
 }
 
 // Validate checks a merged config tree, as OpenClaw's loader does: the

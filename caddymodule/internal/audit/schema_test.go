@@ -228,8 +228,8 @@ func TestSchemaVersionFor(t *testing.T) {
 		{"known middle line", release.Evidence{Configured: "2026.8.2"}, "2026.8.2"},
 		{"pinned line", release.Evidence{Configured: "2026.9.6"}, "2026.9.6"},
 		{"newer than every line", release.Evidence{Configured: "2027.1.1"}, "2026.9.6"},
-		{"between lines", release.Evidence{Configured: "2026.8.5"}, "2026.9.6"},
-		{"older than every line", release.Evidence{Configured: "2026.6.35"}, "2026.9.6"},
+		{"between lines", release.Evidence{Configured: "2026.8.5"}, "2026.8.2"},
+		{"older than every line", release.Evidence{Configured: "2026.6.35"}, "2026.7.35"},
 		{"unparsable", release.Evidence{Configured: "latest"}, "2026.9.6"},
 		{"none", release.Evidence{}, "2026.9.6"},
 		{"config hint only", release.Evidence{Hint: "2026.7.35"}, "2026.7.35"},
@@ -238,6 +238,9 @@ func TestSchemaVersionFor(t *testing.T) {
 		if got := SchemaVersionFor(release.Assume(tt.ev)); got != tt.want {
 			t.Errorf("%s: SchemaVersionFor(Assume(%+v)) = %q, want %q", tt.name, tt.ev, got, tt.want)
 		}
+	}
+	if got := SchemaVersionFor(release.Assumed{}); got != DefaultSchemaVersion {
+		t.Errorf("SchemaVersionFor(zero Assumed) = %q, want %q", got, DefaultSchemaVersion)
 	}
 }
 
