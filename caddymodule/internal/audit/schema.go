@@ -229,18 +229,17 @@ func ValidateVersion(cfg *Config, version string) ([]Issue, error) {
 }
 
 // SchemaVersionFor returns the version whose recorded schema a gateway's
-// config is checked against: the line whose rules apply to it (release.Assume),
-// so that the schema and what setup writes follow the same line. That is the
-// line itself for a supported version, the newest line for a newer, unknown
-// or unparsable one, and the nearest line below for one between lines (the
-// oldest for one older than all): OpenClaw drops keys as well as adding them,
-// so the nearest line is the best guess for the keys in between. The security
-// checks run the same whatever the schema.
+// config is checked against: the assumed line's when the version is exactly
+// a supported line, and the newest line's otherwise (no version, an
+// unparsable one, or one that is not a supported line). A version clawgate
+// has not measured may know keys no recorded schema has; the newest schema
+// is the one a version newer than every line, the usual unknown one, is
+// closest to. The security checks run the same whatever the schema.
 func SchemaVersionFor(a release.Assumed) string {
-	if a.Line == "" {
-		return release.Newest().Version.String()
+	if a.Known && a.Line != "" {
+		return a.Line
 	}
-	return a.Line
+	return release.Newest().Version.String()
 }
 
 // Validate checks a merged config tree, as OpenClaw's loader does: the
