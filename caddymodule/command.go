@@ -145,7 +145,7 @@ func runAuditCommand(out io.Writer, configPath, stateDir, failOn string, asJSON 
 	// OpenClaw refuses to load a config that does not validate, so there is
 	// nothing to audit: say why, as the real CLI does, and fail whatever
 	// --fail-on says.
-	issues, err := audit.Validate(cfg)
+	issues, err := audit.ValidateFor(cfg, configVersion(cfg))
 	if err != nil {
 		return 2, fmt.Errorf("validating %s: %w", cfg.Path, err)
 	}

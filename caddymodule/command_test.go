@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,6 +12,8 @@ import (
 	"testing"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/audit"
 )
 
 func TestAuditCommand(t *testing.T) {
@@ -140,6 +143,56 @@ func TestAuditCommandInvalidConfig(t *testing.T) {
 	for _, want := range append([]string{"OpenClaw config is invalid", "PATH", "PROBLEM"}, paths(want)...) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestAuditCommandSchemaPerLine: `caddy clawgate audit` validates against
+// the schema of the line the config says last wrote it, both ways: a key
+// only newer lines know, and one only the older line knows.
+func TestAuditCommandSchemaPerLine(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state")
+	if err := os.Mkdir(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	const gateway = `gateway: {mode: "local", bind: "loopback", auth: {mode: "token", token: "tok_3f9c2a7b8e1d4c6f9a0b5e2d7c8f1a3b"%s}}`
+	idScopes := fmt.Sprintf(gateway, `, identityScopes: {"alice@example.com": ["operator.read"]}`)
+	contextTokens := fmt.Sprintf(gateway, "") + `, agents: {defaults: {contextTokens: 100000}}`
+	tests := []struct {
+		line, body string
+		wantPath   string // "" when the config is valid on that line
+	}{
+		{"2026.7.35", idScopes, "gateway.auth"},
+		{"2026.8.2", idScopes, ""},
+		{"2026.9.6", idScopes, ""},
+		{"2026.7.35", contextTokens, ""},
+		{"2026.9.6", contextTokens, "agents.defaults"},
+	}
+	for i, tt := range tests {
+		path := filepath.Join(state, fmt.Sprintf("c%d.json", i))
+		conf := `{meta: {lastTouchedVersion: "` + tt.line + `"}, ` + tt.body + `}`
+		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		code, err := runAuditCommand(&out, path, state, "never", true)
+		if err != nil {
+			t.Fatalf("%s %s: %v", tt.line, conf, err)
+		}
+		if tt.wantPath == "" {
+			if code != 0 {
+				t.Errorf("on %s, %s: exit %d, want 0:\n%s", tt.line, conf, code, out.String())
+			}
+			continue
+		}
+		var got struct {
+			Issues []audit.Issue `json:"issues"`
+		}
+		if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+			t.Fatalf("output is not JSON: %v\n%s", err, out.String())
+		}
+		if code != 2 || len(got.Issues) != 1 || got.Issues[0].Path != tt.wantPath {
+			t.Errorf("on %s, %s: exit %d, issues %+v; want 2 and one issue at %s", tt.line, conf, code, got.Issues, tt.wantPath)
 		}
 	}
 }

@@ -574,8 +574,10 @@ func (g *gate) audit() *gateState {
 		return st
 	}
 	// OpenClaw will not load (or hot-reload) a config its schema refuses, so
-	// the file no longer says what the gateway runs: nothing to audit.
-	issues, err := audit.Validate(cfg)
+	// the file no longer says what the gateway runs: nothing to audit. The
+	// schema is the assumed line's: a key only a newer line knows stops an
+	// older gateway from starting.
+	issues, err := audit.ValidateFor(cfg, st.OpenClaw)
 	if err != nil || len(issues) > 0 {
 		st.Blocked = g.level != ""
 		if err != nil {
@@ -585,7 +587,7 @@ func (g *gate) audit() *gateState {
 			st.Invalid = audit.IssuePaths(issues)
 			st.Reasons = st.Invalid
 		}
-		st.key = "invalid:" + st.Error + strings.Join(st.Invalid, ",")
+		st.key = "invalid:" + st.Error + strings.Join(st.Invalid, ",") + "|" + st.OpenClaw.Why
 		return st
 	}
 	st.config = cfg

@@ -15,8 +15,9 @@
 #                                              case (testdata/invalid/<case>) gets expected.json, a
 #                                              corpus case validate.json
 #
-# `check` also compares the installed OpenClaw's published config schema with the recorded one
-# (scripts/openclaw-schema.sh check) and re-validates N random invalid cases.
+# `check` also compares the selected line's published config schema with the one recorded for it
+# (scripts/openclaw-schema.sh check VERSION) and, on the pinned line, re-validates N random invalid
+# cases.
 #
 # A case is caddymodule/internal/audit/testdata/corpus/<case>/ holding openclaw.json (JSON5; may
 # $include sibling files), an optional setup.json and the recorded expected.json. Each run builds the
@@ -263,9 +264,9 @@ if (missing.length || extra.length) {
 		fi
 	done
 	((bad == 0)) || die "$bad of ${#picked[@]} case(s) differ from the recorded real audit; OpenClaw has drifted (re-record and review)"
-	# The schema and the invalid half are recorded for the pinned line only.
+	# Every line's schema is recorded; the invalid half for the pinned line only.
+	"$repo/scripts/openclaw-schema.sh" check "$line"
 	[[ $line == "$pinned" ]] || return 0
-	"$repo/scripts/openclaw-schema.sh" check
 	[[ $# -gt 0 ]] && return
 	mapfile -t all < <(list_invalid)
 	mapfile -t picked < <(printf '%s\n' "${all[@]}" | shuf -n "$n")

@@ -8,11 +8,13 @@
 #                                                the recorded one (the drift check)
 #   scripts/openclaw-schema.sh versions          list the recorded versions
 #
-# VERSION defaults to the version of the installed OpenClaw. The CLI is the one `scripts/openclaw.sh
-# bin` names, or $OPENCLAW_SCHEMA_BIN when set (how another release line, installed elsewhere, is
-# recorded); the script refuses when that CLI's --version is not VERSION, so a file's name always
+# VERSION defaults to the version of the installed OpenClaw. The CLI is $OPENCLAW_SCHEMA_BIN when set
+# (an OpenClaw installed elsewhere), else the one `scripts/openclaw.sh bin VERSION` names (each
+# supported release line, installed side by side by `scripts/openclaw.sh install VERSION`), else the
+# pinned line's; the script refuses when that CLI's --version is not VERSION, so a file's name always
 # says which OpenClaw printed it. The file is gzip -9n (no name, no timestamp): recording the same
-# schema twice gives the same bytes.
+# schema twice gives the same bytes. clawgate validates each gateway's config against the recorded
+# schema of the release line it assumes for that gateway, so every supported line needs one.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,9 +25,12 @@ die() {
 	exit 1
 }
 
+# cli <VERSION or empty>: print the CLI to run.
 cli() {
 	if [[ -n ${OPENCLAW_SCHEMA_BIN:-} ]]; then
 		echo "$OPENCLAW_SCHEMA_BIN"
+	elif [[ -n $1 ]]; then
+		"$repo/scripts/openclaw.sh" bin "$1" || die "OpenClaw $1 is not installed; run: scripts/openclaw.sh install $1"
 	else
 		"$repo/scripts/openclaw.sh" bin || die "OpenClaw is not installed; run: scripts/openclaw.sh install"
 	fi
@@ -57,7 +62,7 @@ print_schema() {
 # resolve <VERSION or empty>: print "<cli> <version>", refusing a CLI of another version.
 resolve() {
 	local bin version
-	bin=$(cli)
+	bin=$(cli "$1")
 	version=$(cli_version "$bin")
 	[[ -z $1 || $1 == "$version" ]] ||
 		die "the CLI at $bin is OpenClaw $version, not $1; point OPENCLAW_SCHEMA_BIN at an OpenClaw $1"

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/clawgate/clawgate/caddymodule/internal/release"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 )
@@ -207,11 +208,38 @@ func optionalDefaults(v any) {
 // OpenClaw would accept the file. An error means the check could not run,
 // which a caller must treat as a refusal.
 func Validate(cfg *Config) ([]Issue, error) {
-	s, err := LoadSchema(DefaultSchemaVersion)
+	return ValidateVersion(cfg, DefaultSchemaVersion)
+}
+
+// ValidateFor checks a loaded config as Validate does, against the schema of
+// the release line assumed for its gateway (SchemaVersionFor).
+func ValidateFor(cfg *Config, a release.Assumed) ([]Issue, error) {
+	return ValidateVersion(cfg, SchemaVersionFor(a))
+}
+
+// ValidateVersion checks a loaded config as Validate does, against the
+// recorded schema of one OpenClaw version. The refinements OpenClaw checks in
+// code (refinements.go) are those of the pinned line, applied on every line.
+func ValidateVersion(cfg *Config, version string) ([]Issue, error) {
+	s, err := LoadSchema(version)
 	if err != nil {
 		return nil, err
 	}
 	return s.Validate(cfg.Tree), nil
+}
+
+// SchemaVersionFor returns the version whose recorded schema a gateway's
+// config is checked against: the assumed line's when the version is exactly
+// a supported line, and the newest line's otherwise (no version, an
+// unparsable one, or one that is not a supported line). A version clawgate
+// has not measured may know keys no recorded schema has; the newest schema
+// is the one a version newer than every line, the usual unknown one, is
+// closest to. The security checks run the same whatever the schema.
+func SchemaVersionFor(a release.Assumed) string {
+	if a.Known && a.Line != "" {
+		return a.Line
+	}
+	return release.Newest().Version.String()
 }
 
 // Validate checks a merged config tree, as OpenClaw's loader does: the

@@ -60,23 +60,28 @@ func BenchmarkValidate(b *testing.B) {
 }
 
 // BenchmarkSchemaCompile measures the one-time cost of decompressing and
-// compiling a schema, and reports the heap the compiled schema keeps
-// (retained-B: live heap after a GC with the schema held, minus before).
+// compiling each recorded schema, and reports the heap a compiled schema
+// keeps (retained-B: live heap after a GC with the schema held, minus
+// before).
 func BenchmarkSchemaCompile(b *testing.B) {
-	var retained float64
-	b.ReportAllocs()
-	for b.Loop() {
-		var before, after goruntime.MemStats
-		goruntime.GC()
-		goruntime.ReadMemStats(&before)
-		s, err := compileSchema(DefaultSchemaVersion)
-		if err != nil {
-			b.Fatal(err)
-		}
-		goruntime.GC()
-		goruntime.ReadMemStats(&after)
-		retained = float64(after.HeapAlloc) - float64(before.HeapAlloc)
-		goruntime.KeepAlive(s)
+	for _, v := range SchemaVersions() {
+		b.Run(v, func(b *testing.B) {
+			var retained float64
+			b.ReportAllocs()
+			for b.Loop() {
+				var before, after goruntime.MemStats
+				goruntime.GC()
+				goruntime.ReadMemStats(&before)
+				s, err := compileSchema(v)
+				if err != nil {
+					b.Fatal(err)
+				}
+				goruntime.GC()
+				goruntime.ReadMemStats(&after)
+				retained = float64(after.HeapAlloc) - float64(before.HeapAlloc)
+				goruntime.KeepAlive(s)
+			}
+			b.ReportMetric(retained, "retained-B")
+		})
 	}
-	b.ReportMetric(retained, "retained-B")
 }

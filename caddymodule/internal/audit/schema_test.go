@@ -6,9 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/release"
 )
 
 // validateResult is `openclaw config validate --json` as recorded by
@@ -140,8 +143,104 @@ func TestLoadSchemaOncePerVersion(t *testing.T) {
 	if _, err := LoadSchema("2000.1.1"); err == nil || !strings.Contains(err.Error(), DefaultSchemaVersion) {
 		t.Errorf("LoadSchema(unknown) error = %v, want one naming the recorded versions", err)
 	}
-	if got := SchemaVersions(); !reflect.DeepEqual(got, []string{"2026.9.6"}) {
+	if got := SchemaVersions(); !reflect.DeepEqual(got, []string{"2026.7.35", "2026.8.2", "2026.9.6"}) {
 		t.Errorf("SchemaVersions() = %q", got)
+	}
+}
+
+// TestEveryLineHasSchema: each supported release line has a recorded schema
+// that decompresses, compiles and accepts a minimal config, and the pinned
+// line's is the default.
+func TestEveryLineHasSchema(t *testing.T) {
+	if got, want := DefaultSchemaVersion, release.Newest().Version.String(); got != want {
+		t.Errorf("DefaultSchemaVersion = %q, want the pinned line %q", got, want)
+	}
+	recorded := SchemaVersions()
+	for _, l := range release.Lines() {
+		v := l.Version.String()
+		t.Run(v, func(t *testing.T) {
+			if !slices.Contains(recorded, v) {
+				t.Fatalf("no recorded schema for %s (recorded: %q); run: scripts/openclaw-schema.sh record %s", v, recorded, v)
+			}
+			s, err := LoadSchema(v)
+			if err != nil {
+				t.Fatalf("LoadSchema(%q): %v", v, err)
+			}
+			if s.Version != v {
+				t.Errorf("LoadSchema(%q).Version = %q", v, s.Version)
+			}
+			tree := map[string]any{"gateway": map[string]any{"mode": "local", "bind": "loopback"}}
+			if issues := s.Validate(tree); len(issues) != 0 {
+				t.Errorf("%s: minimal config: issues %v, want none", v, issues)
+			}
+			bad := map[string]any{"gateway": map[string]any{"mode": "local", "bind": "everywhere"}}
+			if issues := s.Validate(bad); !slices.Equal(IssuePaths(issues), []string{"gateway.bind"}) {
+				t.Errorf("%s: bind \"everywhere\": issues %v, want one at gateway.bind", v, issues)
+			}
+		})
+	}
+}
+
+// TestValidateVersionKeysPerLine: a key only newer lines know is refused by
+// an older line's schema and accepted by the lines that have it.
+func TestValidateVersionKeysPerLine(t *testing.T) {
+	tree := map[string]any{"gateway": map[string]any{
+		"mode": "local", "bind": "loopback",
+		"auth": map[string]any{
+			"mode":           "trusted-proxy",
+			"trustedProxy":   map[string]any{"userHeader": "x-forwarded-user"},
+			"identityScopes": map[string]any{"alice@example.com": []any{"operator.read"}},
+		},
+		"trustedProxies": []any{"127.0.0.1"},
+	}}
+	tests := []struct {
+		version string
+		want    []string
+	}{
+		{"2026.9.6", nil},
+		{"2026.8.2", nil},
+		{"2026.7.35", []string{"gateway.auth"}},
+	}
+	for _, tt := range tests {
+		issues, err := ValidateVersion(&Config{Tree: tree}, tt.version)
+		if err != nil {
+			t.Fatalf("ValidateVersion(%s): %v", tt.version, err)
+		}
+		if got := IssuePaths(issues); !slices.Equal(got, tt.want) {
+			t.Errorf("ValidateVersion(%s) = %v, want issues at %q", tt.version, issues, tt.want)
+		}
+		if tt.want != nil && !strings.Contains(issues[0].Message, `"identityScopes"`) {
+			t.Errorf("ValidateVersion(%s) message = %q, want it to name identityScopes", tt.version, issues[0].Message)
+		}
+	}
+	if _, err := ValidateVersion(&Config{Tree: tree}, "2026.1.1"); err == nil {
+		t.Errorf("ValidateVersion(unrecorded) = nil error, want a refusal")
+	}
+}
+
+func TestSchemaVersionFor(t *testing.T) {
+	tests := []struct {
+		name string
+		ev   release.Evidence
+		want string
+	}{
+		{"known older line", release.Evidence{Configured: "2026.7.35"}, "2026.7.35"},
+		{"known middle line", release.Evidence{Configured: "2026.8.2"}, "2026.8.2"},
+		{"pinned line", release.Evidence{Configured: "2026.9.6"}, "2026.9.6"},
+		{"newer than every line", release.Evidence{Configured: "2027.1.1"}, "2026.9.6"},
+		{"between lines", release.Evidence{Configured: "2026.8.5"}, "2026.9.6"},
+		{"older than every line", release.Evidence{Configured: "2026.6.35"}, "2026.9.6"},
+		{"unparsable", release.Evidence{Configured: "latest"}, "2026.9.6"},
+		{"none", release.Evidence{}, "2026.9.6"},
+		{"config hint only", release.Evidence{Hint: "2026.7.35"}, "2026.7.35"},
+	}
+	for _, tt := range tests {
+		if got := SchemaVersionFor(release.Assume(tt.ev)); got != tt.want {
+			t.Errorf("%s: SchemaVersionFor(Assume(%+v)) = %q, want %q", tt.name, tt.ev, got, tt.want)
+		}
+	}
+	if got := SchemaVersionFor(release.Assumed{}); got != DefaultSchemaVersion {
+		t.Errorf("SchemaVersionFor(zero Assumed) = %q, want %q", got, DefaultSchemaVersion)
 	}
 }
 

@@ -117,7 +117,8 @@ func Prepare(lo audit.LoadOptions, e Edge, o Options) (*Plan, error) {
 
 // validateEdited refuses a plan whose result OpenClaw would not load: the
 // config as it would be written is loaded (includes and ${VAR} as OpenClaw
-// resolves them) and checked against OpenClaw's schema.
+// resolves them) and checked against the schema of the OpenClaw line the plan
+// is for.
 func (p *Plan) validateEdited() error {
 	files := p.Files()
 	if len(files) == 0 {
@@ -132,7 +133,8 @@ func (p *Plan) validateEdited() error {
 	if err != nil {
 		return fmt.Errorf("the config as setup would write it does not load: %w", err)
 	}
-	issues, err := audit.Validate(cfg)
+	schema := audit.SchemaVersionFor(p.OpenClaw)
+	issues, err := audit.ValidateVersion(cfg, schema)
 	if err != nil {
 		return fmt.Errorf("validating the config as setup would write it: %w", err)
 	}
@@ -143,7 +145,7 @@ func (p *Plan) validateEdited() error {
 	for i, is := range issues {
 		lines[i] = is.Path + ": " + is.Message
 	}
-	return fmt.Errorf("OpenClaw would refuse the config as setup would write it (fix these keys first, or check that this OpenClaw is %s): %s", audit.DefaultSchemaVersion, strings.Join(lines, "; "))
+	return fmt.Errorf("OpenClaw would refuse the config as setup would write it (fix these keys first, or check that this OpenClaw is %s): %s", schema, strings.Join(lines, "; "))
 }
 
 // versionNotes says which OpenClaw line the plan is for and what of the edge

@@ -108,3 +108,53 @@ func TestPlanPerReleaseLine(t *testing.T) {
 		})
 	}
 }
+
+// TestPrepareValidatesAgainstTheLine: setup refuses a result the target line
+// would not start on, judged by that line's schema: a key only 2026.7.35
+// knows is written for 2026.7.35 and refused for 2026.9.6.
+func TestPrepareValidatesAgainstTheLine(t *testing.T) {
+	const config = `{gateway: {port: 18789}, agents: {defaults: {contextTokens: 100000}}}`
+	tests := []struct {
+		version    string
+		unwritable []string // what Unwritable must say; none when the plan is written
+	}{
+		{"2026.7.35", nil},
+		{"2026.9.6", []string{"OpenClaw would refuse", `agents.defaults: Unrecognized key: "contextTokens"`, "check that this OpenClaw is 2026.9.6"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.version, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "openclaw.json")
+			if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			p, err := Prepare(loadOpts(t, path), testEdge(t), Options{Version: release.Evidence{Configured: tt.version}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !p.Pending() {
+				t.Fatal("the plan is empty")
+			}
+			if tt.unwritable == nil {
+				if p.Unwritable != "" {
+					t.Fatalf("Unwritable = %q, want the plan written", p.Unwritable)
+				}
+				if _, err := p.Write(time.Now()); err != nil {
+					t.Fatalf("Write: %v", err)
+				}
+				return
+			}
+			for _, want := range tt.unwritable {
+				if !strings.Contains(p.Unwritable, want) {
+					t.Errorf("Unwritable = %q, want it to say %q", p.Unwritable, want)
+				}
+			}
+			if _, err := p.Write(time.Now()); err == nil {
+				t.Errorf("Write succeeded on a plan the line's schema refuses")
+			}
+			if now, _ := os.ReadFile(path); string(now) != config {
+				t.Errorf("the file changed")
+			}
+		})
+	}
+}
