@@ -222,12 +222,41 @@ func runSetupCommand(out io.Writer, o setupOptions) (int, error) {
 		}
 		return code, nil
 	}
-	writeSetupText(out, reports, o.write)
+	writeSetupText(out, reports, o.write, o.writeCommand())
 	return code, nil
 }
 
-// writeSetupText prints the plans and results for people.
-func writeSetupText(out io.Writer, reports []setupReport, wrote bool) {
+// writeCommand is the command line that applies the plan just shown: the
+// user's own flags, so it reads the same Caddy config, plus --write.
+func (o setupOptions) writeCommand() string {
+	args := []string{"caddy", "clawgate", "setup"}
+	if o.config != "" {
+		args = append(args, "--config", shellWord(o.config))
+	}
+	if o.adapter != "" {
+		args = append(args, "--adapter", shellWord(o.adapter))
+	}
+	if o.gateway != "" {
+		args = append(args, "--gateway", shellWord(o.gateway))
+	}
+	if o.autoApprove {
+		args = append(args, "--device-auto-approve")
+	}
+	return strings.Join(append(args, "--write"), " ")
+}
+
+// shellWord quotes s for a POSIX shell when it holds anything but plain
+// path characters.
+func shellWord(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+,:=@") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// writeSetupText prints the plans and results for people; writeCmd is the
+// command that applies pending changes.
+func writeSetupText(out io.Writer, reports []setupReport, wrote bool, writeCmd string) {
 	pending := false
 	for i, r := range reports {
 		if i > 0 {
@@ -297,7 +326,7 @@ func writeSetupText(out io.Writer, reports []setupReport, wrote bool) {
 		}
 	}
 	if pending {
-		fmt.Fprintln(out, "\nRun `caddy clawgate setup --write` to apply these changes (each file is backed up first).")
+		fmt.Fprintf(out, "\nRun `%s` to apply these changes (each file is backed up first).\n", writeCmd)
 	}
 }
 

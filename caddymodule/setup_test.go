@@ -202,7 +202,7 @@ func TestSetupCommand(t *testing.T) {
 			`+ gateway.auth.identityScopes["bob@example.com"] = ["operator.read"]`,
 			`+ gateway.auth.identityScopes["token:ci"] = ["operator.read"]`,
 			`+ gateway.controlUi.allowedOrigins = ["https://gw.tail1234.ts.net"]`,
-			"Run `caddy clawgate setup --write`",
+			"Run `caddy clawgate setup --config " + shellWord(caddyfile) + " --gateway home --write`",
 		} {
 			if !strings.Contains(out, want) {
 				t.Errorf("output lacks %q:\n%s", want, out)
@@ -399,4 +399,20 @@ http://gw.%s:%d {
 			t.Errorf("hello-ok scopes = %q, want %q", got, want)
 		}
 	})
+}
+
+func TestShellWord(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"/etc/caddy/Caddyfile", "/etc/caddy/Caddyfile"},
+		{"Caddyfile.example", "Caddyfile.example"},
+		{"/home/al ice/Caddyfile", "'/home/al ice/Caddyfile'"},
+		{"it's", `'it'\''s'`},
+		{"$HOME/x", "'$HOME/x'"},
+		{"", "''"},
+	}
+	for _, tt := range tests {
+		if got := shellWord(tt.in); got != tt.want {
+			t.Errorf("shellWord(%q) = %s, want %s", tt.in, got, tt.want)
+		}
+	}
 }
