@@ -25,8 +25,8 @@ import (
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
 )
 
-// The bad-input suite's sites (badinput_test.go) live in one Caddy: the lead's
-// guard fixture configuration (newGuardFixture) in its shortcut and guard-only
+// The bad-input suite's sites (badinput_test.go) live in one Caddy: the
+// guard fixture's configuration (newGuardFixture) in its shortcut and guard-only
 // forms, and the routes site, each once on loopback and once bound to the
 // clawgate node "gw" of a real in-process tailnet. The tailnet client is the
 // node "probe", tagged tag:probe, which no rule admits on its own: only a
@@ -99,7 +99,7 @@ func newBIFixture(t *testing.T) *biFixture {
 	probe := tn.NewNode(t, "probe", tailnettest.WithTags("tag:probe"))
 	shortTimeWait(t, probe)
 
-	// The lead's fixture's secrets, made as newGuardFixture makes them.
+	// The guard fixture's secrets, made as newGuardFixture makes them.
 	f := &guardFixture{be: newBackend(t)}
 	f.tokCI, f.tokOps, f.tokOld = randToken(t, 32), randToken(t, 32), randToken(t, 32)
 	f.hsSecret = []byte(randToken(t, 48))
@@ -322,13 +322,13 @@ func normalGuardConfig(t *testing.T, h *Handler, noRateLimit bool) string {
 	return string(b)
 }
 
-// checkGuards fails the test unless the suite's four guards of the lead's
-// configuration are configured as lead (newGuardFixture's, from
+// checkGuards fails the test unless the suite's four guards of the guard
+// fixture's configuration are configured as newGuardFixture (from
 // biGuardConfigs) says, the tailnet ones but for their rate limit.
-func (x *biFixture) checkGuards(t *testing.T, lead []string) {
+func (x *biFixture) checkGuards(t *testing.T, fixture []string) {
 	t.Helper()
-	if len(lead) != 2 || lead[0] != lead[1] {
-		t.Fatalf("newGuardFixture's guards: want two alike, got %q", lead)
+	if len(fixture) != 2 || fixture[0] != fixture[1] {
+		t.Fatalf("newGuardFixture's guards: want two alike, got %q", fixture)
 	}
 	got := biGuardConfigs(t, "home", false)
 	if len(got) != 4 {
@@ -336,18 +336,18 @@ func (x *biFixture) checkGuards(t *testing.T, lead []string) {
 	}
 	var loopback int
 	for _, g := range got {
-		if g == lead[0] {
+		if g == fixture[0] {
 			loopback++
 		}
 	}
 	if loopback != 2 {
-		t.Errorf("%d of the suite's guards are configured as newGuardFixture's, want the 2 loopback ones:\nlead: %s\nsuite: %q", loopback, lead[0], got)
+		t.Errorf("%d of the suite's guards are configured as newGuardFixture's, want the 2 loopback ones:\nfixture: %s\nsuite: %q", loopback, fixture[0], got)
 	}
 	// Only the rate limit may differ on the tailnet: compare without it.
-	leadNoRL := biGuardConfigsFrom(t, lead[:1])[0]
+	fixtureNoRL := biGuardConfigsFrom(t, fixture[:1])[0]
 	for _, g := range biGuardConfigs(t, "home", true) {
-		if g != leadNoRL {
-			t.Errorf("a guard of the suite differs from newGuardFixture's in more than its rate limit:\nlead:  %s\nsuite: %s", leadNoRL, g)
+		if g != fixtureNoRL {
+			t.Errorf("a guard of the suite differs from newGuardFixture's in more than its rate limit:\nfixture: %s\nsuite: %s", fixtureNoRL, g)
 		}
 	}
 }

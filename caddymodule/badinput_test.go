@@ -27,7 +27,7 @@ import (
 	"github.com/clawgate/clawgate/caddymodule/internal/release"
 )
 
-// The bad-input suite (issue #9): hundreds of hostile requests, written byte
+// The bad-input suite: hundreds of hostile requests, written byte
 // for byte, against a real Caddy with clawgate in front of a recording
 // backend, both on loopback listeners and over a real in-process tailnet
 // (badinput_tailnet_test.go). Every case asserts two things about what the
@@ -538,7 +538,7 @@ func sameScopes(a, b string) bool {
 	return slices.Equal(split(a), split(b))
 }
 
-// fixtureSite wraps one site of the lead's guard fixture.
+// fixtureSite wraps one site of the guard fixture.
 func fixtureSite(f *guardFixture, base, name string) *biSite {
 	hp := strings.TrimPrefix(base, "http://")
 	st := &biSite{name: name, addr: hp, host: hp, count: f.be.count}
@@ -899,13 +899,13 @@ func TestBadInput(t *testing.T) {
 	s := &biSuite{}
 	start := time.Now()
 
-	var leadGuards []string
-	t.Run("the lead's fixture configuration", func(t *testing.T) {
+	var fixtureGuards []string
+	t.Run("the guard fixture configuration", func(t *testing.T) {
 		newGuardFixture(t)
-		leadGuards = biGuardConfigs(t, "home", false)
+		fixtureGuards = biGuardConfigs(t, "home", false)
 	})
 	x := newBIFixture(t)
-	x.checkGuards(t, leadGuards)
+	x.checkGuards(t, fixtureGuards)
 	t.Logf("fixture (loopback + tailnet) up in %v", time.Since(start).Round(time.Millisecond))
 
 	t.Run("fixture", func(t *testing.T) {
@@ -952,7 +952,7 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-// ---- families on the lead's fixture ----
+// ---- families on the guard fixture ----
 
 const (
 	ciUser, ciScopes = "ci-bot", "operator.read,operator.write"

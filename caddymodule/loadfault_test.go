@@ -26,7 +26,7 @@ import (
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
 )
 
-// The load and fault group (issue #9, item 3). One in-process tailnet, one real
+// The load and fault group. One in-process tailnet, one real
 // Caddy with clawgate on the node "gw" in front of a restartable loopback
 // backend, the gateway's openclaw.json under the audit gate, and several client
 // nodes, all logged in as alice. Each subtest logs one "figure:" line that

@@ -23,7 +23,7 @@ import (
 )
 
 // The real OpenClaw gateway behind clawgate, reached over the in-process
-// tailnet (issue #7). Each subtest starts exactly one gateway (15–30 s and
+// tailnet. Each subtest starts exactly one gateway (15–30 s and
 // about 1 GB each), one after the other, so at most one runs at a time.
 //
 // What these tests learnt about OpenClaw 2026.9.6, and rely on:

@@ -130,7 +130,7 @@ func cat(parts ...any) []string {
 	return out
 }
 
-// The starting states of issue #10, each planned against testEdge, written,
+// The starting states a gateway is typically found in, each planned against testEdge, written,
 // audited again and planned again.
 func TestPlanAndWrite(t *testing.T) {
 	tests := []struct {
