@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,9 +13,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"tailscale.com/envknob"
-	"tailscale.com/net/netns"
-	"tailscale.com/types/logger"
 )
 
 // The -gates mode measures what the audit gate costs while nobody sends a
@@ -84,25 +80,11 @@ type gateBench struct {
 func runGates(ctx context.Context, o gateOptions, progress io.Writer) (*gateReport, error) {
 	begin := time.Now()
 	say := func(format string, args ...any) { fmt.Fprintf(progress, "clawbench: "+format+"\n", args...) }
-	logf := logger.Discard
-	if o.verbose {
-		logf = log.Printf
-	} else {
-		log.SetOutput(io.Discard)
-	}
-	envknob.SetNoLogsNoSupport()
-	netns.SetEnabled(false)
-
-	dir, err := os.MkdirTemp("", "clawbench-gates-")
+	dir, logf, err := prepareProcess("clawbench-gates-", o.verbose)
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	for _, v := range []string{"XDG_DATA_HOME", "XDG_CONFIG_HOME"} {
-		if err := os.Setenv(v, filepath.Join(dir, strings.ToLower(v))); err != nil {
-			return nil, err
-		}
-	}
 	be, err := startBackend()
 	if err != nil {
 		return nil, fmt.Errorf("starting the backend: %w", err)

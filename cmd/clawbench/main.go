@@ -163,14 +163,14 @@ type scenario struct {
 	guardedLoopback bool
 }
 
-// run sets everything up, measures, and tears it down again.
-func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
-	begin := time.Now()
-	say := func(format string, args ...any) {
-		fmt.Fprintf(progress, "clawbench: "+format+"\n", args...)
-	}
+// prepareProcess readies this process for a measuring run: logs (the node's
+// only with verbose), no log upload and no socket marking for the tailnet
+// nodes, and a temporary directory, returned, that also holds Caddy's data
+// and config dirs so nothing lands in the user's home. The caller removes
+// the directory.
+func prepareProcess(prefix string, verbose bool) (string, logger.Logf, error) {
 	logf := logger.Discard
-	if o.verbose {
+	if verbose {
 		logf = log.Printf
 	} else {
 		// The STUN server and net/http report to the standard logger.
@@ -182,17 +182,30 @@ func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
 	envknob.SetNoLogsNoSupport()
 	netns.SetEnabled(false)
 
-	dir, err := os.MkdirTemp("", "clawbench-")
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", nil, err
+	}
+	for _, v := range []string{"XDG_DATA_HOME", "XDG_CONFIG_HOME"} {
+		if err := os.Setenv(v, filepath.Join(dir, strings.ToLower(v))); err != nil {
+			os.RemoveAll(dir)
+			return "", nil, err
+		}
+	}
+	return dir, logf, nil
+}
+
+// run sets everything up, measures, and tears it down again.
+func run(ctx context.Context, o options, progress io.Writer) (*report, error) {
+	begin := time.Now()
+	say := func(format string, args ...any) {
+		fmt.Fprintf(progress, "clawbench: "+format+"\n", args...)
+	}
+	dir, logf, err := prepareProcess("clawbench-", o.verbose)
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	// Caddy's data and config dirs, so nothing lands in the user's home.
-	for _, v := range []string{"XDG_DATA_HOME", "XDG_CONFIG_HOME"} {
-		if err := os.Setenv(v, filepath.Join(dir, strings.ToLower(v))); err != nil {
-			return nil, err
-		}
-	}
 
 	be, err := startBackend()
 	if err != nil {
