@@ -15,6 +15,7 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/audit"
+	"github.com/clawgate/clawgate/caddymodule/internal/release"
 )
 
 // userConfig is the user's Caddy config as `caddy run` would load it.
@@ -135,6 +136,27 @@ func gatewayLoadOptions(name string, gc *GatewayConfig) (audit.LoadOptions, erro
 		return audit.LoadOptions{}, err
 	}
 	return audit.LoadOptions{ConfigPath: configPath, StateDir: stateDir}, nil
+}
+
+// gatewayVersionSettings is a gateway block's openclaw_version and the
+// package.json that openclaw_package names, with their placeholders resolved
+// and the version checked; the gate and `setup` both use it, so both assume
+// the same OpenClaw line.
+func gatewayVersionSettings(name string, gc *GatewayConfig) (version, pkgFile string, err error) {
+	field := "clawgate.gateways." + name
+	if version, err = resolveSetting(field+".openclaw_version", gc.OpenClawVersion); err != nil {
+		return "", "", err
+	}
+	if version != "" {
+		if _, err := release.Parse(version); err != nil {
+			return "", "", fmt.Errorf("%s.openclaw_version: %w", field, err)
+		}
+	}
+	pkg, err := resolveSetting(field+".openclaw_package", gc.OpenClawPackage)
+	if err != nil || pkg == "" {
+		return version, "", err
+	}
+	return version, release.PackageFile(pkg), nil
 }
 
 // adminAddress is the admin endpoint a command talks to: the flag's, else the

@@ -136,7 +136,7 @@ type gate struct {
 	unwatched map[string]bool // skills trees that could not be watched
 
 	version string  // OpenClawVersion with placeholders replaced; "" when unset
-	pkgPath string  // OpenClawPackage with placeholders replaced; "" when unset
+	pkgPath string  // the package.json OpenClawPackage names, placeholders replaced; "" when unset
 	pkg     pkgRead // the package version last read, reread when the file changes
 }
 
@@ -200,16 +200,7 @@ func (a *App) provisionGates() error {
 			}
 			g.port = int(ap.Port())
 		}
-		field := "clawgate.gateways." + name
-		if g.version, err = resolveSetting(field+".openclaw_version", gc.OpenClawVersion); err != nil {
-			return err
-		}
-		if g.version != "" {
-			if _, err := release.Parse(g.version); err != nil {
-				return fmt.Errorf("%s.openclaw_version: %w", field, err)
-			}
-		}
-		if g.pkgPath, err = resolveSetting(field+".openclaw_package", gc.OpenClawPackage); err != nil {
+		if g.version, g.pkgPath, err = gatewayVersionSettings(name, gc); err != nil {
 			return err
 		}
 		g.expect = audit.Expect{RequiredHeaders: audit.DefaultRequiredHeaders, Origins: gc.Origins, Port: g.port}
@@ -643,7 +634,7 @@ func (g *gate) runOptions(st *gateState) audit.RunOptions {
 	}
 	// An upgrade of the installed OpenClaw changes the assumed release line.
 	if g.pkgPath != "" {
-		st.inputs = append(st.inputs, watch.Input{Path: g.pkgFile(), Kind: watch.Content})
+		st.inputs = append(st.inputs, watch.Input{Path: g.pkgPath, Kind: watch.Content})
 	}
 	return audit.RunOptions{
 		Now:    st.Checked,
@@ -676,18 +667,10 @@ func (g *gate) assumeVersion(cfg *audit.Config) release.Assumed {
 	return release.Assume(ev)
 }
 
-// pkgFile is the installed package's package.json.
-func (g *gate) pkgFile() string {
-	if filepath.Base(g.pkgPath) == "package.json" {
-		return g.pkgPath
-	}
-	return filepath.Join(g.pkgPath, "package.json")
-}
-
 // packageVersion returns the installed package's version, or why it cannot
 // be read (without the path: callers see it).
 func (g *gate) packageVersion() (string, string) {
-	path := g.pkgFile()
+	path := g.pkgPath
 	fi, err := os.Stat(path)
 	if err != nil {
 		g.pkg = pkgRead{}

@@ -157,18 +157,12 @@ func runSetupCommand(out io.Writer, o setupOptions) (int, error) {
 		}
 		so := setup.Options{DeviceAutoApprove: o.autoApprove}
 		if g.block != nil {
-			field := "clawgate.gateways." + name
-			v, err := resolveSetting(field+".openclaw_version", g.block.OpenClawVersion)
+			v, pkg, err := gatewayVersionSettings(name, g.block)
 			if err != nil {
 				fail(err)
 				continue
 			}
 			so.Version.Configured = v
-			pkg, err := resolveSetting(field+".openclaw_package", g.block.OpenClawPackage)
-			if err != nil {
-				fail(err)
-				continue
-			}
 			if pkg != "" {
 				if v, err := release.PackageVersion(pkg); err != nil {
 					so.Version.PackageErr = err.Error()

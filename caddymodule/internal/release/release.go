@@ -265,14 +265,20 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
+// PackageFile is the package.json of the installed package at dir, which may
+// name the file itself.
+func PackageFile(dir string) string {
+	if filepath.Base(dir) == "package.json" {
+		return dir
+	}
+	return filepath.Join(dir, "package.json")
+}
+
 // PackageVersion reads the version of the openclaw package installed at dir
 // (the directory holding its package.json, such as
 // /usr/lib/node_modules/openclaw); dir may also name the package.json.
 func PackageVersion(dir string) (string, error) {
-	path := dir
-	if filepath.Base(path) != "package.json" {
-		path = filepath.Join(dir, "package.json")
-	}
+	path := PackageFile(dir)
 	f, err := os.Open(path)
 	if err != nil {
 		return "", fmt.Errorf("reading the openclaw package: %w", err)
