@@ -334,7 +334,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	switch {
 	case err == nil:
 		h.app = appIface.(*App)
-		if err := h.app.registerGuard(h.Gateway, h.UserHeader, admittedUsers(h.Rules, h.Tokens)); err != nil {
+		if err := h.app.registerGuard(h.Gateway, h.UserHeader, admittedUsers(h.policy, h.Tokens)); err != nil {
 			return fmt.Errorf("clawgate.gateway: %w", err)
 		}
 	case !errors.Is(err, caddy.ErrNotConfigured):
@@ -357,7 +357,10 @@ func (h *Handler) Validate() error {
 	if strings.ContainsAny(h.UserHeader, " \t\r\n:") || h.UserHeader == "" {
 		return fmt.Errorf("clawgate.user_header: %q is not a valid header name", h.UserHeader)
 	}
-	if h.JWT == nil && rulesNeedJWT(h.Rules) {
+	if h.policy == nil {
+		return errors.New("clawgate.rules: the rules were never parsed (the guard was not provisioned)")
+	}
+	if h.JWT == nil && h.policy.NeedsJWT() {
 		return errors.New("clawgate.rules: a rule needs a JWT (jwt or claim:) but no jwt block is configured")
 	}
 	return nil
@@ -650,25 +653,8 @@ func containsFold(s, sub string) bool {
 
 // admittedUsers lists the users the allow rules name explicitly and the users
 // of static tokens: what the gateway's trustedProxy.allowUsers should hold.
-func admittedUsers(rules []string, tokens []TokenConfig) []string {
-	var users []string
-	for _, r := range rules {
-		f := strings.Fields(r)
-		if len(f) == 0 || f[0] != "allow" {
-			continue
-		}
-		for _, c := range f[1:] {
-			list, ok := strings.CutPrefix(c, "user:")
-			if !ok {
-				continue
-			}
-			for _, u := range strings.Split(list, ",") {
-				if u != "" && !strings.HasPrefix(u, "@") {
-					users = append(users, strings.ToLower(u))
-				}
-			}
-		}
-	}
+func admittedUsers(policy *edge.Policy, tokens []TokenConfig) []string {
+	users := policy.Users()
 	for _, t := range tokens {
 		if t.User != "" {
 			users = append(users, strings.ToLower(t.User))
@@ -677,18 +663,6 @@ func admittedUsers(rules []string, tokens []TokenConfig) []string {
 		}
 	}
 	return users
-}
-
-// rulesNeedJWT reports whether any rule has a jwt or claim condition.
-func rulesNeedJWT(rules []string) bool {
-	for _, r := range rules {
-		for _, f := range strings.Fields(r) {
-			if f == "jwt" || strings.HasPrefix(f, "claim:") {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // limitedBody turns the body-size error into a 413 for Caddy.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/audit"
+	"github.com/clawgate/clawgate/caddymodule/internal/edge"
 	"github.com/clawgate/clawgate/caddymodule/internal/openclawtest"
 	"github.com/clawgate/clawgate/caddymodule/internal/setup"
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
@@ -154,7 +155,11 @@ func TestSetupUsersMatchTheGate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := slices.Compact(slices.Sorted(slices.Values(admittedUsers(tt.rules, tt.tokens))))
+			policy, err := edge.NewPolicy(tt.rules)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := slices.Compact(slices.Sorted(slices.Values(admittedUsers(policy, tt.tokens))))
 			if !slices.Equal(e.Users, want) {
 				t.Errorf("setup users = %q, gate expects %q", e.Users, want)
 			}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -47,6 +48,7 @@ type cond struct {
 	path   string   // claim path, or cap name when values filter a field
 	field  string   // cap field name inside {field=...}
 	any    bool     // token:*
+	src    string   // the condition as written, for what a rule admits
 }
 
 // Rule is one parsed policy rule:
@@ -131,6 +133,7 @@ func ParseRule(s string) (Rule, error) {
 		if err != nil {
 			return Rule{}, err
 		}
+		c.src = f
 		r.conds = append(r.conds, c)
 	}
 	if len(r.conds) == 0 {
@@ -498,24 +501,46 @@ func anyIn(have, want []string) bool {
 
 // Policy is an ordered list of rules: the first rule that matches decides,
 // and a request no rule matches is denied. It is immutable and safe for
-// concurrent use.
+// concurrent use. It is the one reading of the rules: the guard decides with
+// it, and what the gateway's own config must agree with (the users, tokens
+// and scopes the rules admit) is read from it, never from the rule text.
 type Policy struct {
 	rules     []Rule
 	needsCred bool
+	needsJWT  bool
 }
 
-// NewPolicy parses rules in order. The error names the rule's index, e.g.
-// `rules[2]: unknown condition "foo"`.
+// RuleError is a rule that does not parse.
+type RuleError struct {
+	// Index is the rule's position among the rules, from 0.
+	Index int
+	// Rule is the rule as written.
+	Rule string
+	// Err says what is wrong with it.
+	Err error
+}
+
+// Error names the rule by index, e.g. `rules[2]: unknown condition "foo"`.
+func (e *RuleError) Error() string { return fmt.Sprintf("rules[%d]: %v", e.Index, e.Err) }
+
+// Unwrap returns what is wrong with the rule.
+func (e *RuleError) Unwrap() error { return e.Err }
+
+// NewPolicy parses rules in order. A rule that does not parse is a
+// *RuleError.
 func NewPolicy(rules []string) (*Policy, error) {
 	p := &Policy{rules: make([]Rule, 0, len(rules))}
 	for i, s := range rules {
 		r, err := ParseRule(s)
 		if err != nil {
-			return nil, fmt.Errorf("rules[%d]: %w", i, err)
+			return nil, &RuleError{Index: i, Rule: s, Err: err}
 		}
 		for _, c := range r.conds {
 			switch c.kind {
-			case condToken, condJWT, condClaim:
+			case condJWT, condClaim:
+				p.needsCred = true
+				p.needsJWT = true
+			case condToken:
 				p.needsCred = true
 			}
 		}
@@ -531,6 +556,79 @@ func (p *Policy) Rules() []Rule { return p.rules }
 // that the caller knows a bearer credential must be parsed. user: rules can
 // also match a credential's user, but only if the caller parsed one.
 func (p *Policy) NeedsCredential() bool { return p.needsCred }
+
+// NeedsJWT reports whether any rule, allow or deny, has a jwt or claim:
+// condition, so that a JWT verifier must be configured for it to mean
+// anything.
+func (p *Policy) NeedsJWT() bool { return p.needsJWT }
+
+// Grant is what one allow rule admits by name, and the scopes it grants:
+// what a gateway's own lists of users and scopes have to agree with.
+type Grant struct {
+	// Rule is the rule's Source.
+	Rule string
+	// Users are the values of the rule's user: conditions, lowercased as
+	// they are matched; one starting with '@' stands for a whole domain.
+	Users []string
+	// Tokens are the names in the rule's token: conditions, as written;
+	// "*" stands for any token.
+	Tokens []string
+	// Other is the first condition that admits callers by something other
+	// than a user or token name (such as "tag:ci" or "tailnet"), as
+	// written; "" when there is none.
+	Other string
+	// Scopes is the rule's scope cap.
+	Scopes []string
+}
+
+// AdmitsToken reports whether the rule's token: conditions name the static
+// token called name, or any token; names match exactly, as at the edge. A rule
+// with other conditions besides may still refuse that token's caller.
+func (g *Grant) AdmitsToken(name string) bool {
+	return contains(g.Tokens, "*") || contains(g.Tokens, name)
+}
+
+// Grants returns what each allow rule admits, in rule order. Deny rules
+// admit no one and have no Grant.
+func (p *Policy) Grants() []Grant {
+	var out []Grant
+	for i := range p.rules {
+		r := &p.rules[i]
+		if r.Action != Allow {
+			continue
+		}
+		g := Grant{Rule: r.Source, Scopes: slices.Clone(r.Scopes)}
+		for _, c := range r.conds {
+			switch c.kind {
+			case condUser:
+				g.Users = append(g.Users, c.values...)
+			case condToken:
+				g.Tokens = append(g.Tokens, c.values...)
+			default:
+				if g.Other == "" {
+					g.Other = c.src
+				}
+			}
+		}
+		out = append(out, g)
+	}
+	return out
+}
+
+// Users returns the users the allow rules name, in rule order and as they
+// are matched (lowercase), leaving out whole domains (user:@example.com),
+// which no list of names can hold.
+func (p *Policy) Users() []string {
+	var out []string
+	for _, g := range p.Grants() {
+		for _, u := range g.Users {
+			if !strings.HasPrefix(u, "@") {
+				out = append(out, u)
+			}
+		}
+	}
+	return out
+}
 
 // Decision is the outcome of Policy.Decide.
 type Decision struct {

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"encoding/json"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -93,9 +94,88 @@ func TestParseRule(t *testing.T) {
 }
 
 func TestNewPolicyErrorNamesIndex(t *testing.T) {
-	_, err := NewPolicy([]string{"allow anyone", "deny tag:ci", "allow foo"})
+	_, err := NewPolicy([]string{"allow anyone", "deny tag:ci", "allow  foo"})
 	if err == nil || err.Error() != `rules[2]: unknown condition "foo"` {
 		t.Errorf("NewPolicy() error = %v, want %q", err, `rules[2]: unknown condition "foo"`)
+	}
+	re, ok := errors.AsType[*RuleError](err)
+	if !ok || re.Index != 2 || re.Rule != "allow  foo" || re.Err == nil || re.Err.Error() != `unknown condition "foo"` {
+		t.Errorf("NewPolicy() error = %#v, want a *RuleError for rule 2 as written", err)
+	}
+}
+
+func TestNeedsJWT(t *testing.T) {
+	tests := []struct {
+		rules []string
+		want  bool
+	}{
+		{[]string{"allow tailnet", "allow token:ci"}, false},
+		{[]string{"allow jwt"}, true},
+		{[]string{"deny claim:role=guest", "allow tailnet"}, true},
+		// Words that only look like conditions are values, not conditions.
+		{[]string{"allow user:jwt@example.com", "allow cap:example.com/claim:x"}, false},
+		{nil, false},
+	}
+	for _, tt := range tests {
+		p, err := NewPolicy(tt.rules)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.NeedsJWT(); got != tt.want {
+			t.Errorf("NeedsJWT(%q) = %v, want %v", tt.rules, got, tt.want)
+		}
+	}
+}
+
+func TestGrants(t *testing.T) {
+	p, err := NewPolicy([]string{
+		"deny user:eve@example.com",
+		"allow  user:Alice@Example.com,@Example.org   tag:ci scopes operator.read,operator.write",
+		"allow token:ci,Deploy scopes operator.read",
+		"allow tailnet:shared node:x jwt",
+		"allow token:*",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Grant{
+		{Rule: "allow user:Alice@Example.com,@Example.org tag:ci scopes operator.read,operator.write",
+			Users: []string{"alice@example.com", "@example.org"}, Other: "tag:ci", Scopes: []string{"operator.read", "operator.write"}},
+		{Rule: "allow token:ci,Deploy scopes operator.read", Tokens: []string{"ci", "Deploy"}, Scopes: []string{"operator.read"}},
+		{Rule: "allow tailnet:shared node:x jwt", Other: "tailnet:shared", Scopes: []string{}},
+		{Rule: "allow token:*", Tokens: []string{"*"}, Scopes: []string{}},
+	}
+	got := p.Grants()
+	if len(got) != len(want) {
+		t.Fatalf("Grants() = %d grants, want %d: %#v", len(got), len(want), got)
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if g.Rule != w.Rule || !slices.Equal(g.Users, w.Users) || !slices.Equal(g.Tokens, w.Tokens) || g.Other != w.Other || !slices.Equal(g.Scopes, w.Scopes) {
+			t.Errorf("Grants()[%d] = %#v, want %#v", i, g, w)
+		}
+	}
+	// A grant is a copy: changing it leaves the policy alone.
+	got[0].Scopes[0] = "operator.admin"
+	if sc := p.Rules()[1].Scopes; !slices.Equal(sc, []string{"operator.read", "operator.write"}) {
+		t.Errorf("after changing a Grant, the rule's scopes = %q", sc)
+	}
+
+	for _, tt := range []struct {
+		grant int
+		token string
+		want  bool
+	}{
+		{1, "ci", true}, {1, "Deploy", true}, {1, "deploy", false}, {1, "other", false},
+		{3, "anything", true}, {0, "ci", false},
+	} {
+		if got := got[tt.grant].AdmitsToken(tt.token); got != tt.want {
+			t.Errorf("Grants()[%d].AdmitsToken(%q) = %v, want %v", tt.grant, tt.token, got, tt.want)
+		}
+	}
+
+	if got, want := p.Users(), []string{"alice@example.com"}; !slices.Equal(got, want) {
+		t.Errorf("Users() = %q, want %q (deny rules and domains left out)", got, want)
 	}
 }
 

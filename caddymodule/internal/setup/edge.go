@@ -1,6 +1,7 @@
 package setup
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -153,26 +154,25 @@ func Derive(in Input) (Edge, error) {
 		for _, t := range g.Tokens {
 			users[tokenUser(t)] = true
 		}
-		for ri, raw := range g.Rules {
-			rule, err := edge.ParseRule(raw)
-			if err != nil {
-				return e, fmt.Errorf("guard %d, rule %d %q: %w", gi+1, ri+1, raw, err)
+		policy, err := edge.NewPolicy(g.Rules)
+		if err != nil {
+			if re, ok := errors.AsType[*edge.RuleError](err); ok {
+				return e, fmt.Errorf("guard %d, rule %d %q: %w", gi+1, re.Index+1, re.Rule, re.Err)
 			}
-			if rule.Action != edge.Allow {
-				continue
-			}
-			named, tokens, other := ruleSubjects(rule.Source)
-			for _, u := range named {
+			return e, fmt.Errorf("guard %d: %w", gi+1, err)
+		}
+		for _, rule := range policy.Grants() {
+			for _, u := range rule.Users {
 				if strings.HasPrefix(u, "@") {
-					e.Notes = append(e.Notes, fmt.Sprintf("rule %q admits a whole domain (%s): OpenClaw's allowUsers cannot say that, so those users are refused by the gateway unless also named", rule.Source, u))
+					e.Notes = append(e.Notes, fmt.Sprintf("rule %q admits a whole domain (%s): OpenClaw's allowUsers cannot say that, so those users are refused by the gateway unless also named", rule.Rule, u))
 					continue
 				}
 				users[u] = true
 				grant(u, rule.Scopes)
 			}
-			if len(named) == 0 {
+			if len(rule.Users) == 0 {
 				for _, t := range g.Tokens {
-					if !slices.Contains(tokens, "*") && !slices.Contains(tokens, strings.ToLower(t.Name)) {
+					if !rule.AdmitsToken(t.Name) {
 						continue
 					}
 					sc := rule.Scopes
@@ -182,8 +182,8 @@ func Derive(in Input) (Edge, error) {
 					grant(tokenUser(t), sc)
 				}
 			}
-			if len(named) == 0 && len(tokens) == 0 && other != "" {
-				e.Notes = append(e.Notes, fmt.Sprintf("rule %q admits callers by %s, not by name: OpenClaw's allowUsers lists only named users and tokens, so the gateway refuses those callers unless their identity is also named in a rule", rule.Source, other))
+			if len(rule.Users) == 0 && len(rule.Tokens) == 0 && rule.Other != "" {
+				e.Notes = append(e.Notes, fmt.Sprintf("rule %q admits callers by %s, not by name: OpenClaw's allowUsers lists only named users and tokens, so the gateway refuses those callers unless their identity is also named in a rule", rule.Rule, rule.Other))
 			}
 		}
 	}
@@ -232,38 +232,6 @@ func Derive(in Input) (Edge, error) {
 		e.Port = DefaultPort
 	}
 	return e, nil
-}
-
-// ruleSubjects returns the user: values (lowercase), the token: values
-// (lowercase), and the first condition that admits by something other than a
-// name, of an allow rule as normalised by edge.ParseRule.
-func ruleSubjects(source string) (users, tokens []string, other string) {
-	fields := strings.Fields(source)
-	for i := 1; i < len(fields); i++ {
-		f := fields[i]
-		if f == "scopes" {
-			break
-		}
-		switch {
-		case strings.HasPrefix(f, "user:"):
-			for _, u := range strings.Split(f[len("user:"):], ",") {
-				if u = strings.ToLower(strings.TrimSpace(u)); u != "" {
-					users = append(users, u)
-				}
-			}
-		case strings.HasPrefix(f, "token:"):
-			for _, t := range strings.Split(f[len("token:"):], ",") {
-				if t = strings.ToLower(strings.TrimSpace(t)); t != "" {
-					tokens = append(tokens, t)
-				}
-			}
-		default:
-			if other == "" {
-				other = f
-			}
-		}
-	}
-	return users, tokens, other
 }
 
 // tokenUser is the identity clawgate forwards for a token caller without a

@@ -59,6 +59,22 @@ func TestDerive(t *testing.T) {
 			wantNotes: []string{"admits callers by tailnet", "admits a whole domain (@example.com)"},
 		},
 		{
+			// The guard matches token names exactly, so a rule naming a token
+			// in another case admits no such token and grants it nothing.
+			name: "token names match exactly",
+			in: Input{Guards: []Guard{{
+				Rules:  []string{"allow token:CI scopes operator.write", "allow token:ci,deploy scopes operator.read"},
+				Tokens: []Token{{Name: "ci"}, {Name: "Deploy"}},
+			}}, Origins: []string{"https://gw.tail1234.ts.net"}},
+			want: Edge{
+				UserHeader: "x-forwarded-user", RequiredHeaders: []string{"x-forwarded-proto", "x-forwarded-host"},
+				Users:             []string{"token:ci", "token:deploy"},
+				Scopes:            map[string][]string{"token:ci": {"operator.read"}},
+				AutoApproveScopes: []string{"operator.read"},
+				Origins:           []string{"https://gw.tail1234.ts.net"},
+			},
+		},
+		{
 			name: "unknown scopes are left out",
 			in:   Input{Guards: []Guard{{Rules: []string{"allow user:a@b.c scopes operator.read,custom.thing"}}}, Upstream: 19789, Gated: true},
 			want: Edge{
