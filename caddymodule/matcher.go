@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -53,15 +52,7 @@ func (m *IdentityMatcher) Provision(caddy.Context) error {
 }
 
 func compileIdentityConditions(conds []string) (*edge.Policy, error) {
-	if len(conds) == 0 {
-		return nil, errors.New("clawgate_identity: no condition")
-	}
-	for _, c := range conds {
-		if strings.HasPrefix(c, "token:") || strings.HasPrefix(c, "claim:") || c == "jwt" || c == "anyone" || c == "scopes" {
-			return nil, fmt.Errorf("clawgate_identity: %q: only tailnet identity conditions (user:, tag:, node:, cap:, tailnet) may choose a route", c)
-		}
-	}
-	p, err := edge.NewPolicy([]string{"allow " + strings.Join(conds, " ")})
+	p, err := edge.NewDevicePolicy(conds)
 	if err != nil {
 		return nil, fmt.Errorf("clawgate_identity: %w", err)
 	}

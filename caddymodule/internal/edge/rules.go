@@ -549,6 +549,25 @@ func NewPolicy(rules []string) (*Policy, error) {
 	return p, nil
 }
 
+// NewDevicePolicy parses conditions that must all hold of a device's tailnet
+// identity (user:, tag:, node:, cap:, tailnet), as one allow rule whose
+// Decide tells whether a device satisfies them. Conditions on a credential
+// (token:, jwt, claim:), anyone and scopes are refused: a route chosen by
+// them would be chosen by whoever holds the credential.
+func NewDevicePolicy(conds []string) (*Policy, error) {
+	if len(conds) == 0 {
+		return nil, errors.New("no condition")
+	}
+	for _, c := range conds {
+		for _, f := range strings.Fields(c) {
+			if strings.HasPrefix(f, "token:") || strings.HasPrefix(f, "claim:") || f == "jwt" || f == "anyone" || f == "scopes" {
+				return nil, fmt.Errorf("%q: only tailnet identity conditions (user:, tag:, node:, cap:, tailnet) may choose a route", truncate(c, 64))
+			}
+		}
+	}
+	return NewPolicy([]string{"allow " + strings.Join(conds, " ")})
+}
+
 // Rules returns the parsed rules; the slice must not be modified.
 func (p *Policy) Rules() []Rule { return p.rules }
 

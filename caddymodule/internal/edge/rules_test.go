@@ -104,6 +104,51 @@ func TestNewPolicyErrorNamesIndex(t *testing.T) {
 	}
 }
 
+func TestNewDevicePolicy(t *testing.T) {
+	tests := []struct {
+		conds   []string
+		wantErr string
+	}{
+		{conds: []string{"user:alice@example.com"}},
+		{conds: []string{"tag:ci", "node:ci-bot", "cap:example.com/cap/x", "tailnet:own,shared"}},
+		{conds: nil, wantErr: "no condition"},
+		{conds: []string{"user:a@b.c", "token:ci"}, wantErr: `"token:ci": only tailnet identity conditions`},
+		{conds: []string{"jwt"}, wantErr: `"jwt": only tailnet identity conditions`},
+		{conds: []string{"claim:role=x"}, wantErr: `"claim:role=x": only tailnet identity conditions`},
+		{conds: []string{"anyone"}, wantErr: `"anyone": only tailnet identity conditions`},
+		// One element holding several words is read word by word.
+		{conds: []string{"user:a@b.c scopes operator.admin"}, wantErr: `"user:a@b.c scopes operator.admin": only tailnet identity conditions`},
+		{conds: []string{"user:a@b.c token:"}, wantErr: `only tailnet identity conditions`},
+		{conds: []string{"frob"}, wantErr: `unknown condition "frob"`},
+	}
+	for _, tt := range tests {
+		p, err := NewDevicePolicy(tt.conds)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("NewDevicePolicy(%q) error = %v, want %q", tt.conds, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("NewDevicePolicy(%q) error = %v", tt.conds, err)
+		}
+		if g := p.Grants(); len(g) != 1 || len(p.Rules()) != 1 {
+			t.Errorf("NewDevicePolicy(%q) = %d rules, want one allow rule", tt.conds, len(p.Rules()))
+		}
+	}
+	p, err := NewDevicePolicy([]string{"user:alice@example.com", "tailnet"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := &Identity{OnTailnet: true, Tailnet: "t.ts.net", HomeTailnet: "t.ts.net", Login: "alice@example.com"}
+	if d := p.Decide(alice); !d.Allowed {
+		t.Errorf("Decide(alice) = %+v, want allowed", d)
+	}
+	if d := p.Decide(&Identity{OnTailnet: true, Tailnet: "t.ts.net", HomeTailnet: "t.ts.net", Login: "bob@example.com"}); d.Allowed {
+		t.Errorf("Decide(bob) = %+v, want refused: every condition must hold", d)
+	}
+}
+
 func TestNeedsJWT(t *testing.T) {
 	tests := []struct {
 		rules []string
