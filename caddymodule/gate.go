@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/audit"
+	"github.com/clawgate/clawgate/caddymodule/internal/edge"
 	"github.com/clawgate/clawgate/caddymodule/internal/release"
 	"github.com/clawgate/clawgate/caddymodule/internal/watch"
 )
@@ -192,7 +193,7 @@ func (a *App) provisionGates() error {
 			return err
 		}
 		g.loadOpts = lo
-		g.port = 18789
+		g.port = edge.DefaultGatewayPort
 		if gc.Upstream != "" {
 			ap, err := parseUpstream(gc.Upstream)
 			if err != nil {
@@ -203,7 +204,7 @@ func (a *App) provisionGates() error {
 		if g.version, g.pkgPath, err = gatewayVersionSettings(name, gc); err != nil {
 			return err
 		}
-		g.expect = audit.Expect{RequiredHeaders: audit.DefaultRequiredHeaders, Origins: gc.Origins, Port: g.port}
+		g.expect = audit.Expect{Origins: gc.Origins, Port: g.port}
 		g.state.Store(&gateState{Blocked: true, Reasons: []string{"the audit has not run yet"}})
 		a.gates[name] = g
 	}
@@ -587,7 +588,7 @@ func (g *gate) audit() *gateState {
 	expect := g.expect
 	g.mu.Unlock()
 	if expect.UserHeader == "" {
-		expect.UserHeader = "x-forwarded-user"
+		expect.UserHeader = edge.DefaultUserHeader
 	}
 	cons := audit.Consistency(cfg, expect)
 	findings := append(slices.Clone(report.Findings), cons...)

@@ -233,7 +233,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.Gateway = "default"
 	}
 	if h.UserHeader == "" {
-		h.UserHeader = "x-forwarded-user"
+		h.UserHeader = edge.DefaultUserHeader
 	}
 	if h.MaxBody == 0 {
 		h.MaxBody = 32 << 20
@@ -896,7 +896,7 @@ func forwardedProto(r *http.Request) string {
 // parseUpstream accepts host:port or http://host:port with an IP literal host.
 func parseUpstream(s string) (netip.AddrPort, error) {
 	if s == "" {
-		return netip.AddrPort{}, errors.New("required: the OpenClaw gateway address, e.g. 127.0.0.1:18789")
+		return netip.AddrPort{}, fmt.Errorf("required: the OpenClaw gateway address, e.g. 127.0.0.1:%d", edge.DefaultGatewayPort)
 	}
 	hostport := s
 	if strings.Contains(s, "://") {

@@ -413,7 +413,7 @@ func (s *Senders) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			extra = []string{uh}
 		}
 	}
-	edge.CleanRequestHeaders(r.Header, append(extra, "x-forwarded-user"))
+	edge.CleanRequestHeaders(r.Header, append(extra, edge.DefaultUserHeader))
 
 	// The gateway checks the same signature over the same bytes.
 	r.Body = io.NopCloser(bytes.NewReader(body))

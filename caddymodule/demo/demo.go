@@ -30,6 +30,7 @@ import (
 
 	"tailscale.com/envknob"
 
+	"github.com/clawgate/clawgate/caddymodule/internal/edge"
 	"github.com/clawgate/clawgate/caddymodule/internal/openclawtest"
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
 )
@@ -473,8 +474,8 @@ func (r *run) gatewayConfig() ([]byte, error) {
 			"auth": map[string]any{
 				"mode": "trusted-proxy",
 				"trustedProxy": map[string]any{
-					"userHeader":      "x-forwarded-user",
-					"requiredHeaders": []string{"x-forwarded-proto", "x-forwarded-host"},
+					"userHeader":      edge.DefaultUserHeader,
+					"requiredHeaders": edge.GatewayRequiredHeaders(),
 					"allowUsers":      []string{alice},
 					"allowLoopback":   true,
 				},

@@ -14,6 +14,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/clawgate/clawgate/caddymodule/internal/edge"
 	"github.com/clawgate/clawgate/caddymodule/internal/openclawtest"
 )
 
@@ -25,7 +26,7 @@ const standInVersion = "clawgate-demo-stand-in"
 // cannot be installed: a tiny HTTP + WebSocket server on loopback that
 // speaks just enough of the gateway protocol for the tour (connect.challenge,
 // connect → hello-ok, users.self) and, like OpenClaw in trusted-proxy mode,
-// takes the user from x-forwarded-user and caps scopes by x-openclaw-scopes.
+// takes the user from the guard's default user header and caps scopes by x-openclaw-scopes.
 // It reads nothing of openclaw.json; clawgate's gate audits that file either
 // way.
 type standIn struct {
@@ -83,7 +84,7 @@ func (s *standIn) close() {
 // trustedUser returns the identity clawgate forwarded, and reports whether
 // the request carries the headers a trusted-proxy OpenClaw requires.
 func trustedUser(r *http.Request) (string, bool) {
-	user := strings.TrimSpace(r.Header.Get("X-Forwarded-User"))
+	user := strings.TrimSpace(r.Header.Get(edge.DefaultUserHeader))
 	ok := user != "" && r.Header.Get("X-Forwarded-Proto") != "" && r.Header.Get("X-Forwarded-Host") != ""
 	return user, ok
 }

@@ -4,16 +4,15 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/edge"
 )
 
 // Expect describes what clawgate sends to a gateway, so the gateway's config
 // can be checked against it.
 type Expect struct {
-	// UserHeader is the header carrying the tailnet login (e.g. x-forwarded-user).
+	// UserHeader is the header carrying the tailnet login (edge.DefaultUserHeader unless the guard says otherwise).
 	UserHeader string
-	// RequiredHeaders are headers clawgate always sets; OpenClaw's
-	// trustedProxy.requiredHeaders must be a subset of them.
-	RequiredHeaders []string
 	// Users are the logins clawgate admits to this gateway.
 	Users []string
 	// Origins are the browser origins clawgate serves the Control UI on,
@@ -27,12 +26,6 @@ type Expect struct {
 // the gateway's config agree with the edge.
 const SetupRemediation = "`caddy clawgate setup --write` makes this change for you."
 
-// DefaultRequiredHeaders are the forwarding headers clawgate sets on every
-// proxied request.
-var DefaultRequiredHeaders = []string{"x-forwarded-proto", "x-forwarded-host", "x-forwarded-for"}
-
-const defaultGatewayPort = 18789
-
 // Consistency checks a gateway config against what clawgate does at the
 // edge, returning clawgate.* findings (critical unless noted) that each name
 // the key to change and the value to set.
@@ -43,10 +36,9 @@ func Consistency(cfg *Config, e Expect) []Finding {
 	add := func(id string, sev Severity, title, detail, fix string) {
 		out = append(out, Finding{CheckID: id, Severity: sev, Title: title, Detail: detail, Remediation: fix + " " + SetupRemediation})
 	}
-	sent := e.RequiredHeaders
-	if len(sent) == 0 {
-		sent = DefaultRequiredHeaders
-	}
+	// OpenClaw's trustedProxy.requiredHeaders must name only headers
+	// clawgate sends.
+	sent := edge.ForwardedHeaders()
 
 	mode, _ := rt.get("gateway", "auth", "mode").(string)
 	trustedProxy := auth.mode == "trusted-proxy"
@@ -169,7 +161,7 @@ func Consistency(cfg *Config, e Expect) []Finding {
 			"Set gateway.allowRealIpFallback to false.")
 	}
 	if e.Port > 0 {
-		port := defaultGatewayPort
+		port := edge.DefaultGatewayPort
 		if p, ok := rt.get("gateway", "port").(float64); ok && p > 0 {
 			port = int(p)
 		}

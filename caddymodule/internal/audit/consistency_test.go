@@ -7,11 +7,10 @@ import (
 )
 
 var clawgateExpect = Expect{
-	UserHeader:      "x-forwarded-user",
-	RequiredHeaders: DefaultRequiredHeaders,
-	Users:           []string{"Alice@example.com", "bob@example.com"},
-	Origins:         []string{"https://gw.tail1234.ts.net"},
-	Port:            18789,
+	UserHeader: "x-forwarded-user",
+	Users:      []string{"Alice@example.com", "bob@example.com"},
+	Origins:    []string{"https://gw.tail1234.ts.net"},
+	Port:       18789,
 }
 
 // goodGateway is the configuration clawgate's design asks for.

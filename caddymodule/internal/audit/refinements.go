@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/edge"
 )
 
 // OpenClaw checks some rules in code (Zod superRefine) that its published
@@ -738,7 +740,7 @@ func gatewayRefinements(gw map[string]any) []Issue {
 			break
 		}
 	}
-	port := 18789.0
+	port := float64(edge.DefaultGatewayPort)
 	if p, ok := gw["port"].(float64); ok {
 		port = p
 	}

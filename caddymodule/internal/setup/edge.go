@@ -11,20 +11,6 @@ import (
 	"github.com/clawgate/clawgate/caddymodule/internal/edge"
 )
 
-// DefaultUserHeader is the header a guard sends the user in unless its
-// user_header says otherwise.
-const DefaultUserHeader = "x-forwarded-user"
-
-// DefaultPort is OpenClaw's default gateway port, and so what clawgate's gate
-// expects when its gateway block names no upstream.
-const DefaultPort = 18789
-
-// RequiredHeaders are the forwarding headers every admitted request carries
-// from clawgate that OpenClaw should insist on, so a request that did not come
-// through clawgate lacks them. (X-Forwarded-For is sent too, but OpenClaw reads
-// it for attribution, not as a required header.)
-var RequiredHeaders = []string{"x-forwarded-proto", "x-forwarded-host"}
-
 // operatorScopes are the scopes OpenClaw's config schema accepts in
 // gateway.auth.identityScopes (openclaw@2026.9.6, OperatorScopeSchema); any
 // other name there stops the gateway from starting.
@@ -38,7 +24,7 @@ const adminScope = "operator.admin"
 // Guard is one clawgate guard in front of a gateway, as configured in Caddy.
 type Guard struct {
 	// UserHeader is the header the guard sends the user in. Default:
-	// DefaultUserHeader.
+	// edge.DefaultUserHeader.
 	UserHeader string
 	// Port is the loopback port the guard's upstream names; 0 when unknown.
 	Port int
@@ -68,7 +54,7 @@ type Input struct {
 	// used when Origins is empty.
 	SiteOrigins []string
 	// Upstream is the port of the upstream in the gateway's block; 0 when the
-	// block names none (the gate then expects DefaultPort).
+	// block names none (the gate then expects edge.DefaultGatewayPort).
 	Upstream int
 	// Gated reports whether the clawgate app has a block for the gateway (and
 	// so audits it).
@@ -80,7 +66,8 @@ type Input struct {
 type Edge struct {
 	// UserHeader is the header carrying the user, lowercase.
 	UserHeader string
-	// RequiredHeaders are the forwarding headers OpenClaw should require.
+	// RequiredHeaders are the forwarding headers OpenClaw should require:
+	// edge.GatewayRequiredHeaders.
 	RequiredHeaders []string
 	// Users are the identities clawgate's rules admit by name (logins and
 	// token users), lowercase and sorted: gateway.auth.trustedProxy.allowUsers.
@@ -104,11 +91,10 @@ type Edge struct {
 // Expect is what clawgate's gate checks a config against for this edge.
 func (e Edge) Expect() audit.Expect {
 	return audit.Expect{
-		UserHeader:      e.UserHeader,
-		RequiredHeaders: audit.DefaultRequiredHeaders,
-		Users:           e.Users,
-		Origins:         e.Origins,
-		Port:            e.Port,
+		UserHeader: e.UserHeader,
+		Users:      e.Users,
+		Origins:    e.Origins,
+		Port:       e.Port,
 	}
 }
 
@@ -117,7 +103,7 @@ func (e Edge) Expect() audit.Expect {
 // gateway config can satisfy (two user headers, two upstream ports), or when a
 // rule does not parse.
 func Derive(in Input) (Edge, error) {
-	e := Edge{RequiredHeaders: slices.Clone(RequiredHeaders), Scopes: map[string][]string{}}
+	e := Edge{RequiredHeaders: edge.GatewayRequiredHeaders(), Scopes: map[string][]string{}}
 	if len(in.Guards) == 0 {
 		return e, fmt.Errorf("no clawgate guard names this gateway")
 	}
@@ -142,7 +128,7 @@ func Derive(in Input) (Edge, error) {
 	for gi, g := range in.Guards {
 		h := strings.ToLower(strings.TrimSpace(g.UserHeader))
 		if h == "" {
-			h = DefaultUserHeader
+			h = edge.DefaultUserHeader
 		}
 		if e.UserHeader != "" && e.UserHeader != h {
 			return e, fmt.Errorf("guards send the user in different headers (%s and %s); OpenClaw reads one", e.UserHeader, h)
@@ -225,11 +211,11 @@ func Derive(in Input) (Edge, error) {
 		return e, fmt.Errorf("guards proxy to different ports (%v); one gateway listens on one", guardPorts)
 	case len(guardPorts) == 1:
 		e.Port = guardPorts[0]
-		if in.Gated && e.Port != DefaultPort {
-			e.Notes = append(e.Notes, fmt.Sprintf("the clawgate gateway block names no upstream, so its gate expects port %d while the guards proxy to %d: add `upstream 127.0.0.1:%d` to the block", DefaultPort, e.Port, e.Port))
+		if in.Gated && e.Port != edge.DefaultGatewayPort {
+			e.Notes = append(e.Notes, fmt.Sprintf("the clawgate gateway block names no upstream, so its gate expects port %d while the guards proxy to %d: add `upstream 127.0.0.1:%d` to the block", edge.DefaultGatewayPort, e.Port, e.Port))
 		}
 	case in.Gated:
-		e.Port = DefaultPort
+		e.Port = edge.DefaultGatewayPort
 	}
 	return e, nil
 }

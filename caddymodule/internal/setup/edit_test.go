@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/clawgate/clawgate/caddymodule/internal/edge"
 	"github.com/clawgate/clawgate/caddymodule/internal/release"
 )
 
@@ -129,7 +130,7 @@ func FuzzEdit(f *testing.F) {
 		f.Add(s)
 	}
 	e := Edge{
-		UserHeader: "x-forwarded-user", RequiredHeaders: RequiredHeaders, Users: []string{"a@b.c", "token:ci"},
+		UserHeader: "x-forwarded-user", RequiredHeaders: edge.GatewayRequiredHeaders(), Users: []string{"a@b.c", "token:ci"},
 		Scopes:  map[string][]string{"a@b.c": {"operator.read"}},
 		Origins: []string{"https://gw.t.ts.net"}, Port: 18789, AutoApproveScopes: []string{"operator.read"},
 	}

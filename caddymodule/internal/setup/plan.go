@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/clawgate/clawgate/caddymodule/internal/edge"
 	"github.com/clawgate/clawgate/caddymodule/internal/release"
 )
 
@@ -97,7 +98,7 @@ func planOps(tree map[string]any, e Edge, o Options, line release.Line) []op {
 		add(opDelete, pCustomHost, nil, `only used with bind "custom"`)
 	}
 	if e.Port > 0 {
-		port := DefaultPort
+		port := edge.DefaultGatewayPort
 		if p, ok := lookup(tree, pPort); ok {
 			if f, ok := p.(float64); ok && f > 0 && f == math.Trunc(f) {
 				port = int(f)
