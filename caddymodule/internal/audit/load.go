@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/json5"
 )
 
 // Include limits, as OpenClaw enforces them (src/config/includes.ts).
@@ -101,14 +103,14 @@ func Load(opts LoadOptions) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := readLimited(configPath, MaxJSON5Bytes)
+	data, err := readLimited(configPath, json5.MaxBytes)
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
 	if o, ok := opts.Overlay[filepath.Clean(configPath)]; ok {
 		data = o
 	}
-	root, err := ParseJSON5(filepath.Base(configPath), data)
+	root, err := json5.Parse(filepath.Base(configPath), data)
 	if err != nil {
 		return nil, fmt.Errorf("parsing config: %w", err)
 	}
@@ -401,7 +403,7 @@ func (in *includer) load(rel string) (any, error) {
 		in.seen[p] = true
 		in.files = append(in.files, p)
 	}
-	parsed, err := ParseJSON5(filepath.Base(p), data)
+	parsed, err := json5.Parse(filepath.Base(p), data)
 	if err != nil {
 		return nil, fmt.Errorf("parsing include file %s: %w", rel, err)
 	}

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/json5"
 )
 
 // file is one file of the config (the main one or an $include), as read and
@@ -66,8 +68,8 @@ func readFile(path string) (*file, error) {
 // loc is where one key of the merged config is written.
 type loc struct {
 	f      *file
-	parent *node
-	m      *member
+	parent *json5.Node
+	m      *json5.Member
 	local  []string // the parent object's path inside f
 }
 
@@ -76,22 +78,22 @@ var errUnsafe = errors.New("cannot edit safely")
 
 // lookup finds where key of the object obj (in f, at local) is written: in
 // obj itself and in the files its $include pulls in.
-func (ed *editor) lookup(obj *node, f *file, local []string, key string, depth int) ([]loc, error) {
+func (ed *editor) lookup(obj *json5.Node, f *file, local []string, key string, depth int) ([]loc, error) {
 	if depth > 10 {
 		return nil, errors.New("$include nested too deeply")
 	}
 	var out []loc
-	for _, m := range obj.find(key) {
+	for _, m := range obj.Find(key) {
 		out = append(out, loc{f: f, parent: obj, m: m, local: local})
 	}
-	incs := obj.find("$include")
+	incs := obj.Find("$include")
 	if len(incs) > 1 {
 		return nil, fmt.Errorf("%s: %w: $include appears twice in one object", f.path, errUnsafe)
 	}
 	if len(incs) == 0 {
 		return out, nil
 	}
-	paths, err := ed.includePaths(f, incs[0].val)
+	paths, err := ed.includePaths(f, incs[0].Value)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +102,7 @@ func (ed *editor) lookup(obj *node, f *file, local []string, key string, depth i
 		if g == nil {
 			return nil, fmt.Errorf("%s: %w: $include %s was not loaded with the config", f.path, errUnsafe, p)
 		}
-		if g.doc.root.kind != kindObject {
+		if g.doc.root.Kind != json5.Object {
 			return nil, fmt.Errorf("%s: %w: included file %s is not an object", f.path, errUnsafe, p)
 		}
 		sub, err := ed.lookup(g.doc.root, g, nil, key, depth+1)
@@ -113,11 +115,8 @@ func (ed *editor) lookup(obj *node, f *file, local []string, key string, depth i
 }
 
 // includePaths resolves an $include value as the audit package's loader does.
-func (ed *editor) includePaths(f *file, v *node) ([]string, error) {
-	val, err := f.doc.decode(v)
-	if err != nil {
-		return nil, err
-	}
+func (ed *editor) includePaths(f *file, v *json5.Node) ([]string, error) {
+	val := v.Decode()
 	var rels []string
 	switch t := val.(type) {
 	case string:
@@ -148,7 +147,7 @@ func (ed *editor) includePaths(f *file, v *node) ([]string, error) {
 func (ed *editor) apply(o op) (string, error) {
 	f := ed.main
 	obj := f.doc.root
-	if obj.kind != kindObject {
+	if obj.Kind != json5.Object {
 		return "", fmt.Errorf("%s: the top level is not an object", f.path)
 	}
 	var local []string
@@ -181,19 +180,19 @@ func (ed *editor) apply(o op) (string, error) {
 			case opDelete:
 				return l.f.path, ed.remove(l)
 			default:
-				if v := l.f.text[l.m.val.start:l.m.val.end]; (v[0] == '"' || v[0] == '\'') && !bytes.Contains(v, []byte("${")) {
+				if v := l.f.text[l.m.Value.Start:l.m.Value.End]; (v[0] == '"' || v[0] == '\'') && !bytes.Contains(v, []byte("${")) {
 					ed.plainSecrets = append(ed.plainSecrets, append(slices.Clone(o.path[:len(o.path)-1]), o.newKey))
 				}
 				return l.f.path, ed.rename(l, o.newKey)
 			}
 		}
-		if l.m.val.kind != kindObject {
+		if l.m.Value.Kind != json5.Object {
 			if o.kind != opSet {
 				return "", nil
 			}
 			return l.f.path, ed.replace(l, nest(o.path[i+1:], o.value))
 		}
-		obj, f, local = l.m.val, l.f, append(slices.Clone(l.local), key)
+		obj, f, local = l.m.Value, l.f, append(slices.Clone(l.local), key)
 	}
 	return "", nil
 }
@@ -201,14 +200,14 @@ func (ed *editor) apply(o op) (string, error) {
 // insertionPoint follows an object that is nothing but an $include of one
 // file into that file, so a new key lands next to the keys it belongs with;
 // OpenClaw merges it the same either way.
-func (ed *editor) insertionPoint(f *file, obj *node, local []string) (*file, *node, []string) {
-	for depth := 0; depth < 10 && len(obj.members) == 1 && obj.members[0].key == "$include"; depth++ {
-		paths, err := ed.includePaths(f, obj.members[0].val)
+func (ed *editor) insertionPoint(f *file, obj *json5.Node, local []string) (*file, *json5.Node, []string) {
+	for depth := 0; depth < 10 && len(obj.Members) == 1 && obj.Members[0].Key == "$include"; depth++ {
+		paths, err := ed.includePaths(f, obj.Members[0].Value)
 		if err != nil || len(paths) != 1 {
 			break
 		}
 		g := ed.files[paths[0]]
-		if g == nil || g.doc.root.kind != kindObject {
+		if g == nil || g.doc.root.Kind != json5.Object {
 			break
 		}
 		f, obj, local = g, g.doc.root, nil
@@ -248,14 +247,8 @@ func (ed *editor) commit(f *file, lop localOp, sp ...splice) error {
 	if err != nil {
 		return fmt.Errorf("%s: internal error: the edited text does not parse: %v", f.path, err)
 	}
-	before, err := f.doc.decode(f.doc.root)
-	if err != nil {
-		return err
-	}
-	after, err := nd.decode(nd.root)
-	if err != nil {
-		return err
-	}
+	before := f.doc.root.Decode()
+	after := nd.root.Decode()
 	want, err := lop.applyTo(before)
 	if err != nil {
 		return err
@@ -269,19 +262,19 @@ func (ed *editor) commit(f *file, lop localOp, sp ...splice) error {
 
 // replace sets the value of an existing member.
 func (ed *editor) replace(l loc, v any) error {
-	if hasInclude(l.m.val) {
+	if hasInclude(l.m.Value) {
 		return fmt.Errorf("%s: %s is pulled in by $include: %w (replacing it would drop the include); edit it by hand",
-			l.f.path, PathString(append(slices.Clone(l.local), l.m.key)), errUnsafe)
+			l.f.path, PathString(append(slices.Clone(l.local), l.m.Key)), errUnsafe)
 	}
-	indent := lineIndent(l.f.text, l.m.keyStart)
+	indent := lineIndent(l.f.text, l.m.KeyStart)
 	text := l.f.style.render(v, indent, true)
-	return ed.commit(l.f, localOp{kind: opSet, path: append(slices.Clone(l.local), l.m.key), value: v},
-		splice{l.m.val.start, l.m.val.end, text})
+	return ed.commit(l.f, localOp{kind: opSet, path: append(slices.Clone(l.local), l.m.Key), value: v},
+		splice{l.m.Value.Start, l.m.Value.End, text})
 }
 
 // rename gives an existing member a new key, keeping its value's text.
 func (ed *editor) rename(l loc, newKey string) error {
-	raw := l.f.text[l.m.keyStart:l.m.keyEnd]
+	raw := l.f.text[l.m.KeyStart:l.m.KeyEnd]
 	var key string
 	switch {
 	case raw[0] == '"' || raw[0] == '\'':
@@ -291,17 +284,17 @@ func (ed *editor) rename(l loc, newKey string) error {
 	default:
 		key = quote(newKey, '"')
 	}
-	path := append(slices.Clone(l.local), l.m.key)
-	return ed.commit(l.f, localOp{kind: opMove, path: path, newKey: newKey}, splice{l.m.keyStart, l.m.keyEnd, key})
+	path := append(slices.Clone(l.local), l.m.Key)
+	return ed.commit(l.f, localOp{kind: opMove, path: path, newKey: newKey}, splice{l.m.KeyStart, l.m.KeyEnd, key})
 }
 
 // remove deletes an existing member, with its line when it had one to itself.
 func (ed *editor) remove(l loc) error {
 	text := l.f.text
 	m := l.m
-	start, end := m.keyStart, m.val.end
-	if m.comma >= 0 {
-		end = m.comma + 1
+	start, end := m.KeyStart, m.Value.End
+	if m.Comma >= 0 {
+		end = m.Comma + 1
 	}
 	ls := lineStart(text, start)
 	q := end
@@ -325,55 +318,55 @@ func (ed *editor) remove(l loc) error {
 		end = q
 	}
 	sp := []splice{{start, end, ""}}
-	if m.comma < 0 {
-		idx := slices.Index(l.parent.members, m)
+	if m.Comma < 0 {
+		idx := slices.Index(l.parent.Members, m)
 		if idx > 0 {
-			prev := l.parent.members[idx-1]
-			if prev.comma >= 0 && onlyBlank(text[prev.val.end:prev.comma]) && prev.comma < start {
-				sp = append(sp, splice{prev.comma, prev.comma + 1, ""})
+			prev := l.parent.Members[idx-1]
+			if prev.Comma >= 0 && onlyBlank(text[prev.Value.End:prev.Comma]) && prev.Comma < start {
+				sp = append(sp, splice{prev.Comma, prev.Comma + 1, ""})
 			}
 		}
 	}
-	return ed.commit(l.f, localOp{kind: opDelete, path: append(slices.Clone(l.local), m.key)}, sp...)
+	return ed.commit(l.f, localOp{kind: opDelete, path: append(slices.Clone(l.local), m.Key)}, sp...)
 }
 
 // insert adds key: v to the object obj of f, after its last member, in the
 // layout of its neighbours.
-func (ed *editor) insert(f *file, o *node, local []string, key string, v any) error {
+func (ed *editor) insert(f *file, o *json5.Node, local []string, key string, v any) error {
 	st := f.style
 	text := f.text
 	lop := localOp{kind: opSet, path: append(slices.Clone(local), key), value: v}
 	k := st.renderKey(key)
-	if len(o.members) == 0 {
-		closeAt := o.end - 1
+	if len(o.Members) == 0 {
+		closeAt := o.End - 1
 		closeIndent := lineIndent(text, closeAt)
 		inner := closeIndent + st.unit
 		member := k + ": " + st.render(v, inner, true)
-		if onlyBlank(text[o.open+1 : closeAt]) {
+		if onlyBlank(text[o.Start+1 : closeAt]) {
 			trail := ""
 			if st.trailing {
 				trail = ","
 			}
-			return ed.commit(f, lop, splice{o.open + 1, closeAt, "\n" + inner + member + trail + "\n" + closeIndent})
+			return ed.commit(f, lop, splice{o.Start + 1, closeAt, "\n" + inner + member + trail + "\n" + closeIndent})
 		}
 		// Only comments inside: the member goes first, the comments stay.
-		return ed.commit(f, lop, splice{o.open + 1, o.open + 1, "\n" + inner + member + ","})
+		return ed.commit(f, lop, splice{o.Start + 1, o.Start + 1, "\n" + inner + member + ","})
 	}
-	last := o.members[len(o.members)-1]
-	after := last.val.end
-	if last.comma >= 0 {
-		after = last.comma + 1
+	last := o.Members[len(o.Members)-1]
+	after := last.Value.End
+	if last.Comma >= 0 {
+		after = last.Comma + 1
 	}
-	first := o.members[0]
-	multiline := bytes.ContainsAny(text[o.open:first.keyStart], "\n\r")
+	first := o.Members[0]
+	multiline := bytes.ContainsAny(text[o.Start:first.KeyStart], "\n\r")
 	if !multiline && explode(f, o, v) {
-		indent := lineIndent(text, o.open)
+		indent := lineIndent(text, o.Start)
 		inner := indent + st.unit
 		var b strings.Builder
 		b.WriteString("{")
-		for _, m := range o.members {
+		for _, m := range o.Members {
 			b.WriteString("\n" + inner)
-			b.Write(text[m.keyStart:m.val.end])
+			b.Write(text[m.KeyStart:m.Value.End])
 			b.WriteByte(',')
 		}
 		b.WriteString("\n" + inner + k + ": " + st.render(v, inner, true))
@@ -381,11 +374,11 @@ func (ed *editor) insert(f *file, o *node, local []string, key string, v any) er
 			b.WriteByte(',')
 		}
 		b.WriteString("\n" + indent + "}")
-		return ed.commit(f, lop, splice{o.open, o.end, b.String()})
+		return ed.commit(f, lop, splice{o.Start, o.End, b.String()})
 	}
 	if !multiline {
 		var s string
-		if last.comma >= 0 {
+		if last.Comma >= 0 {
 			s = " " + k + ": " + st.render(v, "", false) + ","
 		} else {
 			s = ", " + k + ": " + st.render(v, "", false)
@@ -412,35 +405,35 @@ func (ed *editor) insert(f *file, o *node, local []string, key string, v any) er
 	if p < len(text) && text[p] != '\n' && text[p] != '\r' {
 		p = after // something else follows on the line: insert right after the member
 	}
-	indent := lineIndent(text, last.keyStart)
+	indent := lineIndent(text, last.KeyStart)
 	member := "\n" + indent + k + ": " + st.render(v, indent, true)
-	if last.comma >= 0 {
+	if last.Comma >= 0 {
 		member += ","
 		return ed.commit(f, lop, splice{p, p, member})
 	}
-	if p == last.val.end {
+	if p == last.Value.End {
 		return ed.commit(f, lop, splice{p, p, "," + member})
 	}
-	return ed.commit(f, lop, splice{p, p, member}, splice{last.val.end, last.val.end, ","})
+	return ed.commit(f, lop, splice{p, p, member}, splice{last.Value.End, last.Value.End, ","})
 }
 
 // explode reports whether inserting v into the one-line object o should
 // first spread o over several lines: when v is an object, or the line would
 // grow long, and o is part of a file laid out over lines and holds nothing
 // but its members (no comments that a new layout would move).
-func explode(f *file, o *node, v any) bool {
+func explode(f *file, o *json5.Node, v any) bool {
 	text := f.text
 	root := f.doc.root
-	if o == root || !bytes.ContainsAny(text[root.open:root.end], "\n\r") {
+	if o == root || !bytes.ContainsAny(text[root.Start:root.End], "\n\r") {
 		return false
 	}
-	gaps := [][]byte{text[o.open+1 : o.members[0].keyStart]}
-	for i, m := range o.members {
-		next := o.end - 1
-		if i+1 < len(o.members) {
-			next = o.members[i+1].keyStart
+	gaps := [][]byte{text[o.Start+1 : o.Members[0].KeyStart]}
+	for i, m := range o.Members {
+		next := o.End - 1
+		if i+1 < len(o.Members) {
+			next = o.Members[i+1].KeyStart
 		}
-		gaps = append(gaps, text[m.val.end:next])
+		gaps = append(gaps, text[m.Value.End:next])
 	}
 	for _, g := range gaps {
 		if !onlyBlank(bytes.ReplaceAll(g, []byte(","), nil)) {
@@ -450,17 +443,17 @@ func explode(f *file, o *node, v any) bool {
 	if _, isObj := v.(obj); isObj {
 		return true
 	}
-	return lineEnd(text, o.end)-lineStart(text, o.open) > 100
+	return lineEnd(text, o.End)-lineStart(text, o.Start) > 100
 }
 
 // hasInclude reports whether an $include appears anywhere in n.
-func hasInclude(n *node) bool {
-	for _, m := range n.members {
-		if m.key == "$include" || hasInclude(m.val) {
+func hasInclude(n *json5.Node) bool {
+	for _, m := range n.Members {
+		if m.Key == "$include" || hasInclude(m.Value) {
 			return true
 		}
 	}
-	for _, e := range n.elems {
+	for _, e := range n.Elems {
 		if hasInclude(e) {
 			return true
 		}
@@ -481,7 +474,7 @@ func lineIndent(text []byte, pos int) string {
 func onlyBlank(b []byte) bool {
 	for len(b) > 0 {
 		r, n := utf8.DecodeRune(b)
-		if !isSpace(r) {
+		if !json5.IsSpace(r) {
 			return false
 		}
 		b = b[n:]
@@ -498,36 +491,36 @@ func detectStyle(path string, d *doc) style {
 		return st
 	}
 	keySeen, strSeen, unitSeen := false, false, false
-	var walk func(n *node)
-	walk = func(n *node) {
-		if n.kind == kindObject && len(n.members) > 0 {
-			first := n.members[0]
+	var walk func(n *json5.Node)
+	walk = func(n *json5.Node) {
+		if n.Kind == json5.Object && len(n.Members) > 0 {
+			first := n.Members[0]
 			if !keySeen {
 				keySeen = true
-				if c := d.src[first.keyStart]; c == '"' || c == '\'' {
+				if c := d.src[first.KeyStart]; c == '"' || c == '\'' {
 					st.keyQuote = c
 				}
 			}
-			if !unitSeen && bytes.ContainsAny(d.src[n.open:first.keyStart], "\n\r") {
-				outer := lineIndent(d.src, n.open)
-				inner := lineIndent(d.src, first.keyStart)
+			if !unitSeen && bytes.ContainsAny(d.src[n.Start:first.KeyStart], "\n\r") {
+				outer := lineIndent(d.src, n.Start)
+				inner := lineIndent(d.src, first.KeyStart)
 				if u, ok := strings.CutPrefix(inner, outer); ok && u != "" {
 					st.unit, unitSeen = u, true
 				}
 			}
-			if last := n.members[len(n.members)-1]; last.comma >= 0 && bytes.ContainsAny(d.src[n.open:n.end], "\n\r") {
+			if last := n.Members[len(n.Members)-1]; last.Comma >= 0 && bytes.ContainsAny(d.src[n.Start:n.End], "\n\r") {
 				st.trailing = true
 			}
 		}
-		if n.kind == kindScalar && !strSeen {
-			if c := d.src[n.start]; c == '"' || c == '\'' {
+		if n.Kind == json5.Scalar && !strSeen {
+			if c := d.src[n.Start]; c == '"' || c == '\'' {
 				st.strQuote, strSeen = c, true
 			}
 		}
-		for _, m := range n.members {
-			walk(m.val)
+		for _, m := range n.Members {
+			walk(m.Value)
 		}
-		for _, e := range n.elems {
+		for _, e := range n.Elems {
 			walk(e)
 		}
 	}

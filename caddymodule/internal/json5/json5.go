@@ -1,4 +1,12 @@
-package audit
+// Package json5 parses JSON5 (https://spec.json5.org), the format of
+// OpenClaw's config files, for both of clawgate's readers of them: Parse
+// gives the values, as the audit and the gate need them, and ParseTree gives
+// the same values with the byte span of every value, key and comma, so setup
+// can edit one value in the text and leave comments and layout as the user
+// wrote them. Both are one parser, so a file means the same to both. The
+// input is untrusted: sizes and nesting are capped, and every error is a
+// *ParseError with a line and column.
+package json5
 
 import (
 	"fmt"
@@ -12,8 +20,8 @@ import (
 // Limits on untrusted JSON5 input. OpenClaw caps each config file at 2 MB;
 // the depth cap keeps the recursive descent off the end of the stack.
 const (
-	MaxJSON5Bytes = 2 << 20
-	MaxJSON5Depth = 256
+	MaxBytes = 2 << 20
+	MaxDepth = 256
 )
 
 // ParseError locates a JSON5 syntax error. Line and Col are 1-based; Col
@@ -33,45 +41,142 @@ func (e *ParseError) Error() string {
 	return fmt.Sprintf("%s:%d:%d: %s", name, e.Line, e.Col, e.Msg)
 }
 
-// ParseJSON5 parses one JSON5 document. Objects become map[string]any
+// Parse parses one JSON5 document. Objects become map[string]any
 // (duplicate keys: the last one wins, as in JavaScript), arrays []any,
 // numbers float64 (Infinity and NaN included), strings string, and null nil.
 // name is used only in error messages.
-func ParseJSON5(name string, data []byte) (any, error) {
-	if len(data) > MaxJSON5Bytes {
-		return nil, &ParseError{File: name, Line: 1, Col: 1, Msg: fmt.Sprintf("input is %d bytes, more than the %d byte limit", len(data), MaxJSON5Bytes)}
-	}
-	p := &json5Parser{name: name, src: data}
-	p.skipSpace()
-	if p.err != nil {
-		return nil, p.err
-	}
-	if p.pos >= len(p.src) {
-		return nil, p.fail(p.pos, "unexpected end of input")
-	}
-	v := p.value(0)
-	if p.err != nil {
-		return nil, p.err
-	}
-	p.skipSpace()
-	if p.err != nil {
-		return nil, p.err
-	}
-	if p.pos < len(p.src) {
-		return nil, p.unexpected(p.pos)
-	}
-	return v, nil
+func Parse(name string, data []byte) (any, error) {
+	v, _, err := parse(name, data, false)
+	return v, err
 }
 
-type json5Parser struct {
+// ParseTree parses one JSON5 document as Parse does, accepting and refusing
+// exactly the same inputs, and returns the root of its tree of values with
+// their spans in data.
+func ParseTree(name string, data []byte) (*Node, error) {
+	_, n, err := parse(name, data, true)
+	return n, err
+}
+
+func parse(name string, data []byte, tree bool) (any, *Node, error) {
+	if len(data) > MaxBytes {
+		return nil, nil, &ParseError{File: name, Line: 1, Col: 1, Msg: fmt.Sprintf("input is %d bytes, more than the %d byte limit", len(data), MaxBytes)}
+	}
+	p := &parser{name: name, src: data, tree: tree}
+	p.skipSpace()
+	if p.err != nil {
+		return nil, nil, p.err
+	}
+	if p.pos >= len(p.src) {
+		return nil, nil, p.fail(p.pos, "unexpected end of input")
+	}
+	v, n := p.value(0)
+	if p.err != nil {
+		return nil, nil, p.err
+	}
+	p.skipSpace()
+	if p.err != nil {
+		return nil, nil, p.err
+	}
+	if p.pos < len(p.src) {
+		return nil, nil, p.unexpected(p.pos)
+	}
+	return v, n, nil
+}
+
+// Kind is what a Node holds.
+type Kind uint8
+
+const (
+	// Scalar is a string, number, boolean or null.
+	Scalar Kind = iota
+	// Object is a JSON5 object.
+	Object
+	// Array is a JSON5 array.
+	Array
+)
+
+// Node is one value of a document parsed by ParseTree; src[Start:End] is its
+// text, from the first byte of the value to just after its last ('{' to
+// '}' for an object).
+type Node struct {
+	Kind       Kind
+	Start, End int
+	// Members are an object's members in source order, repeated keys
+	// included.
+	Members []*Member
+	// Elems are an array's elements.
+	Elems []*Node
+
+	scalar any
+}
+
+// Member is one key: value pair of an object.
+type Member struct {
+	// Key is the name the key stands for, quotes and escapes resolved.
+	Key string
+	// KeyStart and KeyEnd are the span of the key as written.
+	KeyStart, KeyEnd int
+	// Value is the member's value.
+	Value *Node
+	// Comma is the offset of the comma after the value, or -1 when none
+	// follows it.
+	Comma int
+}
+
+// Decode returns the value n stands for, as Parse builds it. Every call
+// builds a new value, which the caller may change.
+func (n *Node) Decode() any {
+	switch n.Kind {
+	case Object:
+		out := make(map[string]any, len(n.Members))
+		for _, m := range n.Members {
+			out[m.Key] = m.Value.Decode()
+		}
+		return out
+	case Array:
+		out := make([]any, 0, len(n.Elems))
+		for _, e := range n.Elems {
+			out = append(out, e.Decode())
+		}
+		return out
+	}
+	return n.scalar
+}
+
+// Find returns the members of object n named key: one, none, or more when
+// the document repeats the key (the last one wins).
+func (n *Node) Find(key string) []*Member {
+	var out []*Member
+	for _, m := range n.Members {
+		if m.Key == key {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// parser reads one document. With tree set it builds Nodes (and no maps or
+// slices of values); without, it builds the values alone.
+type parser struct {
 	name string
 	src  []byte
 	pos  int
 	err  *ParseError
+	tree bool
+}
+
+// scalar wraps a scalar value that started at start in a Node, when
+// building a tree.
+func (p *parser) scalar(v any, start int) (any, *Node) {
+	if !p.tree || p.err != nil {
+		return v, nil
+	}
+	return v, &Node{Kind: Scalar, Start: start, End: p.pos, scalar: v}
 }
 
 // fail records the first error only: later ones are consequences.
-func (p *json5Parser) fail(at int, format string, args ...any) *ParseError {
+func (p *parser) fail(at int, format string, args ...any) *ParseError {
 	if p.err == nil {
 		line, col := p.lineCol(at)
 		p.err = &ParseError{File: p.name, Line: line, Col: col, Msg: fmt.Sprintf(format, args...)}
@@ -79,7 +184,7 @@ func (p *json5Parser) fail(at int, format string, args ...any) *ParseError {
 	return p.err
 }
 
-func (p *json5Parser) unexpected(at int) *ParseError {
+func (p *parser) unexpected(at int) *ParseError {
 	if at >= len(p.src) {
 		return p.fail(at, "unexpected end of input")
 	}
@@ -102,7 +207,7 @@ func quoteChar(r rune) string {
 
 // lineCol converts a byte offset to a 1-based line and character column.
 // Line terminators are those of JSON5: LF, CR, CRLF, U+2028 and U+2029.
-func (p *json5Parser) lineCol(at int) (int, int) {
+func (p *parser) lineCol(at int) (int, int) {
 	line, col := 1, 1
 	for i := 0; i < at && i < len(p.src); {
 		r, n := utf8.DecodeRune(p.src[i:])
@@ -122,7 +227,7 @@ func (p *json5Parser) lineCol(at int) (int, int) {
 	return line, col
 }
 
-func (p *json5Parser) peekRune() (rune, int) {
+func (p *parser) peekRune() (rune, int) {
 	if p.pos >= len(p.src) {
 		return -1, 0
 	}
@@ -137,9 +242,9 @@ func isLineTerminator(r rune) bool {
 	return r == '\n' || r == '\r' || r == '\u2028' || r == '\u2029'
 }
 
-// isJSON5Space reports whether r is JSON5 white space: the ECMAScript
+// IsSpace reports whether r is JSON5 white space: the ECMAScript
 // WhiteSpace and LineTerminator productions.
-func isJSON5Space(r rune) bool {
+func IsSpace(r rune) bool {
 	switch r {
 	case '\t', '\n', '\v', '\f', '\r', ' ', '\u00a0', '\u2028', '\u2029', '\ufeff':
 		return true
@@ -148,10 +253,10 @@ func isJSON5Space(r rune) bool {
 }
 
 // skipSpace skips white space and comments.
-func (p *json5Parser) skipSpace() {
+func (p *parser) skipSpace() {
 	for p.pos < len(p.src) {
 		r, n := p.peekRune()
-		if isJSON5Space(r) {
+		if IsSpace(r) {
 			p.pos += n
 			continue
 		}
@@ -183,35 +288,36 @@ func (p *json5Parser) skipSpace() {
 	}
 }
 
-func (p *json5Parser) value(depth int) any {
+func (p *parser) value(depth int) (any, *Node) {
 	if p.err != nil {
-		return nil
+		return nil, nil
 	}
 	if p.pos >= len(p.src) {
 		p.unexpected(p.pos)
-		return nil
+		return nil, nil
 	}
+	start := p.pos
 	switch c := p.src[p.pos]; {
 	case c == '{':
 		return p.object(depth + 1)
 	case c == '[':
 		return p.array(depth + 1)
 	case c == '"' || c == '\'':
-		return p.str()
+		return p.scalar(p.str(), start)
 	case c == '-' || c == '+' || c == '.' || (c >= '0' && c <= '9') || c == 'I' || c == 'N':
-		return p.number()
+		return p.scalar(p.number(), start)
 	case c == 't':
-		return p.literal("true", true)
+		return p.scalar(p.literal("true", true), start)
 	case c == 'f':
-		return p.literal("false", false)
+		return p.scalar(p.literal("false", false), start)
 	case c == 'n':
-		return p.literal("null", nil)
+		return p.scalar(p.literal("null", nil), start)
 	}
 	p.unexpected(p.pos)
-	return nil
+	return nil, nil
 }
 
-func (p *json5Parser) literal(word string, v any) any {
+func (p *parser) literal(word string, v any) any {
 	for i := 0; i < len(word); i++ {
 		if p.pos+i >= len(p.src) || p.src[p.pos+i] != word[i] {
 			p.unexpected(p.pos + i)
@@ -222,107 +328,143 @@ func (p *json5Parser) literal(word string, v any) any {
 	return v
 }
 
-func (p *json5Parser) object(depth int) any {
-	if depth > MaxJSON5Depth {
-		p.fail(p.pos, "nesting deeper than %d", MaxJSON5Depth)
-		return nil
+func (p *parser) object(depth int) (any, *Node) {
+	if depth > MaxDepth {
+		p.fail(p.pos, "nesting deeper than %d", MaxDepth)
+		return nil, nil
+	}
+	var obj map[string]any
+	var node *Node
+	if p.tree {
+		node = &Node{Kind: Object, Start: p.pos}
+	} else {
+		obj = map[string]any{}
 	}
 	p.pos++ // '{'
-	obj := map[string]any{}
 	for {
 		p.skipSpace()
 		if p.err != nil {
-			return nil
+			return nil, nil
 		}
 		if p.pos < len(p.src) && p.src[p.pos] == '}' {
 			p.pos++
-			return obj
+			return p.closed(obj, node)
 		}
+		keyStart := p.pos
 		key, ok := p.key()
 		if !ok {
-			return nil
+			return nil, nil
 		}
+		keyEnd := p.pos
 		p.skipSpace()
 		if p.err != nil {
-			return nil
+			return nil, nil
 		}
 		if p.pos >= len(p.src) || p.src[p.pos] != ':' {
 			p.unexpected(p.pos)
-			return nil
+			return nil, nil
 		}
 		p.pos++
 		p.skipSpace()
-		v := p.value(depth)
+		v, vn := p.value(depth)
 		if p.err != nil {
-			return nil
+			return nil, nil
 		}
-		obj[key] = v
+		var m *Member
+		if p.tree {
+			m = &Member{Key: key, KeyStart: keyStart, KeyEnd: keyEnd, Value: vn, Comma: -1}
+			node.Members = append(node.Members, m)
+		} else {
+			obj[key] = v
+		}
 		p.skipSpace()
 		if p.err != nil {
-			return nil
+			return nil, nil
 		}
 		if p.pos >= len(p.src) {
 			p.unexpected(p.pos)
-			return nil
+			return nil, nil
 		}
 		switch p.src[p.pos] {
 		case ',':
+			if m != nil {
+				m.Comma = p.pos
+			}
 			p.pos++
 		case '}':
 			p.pos++
-			return obj
+			return p.closed(obj, node)
 		default:
 			p.unexpected(p.pos)
-			return nil
+			return nil, nil
 		}
 	}
 }
 
-func (p *json5Parser) array(depth int) any {
-	if depth > MaxJSON5Depth {
-		p.fail(p.pos, "nesting deeper than %d", MaxJSON5Depth)
-		return nil
+// closed ends an object or array whose closing bracket was just read.
+func (p *parser) closed(v any, n *Node) (any, *Node) {
+	if n != nil {
+		n.End = p.pos
+		return nil, n
+	}
+	return v, nil
+}
+
+func (p *parser) array(depth int) (any, *Node) {
+	if depth > MaxDepth {
+		p.fail(p.pos, "nesting deeper than %d", MaxDepth)
+		return nil, nil
+	}
+	var arr []any
+	var node *Node
+	if p.tree {
+		node = &Node{Kind: Array, Start: p.pos}
+	} else {
+		arr = []any{}
 	}
 	p.pos++ // '['
-	arr := []any{}
 	for {
 		p.skipSpace()
 		if p.err != nil {
-			return nil
+			return nil, nil
 		}
 		if p.pos < len(p.src) && p.src[p.pos] == ']' {
 			p.pos++
-			return arr
+			return p.closed(arr, node)
 		}
-		v := p.value(depth)
+		v, vn := p.value(depth)
 		if p.err != nil {
-			return nil
+			return nil, nil
 		}
-		arr = append(arr, v)
+		if p.tree {
+			node.Elems = append(node.Elems, vn)
+		} else {
+			arr = append(arr, v)
+		}
 		p.skipSpace()
 		if p.err != nil {
-			return nil
+			return nil, nil
 		}
 		if p.pos >= len(p.src) {
 			p.unexpected(p.pos)
-			return nil
+			return nil, nil
 		}
 		switch p.src[p.pos] {
 		case ',':
 			p.pos++
 		case ']':
 			p.pos++
-			return arr
+			return p.closed(arr, node)
 		default:
 			p.unexpected(p.pos)
-			return nil
+			return nil, nil
 		}
 	}
 }
 
 // key parses a member name: a string or an ECMAScript IdentifierName
 // (reserved words included, \u escapes allowed).
-func (p *json5Parser) key() (string, bool) {
+func (p *parser) key() (string, bool) {
 	if p.pos >= len(p.src) {
 		p.unexpected(p.pos)
 		return "", false
@@ -384,7 +526,7 @@ func isIDPart(r rune) bool {
 }
 
 // hex reads exactly n hex digits.
-func (p *json5Parser) hex(n int) (int, bool) {
+func (p *parser) hex(n int) (int, bool) {
 	v := 0
 	for i := 0; i < n; i++ {
 		if p.pos >= len(p.src) {
@@ -413,7 +555,7 @@ func (p *json5Parser) hex(n int) (int, bool) {
 // str parses a single- or double-quoted string. Surrogate pairs written as
 // two \u escapes are joined; a lone surrogate becomes U+FFFD, as Go's
 // encoding/json does, since Go strings cannot hold one.
-func (p *json5Parser) str() string {
+func (p *parser) str() string {
 	quote := p.src[p.pos]
 	start := p.pos
 	p.pos++
@@ -533,7 +675,7 @@ func utf16IsHigh(r rune) bool { return r >= 0xd800 && r < 0xdc00 }
 func utf16IsLow(r rune) bool  { return r >= 0xdc00 && r < 0xe000 }
 
 // lowSurrogate consumes a following \uDC00–\uDFFF escape if there is one.
-func (p *json5Parser) lowSurrogate() (rune, bool) {
+func (p *parser) lowSurrogate() (rune, bool) {
 	if p.pos+6 > len(p.src) || p.src[p.pos] != '\\' || p.src[p.pos+1] != 'u' {
 		return 0, false
 	}
@@ -547,7 +689,7 @@ func (p *json5Parser) lowSurrogate() (rune, bool) {
 
 // number parses JSON5 numbers: optional sign, Infinity, NaN, hex integers,
 // and decimals with a leading or trailing point.
-func (p *json5Parser) number() any {
+func (p *parser) number() any {
 	start := p.pos
 	sign := 1.0
 	if c := p.src[p.pos]; c == '+' || c == '-' {
@@ -628,7 +770,7 @@ func (p *json5Parser) number() any {
 	return sign * v
 }
 
-func (p *json5Parser) digits() int {
+func (p *parser) digits() int {
 	n := 0
 	for p.pos < len(p.src) && p.src[p.pos] >= '0' && p.src[p.pos] <= '9' {
 		p.pos++

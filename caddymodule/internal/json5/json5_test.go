@@ -1,4 +1,4 @@
-package audit
+package json5
 
 import (
 	"encoding/json"
@@ -70,28 +70,28 @@ line */ {/**/a/**/:/**/1/**/}// end`, map[string]any{"a": 1.0}},
 	{"overflow is infinity", `1e400`, math.Inf(1)},
 }
 
-func TestParseJSON5Valid(t *testing.T) {
+func TestParseValid(t *testing.T) {
 	for _, tt := range json5ValidTests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseJSON5("t.json5", []byte(tt.in))
+			got, err := Parse("t.json5", []byte(tt.in))
 			if err != nil {
-				t.Fatalf("ParseJSON5(%q) error: %v", tt.in, err)
+				t.Fatalf("Parse(%q) error: %v", tt.in, err)
 			}
 			if !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("ParseJSON5(%q) = %#v, want %#v", tt.in, got, tt.want)
+				t.Errorf("Parse(%q) = %#v, want %#v", tt.in, got, tt.want)
 			}
 		})
 	}
 }
 
-func TestParseJSON5NaN(t *testing.T) {
+func TestParseNaN(t *testing.T) {
 	for _, in := range []string{"NaN", "+NaN", "-NaN"} {
-		got, err := ParseJSON5("", []byte(in))
+		got, err := Parse("", []byte(in))
 		if err != nil {
-			t.Fatalf("ParseJSON5(%q) error: %v", in, err)
+			t.Fatalf("Parse(%q) error: %v", in, err)
 		}
 		if f, ok := got.(float64); !ok || !math.IsNaN(f) {
-			t.Errorf("ParseJSON5(%q) = %v, want NaN", in, got)
+			t.Errorf("Parse(%q) = %v, want NaN", in, got)
 		}
 	}
 }
@@ -128,40 +128,40 @@ var json5InvalidTests = []struct {
 	{"single quote char", `{'a' 'b'}`, `openclaw.json:1:6: unexpected character "'"`},
 }
 
-func TestParseJSON5Invalid(t *testing.T) {
+func TestParseInvalid(t *testing.T) {
 	for _, tt := range json5InvalidTests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseJSON5("openclaw.json", []byte(tt.in))
+			got, err := Parse("openclaw.json", []byte(tt.in))
 			if err == nil {
-				t.Fatalf("ParseJSON5(%q) = %#v, want error %q", tt.in, got, tt.want)
+				t.Fatalf("Parse(%q) = %#v, want error %q", tt.in, got, tt.want)
 			}
 			if err.Error() != tt.want {
-				t.Errorf("ParseJSON5(%q) error = %q, want %q", tt.in, err, tt.want)
+				t.Errorf("Parse(%q) error = %q, want %q", tt.in, err, tt.want)
 			}
 		})
 	}
 }
 
-func TestParseJSON5Limits(t *testing.T) {
-	deep := strings.Repeat("[", MaxJSON5Depth) + strings.Repeat("]", MaxJSON5Depth)
-	if _, err := ParseJSON5("", []byte(deep)); err != nil {
-		t.Errorf("depth %d: unexpected error %v", MaxJSON5Depth, err)
+func TestParseLimits(t *testing.T) {
+	deep := strings.Repeat("[", MaxDepth) + strings.Repeat("]", MaxDepth)
+	if _, err := Parse("", []byte(deep)); err != nil {
+		t.Errorf("depth %d: unexpected error %v", MaxDepth, err)
 	}
-	tooDeep := strings.Repeat("{a:", MaxJSON5Depth+1) + "1" + strings.Repeat("}", MaxJSON5Depth+1)
-	if _, err := ParseJSON5("", []byte(tooDeep)); err == nil || !strings.Contains(err.Error(), "nesting deeper than 256") {
-		t.Errorf("depth %d: error = %v, want nesting error", MaxJSON5Depth+1, err)
+	tooDeep := strings.Repeat("{a:", MaxDepth+1) + "1" + strings.Repeat("}", MaxDepth+1)
+	if _, err := Parse("", []byte(tooDeep)); err == nil || !strings.Contains(err.Error(), "nesting deeper than 256") {
+		t.Errorf("depth %d: error = %v, want nesting error", MaxDepth+1, err)
 	}
-	big := make([]byte, MaxJSON5Bytes+1)
+	big := make([]byte, MaxBytes+1)
 	for i := range big {
 		big[i] = ' '
 	}
 	big[0] = '1'
-	if _, err := ParseJSON5("big.json", big); err == nil || !strings.Contains(err.Error(), "byte limit") {
+	if _, err := Parse("big.json", big); err == nil || !strings.Contains(err.Error(), "byte limit") {
 		t.Errorf("oversized input: error = %v, want size error", err)
 	}
 }
 
-func FuzzParseJSON5(f *testing.F) {
+func FuzzParse(f *testing.F) {
 	for _, tt := range json5ValidTests {
 		f.Add([]byte(tt.in))
 	}
@@ -170,7 +170,7 @@ func FuzzParseJSON5(f *testing.F) {
 	}
 	f.Add([]byte(`{"a":[1,2,{"b":null}],"c":"\u00e9\ud83d\ude00","d":-0.5e-3}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		got, err := ParseJSON5("fuzz.json5", data)
+		got, err := Parse("fuzz.json5", data)
 		if err != nil {
 			var pe *ParseError
 			if !asParseError(err, &pe) || pe.Line < 1 || pe.Col < 1 {
@@ -188,10 +188,10 @@ func FuzzParseJSON5(f *testing.F) {
 			if strings.Contains(err.Error(), "nesting deeper") {
 				return
 			}
-			t.Fatalf("ParseJSON5(%q) error %v, encoding/json accepts it", data, err)
+			t.Fatalf("Parse(%q) error %v, encoding/json accepts it", data, err)
 		}
 		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("ParseJSON5(%q) = %#v, encoding/json = %#v", data, got, want)
+			t.Fatalf("Parse(%q) = %#v, encoding/json = %#v", data, got, want)
 		}
 	})
 }
