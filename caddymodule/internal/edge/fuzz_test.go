@@ -53,7 +53,69 @@ func FuzzParseRule(f *testing.F) {
 				t.Fatalf("rule %q granted %q, more than its scopes", s, d.Scopes)
 			}
 		}
+		checkPolicyAnswers(t, s, r)
 	})
+}
+
+// checkPolicyAnswers compares what a policy of the one rule r (parsed from
+// s) answers about it with a plain reading of its normalised text, word by
+// word: the users, tokens and first other condition of an allow rule, and
+// whether it needs a JWT.
+func checkPolicyAnswers(t *testing.T, s string, r Rule) {
+	t.Helper()
+	p, err := NewPolicy([]string{s})
+	if err != nil {
+		t.Fatalf("NewPolicy(%q) = %v, but ParseRule accepted it", s, err)
+	}
+	var want Grant
+	needsJWT := false
+	words := strings.Fields(r.Source)
+	for _, w := range words[1:] {
+		if w == "scopes" {
+			break
+		}
+		if w == "jwt" || strings.HasPrefix(w, "claim:") {
+			needsJWT = true
+		}
+		switch {
+		case strings.HasPrefix(w, "user:"):
+			for _, u := range strings.Split(w[len("user:"):], ",") {
+				want.Users = append(want.Users, asciiLower(u))
+			}
+		case strings.HasPrefix(w, "token:"):
+			want.Tokens = append(want.Tokens, strings.Split(w[len("token:"):], ",")...)
+		default:
+			if want.Other == "" {
+				want.Other = w
+			}
+		}
+	}
+	if got := p.NeedsJWT(); got != needsJWT {
+		t.Fatalf("NeedsJWT(%q) = %v, its words say %v", s, got, needsJWT)
+	}
+	grants := p.Grants()
+	if r.Action != Allow {
+		if len(grants) != 0 || len(p.Users()) != 0 {
+			t.Fatalf("deny rule %q has grants %+v", s, grants)
+		}
+		return
+	}
+	if len(grants) != 1 {
+		t.Fatalf("Grants(%q) = %d grants, want 1", s, len(grants))
+	}
+	g := grants[0]
+	if g.Rule != r.Source || !slices.Equal(g.Users, want.Users) || !slices.Equal(g.Tokens, want.Tokens) || g.Other != want.Other || !slices.Equal(g.Scopes, r.Scopes) {
+		t.Fatalf("Grants(%q) = %+v, its words say %+v with scopes %q", s, g, want, r.Scopes)
+	}
+	var users []string
+	for _, u := range want.Users {
+		if !strings.HasPrefix(u, "@") {
+			users = append(users, u)
+		}
+	}
+	if got := p.Users(); !slices.Equal(got, users) {
+		t.Fatalf("Users(%q) = %q, want %q", s, got, users)
+	}
 }
 
 func FuzzVerifyJWT(f *testing.F) {
