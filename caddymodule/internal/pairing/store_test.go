@@ -925,3 +925,52 @@ func TestPairingWriteHeld(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkPairingRefresh is one poll of Caddy's file storage: with nothing
+// changed (the generation key alone is read) against a full read of every
+// device, for a few store sizes.
+func BenchmarkPairingRefresh(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		st := &certmagic.FileStorage{Path: b.TempDir()}
+		s := Open(st, "home", Options{MaxPending: 2 * n})
+		for i := range n {
+			if _, err := s.Check(seen(fmt.Sprintf("n%04d", i), "k")); err != nil {
+				b.Fatal(err)
+			}
+		}
+		ctx := context.Background()
+		for _, force := range []bool{false, true} {
+			name := fmt.Sprintf("devices=%d/unchanged", n)
+			if force {
+				name = fmt.Sprintf("devices=%d/full", n)
+			}
+			b.Run(name, func(b *testing.B) {
+				s.Refresh(ctx, true)
+				b.ReportAllocs()
+				for b.Loop() {
+					if res := s.Refresh(ctx, force); res.Err != nil || res.Read != force {
+						b.Fatalf("Refresh = %+v", res)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkPairingCheckSteady is the request path of a paired device, which
+// never reaches storage.
+func BenchmarkPairingCheckSteady(b *testing.B) {
+	s := Open(&certmagic.FileStorage{Path: b.TempDir()}, "home", Options{})
+	v, _ := s.Check(seen("n1", "k"))
+	if _, _, err := s.Approve(v.Device.Code, "ops"); err != nil {
+		b.Fatal(err)
+	}
+	sn := seen("n1", "k")
+	s.Check(sn)
+	b.ReportAllocs()
+	for b.Loop() {
+		if v, err := s.Check(sn); err != nil || !v.Approved {
+			b.Fatal(v, err)
+		}
+	}
+}
