@@ -57,13 +57,6 @@ type PairingConfig struct {
 	// it exists.
 	Storage string `json:"storage,omitempty"`
 
-	// PollInterval is how often the instance looks for approvals and
-	// revocations other instances wrote to the storage (one small key read
-	// when nothing changed), from 1s to 30s. While the storage cannot be
-	// read, devices approved before keep passing for
-	// max(30s, 3 × PollInterval) and are then held. Default: 2s.
-	PollInterval caddy.Duration `json:"poll_interval,omitempty"`
-
 	// AutoApprove approves devices without an operator when they match one of
 	// these: `tag:<tag>` (a node carrying the ACL tag, which only the tailnet
 	// policy can give and a user's own device never has) or `cap:<name>` (the
@@ -75,6 +68,13 @@ type PairingConfig struct {
 	// MaxPending bounds the pending devices kept; the one seen longest ago is
 	// forgotten first. Default: 256.
 	MaxPending int `json:"max_pending,omitempty"`
+
+	// PollInterval is how often the instance looks for approvals and
+	// revocations other instances wrote to the storage (one small key read
+	// when nothing changed), from 1s to 30s. While the storage cannot be
+	// read, devices approved before keep passing for
+	// max(30s, 3 × PollInterval) and are then held. Default: 2s.
+	PollInterval caddy.Duration `json:"poll_interval,omitempty"`
 
 	rt *pairingRuntime // nil unless required
 }
