@@ -598,10 +598,12 @@ func (s *Store) checkChange(seen Seen) (Verdict, error) {
 			return Verdict{}, err
 		}
 	}
-	s.commit(d.ID, d)
-	unlock()
+	// Once committed, d is the store's copy, which requests update under
+	// the lock: the answer is taken before.
 	v.Approved = d.Status == StatusApproved
 	v.Device = d.clone()
+	s.commit(d.ID, d)
+	unlock()
 	if v.Event == EventPending {
 		s.evictPending(d.ID)
 	}
@@ -820,8 +822,9 @@ func (s *Store) Approve(ref, by string) (Device, bool, error) {
 		return Device{}, false, ErrNotFound
 	}
 	if d.Status == StatusApproved && !d.Auto {
+		out := d.clone()
 		s.commit(id, d)
-		return d.clone(), false, nil
+		return out, false, nil
 	}
 	if code != "" && d.Code != code {
 		// The device was seen with another node key meanwhile: the code
@@ -834,8 +837,9 @@ func (s *Store) Approve(ref, by string) (Device, bool, error) {
 	if err := s.write(ctx, d); err != nil {
 		return Device{}, false, err
 	}
+	out := d.clone()
 	s.commit(id, d)
-	return d.clone(), true, nil
+	return out, true, nil
 }
 
 // Revoke forgets the device with ID ref or pairing code ref, approved or

@@ -974,3 +974,47 @@ func BenchmarkPairingCheckSteady(b *testing.B) {
 		}
 	}
 }
+
+// TestPairingConcurrentChecksAndReads runs requests of one approved device
+// (some from new addresses, which update its record in memory) while the
+// store is read again and the device approved again, for the race detector,
+// and checks that the device passes throughout.
+func TestPairingConcurrentChecksAndReads(t *testing.T) {
+	s := openStore(t, newStorage(t), Options{})
+	v, _ := s.Check(seen("n1", "k"))
+	if _, _, err := s.Approve(v.Device.Code, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 400)
+	for i := range 100 {
+		wg.Go(func() {
+			sn := seen("n1", "k")
+			sn.IP = netip.AddrFrom4([4]byte{100, 64, 1, byte(i % 8)})
+			if v, err := s.Check(sn); err != nil || !v.Approved {
+				errs <- fmt.Errorf("Check = %+v, %v", v, err)
+			}
+		})
+		switch i % 4 {
+		case 0:
+			wg.Go(func() { s.Refresh(context.Background(), true) })
+		case 1:
+			wg.Go(func() {
+				if d, changed, err := s.Approve("n1", "ops"); err != nil || changed || d.Status != StatusApproved {
+					errs <- fmt.Errorf("Approve = %+v, %v, %v", d, changed, err)
+				}
+			})
+		case 2:
+			wg.Go(func() {
+				if _, err := s.List(); err != nil {
+					errs <- err
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
