@@ -5,14 +5,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +25,8 @@ import (
 	"github.com/caddyserver/certmagic"
 	"github.com/coder/websocket"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 	"tailscale.com/tailcfg"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/pairing"
@@ -1166,5 +1171,83 @@ func TestPairingMigrateOnStart(t *testing.T) {
 	}
 	if list := f.devices(t); len(list.Devices) != len(want) {
 		t.Errorf("after a reload: %+v", list)
+	}
+}
+
+// outageStorage is Caddy's real file storage whose reads fail while down is
+// set, as a storage module's do while its backend is unreachable.
+type outageStorage struct {
+	*certmagic.FileStorage
+	down atomic.Bool
+}
+
+func (s *outageStorage) Load(ctx context.Context, key string) ([]byte, error) {
+	if s.down.Load() {
+		return nil, errors.New("storage backend unreachable")
+	}
+	return s.FileStorage.Load(ctx, key)
+}
+
+// TestPairingStorageOutageClosesWebSockets: while storage cannot be read, an
+// approved device's WebSocket stays open on the last good read, and is closed
+// (and logged) once that read outlives its bound; reads working again are
+// logged too.
+func TestPairingStorageOutageClosesWebSockets(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	st := &outageStorage{FileStorage: &certmagic.FileStorage{Path: t.TempDir()}}
+	store := pairing.Open(st, "outage", pairing.Options{Now: clock, StaleFor: 30 * time.Second})
+	v, err := store.Check(pairing.Seen{ID: "n1", NodeKey: "nodekey:01", Node: "alice-laptop", Login: "alice@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := store.Approve(v.Device.Code, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zapcore.InfoLevel)
+	pc := &pairingRuntime{gateway: "outage", store: store, storageName: "test storage", logger: zap.New(core)}
+
+	ours, theirs := net.Pipe()
+	defer theirs.Close()
+	tc := &trackedConn{Conn: ours, gateway: "outage", nodeID: "n1"}
+	gateConns.Lock()
+	gateConns.m["outage"] = map[*trackedConn]struct{}{tc: {}}
+	gateConns.Unlock()
+	defer closeGatewayConns("outage")
+	open := func() bool {
+		gateConns.Lock()
+		defer gateConns.Unlock()
+		_, ok := gateConns.m["outage"][tc]
+		return ok
+	}
+
+	ctx := context.Background()
+	st.down.Store(true)
+	pc.applyRefresh(store.Refresh(ctx, false))
+	if !open() {
+		t.Fatal("the WebSocket was closed at the first failed read")
+	}
+	if n := logs.FilterMessageSnippet("device pairing storage cannot be read: new and changed devices are held").Len(); n != 1 {
+		t.Errorf("logged the failed read %d times, want 1", n)
+	}
+	mu.Lock()
+	now = now.Add(31 * time.Second)
+	mu.Unlock()
+	pc.applyRefresh(store.Refresh(ctx, false))
+	if open() {
+		t.Fatal("the WebSocket stayed open after the last good read outlived its bound")
+	}
+	expired := logs.FilterMessage("device pairing storage still cannot be read: every device of this gateway is held until it reads again").All()
+	if len(expired) != 1 || expired[0].ContextMap()["closed_websockets"] != int64(1) {
+		t.Errorf("expiry logged as %+v", expired)
+	}
+	st.down.Store(false)
+	pc.applyRefresh(store.Refresh(ctx, false))
+	if logs.FilterMessage("device pairing storage reads again").Len() != 1 {
+		t.Errorf("the recovery was not logged")
+	}
+	if v, err := store.Check(pairing.Seen{ID: "n1", NodeKey: "nodekey:01", Node: "alice-laptop", Login: "alice@example.com"}); err != nil || !v.Approved {
+		t.Errorf("after recovery: %+v, %v", v, err)
 	}
 }
