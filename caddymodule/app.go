@@ -113,7 +113,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.provisionGates(); err != nil {
 		return err
 	}
-	if err := a.provisionPairing(); err != nil {
+	if err := a.provisionPairing(ctx.Storage()); err != nil {
 		return err
 	}
 	// Last, when everything a guard asks of the app is ready: it may have
@@ -137,6 +137,7 @@ func (a *App) Start() error {
 	for _, g := range a.gates {
 		g.start()
 	}
+	a.startPairing()
 	runningApp.Store(a)
 	return nil
 }
@@ -147,6 +148,7 @@ func (a *App) Stop() error {
 	for _, g := range a.gates {
 		g.stop()
 	}
+	a.stopPairing()
 	return nil
 }
 

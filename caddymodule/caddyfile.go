@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -733,9 +734,10 @@ func appendArgs(d *caddyfile.Dispenser, list []string) ([]string, error) {
 // unmarshalPairing parses:
 //
 //	pairing required|off {
-//	    storage <file>
 //	    auto_approve tag:<tag>|cap:<capability>...
 //	    max_pending <n>
+//	    poll_interval <duration>
+//	    storage <file>    # deprecated: an old approval file to migrate
 //	}
 func unmarshalPairing(d *caddyfile.Dispenser) (*PairingConfig, error) {
 	pc := new(PairingConfig)
@@ -767,6 +769,16 @@ func unmarshalPairing(d *caddyfile.Dispenser) (*PairingConfig, error) {
 			pc.AutoApprove = append(pc.AutoApprove, rules...)
 		case "max_pending":
 			err = intArg(d, &pc.MaxPending)
+		case "poll_interval":
+			var v string
+			if err = oneArg(d, &v); err == nil {
+				err = parseDuration(d, v, &pc.PollInterval)
+			}
+			if err == nil {
+				if perr := checkPollInterval(time.Duration(pc.PollInterval)); perr != nil {
+					err = d.Errf("poll_interval: %v", perr)
+				}
+			}
 		default:
 			err = d.Errf("unrecognized pairing subdirective %q", d.Val())
 		}

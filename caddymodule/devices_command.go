@@ -45,7 +45,8 @@ must be approved once before it reaches the gateway. A new device is answered
 "waiting for approval" with a short pairing code; check that the code shown
 on the device matches and approve it here. A device whose node key changes
 (a re-registered machine) waits again; revoking a device closes its open
-WebSockets.
+WebSockets. Approvals live in Caddy's storage: every instance sharing it and
+the gateway name sees a change within its pairing poll_interval.
 
 The command talks to the running Caddy's admin endpoint: --address, else the
 one in the config caddy run would load (--config, else ./Caddyfile), else

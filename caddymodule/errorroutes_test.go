@@ -265,10 +265,11 @@ func TestPairingHoldReachesErrorRoutes(t *testing.T) {
 	alice := tn.NewNode(t, "alice-laptop", tailnettest.WithLogin("alice@example.com"))
 	be := newBackend(t)
 	cfgPath, stateDir := gatewayDir(t, "alice@example.com")
-	storage := filepath.Join(t.TempDir(), "pairing.json")
+	storage := t.TempDir()
 	startCaddyTailnet(t, fmt.Sprintf(`{
 	admin off
 	auto_https off
+	storage file_system %s
 	clawgate {
 		node gw {
 			control_url %s
@@ -278,9 +279,7 @@ func TestPairingHoldReachesErrorRoutes(t *testing.T) {
 		gateway home {
 			config %s
 			state_dir %s
-			pairing required {
-				storage %s
-			}
+			pairing required
 		}
 	}
 }
@@ -294,7 +293,7 @@ http://:18080 {
 		respond "held: code={clawgate.pairing_code} reason={clawgate.reason}" 403
 	}
 }
-`, tn.ControlURL, gw.StateDir, cfgPath, stateDir, storage, be.addr()))
+`, storage, tn.ControlURL, gw.StateDir, cfgPath, stateDir, be.addr()))
 	(&tailnetFixture{tn: tn, alice: alice, bob: alice, ci: alice}).waitGW(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

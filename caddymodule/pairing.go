@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode"
@@ -33,16 +34,27 @@ import (
 // key changes (a re-registered machine) waits for approval again, and revoking
 // a device closes its open WebSockets.
 //
+// Approvals and pending codes live in Caddy's storage (the `storage` global
+// option; the file system by default), one key per device under
+// clawgate/pairing/<gateway>/devices/, so every Caddy instance sharing the
+// storage and the gateway name shares them: a code shown by one instance can
+// be approved through another's admin API. Each instance reads the storage
+// again every PollInterval when its generation key changed, and closes the
+// WebSockets of devices whose approval was withdrawn elsewhere. Anyone who
+// can write the storage can approve a device.
+//
 // Requests that do not arrive over the tailnet (a bearer token on another
 // listener) have no device to approve and are refused on such a gateway.
 type PairingConfig struct {
 	// Mode is "required" or "off". Default: off.
 	Mode string `json:"mode,omitempty"`
 
-	// Storage is the file holding the gateway's devices and approvals. It is
-	// written atomically with mode 0600; when it cannot be read or parsed
-	// every device is held until it is fixed. Placeholders are expanded.
-	// Default: clawgate/pairing-<gateway>.json in Caddy's data directory.
+	// Storage is the approval file of older clawgate versions, read once to
+	// move its devices into Caddy's storage and then renamed with a
+	// ".migrated" suffix and a note beside it. Deprecated: approvals live in
+	// Caddy's storage; once migrated, remove it. Placeholders are expanded.
+	// Default: clawgate/pairing-<gateway>.json in Caddy's data directory, if
+	// it exists.
 	Storage string `json:"storage,omitempty"`
 
 	// AutoApprove approves devices without an operator when they match one of
@@ -57,6 +69,13 @@ type PairingConfig struct {
 	// forgotten first. Default: 256.
 	MaxPending int `json:"max_pending,omitempty"`
 
+	// PollInterval is how often the instance looks for approvals and
+	// revocations other instances wrote to the storage (one small key read
+	// when nothing changed), from 1s to 30s. While the storage cannot be
+	// read, devices approved before keep passing for
+	// max(30s, 3 × PollInterval) and are then held. Default: 2s.
+	PollInterval caddy.Duration `json:"poll_interval,omitempty"`
+
 	rt *pairingRuntime // nil unless required
 }
 
@@ -64,9 +83,14 @@ type PairingConfig struct {
 type pairingRuntime struct {
 	gateway     string
 	store       *pairing.Store
+	storageName string // the storage, for the log
+	legacyFile  string // the approval file to migrate from
+	poll        time.Duration
 	autoApprove []string
 	logger      *zap.Logger
 	lastErrLog  atomic.Int64 // unix nanos of the last "storage unavailable" log
+	stopPoll    context.CancelFunc
+	polling     sync.WaitGroup
 }
 
 // required reports whether the gateway holds unapproved devices.
@@ -74,10 +98,10 @@ func (pc *PairingConfig) required() bool {
 	return pc != nil && pc.rt != nil
 }
 
-// provisionPairing validates each gateway's pairing and opens its storage. A
-// storage file that cannot be read is not a config error: the gateway starts
-// and holds every device, and the log says why.
-func (a *App) provisionPairing() error {
+// provisionPairing validates each gateway's pairing and opens its devices in
+// st, Caddy's storage. A storage that cannot be read is not a config error:
+// the gateway starts and holds every device, and the log says why.
+func (a *App) provisionPairing(st pairing.Storage) error {
 	repl := caddy.NewReplacer()
 	names := make([]string, 0, len(a.Gateways))
 	for name := range a.Gateways {
@@ -106,33 +130,43 @@ func (a *App) provisionPairing() error {
 		if pc.MaxPending < 0 {
 			return fmt.Errorf("%s.max_pending: %d is negative", field, pc.MaxPending)
 		}
-		path := repl.ReplaceKnown(pc.Storage, "")
-		if path == "" {
-			if !safeFileName(name) {
-				return fmt.Errorf("%s.storage: the gateway name %q cannot be part of a file name; set storage", field, name)
+		poll := time.Duration(pc.PollInterval)
+		if poll == 0 {
+			poll = defaultPairingPoll
+		}
+		if err := checkPollInterval(poll); err != nil {
+			return fmt.Errorf("%s.poll_interval: %w", field, err)
+		}
+		logger := a.logger.With(zap.String("gateway", name))
+		legacy := repl.ReplaceKnown(pc.Storage, "")
+		if legacy != "" {
+			logger.Warn("pairing storage is deprecated: device approvals live in Caddy's storage (the storage global option); the file is only read to move its devices there, remove the line once it is renamed "+pairing.MigratedSuffix,
+				zap.String("setting", field+".storage"), zap.String("file", legacy))
+		} else if safeFileName(name) {
+			legacy = filepath.Join(caddy.AppDataDir(), "clawgate", "pairing-"+name+".json")
+		}
+		if legacy != "" {
+			abs, err := filepath.Abs(legacy)
+			if err != nil {
+				return fmt.Errorf("%s.storage: %w", field, err)
 			}
-			path = filepath.Join(caddy.AppDataDir(), "clawgate", "pairing-"+name+".json")
+			// One file per gateway: an approval for one gateway must not
+			// open another.
+			if other, ok := usedBy[abs]; ok {
+				return fmt.Errorf("%s.storage: %s is already the approval file of gateway %q; each gateway had its own", field, abs, other)
+			}
+			usedBy[abs] = name
+			legacy = abs
 		}
-		abs, err := filepath.Abs(path)
-		if err != nil {
-			return fmt.Errorf("%s.storage: %w", field, err)
-		}
-		// One file per gateway: an approval for one gateway must not open
-		// another.
-		if other, ok := usedBy[abs]; ok {
-			return fmt.Errorf("%s.storage: %s is already the storage of gateway %q; give each gateway its own file", field, abs, other)
-		}
-		usedBy[abs] = name
-		store, err := pairing.Open(abs, pairing.Options{MaxPending: pc.MaxPending})
-		if err != nil {
-			return fmt.Errorf("%s.storage: %w", field, err)
-		}
-		rt := &pairingRuntime{gateway: name, store: store, autoApprove: pc.AutoApprove, logger: a.logger.With(zap.String("gateway", name))}
+		stale := max(pairing.DefaultStaleFor, 3*poll)
+		store := pairing.Open(st, name, pairing.Options{MaxPending: pc.MaxPending, StaleFor: stale})
+		rt := &pairingRuntime{gateway: name, store: store, storageName: storageName(st), legacyFile: legacy, poll: poll,
+			autoApprove: pc.AutoApprove, logger: logger}
 		pc.rt = rt
 		if err := store.Err(); err != nil {
 			rt.lastErrLog.Store(time.Now().UnixNano())
-			rt.logger.Error("device pairing storage cannot be used: every device of this gateway is held until the file is fixed or removed",
-				zap.String("storage", store.Path()), zap.Error(err))
+			rt.logger.Error("device pairing storage cannot be read: every device of this gateway is held until it reads again",
+				rt.storageFields(zap.Error(err))...)
 		}
 	}
 	return nil
@@ -216,14 +250,11 @@ func (a *App) checkDevice(w http.ResponseWriter, r *http.Request, h *Handler, id
 	v, err := pc.store.Check(seen)
 	if err != nil {
 		if last := pc.lastErrLog.Load(); time.Since(time.Unix(0, last)) > 30*time.Second && pc.lastErrLog.CompareAndSwap(last, time.Now().UnixNano()) {
-			pc.logger.Error("device pairing storage cannot be used: every device of this gateway is held until the file is fixed or removed",
-				zap.String("storage", pc.store.Path()), zap.Error(err))
+			pc.logger.Error("device pairing storage cannot be used: the device is held until it can be read and written",
+				pc.storageFields(zap.String("device", seen.ID), zap.Error(err))...)
 		}
 		return true, pc.hold(h.cleaner, w, r, id, clientIP, http.StatusServiceUnavailable, "pairing_unavailable",
 			"device approvals for this gateway cannot be read; the operator must fix clawgate's pairing storage", nil)
-	}
-	if v.SaveErr != nil {
-		pc.logger.Error("device pairing: saving a change failed; it holds until Caddy stops", zap.String("device", v.Device.ID), zap.Error(v.SaveErr))
 	}
 	pc.logEvent(v)
 	if v.WasApproved {

@@ -5,22 +5,28 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/certmagic"
 	"github.com/coder/websocket"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 	"tailscale.com/tailcfg"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/pairing"
@@ -30,8 +36,9 @@ import (
 const deviceCap = "example.com/cap/openclaw-device"
 
 // pairingFixture is a real tailnet and a real Caddy whose gateway "home"
-// requires device pairing, with the admin endpoint on loopback and clawgate's
-// log written to a file as JSON.
+// requires device pairing, with the admin endpoint on loopback, Caddy's file
+// storage in a directory of the test's own (polled every second), and
+// clawgate's log written to a file as JSON.
 type pairingFixture struct {
 	tn                                    *tailnettest.Tailnet
 	be                                    *backend
@@ -53,7 +60,7 @@ func newPairingFixture(t *testing.T) *pairingFixture {
 		tailnettest.WithCapMap(tailcfg.PeerCapMap{deviceCap: {tailcfg.RawMessage(`{}`)}}))
 	cfgPath, stateDir := gatewayDir(t, "alice@example.com", "carol@example.com")
 	dir := t.TempDir()
-	f.storage = filepath.Join(dir, "pairing-home.json")
+	f.storage = filepath.Join(dir, "storage")
 	f.logPath = filepath.Join(dir, "clawgate.log")
 	f.admin = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	const port = 18080
@@ -61,6 +68,7 @@ func newPairingFixture(t *testing.T) *pairingFixture {
 	caddyfile := fmt.Sprintf(`{
 	admin %s
 	auto_https off
+	storage file_system %s
 	clawgate {
 		node gw {
 			control_url %s
@@ -71,8 +79,8 @@ func newPairingFixture(t *testing.T) *pairingFixture {
 			config %s
 			state_dir %s
 			pairing required {
-				storage %s
 				auto_approve tag:trusted cap:%s
+				poll_interval 1s
 			}
 		}
 	}
@@ -87,7 +95,7 @@ http://:%d {
 		allow tag:ci scopes operator.read
 	}
 }
-`, f.admin, f.tn.ControlURL, gw.StateDir, cfgPath, stateDir, f.storage, deviceCap, port, f.be.addr())
+`, f.admin, f.storage, f.tn.ControlURL, gw.StateDir, cfgPath, stateDir, deviceCap, port, f.be.addr())
 	f.cfg = startPairingCaddy(t, caddyfile, f.logPath)
 	f.waitGW(t)
 	t.Logf("tailnet with 7 nodes and Caddy up in %v", time.Since(begin))
@@ -95,7 +103,8 @@ http://:%d {
 }
 
 // startPairingCaddy is startCaddyTailnet with clawgate's own log (INFO and
-// up) written as JSON to logPath; it returns the loaded config.
+// up) written as JSON to logPath, and a file storage of the test's own when
+// the config names none; it returns the loaded config.
 func startPairingCaddy(t *testing.T, caddyfile, logPath string) []byte {
 	t.Helper()
 	t.Cleanup(func() { waitNodesClosed(t) })
@@ -128,6 +137,11 @@ func startPairingCaddy(t *testing.T, caddyfile, logPath string) []byte {
 	}
 	logging["logs"] = logs
 	m["logging"] = logging
+	// Caddy's default storage is fixed when the process starts; each test
+	// gets its own, so no approval carries over from another test.
+	if m["storage"] == nil {
+		m["storage"] = map[string]any{"module": "file_system", "root": t.TempDir()}
+	}
 	if cfg, err = json.Marshal(m); err != nil {
 		caddyMu.Unlock()
 		t.Fatal(err)
@@ -566,8 +580,9 @@ func TestPairingTailnet(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitNodesClosed(t)
-		// What the next start reads is on disk, not in this process's memory.
-		onDisk, err := pairing.New(f.storage, pairing.Options{}).List()
+		// What the next start reads is in storage, not in this process's
+		// memory.
+		onDisk, err := f.otherInstance(t).List()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -585,44 +600,116 @@ func TestPairingTailnet(t *testing.T) {
 		f.mustBeHeld(t, f.ci)
 	})
 
-	t.Run("truncated or garbage storage holds every device until fixed", func(t *testing.T) {
-		good, err := os.ReadFile(f.storage)
+	t.Run("a revocation and an approval written by another instance take effect within the poll interval", func(t *testing.T) {
+		other := f.otherInstance(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(f.siteURL, "http")+"/ws", &websocket.DialOptions{HTTPClient: f.alice.HTTPClient()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.CloseNow()
+		if _, msg, err := c.Read(ctx); err != nil || string(msg) != "hello alice@example.com" {
+			t.Fatalf("first frame %q, %v", msg, err)
+		}
+		begin := time.Now()
+		if _, err := other.Revoke(aliceID); err != nil {
+			t.Fatal(err)
+		}
+		readCtx, readCancel := context.WithTimeout(ctx, 20*time.Second)
+		defer readCancel()
+		if _, msg, err := c.Read(readCtx); err == nil {
+			t.Fatalf("the WebSocket of a device revoked elsewhere still delivers: %q", msg)
+		} else if readCtx.Err() != nil {
+			t.Fatal("the WebSocket of a device revoked elsewhere stayed open")
+		}
+		t.Logf("WebSocket closed %v after another instance revoked the device (poll interval 1s)", time.Since(begin))
+		h := f.mustBeHeld(t, f.alice)
+
+		// The code this instance showed, approved through the other one.
+		begin = time.Now()
+		if _, _, err := other.Approve(h.Code, "ops@other"); err != nil {
+			t.Fatalf("approving %s on the other instance: %v", h.Code, err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for f.get(t, f.alice, "").status != http.StatusOK {
+			if time.Now().After(deadline) {
+				t.Fatal("an approval written by another instance was not picked up")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("approval written by another instance held here after %v", time.Since(begin))
+		if d := f.device(t, "alice-laptop"); d.ApprovedBy != "ops@other" || d.Status != pairing.StatusApproved {
+			t.Errorf("after the other instance's approval: %+v", d.Device)
+		}
+	})
+
+	t.Run("a broken record holds its device, and unreadable storage holds new devices, until fixed", func(t *testing.T) {
+		key := filepath.Join(f.storage, "clawgate", "pairing", "home", "devices", aliceID+".json")
+		good, err := os.ReadFile(key)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, bad := range [][]byte{good[:len(good)/2], []byte("\x00garbage\xff")} {
-			writeAtomic(t, f.storage, string(bad))
+			writeAtomic(t, key, string(bad))
 			// A config reload reads the storage again.
 			if err := caddy.Load(f.cfg, true); err != nil {
 				t.Fatal(err)
 			}
-			for _, n := range []*tailnettest.Node{f.alice, f.trusted, f.ci} {
-				before := f.be.count()
-				a := f.get(t, n, "")
-				if a.status != 503 || errorType(t, a.body) != "clawgate_pairing_unavailable" || f.be.count() != before {
-					t.Errorf("%s with broken storage: %d %s", n.Hostname, a.status, a.body)
-				}
+			before := f.be.count()
+			if a := f.get(t, f.alice, ""); a.status != 503 || errorType(t, a.body) != "clawgate_pairing_unavailable" || f.be.count() != before {
+				t.Errorf("alice-laptop with a broken record: %d %s", a.status, a.body)
 			}
-			list := f.devices(t)
-			if list.Unavailable["home"] == "" || len(list.Devices) != 0 {
-				t.Errorf("list with broken storage: %+v", list)
+			f.mustPass(t, f.phone, "alice@example.com") // another device's record is fine
+			if status, _ := f.adminPost(t, "approve", deviceRequest{Device: aliceID}); status != 503 {
+				t.Errorf("approve with a broken record: %d, want 503", status)
 			}
-			if status, _ := f.adminPost(t, "approve", deviceRequest{Device: phoneID}); status != 503 {
-				t.Errorf("approve with broken storage: %d, want 503", status)
-			}
-			if got, _ := os.ReadFile(f.storage); !bytes.Equal(got, bad) {
-				t.Errorf("the broken storage was rewritten")
+			if got, _ := os.ReadFile(key); !bytes.Equal(got, bad) {
+				t.Errorf("the broken record was rewritten")
 			}
 		}
-		// Fixed on disk, it is picked up again without a reload.
-		writeAtomic(t, f.storage, string(good))
-		deadline := time.Now().Add(10 * time.Second)
-		for f.get(t, f.alice, "").status != 200 {
+		writeAtomic(t, key, string(good))
+		if err := caddy.Load(f.cfg, true); err != nil {
+			t.Fatal(err)
+		}
+		f.mustPass(t, f.alice, "alice@example.com")
+
+		// The generation key turned into a directory: storage cannot be read.
+		// Approved devices keep passing for a while; a new one is held at once.
+		gen := filepath.Join(f.storage, "clawgate", "pairing", "home", "generation")
+		failedBefore := logCount(t, f.logPath, "device pairing storage cannot be read: new and changed devices are held; devices approved before pass on the last good read for a while, then are held too")
+		recoveredBefore := logCount(t, f.logPath, "device pairing storage reads again")
+		saved, err := os.ReadFile(gen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(gen); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(gen, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		waitLog(t, f.logPath, "device pairing storage cannot be read: new and changed devices are held; devices approved before pass on the last good read for a while, then are held too", failedBefore)
+		f.mustPass(t, f.alice, "alice@example.com")
+		rotateNodeKey(t, f.tn, f.ci) // a device storage has not seen with this key
+		f.tn.WaitPeer(t, f.ci, "gw")
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			a, err := f.tryGet(f.ci, "", 5*time.Second)
+			if err == nil && a.status == 503 && errorType(t, a.body) == "clawgate_pairing_unavailable" {
+				break
+			}
 			if time.Now().After(deadline) {
-				t.Fatal("fixed storage was not picked up")
+				t.Fatalf("ci-bot while storage cannot be read: %d %s, %v", a.status, a.body, err)
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
+		if err := os.Remove(gen); err != nil {
+			t.Fatal(err)
+		}
+		writeAtomic(t, gen, string(saved))
+		waitLog(t, f.logPath, "device pairing storage reads again", recoveredBefore)
+		f.mustBeHeld(t, f.ci)
 	})
 
 	t.Run("every approval, denial and revocation is logged", func(t *testing.T) {
@@ -638,7 +725,9 @@ func TestPairingTailnet(t *testing.T) {
 			{"device approved", map[string]string{"gateway": "home", "node": "trusted-bot", "by": "auto_approve tag:trusted"}},
 			{"device revoked", map[string]string{"gateway": "home", "device": aliceID, "by": localOperator(), "was": "approved"}},
 			{"device node key changed: waiting for approval again", map[string]string{"gateway": "home", "device": phoneID, "reason": "node_key_changed"}},
-			{"device pairing storage cannot be used: every device of this gateway is held until the file is fixed or removed", map[string]string{"gateway": "home", "storage": f.storage}},
+			{"device pairing storage cannot be used: the device is held until it can be read and written", map[string]string{"gateway": "home", "device": aliceID, "storage": "FileStorage:" + f.storage, "prefix": "clawgate/pairing/home"}},
+			{"device approval withdrawn in storage (revoked or changed through another instance)", map[string]string{"gateway": "home", "device": aliceID, "closed_websockets": "1"}},
+			{"device pairing storage reads again", map[string]string{"gateway": "home", "storage": "FileStorage:" + f.storage}},
 		}
 		for _, w := range want {
 			found := false
@@ -711,6 +800,41 @@ func rotateNodeKey(t *testing.T, tn *tailnettest.Tailnet, n *tailnettest.Node) {
 	tn.Control.UpdateNode(old)
 }
 
+// otherInstance is the store another Caddy instance sharing the fixture's
+// storage would have for gateway home.
+func (f *pairingFixture) otherInstance(t *testing.T) *pairing.Store {
+	t.Helper()
+	s := pairing.Open(&certmagic.FileStorage{Path: f.storage}, "home", pairing.Options{})
+	if err := s.Err(); err != nil {
+		t.Fatalf("another instance cannot read the storage: %v", err)
+	}
+	return s
+}
+
+// logCount counts the log events with message msg.
+func logCount(t *testing.T, path, msg string) int {
+	t.Helper()
+	n := 0
+	for _, e := range readLog(t, path) {
+		if e["msg"] == msg {
+			n++
+		}
+	}
+	return n
+}
+
+// waitLog waits for more than after log events with message msg.
+func waitLog(t *testing.T, path, msg string, after int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for logCount(t, path, msg) <= after {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log event %q", msg)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func readLog(t *testing.T, path string) []map[string]any {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -732,12 +856,11 @@ func readLog(t *testing.T, path string) []map[string]any {
 
 // TestDevicesCommandConcurrentApprovals approves many pending devices at once
 // through the command and the admin endpoint of a running Caddy, and checks
-// that the storage file keeps every approval.
+// that Caddy's storage keeps every approval.
 func TestDevicesCommandConcurrentApprovals(t *testing.T) {
-	dir := t.TempDir()
-	storage := filepath.Join(dir, "devices.json")
+	storage := t.TempDir()
 	const n = 30
-	seed := pairing.New(storage, pairing.Options{})
+	seed := pairing.Open(&certmagic.FileStorage{Path: storage}, "home", pairing.Options{})
 	codes := make([]string, n)
 	for i := range n {
 		v, err := seed.Check(pairing.Seen{ID: fmt.Sprintf("node%02d", i), NodeKey: fmt.Sprintf("nodekey:%02x", i), Node: fmt.Sprintf("laptop-%02d", i), Login: "alice@example.com"})
@@ -750,24 +873,21 @@ func TestDevicesCommandConcurrentApprovals(t *testing.T) {
 	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	startCaddy(t, fmt.Sprintf(`{
 	admin %s
+	storage file_system %s
 	clawgate {
 		gateway home {
 			config %s
 			state_dir %s
-			pairing required {
-				storage %s
-			}
+			pairing required
 		}
 		gateway other {
 			config %s
 			state_dir %s
-			pairing required {
-				storage %s
-			}
+			pairing required
 		}
 	}
 }
-`, admin, cfgPath, stateDir, storage, cfgPath, stateDir, filepath.Join(dir, "other.json")))
+`, admin, storage, cfgPath, stateDir, cfgPath, stateDir))
 
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -786,7 +906,7 @@ func TestDevicesCommandConcurrentApprovals(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	list, err := pairing.New(storage, pairing.Options{}).List()
+	list, err := pairing.Open(&certmagic.FileStorage{Path: storage}, "home", pairing.Options{}).List()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -838,8 +958,11 @@ func TestPairingCaddyfile(t *testing.T) {
 	}{
 		{"required", "pairing required", PairingConfig{Mode: "required"}, ""},
 		{"off", "pairing off", PairingConfig{Mode: "off"}, ""},
-		{"block", "pairing required {\n storage /var/lib/cg/home.json\n auto_approve tag:trusted, cap:example.com/cap/x\n auto_approve tag:ci\n max_pending 10\n}",
-			PairingConfig{Mode: "required", Storage: "/var/lib/cg/home.json", AutoApprove: []string{"tag:trusted", "cap:example.com/cap/x", "tag:ci"}, MaxPending: 10}, ""},
+		{"block", "pairing required {\n storage /var/lib/cg/home.json\n auto_approve tag:trusted, cap:example.com/cap/x\n auto_approve tag:ci\n max_pending 10\n poll_interval 5s\n}",
+			PairingConfig{Mode: "required", Storage: "/var/lib/cg/home.json", AutoApprove: []string{"tag:trusted", "cap:example.com/cap/x", "tag:ci"}, MaxPending: 10, PollInterval: caddy.Duration(5 * time.Second)}, ""},
+		{"poll_interval too short", "pairing required {\n poll_interval 100ms\n}", PairingConfig{}, "poll_interval: 100ms is outside 1s to 30s"},
+		{"poll_interval too long", "pairing required {\n poll_interval 5m\n}", PairingConfig{}, "poll_interval: 5m0s is outside 1s to 30s"},
+		{"poll_interval not a duration", "pairing required {\n poll_interval often\n}", PairingConfig{}, `bad duration "often"`},
 		{"no mode", "pairing", PairingConfig{}, "wrong argument count"},
 		{"unknown mode", "pairing sometimes", PairingConfig{}, `"sometimes" is not one of required, off`},
 		{"two modes", "pairing required off", PairingConfig{}, "wrong argument count"},
@@ -874,7 +997,7 @@ func TestPairingCaddyfile(t *testing.T) {
 }
 
 func FuzzPairingCaddyfile(f *testing.F) {
-	for _, s := range []string{"pairing required", "pairing off", "pairing required {\n storage /x\n auto_approve tag:a cap:b\n max_pending 3\n}",
+	for _, s := range []string{"pairing required", "pairing off", "pairing required {\n storage /x\n auto_approve tag:a cap:b\n max_pending 3\n poll_interval 2s\n}",
 		"pairing required {\n auto_approve user:x\n}", "pairing", "pairing required {\n}"} {
 		f.Add(s)
 	}
@@ -903,6 +1026,7 @@ func FuzzPairingCaddyfile(f *testing.F) {
 // Caddyfile parser cannot catch.
 func TestPairingProvision(t *testing.T) {
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	st := &certmagic.FileStorage{Path: t.TempDir()}
 	tests := []struct {
 		name    string
 		gateway string
@@ -914,14 +1038,15 @@ func TestPairingProvision(t *testing.T) {
 		{"bad mode", "home", PairingConfig{Mode: "always"}, `clawgate.gateways.home.pairing.mode: "always" is not one of required, off`},
 		{"bad rule", "home", PairingConfig{Mode: "required", AutoApprove: []string{"tag:ok", "login:alice"}}, "clawgate.gateways.home.pairing.auto_approve[1]"},
 		{"negative max_pending", "home", PairingConfig{Mode: "required", MaxPending: -1}, "max_pending"},
-		{"gateway name unfit for a file name", "../home", PairingConfig{Mode: "required"}, "set storage"},
-		{"gateway name unfit but storage set", "../home", PairingConfig{Mode: "required", Storage: filepath.Join(t.TempDir(), "p.json")}, ""},
+		{"poll_interval too short", "home", PairingConfig{Mode: "required", PollInterval: caddy.Duration(time.Millisecond)}, "clawgate.gateways.home.pairing.poll_interval: 1ms is outside 1s to 30s"},
+		{"poll_interval too long", "home", PairingConfig{Mode: "required", PollInterval: caddy.Duration(time.Hour)}, "clawgate.gateways.home.pairing.poll_interval: 1h0m0s is outside 1s to 30s"},
+		{"a gateway name unfit for a file name", "../home", PairingConfig{Mode: "required"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			pc := tt.pc
 			a := &App{Gateways: map[string]*GatewayConfig{tt.gateway: {Pairing: &pc}}, logger: zap.NewNop()}
-			err := a.provisionPairing()
+			err := a.provisionPairing(st)
 			if tt.errHas != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.errHas) {
 					t.Fatalf("provisionPairing error = %v, want %q", err, tt.errHas)
@@ -936,23 +1061,193 @@ func TestPairingProvision(t *testing.T) {
 			}
 		})
 	}
-	// Two gateways cannot share one file.
+	// Two gateways cannot name one old approval file.
 	shared := filepath.Join(t.TempDir(), "shared.json")
 	a := &App{Gateways: map[string]*GatewayConfig{
 		"alice": {Pairing: &PairingConfig{Mode: "required", Storage: shared}},
 		"bob":   {Pairing: &PairingConfig{Mode: "required", Storage: shared}},
 	}, logger: zap.NewNop()}
-	if err := a.provisionPairing(); err == nil || !strings.Contains(err.Error(), `clawgate.gateways.bob.pairing.storage`) || !strings.Contains(err.Error(), `gateway "alice"`) {
-		t.Errorf("shared storage: %v", err)
+	if err := a.provisionPairing(st); err == nil || !strings.Contains(err.Error(), `clawgate.gateways.bob.pairing.storage`) || !strings.Contains(err.Error(), `gateway "alice"`) {
+		t.Errorf("shared approval file: %v", err)
 	}
 
-	// The default storage is in Caddy's data directory.
-	pc := PairingConfig{Mode: "required"}
-	a = &App{Gateways: map[string]*GatewayConfig{"home": {Pairing: &pc}}, logger: zap.NewNop()}
-	if err := a.provisionPairing(); err != nil {
+	// Devices live under the gateway's prefix in Caddy's storage; the old
+	// file looked for by default is the one older versions wrote in Caddy's
+	// data directory, and none for a name that cannot be a file name.
+	for name, wantLegacy := range map[string]string{
+		"home":    filepath.Join(caddy.AppDataDir(), "clawgate", "pairing-home.json"),
+		"../home": "",
+	} {
+		pc := PairingConfig{Mode: "required"}
+		a = &App{Gateways: map[string]*GatewayConfig{name: {Pairing: &pc}}, logger: zap.NewNop()}
+		if err := a.provisionPairing(st); err != nil {
+			t.Fatal(err)
+		}
+		if pc.rt.legacyFile != wantLegacy {
+			t.Errorf("gateway %q: old approval file %q, want %q", name, pc.rt.legacyFile, wantLegacy)
+		}
+		if got, want := pc.rt.store.Prefix(), "clawgate/pairing/"; !strings.HasPrefix(got, want) || strings.Count(got, "/") != 2 {
+			t.Errorf("gateway %q: storage prefix %q", name, got)
+		}
+		if pc.rt.poll != 2*time.Second {
+			t.Errorf("default poll interval %v, want 2s", pc.rt.poll)
+		}
+	}
+}
+
+// TestPairingMigrateOnStart starts a real Caddy whose gateway names an
+// approval file an older clawgate wrote: its devices move into Caddy's
+// storage, the file is renamed with a note, the log says so, and a reload
+// does nothing more.
+func TestPairingMigrateOnStart(t *testing.T) {
+	dir := t.TempDir()
+	storage := filepath.Join(dir, "storage")
+	legacy := filepath.Join(dir, "pairing-home.json")
+	data, err := os.ReadFile(filepath.Join("internal", "pairing", "testdata", "pairing-home.json"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if want := filepath.Join(caddy.AppDataDir(), "clawgate", "pairing-home.json"); pc.rt.store.Path() != want {
-		t.Errorf("default storage %s, want %s", pc.rt.store.Path(), want)
+	if err := os.WriteFile(legacy, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "clawgate.log")
+	cfgPath, stateDir := gatewayDir(t, "alice@example.com")
+	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cfg := startPairingCaddy(t, fmt.Sprintf(`{
+	admin %s
+	storage file_system %s
+	clawgate {
+		gateway home {
+			config %s
+			state_dir %s
+			pairing required {
+				storage %s
+			}
+		}
+	}
+}
+`, admin, storage, cfgPath, stateDir, legacy), logPath)
+
+	f := &pairingFixture{admin: admin}
+	list := f.devices(t)
+	want := map[string]pairing.Status{"nXvT2fN4CNTRL": pairing.StatusApproved, "nK7pQ2rS3CNTRL": pairing.StatusPending, "nB0tT4gG3CNTRL": pairing.StatusApproved}
+	if len(list.Devices) != len(want) {
+		t.Fatalf("after migrating: %+v", list)
+	}
+	for _, d := range list.Devices {
+		if d.Status != want[d.ID] || d.Gateway != "home" {
+			t.Errorf("device %s: %s on %s, want %s on home", d.ID, d.Status, d.Gateway, want[d.ID])
+		}
+	}
+	if _, err := os.Stat(legacy); !os.IsNotExist(err) {
+		t.Errorf("the old approval file is still in place: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(storage, "clawgate", "pairing", "home", "devices", "nXvT2fN4CNTRL.json")); err != nil {
+		t.Errorf("no key for a migrated device: %v", err)
+	}
+	if note, err := os.ReadFile(legacy + ".migrated.txt"); err != nil || !strings.Contains(string(note), "3 device(s) were moved") {
+		t.Errorf("note: %v\n%s", err, note)
+	}
+	events := readLog(t, logPath)
+	var moved, deprecated bool
+	for _, e := range events {
+		switch e["msg"] {
+		case "device pairing: moved the old approval file into Caddy's storage":
+			moved = e["file"] == legacy && fmt.Sprint(e["moved"]) == "3" && e["renamed_to"] == legacy+".migrated" && e["prefix"] == "clawgate/pairing/home"
+		default:
+			deprecated = deprecated || strings.HasPrefix(fmt.Sprint(e["msg"]), "pairing storage is deprecated") && e["file"] == legacy
+		}
+	}
+	if !moved || !deprecated {
+		t.Errorf("log: moved %v, deprecation warned %v:\n%v", moved, deprecated, events)
+	}
+
+	// A reload finds no file, moves nothing and keeps every device.
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := logCount(t, logPath, "device pairing: moved the old approval file into Caddy's storage"); got != 1 {
+		t.Errorf("migrated %d times", got)
+	}
+	if list := f.devices(t); len(list.Devices) != len(want) {
+		t.Errorf("after a reload: %+v", list)
+	}
+}
+
+// outageStorage is Caddy's real file storage whose reads fail while down is
+// set, as a storage module's do while its backend is unreachable.
+type outageStorage struct {
+	*certmagic.FileStorage
+	down atomic.Bool
+}
+
+func (s *outageStorage) Load(ctx context.Context, key string) ([]byte, error) {
+	if s.down.Load() {
+		return nil, errors.New("storage backend unreachable")
+	}
+	return s.FileStorage.Load(ctx, key)
+}
+
+// TestPairingStorageOutageClosesWebSockets: while storage cannot be read, an
+// approved device's WebSocket stays open on the last good read, and is closed
+// (and logged) once that read outlives its bound; reads working again are
+// logged too.
+func TestPairingStorageOutageClosesWebSockets(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	st := &outageStorage{FileStorage: &certmagic.FileStorage{Path: t.TempDir()}}
+	store := pairing.Open(st, "outage", pairing.Options{Now: clock, StaleFor: 30 * time.Second})
+	v, err := store.Check(pairing.Seen{ID: "n1", NodeKey: "nodekey:01", Node: "alice-laptop", Login: "alice@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := store.Approve(v.Device.Code, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zapcore.InfoLevel)
+	pc := &pairingRuntime{gateway: "outage", store: store, storageName: "test storage", logger: zap.New(core)}
+
+	ours, theirs := net.Pipe()
+	defer theirs.Close()
+	tc := &trackedConn{Conn: ours, gateway: "outage", nodeID: "n1"}
+	gateConns.Lock()
+	gateConns.m["outage"] = map[*trackedConn]struct{}{tc: {}}
+	gateConns.Unlock()
+	defer closeGatewayConns("outage")
+	open := func() bool {
+		gateConns.Lock()
+		defer gateConns.Unlock()
+		_, ok := gateConns.m["outage"][tc]
+		return ok
+	}
+
+	ctx := context.Background()
+	st.down.Store(true)
+	pc.applyRefresh(store.Refresh(ctx, false))
+	if !open() {
+		t.Fatal("the WebSocket was closed at the first failed read")
+	}
+	if n := logs.FilterMessageSnippet("device pairing storage cannot be read: new and changed devices are held").Len(); n != 1 {
+		t.Errorf("logged the failed read %d times, want 1", n)
+	}
+	mu.Lock()
+	now = now.Add(31 * time.Second)
+	mu.Unlock()
+	pc.applyRefresh(store.Refresh(ctx, false))
+	if open() {
+		t.Fatal("the WebSocket stayed open after the last good read outlived its bound")
+	}
+	expired := logs.FilterMessage("device pairing storage still cannot be read: every device of this gateway is held until it reads again").All()
+	if len(expired) != 1 || expired[0].ContextMap()["closed_websockets"] != int64(1) {
+		t.Errorf("expiry logged as %+v", expired)
+	}
+	st.down.Store(false)
+	pc.applyRefresh(store.Refresh(ctx, false))
+	if logs.FilterMessage("device pairing storage reads again").Len() != 1 {
+		t.Errorf("the recovery was not logged")
+	}
+	if v, err := store.Check(pairing.Seen{ID: "n1", NodeKey: "nodekey:01", Node: "alice-laptop", Login: "alice@example.com"}); err != nil || !v.Approved {
+		t.Errorf("after recovery: %+v, %v", v, err)
 	}
 }
