@@ -98,7 +98,7 @@ the config cannot be read.
 			if fl.Arg(0) != "" || fl.String("state-dir") != "" {
 				return 2, errors.New("--config audits the gateways the Caddy config names: give no CONFIG and no --state-dir with it")
 			}
-			code, err = runAuditGateways(c.OutOrStdout(), caddyfile, fl.String("adapter"), fl.String("gateway"), failOn, fl.Bool("json"))
+			code, err = runAuditGateways(c.OutOrStdout(), c.ErrOrStderr(), caddyfile, fl.String("adapter"), fl.String("gateway"), failOn, fl.Bool("json"))
 		} else {
 			code, err = runAuditCommand(c.OutOrStdout(), fl.Arg(0), fl.String("state-dir"), failOn, fl.Bool("json"))
 		}

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
@@ -176,11 +178,12 @@ func adminAddress(flag, path, adapter string) (string, error) {
 // runAuditGateways audits, for `caddy clawgate audit --config`, the OpenClaw
 // config of each gateway block in the Caddy config (or only the one named) at
 // the paths the running gate audits; the exit status is the worst.
-func runAuditGateways(out io.Writer, caddyfile, adapter, only, failOn string, asJSON bool) (int, error) {
-	cfgJSON, err := loadCaddyJSON(caddyfile, adapter)
+func runAuditGateways(out, errOut io.Writer, caddyfile, adapter, only, failOn string, asJSON bool) (int, error) {
+	uc, err := loadUserConfig(caddyfile, adapter)
 	if err != nil {
 		return 2, err
 	}
+	cfgJSON := uc.JSON
 	var root struct {
 		Apps struct {
 			Clawgate *App `json:"clawgate"`
@@ -208,6 +211,14 @@ func runAuditGateways(out io.Writer, caddyfile, adapter, only, failOn string, as
 	if asJSON && len(names) > 1 {
 		return 2, fmt.Errorf("--json audits one gateway: name it with --gateway (gateways: %s)", strings.Join(names, ", "))
 	}
+	paths := askRunningInstance(uc, adapter)
+	// The JSON is the audit's own, as 'openclaw security audit --json'
+	// prints it: where the paths came from goes beside it.
+	note := out
+	if asJSON {
+		note = errOut
+	}
+	fmt.Fprintln(note, paths.summary())
 	code := 0
 	var errs []error
 	for i, name := range names {
@@ -221,7 +232,10 @@ func runAuditGateways(out io.Writer, caddyfile, adapter, only, failOn string, as
 			}
 			fmt.Fprintf(out, "gateway %q:\n", name)
 		}
-		lo, err := gatewayLoadOptions(name, gc)
+		lo, pathNote, err := paths.loadOptions(name, gc)
+		if pathNote != "" {
+			fmt.Fprintf(note, "note: %s\n", pathNote)
+		}
 		c := 2
 		if err == nil {
 			c, err = runAuditCommand(out, lo.ConfigPath, lo.StateDir, failOn, asJSON)
@@ -232,4 +246,102 @@ func runAuditGateways(out io.Writer, caddyfile, adapter, only, failOn string, as
 		code = max(code, c)
 	}
 	return code, errors.Join(errs...)
+}
+
+// instanceTimeout bounds the question to a running instance, so a command
+// whose admin endpoint hangs still resolves its paths itself.
+const instanceTimeout = 5 * time.Second
+
+// gatewayPathSource is where a command takes the gateways' paths from: the
+// Caddy instance running the user's config, when its admin endpoint answers,
+// since a service's environment (HOME, OPENCLAW_*) can differ from the
+// shell's; else this process's own resolution, as the instance would make
+// it here.
+type gatewayPathSource struct {
+	admin   string                  // the admin endpoint asked
+	running map[string]gatewayPaths // nil when no instance answered
+	why     string                  // why no instance's paths are used
+}
+
+// askRunningInstance asks the instance at the admin endpoint of the user's
+// config (uc) for the paths it resolved; adapter is the config's --adapter.
+func askRunningInstance(uc *userConfig, adapter string) *gatewayPathSource {
+	src := &gatewayPathSource{}
+	addr, err := caddycmd.DetermineAdminAPIAddress("", uc.JSON, uc.File, adapter)
+	if err != nil {
+		src.why = fmt.Sprintf("the config's admin address: %v", err)
+		return src
+	}
+	src.admin = addr
+	if strings.TrimSpace(addr) == "" {
+		src.why = "the config turns the admin endpoint off"
+		return src
+	}
+	type answer struct {
+		body []byte
+		err  error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		body, err := adminCall(addr, http.MethodGet, "/clawgate/gateways", nil)
+		ch <- answer{body, err}
+	}()
+	var a answer
+	select {
+	case a = <-ch:
+	case <-time.After(instanceTimeout):
+		a.err = fmt.Errorf("no answer within %v", instanceTimeout)
+	}
+	if a.err != nil {
+		src.why = fmt.Sprintf("no running Caddy with clawgate answered at %s (%v)", addr, a.err)
+		return src
+	}
+	var gateways map[string]struct {
+		Paths *gatewayPaths `json:"paths"`
+	}
+	if err := json.Unmarshal(a.body, &gateways); err != nil {
+		src.why = fmt.Sprintf("the Caddy at %s answered what is not clawgate's gateway list (%v)", addr, err)
+		return src
+	}
+	src.running = map[string]gatewayPaths{}
+	for name, g := range gateways {
+		if g.Paths == nil {
+			src.running = nil
+			src.why = fmt.Sprintf("the Caddy at %s runs a clawgate that does not report its gateways' paths", addr)
+			return src
+		}
+		src.running[name] = *g.Paths
+	}
+	return src
+}
+
+// summary is the line a command prints about where its paths come from.
+func (s *gatewayPathSource) summary() string {
+	if s.running != nil {
+		return fmt.Sprintf("paths: as the running Caddy at %s resolved them in its own environment", s.admin)
+	}
+	return "paths: resolved by this command in its own environment; " + s.why
+}
+
+// loadOptions is where gateway name's OpenClaw config and state dir are:
+// those the running instance resolved when it runs this block's settings,
+// else resolved here (gatewayLoadOptions, then OpenClaw's defaults in this
+// process's environment). note says so when the instance runs other
+// settings for the gateway or none.
+func (s *gatewayPathSource) loadOptions(name string, gc *GatewayConfig) (lo audit.LoadOptions, note string, err error) {
+	if s.running != nil {
+		rp, ok := s.running[name]
+		switch {
+		case !ok:
+			note = fmt.Sprintf("the running Caddy at %s has no gateway %q; its paths are resolved here", s.admin, name)
+		case rp.Config.Setting != gc.Config || rp.StateDir.Setting != gc.StateDir:
+			note = fmt.Sprintf("the running Caddy at %s runs other settings for gateway %q (config %q, state_dir %q); its paths are resolved here from the file's", s.admin, name, rp.Config.Setting, rp.StateDir.Setting)
+		case rp.Config.Error != "":
+			return lo, "", fmt.Errorf("clawgate.gateways.%s: the running Caddy at %s cannot resolve its paths: %s", name, s.admin, rp.Config.Error)
+		default:
+			return audit.LoadOptions{ConfigPath: rp.Config.Resolved, StateDir: rp.StateDir.Resolved}, "", nil
+		}
+	}
+	lo, err = gatewayLoadOptions(name, gc)
+	return lo, note, err
 }

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -201,11 +202,11 @@ func TestGateRefusesUnresolvedPaths(t *testing.T) {
 func TestAuditGatewaysOfCaddyfile(t *testing.T) {
 	home, ocConfig := writeOnboardedHome(t)
 	var out bytes.Buffer
-	code, err := runAuditGateways(&out, filepath.Join("..", "Caddyfile.example"), "", "", "never", false)
+	code, err := runAuditGateways(&out, io.Discard, filepath.Join("..", "Caddyfile.example"), "", "", "never", false)
 	if code != 0 || err != nil {
 		t.Fatalf("audit --config Caddyfile.example --fail-on never = %d, %v\n%s", code, err, out.String())
 	}
-	if !strings.HasPrefix(out.String(), "gateway \"home\":\n") || !strings.Contains(out.String(), ocConfig) {
+	if _, rest, _ := strings.Cut(out.String(), "\n"); !strings.HasPrefix(rest, "gateway \"home\":\n") || !strings.Contains(out.String(), ocConfig) {
 		t.Errorf("the audit does not name gateway home and %s:\n%s", ocConfig, out.String())
 	}
 
@@ -238,7 +239,8 @@ func TestAuditGatewaysOfCaddyfile(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer
-			code, err := runAuditGateways(&out, two, "", tt.only, "never", tt.asJSON)
+			var errOut bytes.Buffer
+			code, err := runAuditGateways(&out, &errOut, two, "", tt.only, "never", tt.asJSON)
 			if code != tt.wantCode || (err == nil) != (tt.wantErr == "") || err != nil && !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("runAuditGateways(%q) = %d, %v; want %d, %q\n%s", tt.only, code, err, tt.wantCode, tt.wantErr, out.String())
 			}
