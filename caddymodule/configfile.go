@@ -18,6 +18,7 @@ import (
 
 	"github.com/clawgate/clawgate/caddymodule/internal/audit"
 	"github.com/clawgate/clawgate/caddymodule/internal/release"
+	"github.com/clawgate/clawgate/caddymodule/internal/setup"
 )
 
 // userConfig is the user's Caddy config as `caddy run` would load it.
@@ -211,6 +212,10 @@ func runAuditGateways(out, errOut io.Writer, caddyfile, adapter, only, failOn st
 	if asJSON && len(names) > 1 {
 		return 2, fmt.Errorf("--json audits one gateway: name it with --gateway (gateways: %s)", strings.Join(names, ", "))
 	}
+	guarded, err := setupGateways(cfgJSON)
+	if err != nil {
+		return 2, err
+	}
 	paths := askRunningInstance(uc, adapter)
 	// The JSON is the audit's own, as 'openclaw security audit --json'
 	// prints it: where the paths came from goes beside it.
@@ -236,9 +241,13 @@ func runAuditGateways(out, errOut io.Writer, caddyfile, adapter, only, failOn st
 		if pathNote != "" {
 			fmt.Fprintf(note, "note: %s\n", pathNote)
 		}
+		var judge *gateJudgment
+		if err == nil {
+			judge, err = judgeAsGate(name, gc, guarded[name])
+		}
 		c := 2
 		if err == nil {
-			c, err = runAuditCommand(out, lo.ConfigPath, lo.StateDir, failOn, asJSON)
+			c, err = runAuditCommand(out, lo.ConfigPath, lo.StateDir, failOn, asJSON, judge)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("gateway %q: %w", name, err))
@@ -293,7 +302,7 @@ func askRunningInstance(uc *userConfig, adapter string) *gatewayPathSource {
 		a.err = fmt.Errorf("no answer within %v", instanceTimeout)
 	}
 	if a.err != nil {
-		src.why = fmt.Sprintf("no running Caddy with clawgate answered at %s (%v)", addr, a.err)
+		src.why = fmt.Sprintf("no running Caddy with clawgate answered at %s: %s", addr, strings.TrimPrefix(a.err.Error(), "admin endpoint "+addr+": "))
 		return src
 	}
 	var gateways map[string]struct {
@@ -344,4 +353,57 @@ func (s *gatewayPathSource) loadOptions(name string, gc *GatewayConfig) (lo audi
 	}
 	lo, err = gatewayLoadOptions(name, gc)
 	return lo, note, err
+}
+
+// gateJudgment is how the running gate judges a gateway's config beyond
+// OpenClaw's own audit: clawgate's consistency checks against what the
+// gateway's guards send and admit, and the findings it accepts (the block's
+// `expect`, and those expected by design once OpenClaw agrees with clawgate).
+type gateJudgment struct {
+	expect   audit.Expect
+	accepted []string
+}
+
+// judgeAsGate is the gate's judgment for gateway name: its block gc and
+// the guards that name it (g, nil when none does).
+func judgeAsGate(name string, gc *GatewayConfig, g *setupGateway) (*gateJudgment, error) {
+	j := &gateJudgment{accepted: gc.Expect}
+	if g != nil && len(g.in.Guards) > 0 {
+		e, err := setup.Derive(g.in)
+		if err != nil {
+			return nil, fmt.Errorf("gateway %q: %w", name, err)
+		}
+		j.expect = e.Expect()
+		return j, nil
+	}
+	// No guard names it: the gate still checks what any guard would send.
+	port := 18789
+	if gc.Upstream != "" {
+		ap, err := parseUpstream(gc.Upstream)
+		if err != nil {
+			return nil, fmt.Errorf("clawgate.gateways.%s.upstream: %w", name, err)
+		}
+		port = int(ap.Port())
+	}
+	j.expect = audit.Expect{UserHeader: "x-forwarded-user", RequiredHeaders: audit.DefaultRequiredHeaders, Origins: gc.Origins, Port: port}
+	return j, nil
+}
+
+// apply adds the consistency findings to report, with the summary counted
+// again, and returns the check IDs accepted.
+func (j *gateJudgment) apply(cfg *audit.Config, report audit.Report) (audit.Report, []string) {
+	cons := audit.Consistency(cfg, j.expect)
+	report.Findings = append(slices.Clone(report.Findings), cons...)
+	report.Summary = audit.Summary{}
+	for _, f := range report.Findings {
+		switch f.Severity {
+		case audit.SeverityCritical:
+			report.Summary.Critical++
+		case audit.SeverityWarn:
+			report.Summary.Warn++
+		default:
+			report.Summary.Info++
+		}
+	}
+	return report, append(slices.Clone(j.accepted), audit.ExpectedByDesign(cons)...)
 }

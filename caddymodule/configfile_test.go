@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -424,4 +425,34 @@ http://127.0.0.1:` + itoa(freePort(t)) + ` {
 			t.Errorf("/clawgate/gateways paths = %+v, want %+v", got["home"].Paths, want)
 		}
 	})
+}
+
+// TestAuditJudgesAsGate: audit --config judges a gateway's config as the
+// gate does: clawgate's own checks fail the onboarded config, and once
+// setup has made it agree, the trusted-proxy findings OpenClaw's audit
+// always raises are accepted, so the command passes where the gate serves.
+func TestAuditJudgesAsGate(t *testing.T) {
+	_, ocConfig := writeOnboardedHome(t)
+	example := filepath.Join("..", "Caddyfile.example")
+	audit := func() (int, string) {
+		var out bytes.Buffer
+		code, err := runAuditGateways(&out, io.Discard, example, "", "", "critical", false)
+		if err != nil {
+			t.Fatalf("audit --config: %v\n%s", err, out.String())
+		}
+		return code, out.String()
+	}
+	code, out := audit()
+	if code != 1 || !strings.Contains(out, "clawgate.trusted_proxies") {
+		t.Errorf("audit of the onboarded config = %d; want 1 with clawgate.trusted_proxies:\n%s", code, out)
+	}
+	var setupOut bytes.Buffer
+	if code, err := runSetupCommand(&setupOut, setupOptions{config: example, write: true}); code != 0 || err != nil {
+		t.Fatalf("setup --write = %d, %v\n%s", code, err, setupOut.String())
+	}
+	code, out = audit()
+	if code != 0 || !strings.Contains(out, ocConfig) || !regexp.MustCompile(`(?m)^critical +gateway\.trusted_proxy_auth +.*\(accepted behind clawgate\)$`).MatchString(out) ||
+		regexp.MustCompile(`(?m)^\S+ +clawgate\.`).MatchString(out) || strings.Contains(out, "To fix the critical findings") {
+		t.Errorf("audit after setup --write = %d; want 0, gateway.trusted_proxy_auth accepted, no clawgate.* finding:\n%s", code, out)
+	}
 }
