@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -563,6 +564,12 @@ func walkthroughGet(t *testing.T, from *tailnettest.Node, url string) (int, stri
 // ready; it is stopped when the test ends.
 func startUserGateway(t *testing.T, bin, home string, env []string, logPath string) {
 	t.Helper()
+	// Anything already there would answer the readiness probes below.
+	ln, err := net.Listen("tcp", "127.0.0.1:18789")
+	if err != nil {
+		t.Fatalf("the example's upstream 127.0.0.1:18789 is taken (run the test in its own network namespace): %v", err)
+	}
+	ln.Close()
 	cmd := exec.Command(bin, "gateway", "run", "--bind", "loopback")
 	cmd.Dir = home
 	// No LAN discovery, respawning, self-update or telemetry, and plain
