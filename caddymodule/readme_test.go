@@ -363,6 +363,16 @@ func testReadmeRealUse(t *testing.T, repo, readme string) {
 	if code != 0 || !strings.Contains(out, ocConfig) {
 		t.Errorf("`%s` = %d; want 0 for %s:\n%s", cmds.audit, code, ocConfig, out)
 	}
+	// From a shell whose HOME is not the service's, the same command audits
+	// the file the running Caddy resolved, and says so.
+	otherHome := filepath.Join(root, "home", "other")
+	mkdir(t, otherHome)
+	other := user
+	other.env = append(slices.Clone(user.env), "HOME="+otherHome)
+	code, out = other.run(cmds.audit)
+	if want := "paths: as the running Caddy at " + admin + " resolved them in its own environment"; code != 0 || !strings.Contains(out, want) || !strings.Contains(out, ocConfig) {
+		t.Errorf("`%s` with HOME=%s = %d; want 0, %q and %s:\n%s", cmds.audit, otherHome, code, want, ocConfig, out)
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for gateways = waitAdmin(t, admin, caddyLog); gateways["home"].Blocked; gateways = waitAdmin(t, admin, caddyLog) {
 		if time.Now().After(deadline) {
