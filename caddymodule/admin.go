@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/audit"
 )
 
 func init() {
@@ -15,7 +17,10 @@ func init() {
 
 // AdminAPI is `admin.api.clawgate`: GET /clawgate/gateways on Caddy's admin
 // endpoint shows each gateway's latest audit verdict (blocked, reasons,
-// findings by severity, when it was checked).
+// findings by severity, when it was checked) and where this instance reads
+// the gateway's files (paths), so `caddy clawgate setup` and `audit`, run
+// from a shell whose environment differs from the service's, read the files
+// the running gate audits.
 type AdminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -38,12 +43,55 @@ func serveGateways(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed", r.Method)}
 	}
-	snapshot := map[string]*gateState{}
+	snapshot := map[string]gatewayStatus{}
 	if a := runningApp.Load(); a != nil {
-		snapshot = a.gateSnapshot()
+		for name, st := range a.gateSnapshot() {
+			snapshot[name] = gatewayStatus{gateState: st, Paths: a.gates[name].paths()}
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(snapshot)
+}
+
+// gatewayStatus is one gateway in GET /clawgate/gateways.
+type gatewayStatus struct {
+	*gateState
+	Paths gatewayPaths `json:"paths"`
+}
+
+// gatewayPaths is where a running instance reads a gateway's files: each
+// setting as its config writes it and as the instance resolved it in its own
+// environment.
+type gatewayPaths struct {
+	Config   resolvedPath `json:"config"`
+	StateDir resolvedPath `json:"state_dir"`
+}
+
+// resolvedPath is one path setting of a gateway block.
+type resolvedPath struct {
+	// Setting is the value in the config, placeholders unresolved; empty
+	// when the block leaves it to OpenClaw's default.
+	Setting string `json:"setting"`
+	// Resolved is the absolute path the instance uses.
+	Resolved string `json:"resolved,omitempty"`
+	// Error says why the instance could not resolve it.
+	Error string `json:"error,omitempty"`
+}
+
+// paths is where the gate reads the gateway's files: OpenClaw's defaults
+// (OPENCLAW_CONFIG_PATH, OPENCLAW_STATE_DIR, ~/.openclaw) are resolved in
+// this process's environment, as the gate's audit resolves them.
+func (g *gate) paths() gatewayPaths {
+	p := gatewayPaths{
+		Config:   resolvedPath{Setting: g.cfg.Config},
+		StateDir: resolvedPath{Setting: g.cfg.StateDir},
+	}
+	if stateDir, config, err := audit.Paths(g.loadOpts); err != nil {
+		p.Config.Error, p.StateDir.Error = err.Error(), err.Error()
+	} else {
+		p.Config.Resolved, p.StateDir.Resolved = config, stateDir
+	}
+	return p
 }
 
 // Interface guards

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -81,7 +82,13 @@ OPENCLAW_STATE_DIR or ~/.openclaw.
 With --config, audits instead the config of each gateway block of that Caddy
 config, at the paths a running Caddy resolves ({env.*} and {file.*}
 placeholders included; one that cannot be resolved is an error naming the
-setting), one table per gateway. --json then needs a single gateway.
+setting), one table per gateway, and judges it as clawgate's gate does:
+clawgate's own checks (clawgate.*) are added, and the findings the gate
+accepts (the block's 'expect', and gateway.trusted_proxy_auth and
+gateway.trusted_proxy_allow_loopback once OpenClaw agrees with clawgate) do
+not fail. When the Caddy running that config answers on its admin endpoint,
+the paths are the ones it resolved in its own environment; the output says
+which. --json then needs a single gateway.
 
 Output is a table, or with --json the same JSON as 'openclaw security audit
 --json'. Unlike the real CLI, the exit status is 1 when a finding at or above
@@ -98,9 +105,9 @@ the config cannot be read.
 			if fl.Arg(0) != "" || fl.String("state-dir") != "" {
 				return 2, errors.New("--config audits the gateways the Caddy config names: give no CONFIG and no --state-dir with it")
 			}
-			code, err = runAuditGateways(c.OutOrStdout(), caddyfile, fl.String("adapter"), fl.String("gateway"), failOn, fl.Bool("json"))
+			code, err = runAuditGateways(c.OutOrStdout(), c.ErrOrStderr(), caddyfile, fl.String("adapter"), fl.String("gateway"), failOn, fl.Bool("json"))
 		} else {
-			code, err = runAuditCommand(c.OutOrStdout(), fl.Arg(0), fl.String("state-dir"), failOn, fl.Bool("json"))
+			code, err = runAuditCommand(c.OutOrStdout(), fl.Arg(0), fl.String("state-dir"), failOn, fl.Bool("json"), nil)
 		}
 		if code == 1 && err == nil {
 			err = fmt.Errorf("a finding at or above --fail-on %s is present", failOn)
@@ -132,7 +139,10 @@ func newDemoCommand() *cobra.Command {
 // runAuditCommand audits one config and writes the report; it returns the exit
 // status: 0 clean, 1 a finding at or above failOn, 2 the config could not be
 // audited or a flag is wrong.
-func runAuditCommand(out io.Writer, configPath, stateDir, failOn string, asJSON bool) (int, error) {
+//
+// With judge, the config is judged as the running gate judges it: clawgate's
+// consistency checks are added, and the findings it accepts do not fail.
+func runAuditCommand(out io.Writer, configPath, stateDir, failOn string, asJSON bool, judge *gateJudgment) (int, error) {
 	level, ok := audit.ParseSeverity(failOn)
 	never := strings.EqualFold(failOn, "never")
 	if !ok && !never {
@@ -163,6 +173,10 @@ func runAuditCommand(out io.Writer, configPath, stateDir, failOn string, asJSON 
 		return 2, nil
 	}
 	report := audit.Run(cfg, audit.RunOptions{})
+	var accepted []string
+	if judge != nil {
+		report, accepted = judge.apply(cfg, report)
+	}
 	if asJSON {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
@@ -170,10 +184,10 @@ func runAuditCommand(out io.Writer, configPath, stateDir, failOn string, asJSON 
 			return 2, err
 		}
 	} else {
-		writeAuditTable(out, cfg.Path, report)
+		writeAuditTable(out, cfg.Path, report, accepted)
 		fmt.Fprintf(out, "\nOpenClaw version assumed: %s\n", configVersion(cfg).Why)
 	}
-	if !never && len(report.Blocking(level, nil)) > 0 {
+	if !never && len(report.Blocking(level, accepted)) > 0 {
 		return 1, nil
 	}
 	return 0, nil
@@ -185,7 +199,9 @@ func configVersion(cfg *audit.Config) release.Assumed {
 	return release.Assume(release.Evidence{Hint: release.ConfigHint(cfg.Tree)})
 }
 
-func writeAuditTable(out io.Writer, path string, report audit.Report) {
+// writeAuditTable prints a report for people; the findings whose check IDs
+// are accepted are marked so, and not among those to fix.
+func writeAuditTable(out io.Writer, path string, report audit.Report, accepted []string) {
 	fmt.Fprintf(out, "OpenClaw security audit of %s\n", path)
 	fmt.Fprintf(out, "%d critical · %d warn · %d info\n\n", report.Summary.Critical, report.Summary.Warn, report.Summary.Info)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
@@ -193,14 +209,18 @@ func writeAuditTable(out io.Writer, path string, report audit.Report) {
 	for _, sev := range []audit.Severity{audit.SeverityCritical, audit.SeverityWarn, audit.SeverityInfo} {
 		for _, f := range report.Findings {
 			if f.Severity == sev {
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Severity, f.CheckID, f.Title)
+				tag := ""
+				if slices.Contains(accepted, f.CheckID) {
+					tag = " (accepted behind clawgate)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s%s\n", f.Severity, f.CheckID, f.Title, tag)
 			}
 		}
 	}
 	tw.Flush()
 	var fixes []string
 	for _, f := range report.Findings {
-		if f.Severity == audit.SeverityCritical && f.Remediation != "" {
+		if f.Severity == audit.SeverityCritical && f.Remediation != "" && !slices.Contains(accepted, f.CheckID) {
 			fixes = append(fixes, fmt.Sprintf("  %s: %s", f.CheckID, firstLine(f.Remediation)))
 		}
 	}

@@ -53,7 +53,7 @@ func TestAuditCommand(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer
-			code, err := runAuditCommand(&out, tt.config, state, tt.failOn, tt.asJSON)
+			code, err := runAuditCommand(&out, tt.config, state, tt.failOn, tt.asJSON, nil)
 			if code != tt.wantCode {
 				t.Fatalf("exit %d (%v), want %d; output:\n%s", code, err, tt.wantCode, out.String())
 			}
@@ -120,7 +120,7 @@ func TestAuditCommandInvalidConfig(t *testing.T) {
 	}
 
 	var out bytes.Buffer
-	code, err := runAuditCommand(&out, cfgPath, state, "never", true)
+	code, err := runAuditCommand(&out, cfgPath, state, "never", true, nil)
 	if code != 2 || err != nil {
 		t.Fatalf("exit %d (%v), want 2; output:\n%s", code, err, out.String())
 	}
@@ -136,7 +136,7 @@ func TestAuditCommandInvalidConfig(t *testing.T) {
 	}
 
 	out.Reset()
-	code, err = runAuditCommand(&out, cfgPath, state, "critical", false)
+	code, err = runAuditCommand(&out, cfgPath, state, "critical", false, nil)
 	if code != 2 || err != nil {
 		t.Fatalf("table: exit %d (%v), want 2", code, err)
 	}
@@ -175,7 +175,7 @@ func TestAuditCommandSchemaPerLine(t *testing.T) {
 			t.Fatal(err)
 		}
 		var out bytes.Buffer
-		code, err := runAuditCommand(&out, path, state, "never", true)
+		code, err := runAuditCommand(&out, path, state, "never", true, nil)
 		if err != nil {
 			t.Fatalf("%s %s: %v", tt.line, conf, err)
 		}

@@ -6,16 +6,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/audit"
 	"github.com/clawgate/clawgate/caddymodule/internal/release"
+	"github.com/clawgate/clawgate/caddymodule/internal/setup"
 )
 
 // userConfig is the user's Caddy config as `caddy run` would load it.
@@ -176,11 +179,12 @@ func adminAddress(flag, path, adapter string) (string, error) {
 // runAuditGateways audits, for `caddy clawgate audit --config`, the OpenClaw
 // config of each gateway block in the Caddy config (or only the one named) at
 // the paths the running gate audits; the exit status is the worst.
-func runAuditGateways(out io.Writer, caddyfile, adapter, only, failOn string, asJSON bool) (int, error) {
-	cfgJSON, err := loadCaddyJSON(caddyfile, adapter)
+func runAuditGateways(out, errOut io.Writer, caddyfile, adapter, only, failOn string, asJSON bool) (int, error) {
+	uc, err := loadUserConfig(caddyfile, adapter)
 	if err != nil {
 		return 2, err
 	}
+	cfgJSON := uc.JSON
 	var root struct {
 		Apps struct {
 			Clawgate *App `json:"clawgate"`
@@ -208,6 +212,18 @@ func runAuditGateways(out io.Writer, caddyfile, adapter, only, failOn string, as
 	if asJSON && len(names) > 1 {
 		return 2, fmt.Errorf("--json audits one gateway: name it with --gateway (gateways: %s)", strings.Join(names, ", "))
 	}
+	guarded, err := setupGateways(cfgJSON)
+	if err != nil {
+		return 2, err
+	}
+	paths := askRunningInstance(uc, adapter)
+	// The JSON is the audit's own, as 'openclaw security audit --json'
+	// prints it: where the paths came from goes beside it.
+	note := out
+	if asJSON {
+		note = errOut
+	}
+	fmt.Fprintln(note, paths.summary())
 	code := 0
 	var errs []error
 	for i, name := range names {
@@ -221,10 +237,17 @@ func runAuditGateways(out io.Writer, caddyfile, adapter, only, failOn string, as
 			}
 			fmt.Fprintf(out, "gateway %q:\n", name)
 		}
-		lo, err := gatewayLoadOptions(name, gc)
+		lo, pathNote, err := paths.loadOptions(name, gc)
+		if pathNote != "" {
+			fmt.Fprintf(note, "note: %s\n", pathNote)
+		}
+		var judge *gateJudgment
+		if err == nil {
+			judge, err = judgeAsGate(name, gc, guarded[name])
+		}
 		c := 2
 		if err == nil {
-			c, err = runAuditCommand(out, lo.ConfigPath, lo.StateDir, failOn, asJSON)
+			c, err = runAuditCommand(out, lo.ConfigPath, lo.StateDir, failOn, asJSON, judge)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("gateway %q: %w", name, err))
@@ -232,4 +255,155 @@ func runAuditGateways(out io.Writer, caddyfile, adapter, only, failOn string, as
 		code = max(code, c)
 	}
 	return code, errors.Join(errs...)
+}
+
+// instanceTimeout bounds the question to a running instance, so a command
+// whose admin endpoint hangs still resolves its paths itself.
+const instanceTimeout = 5 * time.Second
+
+// gatewayPathSource is where a command takes the gateways' paths from: the
+// Caddy instance running the user's config, when its admin endpoint answers,
+// since a service's environment (HOME, OPENCLAW_*) can differ from the
+// shell's; else this process's own resolution, as the instance would make
+// it here.
+type gatewayPathSource struct {
+	admin   string                  // the admin endpoint asked
+	running map[string]gatewayPaths // nil when no instance answered
+	why     string                  // why no instance's paths are used
+}
+
+// askRunningInstance asks the instance at the admin endpoint of the user's
+// config (uc) for the paths it resolved; adapter is the config's --adapter.
+func askRunningInstance(uc *userConfig, adapter string) *gatewayPathSource {
+	src := &gatewayPathSource{}
+	addr, err := caddycmd.DetermineAdminAPIAddress("", uc.JSON, uc.File, adapter)
+	if err != nil {
+		src.why = fmt.Sprintf("the config's admin address: %v", err)
+		return src
+	}
+	src.admin = addr
+	if strings.TrimSpace(addr) == "" {
+		src.why = "the config turns the admin endpoint off"
+		return src
+	}
+	type answer struct {
+		body []byte
+		err  error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		body, err := adminCall(addr, http.MethodGet, "/clawgate/gateways", nil)
+		ch <- answer{body, err}
+	}()
+	var a answer
+	select {
+	case a = <-ch:
+	case <-time.After(instanceTimeout):
+		a.err = fmt.Errorf("no answer within %v", instanceTimeout)
+	}
+	if a.err != nil {
+		src.why = fmt.Sprintf("no running Caddy with clawgate answered at %s: %s", addr, strings.TrimPrefix(a.err.Error(), "admin endpoint "+addr+": "))
+		return src
+	}
+	var gateways map[string]struct {
+		Paths *gatewayPaths `json:"paths"`
+	}
+	if err := json.Unmarshal(a.body, &gateways); err != nil {
+		src.why = fmt.Sprintf("the Caddy at %s answered what is not clawgate's gateway list (%v)", addr, err)
+		return src
+	}
+	src.running = map[string]gatewayPaths{}
+	for name, g := range gateways {
+		if g.Paths == nil {
+			src.running = nil
+			src.why = fmt.Sprintf("the Caddy at %s runs a clawgate that does not report its gateways' paths", addr)
+			return src
+		}
+		src.running[name] = *g.Paths
+	}
+	return src
+}
+
+// summary is the line a command prints about where its paths come from.
+func (s *gatewayPathSource) summary() string {
+	if s.running != nil {
+		return fmt.Sprintf("paths: as the running Caddy at %s resolved them in its own environment", s.admin)
+	}
+	return "paths: resolved by this command in its own environment; " + s.why
+}
+
+// loadOptions is where gateway name's OpenClaw config and state dir are:
+// those the running instance resolved when it runs this block's settings,
+// else resolved here (gatewayLoadOptions, then OpenClaw's defaults in this
+// process's environment). note says so when the instance runs other
+// settings for the gateway or none.
+func (s *gatewayPathSource) loadOptions(name string, gc *GatewayConfig) (lo audit.LoadOptions, note string, err error) {
+	if s.running != nil {
+		rp, ok := s.running[name]
+		switch {
+		case !ok:
+			note = fmt.Sprintf("the running Caddy at %s has no gateway %q; its paths are resolved here", s.admin, name)
+		case rp.Config.Setting != gc.Config || rp.StateDir.Setting != gc.StateDir:
+			note = fmt.Sprintf("the running Caddy at %s runs other settings for gateway %q (config %q, state_dir %q); its paths are resolved here from the file's", s.admin, name, rp.Config.Setting, rp.StateDir.Setting)
+		case rp.Config.Error != "":
+			return lo, "", fmt.Errorf("clawgate.gateways.%s: the running Caddy at %s cannot resolve its paths: %s", name, s.admin, rp.Config.Error)
+		default:
+			return audit.LoadOptions{ConfigPath: rp.Config.Resolved, StateDir: rp.StateDir.Resolved}, "", nil
+		}
+	}
+	lo, err = gatewayLoadOptions(name, gc)
+	return lo, note, err
+}
+
+// gateJudgment is how the running gate judges a gateway's config beyond
+// OpenClaw's own audit: clawgate's consistency checks against what the
+// gateway's guards send and admit, and the findings it accepts (the block's
+// `expect`, and those expected by design once OpenClaw agrees with clawgate).
+type gateJudgment struct {
+	expect   audit.Expect
+	accepted []string
+}
+
+// judgeAsGate is the gate's judgment for gateway name: its block gc and
+// the guards that name it (g, nil when none does).
+func judgeAsGate(name string, gc *GatewayConfig, g *setupGateway) (*gateJudgment, error) {
+	j := &gateJudgment{accepted: gc.Expect}
+	if g != nil && len(g.in.Guards) > 0 {
+		e, err := setup.Derive(g.in)
+		if err != nil {
+			return nil, fmt.Errorf("gateway %q: %w", name, err)
+		}
+		j.expect = e.Expect()
+		return j, nil
+	}
+	// No guard names it: the gate still checks what any guard would send.
+	port := 18789
+	if gc.Upstream != "" {
+		ap, err := parseUpstream(gc.Upstream)
+		if err != nil {
+			return nil, fmt.Errorf("clawgate.gateways.%s.upstream: %w", name, err)
+		}
+		port = int(ap.Port())
+	}
+	j.expect = audit.Expect{UserHeader: "x-forwarded-user", RequiredHeaders: audit.DefaultRequiredHeaders, Origins: gc.Origins, Port: port}
+	return j, nil
+}
+
+// apply adds the consistency findings to report, with the summary counted
+// again, and returns the check IDs accepted.
+func (j *gateJudgment) apply(cfg *audit.Config, report audit.Report) (audit.Report, []string) {
+	cons := audit.Consistency(cfg, j.expect)
+	report.Findings = append(slices.Clone(report.Findings), cons...)
+	report.Summary = audit.Summary{}
+	for _, f := range report.Findings {
+		switch f.Severity {
+		case audit.SeverityCritical:
+			report.Summary.Critical++
+		case audit.SeverityWarn:
+			report.Summary.Warn++
+		default:
+			report.Summary.Info++
+		}
+	}
+	return report, append(slices.Clone(j.accepted), audit.ExpectedByDesign(cons)...)
 }

@@ -2,8 +2,12 @@ package caddymodule
 
 import (
 	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -201,11 +205,11 @@ func TestGateRefusesUnresolvedPaths(t *testing.T) {
 func TestAuditGatewaysOfCaddyfile(t *testing.T) {
 	home, ocConfig := writeOnboardedHome(t)
 	var out bytes.Buffer
-	code, err := runAuditGateways(&out, filepath.Join("..", "Caddyfile.example"), "", "", "never", false)
+	code, err := runAuditGateways(&out, io.Discard, filepath.Join("..", "Caddyfile.example"), "", "", "never", false)
 	if code != 0 || err != nil {
 		t.Fatalf("audit --config Caddyfile.example --fail-on never = %d, %v\n%s", code, err, out.String())
 	}
-	if !strings.HasPrefix(out.String(), "gateway \"home\":\n") || !strings.Contains(out.String(), ocConfig) {
+	if _, rest, _ := strings.Cut(out.String(), "\n"); !strings.HasPrefix(rest, "gateway \"home\":\n") || !strings.Contains(out.String(), ocConfig) {
 		t.Errorf("the audit does not name gateway home and %s:\n%s", ocConfig, out.String())
 	}
 
@@ -238,7 +242,8 @@ func TestAuditGatewaysOfCaddyfile(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer
-			code, err := runAuditGateways(&out, two, "", tt.only, "never", tt.asJSON)
+			var errOut bytes.Buffer
+			code, err := runAuditGateways(&out, &errOut, two, "", tt.only, "never", tt.asJSON)
 			if code != tt.wantCode || (err == nil) != (tt.wantErr == "") || err != nil && !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("runAuditGateways(%q) = %d, %v; want %d, %q\n%s", tt.only, code, err, tt.wantCode, tt.wantErr, out.String())
 			}
@@ -246,5 +251,208 @@ func TestAuditGatewaysOfCaddyfile(t *testing.T) {
 				t.Errorf("--json output is not the audit's JSON:\n%s", out.String())
 			}
 		})
+	}
+}
+
+// TestSetupReadsNoSecrets: setup resolves only the settings it uses, so a
+// token secret, a gateway token and a node auth key whose files cannot be
+// read (not there yet, or another user's) do not stop it, and no secret's
+// value is needed to plan.
+func TestSetupReadsNoSecrets(t *testing.T) {
+	home, ocConfig := writeOnboardedHome(t)
+	missing := filepath.Join(home, "secrets", "missing")
+	caddyfile := filepath.Join(home, "Caddyfile")
+	writeFile(t, caddyfile, `{
+	admin off
+	clawgate {
+		node gw {
+			auth_key {file.`+missing+`-authkey}
+		}
+		gateway home {
+			config {env.HOME}/.openclaw/openclaw.json
+			state_dir {env.HOME}/.openclaw
+		}
+	}
+}
+http://:8080 {
+	bind clawgate/gw
+	clawgate 127.0.0.1:18789 {
+		gateway home
+		gateway_token {file.`+missing+`-gateway}
+		token ci {
+			secret {file.`+missing+`-ci}
+			user ci-bot
+			scopes operator.read
+		}
+		allow user:alice@example.com scopes operator.read
+		allow token:ci scopes operator.read
+	}
+}
+`)
+	var out bytes.Buffer
+	code, err := runSetupCommand(&out, setupOptions{config: caddyfile})
+	if code != 1 || err != nil {
+		t.Fatalf("setup = %d, %v; want 1 (changes pending)\n%s", code, err, out.String())
+	}
+	for _, want := range []string{
+		`gateway "home": ` + ocConfig,
+		`+ gateway.auth.trustedProxy.allowUsers = ["alice@example.com","ci-bot"]`,
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("setup's plan lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), missing) {
+		t.Errorf("setup's output names a secret's file; it should not have looked:\n%s", out.String())
+	}
+}
+
+// TestCommandsUseRunningInstancePaths: `setup` and `audit --config` take a
+// gateway's paths from the running Caddy that serves the same config, whose
+// environment (here its HOME) differs from the command's, and say so; with
+// no instance answering, or one running other settings, they resolve the
+// paths themselves and say that.
+func TestCommandsUseRunningInstancePaths(t *testing.T) {
+	serviceHome, serviceConfig := writeOnboardedHome(t)
+	sock := filepath.Join(t.TempDir(), "admin.sock")
+	admin := "unix/" + sock
+	caddyfile := func(config string) string {
+		return `{
+	admin ` + admin + `
+	clawgate {
+		gateway home {
+			config ` + config + `
+			state_dir {env.HOME}/.openclaw
+		}
+	}
+}
+http://127.0.0.1:` + itoa(freePort(t)) + ` {
+	clawgate 127.0.0.1:18789 {
+		gateway home
+		allow user:alice@example.com scopes operator.read
+	}
+}
+`
+	}
+	dir := t.TempDir()
+	same := filepath.Join(dir, "Caddyfile")
+	writeFile(t, same, caddyfile("{env.HOME}/.openclaw/openclaw.json"))
+	other := filepath.Join(dir, "other.caddyfile")
+	writeFile(t, other, caddyfile("{env.HOME}/.openclaw/other.json"))
+
+	// The shell's HOME: an OpenClaw config of its own, which is not the
+	// one the service audits.
+	shellHome, shellConfig := writeOnboardedHome(t)
+	setup := func(t *testing.T, config string, write bool) (int, string) {
+		t.Helper()
+		var out bytes.Buffer
+		code, err := runSetupCommand(&out, setupOptions{config: config, write: write})
+		if err != nil {
+			t.Fatalf("setup: %v\n%s", err, out.String())
+		}
+		return code, out.String()
+	}
+	auditOut := func(t *testing.T, config string) string {
+		t.Helper()
+		var out bytes.Buffer
+		if _, err := runAuditGateways(&out, io.Discard, config, "", "", "never", false); err != nil {
+			t.Fatalf("audit --config: %v\n%s", err, out.String())
+		}
+		return out.String()
+	}
+
+	t.Run("no instance", func(t *testing.T) {
+		_, out := setup(t, same, false)
+		wantLine := "paths: resolved by this command in its own environment; no running Caddy with clawgate answered at " + admin
+		if !strings.HasPrefix(out, wantLine) || !strings.Contains(out, `gateway "home": `+shellConfig) {
+			t.Errorf("setup without a running Caddy: want %q and the shell's %s:\n%s", wantLine, shellConfig, out)
+		}
+		if out := auditOut(t, same); !strings.HasPrefix(out, wantLine) || !strings.Contains(out, shellConfig) {
+			t.Errorf("audit without a running Caddy: want %q and the shell's %s:\n%s", wantLine, shellConfig, out)
+		}
+	})
+
+	// The service: started with its own HOME, which its placeholders
+	// resolve against; the commands then run with the shell's.
+	t.Setenv("HOME", serviceHome)
+	data, err := os.ReadFile(same)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startCaddy(t, string(data))
+	t.Setenv("HOME", shellHome)
+
+	wantLine := "paths: as the running Caddy at " + admin + " resolved them in its own environment"
+	t.Run("instance", func(t *testing.T) {
+		if out := auditOut(t, same); !strings.HasPrefix(out, wantLine+"\n") || !strings.Contains(out, serviceConfig) || strings.Contains(out, shellConfig) {
+			t.Errorf("audit with a running Caddy: want %q and the service's %s:\n%s", wantLine, serviceConfig, out)
+		}
+		code, out := setup(t, same, true)
+		if code != 0 || !strings.HasPrefix(out, wantLine+"\n") || !strings.Contains(out, "wrote "+serviceConfig) {
+			t.Errorf("setup --write with a running Caddy = %d; want %q and %s written:\n%s", code, wantLine, serviceConfig, out)
+		}
+		shell, err := os.ReadFile(shellConfig)
+		if err != nil || strings.Contains(string(shell), "trusted-proxy") {
+			t.Errorf("setup --write changed the shell's %s, which the service does not read: %v\n%s", shellConfig, err, shell)
+		}
+	})
+
+	t.Run("instance runs other settings", func(t *testing.T) {
+		writeFile(t, filepath.Join(shellHome, ".openclaw", "other.json"), `{ gateway: { mode: "local", bind: "loopback", auth: { mode: "token", token: "tok-other-0123456789abcdef0123456" } } }`)
+		_, out := setup(t, other, false)
+		note := `note: the running Caddy at ` + admin + ` runs other settings for gateway "home" (config "{env.HOME}/.openclaw/openclaw.json", state_dir "{env.HOME}/.openclaw"); its paths are resolved here from the file's`
+		if !strings.Contains(out, note) || !strings.Contains(out, `gateway "home": `+filepath.Join(shellHome, ".openclaw", "other.json")) {
+			t.Errorf("setup on a config the running Caddy does not run: want %q and the shell's other.json:\n%s", note, out)
+		}
+	})
+
+	t.Run("admin API", func(t *testing.T) {
+		body, err := adminCall(admin, http.MethodGet, "/clawgate/gateways", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]struct {
+			Paths gatewayPaths `json:"paths"`
+		}
+		if err := json.Unmarshal(body, &got); err != nil {
+			t.Fatalf("%v: %s", err, body)
+		}
+		want := gatewayPaths{
+			Config:   resolvedPath{Setting: "{env.HOME}/.openclaw/openclaw.json", Resolved: serviceConfig},
+			StateDir: resolvedPath{Setting: "{env.HOME}/.openclaw", Resolved: filepath.Join(serviceHome, ".openclaw")},
+		}
+		if got["home"].Paths != want {
+			t.Errorf("/clawgate/gateways paths = %+v, want %+v", got["home"].Paths, want)
+		}
+	})
+}
+
+// TestAuditJudgesAsGate: audit --config judges a gateway's config as the
+// gate does: clawgate's own checks fail the onboarded config, and once
+// setup has made it agree, the trusted-proxy findings OpenClaw's audit
+// always raises are accepted, so the command passes where the gate serves.
+func TestAuditJudgesAsGate(t *testing.T) {
+	_, ocConfig := writeOnboardedHome(t)
+	example := filepath.Join("..", "Caddyfile.example")
+	audit := func() (int, string) {
+		var out bytes.Buffer
+		code, err := runAuditGateways(&out, io.Discard, example, "", "", "critical", false)
+		if err != nil {
+			t.Fatalf("audit --config: %v\n%s", err, out.String())
+		}
+		return code, out.String()
+	}
+	code, out := audit()
+	if code != 1 || !strings.Contains(out, "clawgate.trusted_proxies") {
+		t.Errorf("audit of the onboarded config = %d; want 1 with clawgate.trusted_proxies:\n%s", code, out)
+	}
+	var setupOut bytes.Buffer
+	if code, err := runSetupCommand(&setupOut, setupOptions{config: example, write: true}); code != 0 || err != nil {
+		t.Fatalf("setup --write = %d, %v\n%s", code, err, setupOut.String())
+	}
+	code, out = audit()
+	if code != 0 || !strings.Contains(out, ocConfig) || !regexp.MustCompile(`(?m)^critical +gateway\.trusted_proxy_auth +.*\(accepted behind clawgate\)$`).MatchString(out) ||
+		regexp.MustCompile(`(?m)^\S+ +clawgate\.`).MatchString(out) || strings.Contains(out, "To fix the critical findings") {
+		t.Errorf("audit after setup --write = %d; want 0, gateway.trusted_proxy_auth accepted, no clawgate.* finding:\n%s", code, out)
 	}
 }

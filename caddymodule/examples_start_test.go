@@ -35,17 +35,21 @@ import (
 //     tailnet's;
 //  3. the TLS issuer of https sites: Caddy's internal CA (skip_install_trust),
 //     since the test control server cannot issue certificates;
-//  4. the admin address: off, so parallel test packages do not collide;
+//  4. the admin address: admin (off, or a socket of the test's own), so
+//     parallel test packages do not collide;
 //  5. the user's own paths (/home/<user>, /etc/clawgate, /var/lib/clawgate):
 //     rooted in the test's directory.
-func userEdits(src, controlURL, root string) string {
+func userEdits(src, controlURL, root, admin string) string {
 	src = regexp.MustCompile(`(?m)^(\s*)node ([a-z0-9-]+) \{$`).ReplaceAllString(src, "${1}node ${2} {\n${1}\tcontrol_url "+controlURL)
 	src = regexp.MustCompile(`(?m)^(\s*)node ([a-z0-9-]+)$`).ReplaceAllString(src, "${1}node ${2} {\n${1}\tcontrol_url "+controlURL+"\n${1}}")
 	src = strings.ReplaceAll(src, "tail1234.ts.net", tailnettest.Domain)
-	src = regexp.MustCompile(`(?m)^(\s*)admin .*$`).ReplaceAllString(src, "${1}admin off")
+	// `admin <address>`, or `admin <address> {` opening a block of options.
+	adminLine := regexp.MustCompile(`(?m)^(\s*)admin(?:[ \t]+[^{\s]+)?([ \t]*\{)?[ \t]*$`)
 	global := "{\n\tskip_install_trust\n"
-	if !strings.Contains(src, "admin off") {
-		global += "\tadmin off\n"
+	if adminLine.MatchString(src) {
+		src = adminLine.ReplaceAllString(src, "${1}admin "+admin+"${2}")
+	} else {
+		global += "\tadmin " + admin + "\n"
 	}
 	src = regexp.MustCompile(`(?m)^\{$`).ReplaceAllLiteralString(src, global)
 	src = regexp.MustCompile(`(?m)^(https://\S+) \{$`).ReplaceAllString(src, "${1} {\n\ttls internal")
@@ -172,7 +176,7 @@ func runExample(t *testing.T, file, channels string, requests []exampleRequest) 
 		t.Fatal(err)
 	}
 	tn := tailnettest.New(t)
-	cf := userEdits(string(data), tn.ControlURL, root)
+	cf := userEdits(string(data), tn.ControlURL, root, "off")
 	caddyfile := filepath.Join(root, "Caddyfile")
 	writeFile(t, caddyfile, cf)
 

@@ -100,11 +100,11 @@ func runSetupCommand(out io.Writer, o setupOptions) (int, error) {
 	if o.now == nil {
 		o.now = time.Now
 	}
-	cfgJSON, err := loadCaddyJSON(o.config, o.adapter)
+	uc, err := loadUserConfig(o.config, o.adapter)
 	if err != nil {
 		return 2, err
 	}
-	gateways, err := setupGateways(cfgJSON)
+	gateways, err := setupGateways(uc.JSON)
 	if err != nil {
 		return 2, err
 	}
@@ -123,6 +123,7 @@ func runSetupCommand(out io.Writer, o setupOptions) (int, error) {
 		return 2, errors.New("the config has no clawgate guard and no clawgate gateway: nothing to set up")
 	}
 
+	paths := askRunningInstance(uc, o.adapter)
 	code := 0
 	worse := func(c int) {
 		if c > code {
@@ -146,8 +147,9 @@ func runSetupCommand(out io.Writer, o setupOptions) (int, error) {
 			continue
 		}
 		lo := audit.LoadOptions{}
+		var pathNote string
 		if g.block != nil {
-			if lo, err = gatewayLoadOptions(name, g.block); err != nil {
+			if lo, pathNote, err = paths.loadOptions(name, g.block); err != nil {
 				fail(err)
 				continue
 			}
@@ -177,6 +179,9 @@ func runSetupCommand(out io.Writer, o setupOptions) (int, error) {
 			continue
 		}
 		rp.Plan = p
+		if pathNote != "" {
+			p.Notes = append(p.Notes, pathNote)
+		}
 		if other, dup := seen[p.Config]; dup {
 			fail(fmt.Errorf("gateways %q and %q both use %s; give each its own `config` in the clawgate gateway block", other, name, p.Config))
 			continue
@@ -210,12 +215,14 @@ func runSetupCommand(out io.Writer, o setupOptions) (int, error) {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(struct {
+			Paths    string        `json:"paths"`
 			Gateways []setupReport `json:"gateways"`
-		}{reports}); err != nil {
+		}{paths.summary(), reports}); err != nil {
 			return 2, err
 		}
 		return code, nil
 	}
+	fmt.Fprintln(out, paths.summary())
 	writeSetupText(out, reports, o.write, o.writeCommand())
 	return code, nil
 }
@@ -326,6 +333,16 @@ func writeSetupText(out io.Writer, reports []setupReport, wrote bool, writeCmd s
 
 // loadCaddyJSON reads clawgate's Caddy config as JSON, as `caddy run` does.
 func loadCaddyJSON(path, adapter string) ([]byte, error) {
+	uc, err := loadUserConfig(path, adapter)
+	if err != nil {
+		return nil, err
+	}
+	return uc.JSON, nil
+}
+
+// loadUserConfig is readUserConfig for a command that needs a config file:
+// having none is an error that says where it looked.
+func loadUserConfig(path, adapter string) (*userConfig, error) {
 	uc, err := readUserConfig(path, adapter)
 	if err != nil {
 		return nil, err
@@ -333,7 +350,7 @@ func loadCaddyJSON(path, adapter string) ([]byte, error) {
 	if uc.File == "" {
 		return nil, errors.New("no Caddy config to read: use --config, or run where your Caddyfile is")
 	}
-	return uc.JSON, nil
+	return uc, nil
 }
 
 // setupGateway is what the Caddy config says about one gateway.

@@ -142,6 +142,16 @@ func Load(opts LoadOptions) (*Config, error) {
 }
 
 // resolveHome follows OpenClaw's home-dir rules: OPENCLAW_HOME wins over HOME.
+// Paths is where Load reads with opts: the absolute state dir and config
+// file, resolved from the environment and home as Load resolves them.
+func Paths(opts LoadOptions) (stateDir, configPath string, err error) {
+	env := opts.Env
+	if env == nil {
+		env = os.LookupEnv
+	}
+	return resolvePaths(opts, env, resolveHome(opts.Home, env))
+}
+
 func resolveHome(explicit string, env func(string) (string, bool)) string {
 	if explicit != "" {
 		return explicit
