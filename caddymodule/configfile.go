@@ -17,6 +17,7 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/audit"
+	"github.com/clawgate/clawgate/caddymodule/internal/edge"
 	"github.com/clawgate/clawgate/caddymodule/internal/release"
 	"github.com/clawgate/clawgate/caddymodule/internal/setup"
 )
@@ -377,7 +378,7 @@ func judgeAsGate(name string, gc *GatewayConfig, g *setupGateway) (*gateJudgment
 		return j, nil
 	}
 	// No guard names it: the gate still checks what any guard would send.
-	port := 18789
+	port := edge.DefaultGatewayPort
 	if gc.Upstream != "" {
 		ap, err := parseUpstream(gc.Upstream)
 		if err != nil {
@@ -385,7 +386,7 @@ func judgeAsGate(name string, gc *GatewayConfig, g *setupGateway) (*gateJudgment
 		}
 		port = int(ap.Port())
 	}
-	j.expect = audit.Expect{UserHeader: "x-forwarded-user", RequiredHeaders: audit.DefaultRequiredHeaders, Origins: gc.Origins, Port: port}
+	j.expect = audit.Expect{UserHeader: edge.DefaultUserHeader, Origins: gc.Origins, Port: port}
 	return j, nil
 }
 
