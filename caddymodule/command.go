@@ -145,7 +145,14 @@ func runAuditCommand(out io.Writer, configPath, stateDir, failOn string, asJSON 
 	// OpenClaw refuses to load a config that does not validate, so there is
 	// nothing to audit: say why, as the real CLI does, and fail whatever
 	// --fail-on says.
-	issues, err := audit.ValidateFor(cfg, configVersion(cfg))
+	version := configVersion(cfg)
+	var issues []audit.Issue
+	var unknown []string
+	if audit.UnsupportedVersion(version) {
+		unknown, issues, err = audit.ValidateLenient(cfg)
+	} else {
+		issues, err = audit.ValidateFor(cfg, version)
+	}
 	if err != nil {
 		return 2, fmt.Errorf("validating %s: %w", cfg.Path, err)
 	}
@@ -162,7 +169,12 @@ func runAuditCommand(out io.Writer, configPath, stateDir, failOn string, asJSON 
 		}
 		return 2, nil
 	}
-	report := audit.Run(cfg, audit.RunOptions{})
+	report := audit.Run(cfg, audit.RunOptions{Line: version.Line})
+	if len(unknown) > 0 {
+		f := audit.UnknownKeysFinding(version, unknown)
+		report.Findings = append(report.Findings, f)
+		report.Summary.Warn++
+	}
 	if asJSON {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
@@ -171,7 +183,7 @@ func runAuditCommand(out io.Writer, configPath, stateDir, failOn string, asJSON 
 		}
 	} else {
 		writeAuditTable(out, cfg.Path, report)
-		fmt.Fprintf(out, "\nOpenClaw version assumed: %s\n", configVersion(cfg).Why)
+		fmt.Fprintf(out, "\nOpenClaw version assumed: %s\n", version.Why)
 	}
 	if !never && len(report.Blocking(level, nil)) > 0 {
 		return 1, nil
