@@ -600,6 +600,7 @@ func (g *gate) audit() *gateState {
 	if len(unknown) > 0 {
 		cons = append(cons, audit.UnknownKeysFinding(st.OpenClaw, unknown))
 	}
+	cons = append(cons, audit.LineFindings(st.OpenClaw)...)
 	findings := append(slices.Clone(report.Findings), cons...)
 	st.Findings = findings
 	for _, f := range findings {

@@ -70,12 +70,19 @@ func TestGatewayAuditPerLine(t *testing.T) {
 		if v.Blocked {
 			t.Errorf("blocked: %q", v.Reasons)
 		}
+		// That line does not cap paired devices: said, as a warning.
+		fd, ok := findingOf(v.Findings, audit.PairedDevicesUncappedCheckID)
+		if !ok || fd.Severity != audit.SeverityWarn || !strings.Contains(fd.Detail, "operator.admin") || !strings.Contains(fd.Remediation, "2026.8.2") {
+			t.Errorf("2026.7.35 findings lack a %s warning naming operator.admin and the fix: %+v", audit.PairedDevicesUncappedCheckID, fd)
+		}
 	})
 	t.Run("2026.9.6 does not report it", func(t *testing.T) {
 		f := newVersionFixture(t, "openclaw_version 2026.9.6")
 		f.waitGuardStatus(t, http.StatusOK, reread)
-		if fd, ok := findingOf(f.verdict(t).Findings, "gateway.loopback_no_auth"); ok {
-			t.Errorf("2026.9.6 reports %+v", fd)
+		for _, id := range []string{"gateway.loopback_no_auth", audit.PairedDevicesUncappedCheckID} {
+			if fd, ok := findingOf(f.verdict(t).Findings, id); ok {
+				t.Errorf("2026.9.6 reports %+v", fd)
+			}
 		}
 	})
 	for _, tt := range []struct{ line, id string }{
@@ -84,7 +91,8 @@ func TestGatewayAuditPerLine(t *testing.T) {
 		{"2026.7.35", audit.NewerPrefix + "tools.exec.security_full_configured"},
 	} {
 		t.Run(tt.line+" blocks on a newer line's warning under block_on warn", func(t *testing.T) {
-			f := newVersionFixture(t, "openclaw_version "+tt.line+"\n\t\t\tblock_on warn")
+			// Expected: the paired-device warning 2026.7.35 always has.
+			f := newVersionFixture(t, "openclaw_version "+tt.line+"\n\t\t\tblock_on warn\n\t\t\texpect "+audit.PairedDevicesUncappedCheckID)
 			f.waitGuardStatus(t, http.StatusOK, reread)
 			writeFileAtomic(t, f.cfgPath, []byte(execFullConfig))
 			body := f.waitGuardStatus(t, http.StatusServiceUnavailable, reread)

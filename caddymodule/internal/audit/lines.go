@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/release"
@@ -111,4 +112,38 @@ func ExpectedByDesignOn(cfg *Config, line string, cons []Finding) []string {
 		ids = append(ids, "gateway.loopback_no_auth")
 	}
 	return ids
+}
+
+// PairedDevicesUncappedCheckID is the finding for a gateway whose release
+// line does not cap paired devices by x-openclaw-scopes.
+const PairedDevicesUncappedCheckID = "clawgate.paired_devices_uncapped"
+
+// LineFindings returns what clawgate has to say about the release line a
+// gateway is assumed to run, whatever its config: the limits of that line
+// behind clawgate that no config change lifts.
+func LineFindings(a release.Assumed) []Finding {
+	var out []Finding
+	if l := a.Features(); !l.PairedDeviceCapped {
+		out = append(out, Finding{
+			CheckID:  PairedDevicesUncappedCheckID,
+			Severity: SeverityWarn,
+			Title:    "Paired devices are not capped by clawgate's rules on this OpenClaw line",
+			Detail: fmt.Sprintf("OpenClaw %s does not apply x-openclaw-scopes to a paired device's WebSocket connection: a device (a browser's Control UI, a CLI) approved with `openclaw devices approve` keeps every scope it asked for at pairing, operator.admin included, whatever clawgate's rule for its user grants. HTTP requests and clients without a paired device stay capped.",
+				l.Version),
+			Remediation: fmt.Sprintf("Approve devices only for users whose clawgate rule grants every scope the device asks for, and remove the others with `openclaw devices remove <deviceId>`; or upgrade OpenClaw to %s or newer, which caps paired devices.", firstCapping()),
+		})
+	}
+	return out
+}
+
+// firstCapping returns the oldest supported line that caps paired devices.
+func firstCapping() string {
+	ls := release.Lines()
+	v := ls[0].Version
+	for _, l := range ls {
+		if l.PairedDeviceCapped {
+			v = l.Version
+		}
+	}
+	return v.String()
 }
