@@ -327,8 +327,8 @@ func (a *auditor) gatewayConfig() {
 		// Older lines count a configured secret as a secret even when its
 		// ${VAR} is unset, and trusted-proxy auth as no auth on loopback.
 		configured := func(kind string) bool {
-			_, set := rt.get("gateway", "auth", kind).(string)
-			return set && strings.TrimSpace(rt.get("gateway", "auth", kind).(string)) != ""
+			s, _ := rt.get("gateway", "auth", kind).(string)
+			return strings.TrimSpace(s) != ""
 		}
 		tokenCan := tokenConfigured || configured("token")
 		passwordCan := passwordConfigured || ((explicitMode == "password" || (explicitMode != "token" && explicitMode != "none" && explicitMode != "trusted-proxy" && !tokenCan)) && configured("password"))

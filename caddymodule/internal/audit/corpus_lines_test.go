@@ -62,12 +62,11 @@ func TestCorpusLines(t *testing.T) {
 				t.Run(name, func(t *testing.T) {
 					want := readReport(t, rec)
 					newest := readReport(t, filepath.Join("testdata", "corpus", name, "expected.json"))
-					root, env := buildCorpusCase(t, filepath.Join("testdata", "corpus", name))
+					_, env := buildCorpusCase(t, filepath.Join("testdata", "corpus", name))
 					cfg, err := Load(LoadOptions{Env: EnvMap(env), Home: env["HOME"]})
 					if err != nil {
 						t.Fatalf("Load: %v", err)
 					}
-					_ = root
 					got := Run(cfg, RunOptions{Line: line})
 					var own []Finding
 					for _, f := range got.Findings {

@@ -33,8 +33,6 @@ var (
 	// The default agent's default workspace is OPENCLAW_WORKSPACE_DIR, else
 	// <state>/workspace (before, ~/.openclaw/workspace).
 	sinceStateWorkspace = release.Version{Year: 2026, Month: 8, Patch: 2}
-	// Telegram ships inside OpenClaw, so its channel audit runs offline.
-	untilBundledTelegram = release.Version{Year: 2026, Month: 8, Patch: 2}
 	// Placeholder gateway secrets (gateway.token_placeholder_value, …), the
 	// password length check, the plugins tool as control plane, and
 	// security.trust_model.cross_agent_session_access_default.

@@ -204,3 +204,25 @@ func TestUnsupportedVersion(t *testing.T) {
 		t.Errorf("UnknownKeysFinding = %s %s, want %s warn", f.CheckID, f.Severity, UnknownKeysCheckID)
 	}
 }
+
+// BenchmarkAuditLines is BenchmarkAudit following each release line: an
+// older line runs the checks twice (its own rules and the newest line's,
+// for the clawgate.newer findings).
+func BenchmarkAuditLines(b *testing.B) {
+	opts := benchLoadOptions(b)
+	for _, l := range release.Lines() {
+		line := l.Version.String()
+		b.Run(line, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				cfg, err := Load(opts)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if r := Run(cfg, RunOptions{Line: line}); len(r.Findings) == 0 {
+					b.Fatal("no findings")
+				}
+			}
+		})
+	}
+}
