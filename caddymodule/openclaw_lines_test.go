@@ -217,6 +217,8 @@ http://gw.%s:%d {
 		if err != nil {
 			t.Fatalf("openclaw devices approve %s: %v\n%s", requestID, err, out)
 		}
+		// The CLI takes a while on a busy machine: a fresh deadline.
+		ctx = testCtx(t)
 		oc = dialOC(t, ctx, alice, http.Header{"X-Openclaw-Scopes": {"operator.admin"}})
 		hello, err := oc.ConnectDevice(ctx, all, dev)
 		if err != nil {
