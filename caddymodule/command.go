@@ -155,7 +155,14 @@ func runAuditCommand(out io.Writer, configPath, stateDir, failOn string, asJSON 
 	// OpenClaw refuses to load a config that does not validate, so there is
 	// nothing to audit: say why, as the real CLI does, and fail whatever
 	// --fail-on says.
-	issues, err := audit.ValidateFor(cfg, configVersion(cfg))
+	version := configVersion(cfg)
+	var issues []audit.Issue
+	var unknown []string
+	if audit.UnsupportedVersion(version) {
+		unknown, issues, err = audit.ValidateLenient(cfg)
+	} else {
+		issues, err = audit.ValidateFor(cfg, version)
+	}
 	if err != nil {
 		return 2, fmt.Errorf("validating %s: %w", cfg.Path, err)
 	}
@@ -172,7 +179,12 @@ func runAuditCommand(out io.Writer, configPath, stateDir, failOn string, asJSON 
 		}
 		return 2, nil
 	}
-	report := audit.Run(cfg, audit.RunOptions{})
+	report := audit.Run(cfg, audit.RunOptions{Line: version.Line})
+	if len(unknown) > 0 {
+		f := audit.UnknownKeysFinding(version, unknown)
+		report.Findings = append(report.Findings, f)
+		report.Summary.Warn++
+	}
 	var accepted []string
 	if judge != nil {
 		report, accepted = judge.apply(cfg, report)
@@ -185,7 +197,7 @@ func runAuditCommand(out io.Writer, configPath, stateDir, failOn string, asJSON 
 		}
 	} else {
 		writeAuditTable(out, cfg.Path, report, accepted)
-		fmt.Fprintf(out, "\nOpenClaw version assumed: %s\n", configVersion(cfg).Why)
+		fmt.Fprintf(out, "\nOpenClaw version assumed: %s\n", version.Why)
 	}
 	if !never && len(report.Blocking(level, accepted)) > 0 {
 		return 1, nil

@@ -568,8 +568,15 @@ func (g *gate) audit() *gateState {
 	// OpenClaw will not load (or hot-reload) a config its schema refuses, so
 	// the file no longer says what the gateway runs: nothing to audit. The
 	// schema is the assumed line's: a key only a newer line knows stops an
-	// older gateway from starting.
-	issues, err := audit.ValidateFor(cfg, st.OpenClaw)
+	// older gateway from starting. A version that is no supported line may
+	// know keys the newest schema does not: those are a finding, not a block.
+	var issues []audit.Issue
+	var unknown []string
+	if audit.UnsupportedVersion(st.OpenClaw) {
+		unknown, issues, err = audit.ValidateLenient(cfg)
+	} else {
+		issues, err = audit.ValidateFor(cfg, st.OpenClaw)
+	}
 	if err != nil || len(issues) > 0 {
 		st.Blocked = g.level != ""
 		if err != nil {
@@ -591,6 +598,10 @@ func (g *gate) audit() *gateState {
 		expect.UserHeader = edge.DefaultUserHeader
 	}
 	cons := audit.Consistency(cfg, expect)
+	if len(unknown) > 0 {
+		cons = append(cons, audit.UnknownKeysFinding(st.OpenClaw, unknown))
+	}
+	cons = append(cons, audit.LineFindings(st.OpenClaw)...)
 	findings := append(slices.Clone(report.Findings), cons...)
 	st.Findings = findings
 	for _, f := range findings {
@@ -604,7 +615,7 @@ func (g *gate) audit() *gateState {
 		}
 	}
 	if g.level != "" {
-		expected := append(slices.Clone(g.cfg.Expect), audit.ExpectedByDesign(cons)...)
+		expected := append(slices.Clone(g.cfg.Expect), audit.ExpectedByDesignOn(cfg, st.OpenClaw.Line, cons)...)
 		combined := audit.Report{Findings: findings}
 		for _, f := range combined.Blocking(g.level, expected) {
 			st.Reasons = append(st.Reasons, f.CheckID+": "+f.Title)
@@ -639,6 +650,7 @@ func (g *gate) runOptions(st *gateState) audit.RunOptions {
 	}
 	return audit.RunOptions{
 		Now:    st.Checked,
+		Line:   st.OpenClaw.Line,
 		Skills: g.scanSkills,
 		Observe: func(path string, kind audit.InputKind) {
 			st.inputs = append(st.inputs, watch.Input{Path: path, Kind: watchKinds[kind]})

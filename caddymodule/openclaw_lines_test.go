@@ -196,6 +196,50 @@ http://gw.%s:%d {
 		}
 	})
 
+	// A device (the Control UI's key, or a CLI's) that alice pairs once
+	// with `openclaw devices approve` asks for everything: what it gets is
+	// capped by her clawgate rule (x-openclaw-scopes) on a line that caps
+	// paired devices, and is everything it was approved for on one that does
+	// not (which clawgate then reports; see TestGatewayAuditPerLine).
+	t.Run("a device alice paired gets what this line grants it", func(t *testing.T) {
+		ctx := testCtx(t)
+		dev, err := openclawtest.NewDevice()
+		if err != nil {
+			t.Fatal(err)
+		}
+		oc := dialOC(t, ctx, alice, http.Header{"X-Openclaw-Scopes": {"operator.admin"}})
+		_, err = oc.ConnectDevice(ctx, all, dev)
+		requestID := openclawtest.PairingRequestID(err)
+		if requestID == "" {
+			t.Fatalf("first connect of a new device: %v; want pairing required with a request id", err)
+		}
+		out, err := gw.ApproveDevice(t, version, requestID)
+		if err != nil {
+			t.Fatalf("openclaw devices approve %s: %v\n%s", requestID, err, out)
+		}
+		// The CLI takes a while on a busy machine: a fresh deadline.
+		ctx = testCtx(t)
+		oc = dialOC(t, ctx, alice, http.Header{"X-Openclaw-Scopes": {"operator.admin"}})
+		hello, err := oc.ConnectDevice(ctx, all, dev)
+		if err != nil {
+			t.Fatalf("connect of the paired device: %v", err)
+		}
+		t.Logf("OpenClaw %s: alice's paired device asking for %q through clawgate (rule: operator.read, operator.write) got hello-ok scopes %q", version, all, hello.Auth.Scopes)
+		if got := sorted(hello.Auth.Scopes); !slices.Equal(got, pairedScopes(line)) {
+			t.Errorf("paired device: hello-ok scopes = %q, want %q", got, pairedScopes(line))
+		}
+		// The cap holds for calls too, not just in hello-ok: exec.approvals.get
+		// needs operator.admin.
+		e := callOC(t, ctx, oc, "exec.approvals.get", nil, nil)
+		t.Logf("OpenClaw %s: paired device exec.approvals.get: %v", version, e)
+		if line.PairedDeviceCapped && (e == nil || e.Details.MissingScope != "operator.admin") {
+			t.Errorf("paired device: exec.approvals.get = %v, want MISSING_SCOPE operator.admin", e)
+		}
+		if !line.PairedDeviceCapped && e != nil {
+			t.Errorf("paired device: exec.approvals.get = %v; this line was measured to give a paired device operator.admin (release.Line.PairedDeviceCapped is wrong?)", e)
+		}
+	})
+
 	t.Run("bob is refused at the edge", func(t *testing.T) {
 		ctx := testCtx(t)
 		hc := bob.HTTPClient()
@@ -267,6 +311,17 @@ http://gw.%s:%d {
 			t.Errorf("no x-openclaw-scopes: POST /tools/invoke = %d %s, want past the scope check (the default operator set)", status, body)
 		}
 	})
+}
+
+// pairedScopes is what a device alice paired, asking for read, write and
+// admin, gets through clawgate: her rule's scopes (the cap clawgate sends in
+// x-openclaw-scopes), or, on a line that does not cap paired devices, all
+// it was approved for.
+func pairedScopes(line release.Line) []string {
+	if !line.PairedDeviceCapped {
+		return []string{"operator.admin", "operator.read", "operator.write"}
+	}
+	return []string{"operator.read", "operator.write"}
 }
 
 // directInvoke POSTs /tools/invoke to the gateway on loopback with the

@@ -34,7 +34,8 @@
 # With CLAWGATE_OPENCLAW_VERSION naming another release line than the pinned one, record and check use
 # that line's real CLI and its own records, caddymodule/internal/release/testdata/corpus/<VERSION>/
 # <case>.json: the audits of older lines differ from the pinned one's in places, and clawgate's own
-# audit (TestCorpus) follows the pinned line. check picks among the cases recorded for that line.
+# audit follows each line (TestCorpusLines compares it with these records). check picks among the
+# cases recorded for that line.
 #
 # Configuring a channel whose plugin is not bundled (discord, slack, whatsapp) or some model providers
 # makes the real CLI npm-install the plugin into the state dir while it audits. The corpus points npm

@@ -16,6 +16,23 @@ var benchEnv = map[string]string{
 // BenchmarkAudit measures a full audit of a realistic config: JSON5 parse,
 // one $include, env substitution, every check and the filesystem checks.
 func BenchmarkAudit(b *testing.B) {
+	opts := benchLoadOptions(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		cfg, err := Load(opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if r := Run(cfg, RunOptions{}); len(r.Findings) == 0 {
+			b.Fatal("no findings")
+		}
+	}
+}
+
+// benchLoadOptions lays out the realistic bench config and returns how to
+// load it.
+func benchLoadOptions(b *testing.B) LoadOptions {
+	b.Helper()
 	state := filepath.Join(b.TempDir(), "state")
 	if err := os.Mkdir(state, 0o700); err != nil {
 		b.Fatal(err)
@@ -37,15 +54,5 @@ func BenchmarkAudit(b *testing.B) {
 	for k, v := range benchEnv {
 		env[k] = v
 	}
-	opts := LoadOptions{Env: EnvMap(env), Home: env["HOME"]}
-	b.ReportAllocs()
-	for b.Loop() {
-		cfg, err := Load(opts)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if r := Run(cfg, RunOptions{}); len(r.Findings) == 0 {
-			b.Fatal("no findings")
-		}
-	}
+	return LoadOptions{Env: EnvMap(env), Home: env["HOME"]}
 }

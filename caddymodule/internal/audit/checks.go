@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/release"
 )
 
 // RunOptions tunes an audit run.
@@ -27,6 +29,12 @@ type RunOptions struct {
 	// expensive part of the audit on a large tree), so a caller can reuse a
 	// scan until the tree changes. Nil means ScanSkills.
 	Skills func(workspace string) SkillScan
+	// Line is the OpenClaw release line whose audit to follow (a
+	// release.Assumed's Line); empty means the newest supported line. On an
+	// older line the findings are that line's, and every finding the newest
+	// line's audit adds is kept too, as clawgate.newer.<checkId> (see
+	// NewerPrefix), so an older line never gets a weaker audit.
+	Line string
 }
 
 // InputKind says what a check read at a path.
@@ -44,13 +52,46 @@ const (
 )
 
 // Run audits a loaded config the way `openclaw security audit --json`
-// (openclaw@2026.9.6, without --deep) does, for every check that can be
-// decided from the config, its includes and the filesystem. Findings carry
-// the real check IDs, severities and titles, in the real run order; see
-// OutOfScope for the checks left out and why.
+// (openclaw@2026.9.6, or the release line opts.Line names; without --deep)
+// does, for every check that can be decided from the config, its includes
+// and the filesystem. Findings carry the real check IDs, severities and
+// titles, in the real run order; see OutOfScope for the checks left out and
+// why, and RunOptions.Line for what an older line adds.
 func Run(cfg *Config, opts RunOptions) Report {
+	line := lineOf(opts.Line)
+	findings := collect(cfg, opts, line)
+	if newest := release.Newest().Version; line != newest {
+		findings = withNewer(findings, collect(cfg, opts, newest), line, newest)
+	}
 	rt := newRuntime(cfg)
-	a := &auditor{rt: rt, auth: rt.resolveAuth(), opts: opts}
+	suppressions := arr(rt.get("security", "audit", "suppressions"))
+	active, suppressed := applySuppressions(findings, suppressions)
+	if len(suppressions) > 0 {
+		active = append(active, Finding{
+			CheckID:     "security.audit.suppressions.active",
+			Severity:    SeverityInfo,
+			Title:       "Security audit suppressions configured",
+			Detail:      fmt.Sprintf("security.audit.suppressions has %d configured suppression(s); %d finding(s) moved to suppressedFindings.", len(suppressions), len(suppressed)),
+			Remediation: "Review suppressedFindings and remove suppressions when the accepted risk no longer applies.",
+		})
+	}
+	if active == nil {
+		active = []Finding{}
+	}
+	now := opts.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	return Report{TS: now.UnixMilli(), Summary: summarize(active), Findings: active, SuppressedFindings: suppressed}
+}
+
+// collect runs every check as the audit of one release line does.
+func collect(cfg *Config, opts RunOptions, line release.Version) []Finding {
+	rt := newRuntime(cfg)
+	a := &auditor{rt: rt, auth: rt.resolveAuth(), opts: opts, line: line}
+	rt.noExecMode = !a.has(sinceExecMode)
+	rt.homeWorkspace = !a.has(sinceStateWorkspace)
+	rt.minimalNoGateway = !a.has(sinceMinimalGateway)
 	a.attackSurfaceSummary()
 	a.agentRoster()
 	a.syncedFolder()
@@ -79,32 +120,14 @@ func Run(cfg *Config, opts RunOptions) Report {
 		a.workspaceSkillSymlinks()
 		a.pluginsTrust()
 	}
-
-	suppressions := arr(rt.get("security", "audit", "suppressions"))
-	active, suppressed := applySuppressions(a.findings, suppressions)
-	if len(suppressions) > 0 {
-		active = append(active, Finding{
-			CheckID:     "security.audit.suppressions.active",
-			Severity:    SeverityInfo,
-			Title:       "Security audit suppressions configured",
-			Detail:      fmt.Sprintf("security.audit.suppressions has %d configured suppression(s); %d finding(s) moved to suppressedFindings.", len(suppressions), len(suppressed)),
-			Remediation: "Review suppressedFindings and remove suppressions when the accepted risk no longer applies.",
-		})
-	}
-	if active == nil {
-		active = []Finding{}
-	}
-	now := opts.Now
-	if now.IsZero() {
-		now = time.Now()
-	}
-	return Report{TS: now.UnixMilli(), Summary: summarize(active), Findings: active, SuppressedFindings: suppressed}
+	return a.findings
 }
 
 type auditor struct {
 	rt       *runtime
 	auth     gatewayAuth
 	opts     RunOptions
+	line     release.Version // the release line whose audit this follows
 	findings []Finding
 }
 
@@ -297,8 +320,31 @@ func (a *auditor) gatewayConfig() {
 	default:
 		hasGatewayAuth = tokenConfigured || passwordConfigured
 	}
+	bindNoAuth := !hasGatewayAuth && auth.mode != "trusted-proxy"
 	hasGatewayAuth = hasGatewayAuth || auth.mode == "trusted-proxy"
 	hasLoopbackAuth := hasGatewayAuth || (auth.allowTailscale && tsMode == "serve")
+	if !a.has(sinceTrustedProxyAuth) {
+		// Older lines count a configured secret as a secret even when its
+		// ${VAR} is unset, and trusted-proxy auth as no auth on loopback.
+		configured := func(kind string) bool {
+			s, _ := rt.get("gateway", "auth", kind).(string)
+			return strings.TrimSpace(s) != ""
+		}
+		tokenCan := tokenConfigured || configured("token")
+		passwordCan := passwordConfigured || ((explicitMode == "password" || (explicitMode != "token" && explicitMode != "none" && explicitMode != "trusted-proxy" && !tokenCan)) && configured("password"))
+		var shared bool
+		switch explicitMode {
+		case "token":
+			shared = tokenCan
+		case "password":
+			shared = passwordCan
+		case "none", "trusted-proxy":
+		default:
+			shared = tokenCan || passwordCan
+		}
+		bindNoAuth = !shared && auth.mode != "trusted-proxy"
+		hasLoopbackAuth = shared || (auth.allowTailscale && tsMode == "serve")
+	}
 
 	toolsAllow := map[string]bool{}
 	for _, v := range arr(rt.get("gateway", "tools", "allow")) {
@@ -318,7 +364,7 @@ func (a *auditor) gatewayConfig() {
 			fmt.Sprintf("gateway.tools.allow includes %s which removes them from the default HTTP deny list. This can allow remote session spawning / control-plane actions via HTTP and increases RCE blast radius if the gateway is reachable.", strings.Join(reenabled, ", ")),
 			"Remove these entries from gateway.tools.allow (recommended). If you keep them enabled, keep gateway.bind loopback-only (or tailnet-only), restrict network exposure, and treat the gateway token/password as full-admin.")
 	}
-	if bind != "loopback" && !hasGatewayAuth {
+	if bind != "loopback" && bindNoAuth {
 		a.add("gateway.bind_no_auth", SeverityCritical, "Gateway binds beyond loopback without auth",
 			fmt.Sprintf("gateway.bind=%q but no gateway.auth token/password is configured.", bind),
 			"Set gateway.auth (token recommended) or bind to loopback.")
@@ -387,6 +433,14 @@ func (a *auditor) gatewayConfig() {
 	}
 	for _, kind := range []string{"token", "password"} {
 		if auth.mode != kind {
+			continue
+		}
+		if !a.has(sinceSecretPlaceholders) {
+			// Older lines judge only the token, and only by its length.
+			if s := strings.TrimSpace(auth.token); kind == "token" && s != "" && utf16Len(s) < 24 {
+				a.add("gateway.token_too_short", SeverityWarn, "Gateway token looks short",
+					fmt.Sprintf("gateway auth token is %d chars; prefer a long random token.", utf16Len(s)), "")
+			}
 			continue
 		}
 		configValue := rt.get("gateway", "auth", kind)
@@ -626,9 +680,17 @@ func execPolicy(mode any, security, ask string) (string, string) {
 
 type execScope struct{ id, security, host string }
 
+// execMode is an exec config's mode, as the audited line reads it.
+func (rt *runtime) execMode(exec map[string]any) any {
+	if rt.noExecMode {
+		return nil
+	}
+	return exec["mode"]
+}
+
 func (rt *runtime) execScopes() []execScope {
 	globalExec := obj(rt.get("tools", "exec"))
-	gSec, gAsk := execPolicy(globalExec["mode"], strOr(globalExec["security"], "deny"), strOr(globalExec["ask"], "off"))
+	gSec, gAsk := execPolicy(rt.execMode(globalExec), strOr(globalExec["security"], "deny"), strOr(globalExec["ask"], "off"))
 	defID := rt.defaultAgentID()
 	if defID == "" {
 		defID = "global"
@@ -645,7 +707,7 @@ func (rt *runtime) execScopes() []execScope {
 		if v, ok := ae["ask"].(string); ok {
 			ask = v
 		}
-		sec, _ = execPolicy(ae["mode"], sec, ask)
+		sec, _ = execPolicy(rt.execMode(ae), sec, ask)
 		host := strOr(ae["host"], strOr(globalExec["host"], "auto"))
 		s := execScope{id: ag.id, security: sec, host: host}
 		if i, ok := index[ag.id]; ok {
@@ -1029,7 +1091,7 @@ func (a *auditor) agentSkillMCPBoundary() {
 // security, ask and host of an agent (or of the defaults when agentID is "").
 func (rt *runtime) execDefaults(agentID string, sandboxAvailable bool) (security, ask, host string) {
 	ge := obj(rt.get("tools", "exec"))
-	security, ask = execPolicy(ge["mode"], strOr(ge["security"], "full"), strOr(ge["ask"], "off"))
+	security, ask = execPolicy(rt.execMode(ge), strOr(ge["security"], "full"), strOr(ge["ask"], "off"))
 	host = strOr(ge["host"], "auto")
 	if agentID != "" {
 		ae := obj(get(rt.agentConfig(agentID), "tools", "exec"))
@@ -1039,7 +1101,7 @@ func (rt *runtime) execDefaults(agentID string, sandboxAvailable bool) (security
 		if v, ok := ae["ask"].(string); ok {
 			ask = v
 		}
-		security, ask = execPolicy(ae["mode"], security, ask)
+		security, ask = execPolicy(rt.execMode(ae), security, ask)
 		host = strOr(ae["host"], host)
 	}
 	if host == "auto" {

@@ -399,13 +399,13 @@ func (rt *runtime) riskyToolContexts() (contexts []string, runtimeRisk bool) {
 	return contexts, runtimeRisk
 }
 
-func (rt *runtime) controlPlaneContexts() []string {
+func (rt *runtime) controlPlaneContexts(tools []string) []string {
 	var out []string
 	for _, c := range rt.agentToolContexts() {
 		mode := rt.sandboxMode(c.agentID)
 		pol := rt.configuredToolPolicies(c.tools, mode, c.agentID)
 		var cp []string
-		for _, t := range gatewayControlPlaneTools {
+		for _, t := range tools {
 			if allowedByAll(t, pol) {
 				cp = append(cp, t)
 			}
@@ -443,7 +443,18 @@ func (a *auditor) exposureMatrix() {
 			fmt.Sprintf("Found inbound policy=\"open\" at:\n%s\nRisky tool exposure contexts:\n%s\nPrompt injection in open conversations can trigger command/file actions in these contexts.", openList, bulletList(risky)),
 			`For open groups or DMs, prefer tools.profile="messaging" (or deny group:runtime/group:fs), set tools.fs.workspaceOnly=true, and use agents.defaults.sandbox.mode="all" for exposed agents.`)
 	}
-	if cp := rt.controlPlaneContexts(); len(cp) > 0 {
+	if !a.has(sinceControlPlaneTools) {
+		return
+	}
+	if !a.has(sincePluginsControlPlane) {
+		if cp := rt.controlPlaneContexts([]string{"automations", "gateway"}); len(cp) > 0 {
+			a.add("security.exposure.open_groups_with_control_plane_tools", SeverityCritical, "Open group/DM policy with gateway/cron control-plane tools exposed",
+				fmt.Sprintf("Found inbound policy=\"open\" at:\n%s\nControl-plane tool exposure contexts:\n%s\nPrompt injection in open conversations can trigger persistent gateway config changes or scheduled automation.", openList, bulletList(cp)),
+				"For open groups or DMs, deny control-plane tools (`gateway`, `cron`) and prefer tools.profile=\"messaging\". Tighten dmPolicy/groupPolicy to pairing or allowlist when possible.")
+		}
+		return
+	}
+	if cp := rt.controlPlaneContexts(gatewayControlPlaneTools); len(cp) > 0 {
 		a.add("security.exposure.open_groups_with_control_plane_tools", SeverityCritical, "Open group/DM policy with control-plane tools exposed",
 			fmt.Sprintf("Found inbound policy=\"open\" at:\n%s\nControl-plane tool exposure contexts:\n%s\nPrompt injection in open conversations can trigger OpenClaw updates, plugin changes, or scheduled automation.", openList, bulletList(cp)),
 			"For open groups or DMs, deny control-plane tools (`automations`, `gateway`, `plugins`) and prefer tools.profile=\"messaging\". Tighten dmPolicy/groupPolicy to pairing or allowlist when possible.")
@@ -570,6 +581,9 @@ func describeBinding(b any) string {
 // crossAgentSessionAccess is collectCrossAgentSessionAccessFindings
 // without provider (byProvider) tool layers.
 func (a *auditor) crossAgentSessionAccess() {
+	if !a.has(sinceCrossAgentSessionRisk) {
+		return
+	}
 	rt := a.rt
 	var ids []string
 	for _, ag := range rt.agents {

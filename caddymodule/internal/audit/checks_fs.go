@@ -204,6 +204,8 @@ func (rt *runtime) workspaceDirs() []string {
 			switch {
 			case def != "":
 				ws = def
+			case rt.homeWorkspace:
+				ws = filepath.Join(rt.cfg.home, ".openclaw", "workspace")
 			case strings.TrimSpace(rt.cfg.Getenv("OPENCLAW_WORKSPACE_DIR")) != "":
 				ws = strings.TrimSpace(rt.cfg.Getenv("OPENCLAW_WORKSPACE_DIR"))
 			default:
@@ -406,9 +408,9 @@ func (a *auditor) pluginsTrust() {
 		if profile == nil {
 			profile = rt.get("tools", "profile")
 		}
-		restrictive := profilePolicy(profile, nil) != nil
+		restrictive := rt.profilePolicy(profile, nil) != nil
 		mode := rt.sandboxMode(c.agentID)
-		pols := []*toolPolicy{profilePolicy(profile, nil), pickToolPolicy(obj(rt.get("tools"))), pickToolPolicy(c.tools)}
+		pols := []*toolPolicy{rt.profilePolicy(profile, nil), pickToolPolicy(obj(rt.get("tools"))), pickToolPolicy(c.tools)}
 		if mode == "all" {
 			pols = append(pols, rt.sandboxToolPolicy(c.agentID))
 		}

@@ -6,7 +6,9 @@
 // Load reads the config (JSON5, $include, env.vars, ${VAR}); Run performs
 // every check of openclaw@2026.9.6's plain audit that the config, its
 // includes and the filesystem decide, with the real check IDs, severities,
-// titles and finding order; OutOfScope lists the rest with reasons.
+// titles and finding order; OutOfScope lists the rest with reasons. With
+// RunOptions.Line it follows an older release line's audit instead, and
+// keeps every finding only the newest line reports as clawgate.newer.*.
 // Consistency adds clawgate's own edge/backend checks (clawgate.*), and
 // ExpectedByDesign names the real findings a consistent trusted-proxy setup
 // produces on purpose, for Report.Blocking.

@@ -79,7 +79,8 @@ type Report struct {
 }
 
 // Blocking returns the findings at or above level whose check IDs are not
-// in expect. The gate refuses to serve a gateway while this is non-empty.
+// in expect (an expected check ID covers its NewerPrefix form too). The gate
+// refuses to serve a gateway while this is non-empty.
 func (r Report) Blocking(level Severity, expect []string) []Finding {
 	skip := map[string]bool{}
 	for _, id := range expect {
@@ -87,7 +88,7 @@ func (r Report) Blocking(level Severity, expect []string) []Finding {
 	}
 	var out []Finding
 	for _, f := range r.Findings {
-		if f.Severity.Rank() >= level.Rank() && !skip[f.CheckID] {
+		if f.Severity.Rank() >= level.Rank() && !skip[f.CheckID] && !skip[PlainCheckID(f.CheckID)] {
 			out = append(out, f)
 		}
 	}
@@ -111,7 +112,8 @@ func summarize(findings []Finding) Summary {
 
 // applySuppressions mirrors OpenClaw's security.audit.suppressions: an entry
 // matches on exact checkId and, when given, case-insensitive substrings of
-// title and detail. The first matching entry's reason is kept.
+// title and detail. The first matching entry's reason is kept. A
+// NewerPrefix finding matches as its plain check ID would.
 func applySuppressions(findings []Finding, suppressions []any) ([]Finding, []SuppressedFinding) {
 	if len(suppressions) == 0 {
 		return findings, nil
@@ -137,7 +139,7 @@ func applySuppressions(findings []Finding, suppressions []any) ([]Finding, []Sup
 
 func suppressionMatches(f Finding, s map[string]any) bool {
 	id := trimmed(s["checkId"])
-	if id == "" || id != f.CheckID {
+	if id == "" || id != PlainCheckID(f.CheckID) {
 		return false
 	}
 	if t := strings.ToLower(trimmed(s["titleIncludes"])); t != "" && !strings.Contains(strings.ToLower(f.Title), t) {

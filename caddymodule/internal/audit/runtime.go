@@ -14,6 +14,15 @@ type runtime struct {
 	tree        map[string]any
 	agents      []agentEntry
 	policyCache map[string][]*toolPolicy
+	// noExecMode leaves tools.exec.mode unread, as the lines before
+	// sinceExecMode do.
+	noExecMode bool
+	// homeWorkspace puts the default agent's default workspace at
+	// ~/.openclaw/workspace, as the lines before sinceStateWorkspace do.
+	homeWorkspace bool
+	// minimalNoGateway leaves the gateway tool out of the minimal tools
+	// profile, as the lines before sinceMinimalGateway do.
+	minimalNoGateway bool
 }
 
 type agentEntry struct {

@@ -183,9 +183,12 @@ func unionAllow(base []string, baseSet bool, extra []string) []string {
 }
 
 // profilePolicy resolves a tools.profile, merged with alsoAllow.
-func profilePolicy(profile any, alsoAllow any) *toolPolicy {
+func (rt *runtime) profilePolicy(profile any, alsoAllow any) *toolPolicy {
 	name, _ := profile.(string)
 	allow, ok := toolProfiles[name]
+	if name == "minimal" && rt.minimalNoGateway {
+		allow = []string{"session_status"}
+	}
 	if !ok {
 		return nil
 	}
@@ -225,7 +228,7 @@ func (rt *runtime) buildToolPolicies(agentTools map[string]any, sandboxMode, age
 	} else if isArr(globalTools["alsoAllow"]) {
 		also = globalTools["alsoAllow"]
 	}
-	if p := profilePolicy(profile, also); p != nil {
+	if p := rt.profilePolicy(profile, also); p != nil {
 		out = append(out, p)
 	}
 	if p := pickToolPolicy(globalTools); p != nil {

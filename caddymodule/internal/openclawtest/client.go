@@ -33,6 +33,7 @@ type Error struct {
 	Details struct {
 		Code         string `json:"code"`
 		MissingScope string `json:"missingScope"`
+		RequestID    string `json:"requestId"`
 	} `json:"details"`
 }
 

@@ -82,6 +82,12 @@ type Line struct {
 	PublicOrigin bool
 	// Roles reports whether gateway.roles exists.
 	Roles bool
+	// PairedDeviceCapped reports whether x-openclaw-scopes caps what a paired
+	// device gets on a trusted-proxy WebSocket connection. Where it does not,
+	// a device approved with `openclaw devices approve` keeps every scope it
+	// asked for at pairing (operator.admin included), whatever the proxy's
+	// rule grants.
+	PairedDeviceCapped bool
 	// NoScopes is the x-openclaw-scopes value this line was measured to read
 	// as "no scopes" (POST /tools/invoke answers 403 missing operator.write
 	// and a WebSocket connect gets hello-ok with no scopes).
@@ -99,8 +105,8 @@ const NoScopesUnmeasured = "clawgate.none"
 // Measured with the real gateway of each (caddymodule's release-line
 // end-to-end tests check every field again).
 var lines = []Line{
-	{Version: Version{2026, 9, 6}, IdentityScopes: true, DeviceAutoApprove: true, PublicOrigin: true, Roles: true, NoScopes: ""},
-	{Version: Version{2026, 8, 2}, IdentityScopes: true, DeviceAutoApprove: true, PublicOrigin: true, Roles: true, NoScopes: ""},
+	{Version: Version{2026, 9, 6}, IdentityScopes: true, DeviceAutoApprove: true, PublicOrigin: true, Roles: true, PairedDeviceCapped: true, NoScopes: ""},
+	{Version: Version{2026, 8, 2}, IdentityScopes: true, DeviceAutoApprove: true, PublicOrigin: true, Roles: true, PairedDeviceCapped: true, NoScopes: ""},
 	{Version: Version{2026, 7, 35}, NoScopes: ""},
 }
 
