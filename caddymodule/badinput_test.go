@@ -431,8 +431,9 @@ func denialType(body string) string {
 }
 
 // protectedName reports whether a header name, in any spelling, is one only the
-// guard may send: the names DESIGN.md says are stripped and then set by the
-// guard. It is written independently of the guard's own list.
+// guard may send: the identity and forwarding headers OpenClaw's trusted-proxy
+// mode reads, which the guard strips and then sets. It is written
+// independently of the guard's own list.
 func protectedName(name string) bool {
 	n := strings.ToLower(strings.Trim(name, " \t"))
 	n = strings.NewReplacer("_", "-", ".", "-").Replace(n)

@@ -34,7 +34,7 @@ import (
 //
 // By default the group runs in a shortened form inside the normal `go test`
 // (CI): 50 WebSocket sessions held 5 s, 4 reloads, short outages; well under
-// a minute on 2 cores. CLAWGATE_LOAD=full runs the issue's figures: 500
+// a minute on 2 cores. CLAWGATE_LOAD=full runs the figures SECURITY.md gives: 500
 // sessions held 60 s over 5 client nodes, 20 reloads, a 30 s control outage,
 // 10 audit flips:
 //
