@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clawgate/clawgate/caddymodule/internal/suites"
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
+	"github.com/clawgate/clawgate/tsnet"
 )
 
 // errorRouteFixture is a real Caddy with three guarded sites in front of one
@@ -257,34 +259,20 @@ http://127.0.0.1:%d {
 // through handle_errors, on a real tailnet, with its pairing code as
 // {clawgate.pairing_code} and in X-Clawgate-Pairing-Code.
 func TestPairingHoldReachesErrorRoutes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a tailnet")
-	}
+	suites.SkipShort(t, suites.Tailnet)
 	tn := tailnettest.New(t)
 	gw := tn.Config(t, "gw")
 	alice := tn.NewNode(t, "alice-laptop", tailnettest.WithLogin("alice@example.com"))
 	be := newBackend(t)
 	cfgPath, stateDir := gatewayDir(t, "alice@example.com")
 	storage := filepath.Join(t.TempDir(), "pairing.json")
-	startCaddyTailnet(t, fmt.Sprintf(`{
-	admin off
-	auto_https off
-	clawgate {
-		node gw {
-			control_url %s
-			state_dir %s
-			ephemeral
-		}
-		gateway home {
-			config %s
-			state_dir %s
-			pairing required {
-				storage %s
-			}
-		}
+	startCaddyTailnet(t, globalOptions{nodes: []tsnet.Config{gw}, clawgate: fmt.Sprintf(`gateway home {
+	config %s
+	state_dir %s
+	pairing required {
+		storage %s
 	}
-}
-http://:18080 {
+}`, cfgPath, stateDir, storage)}.String()+fmt.Sprintf(`http://:18080 {
 	bind clawgate/gw
 	clawgate %s {
 		gateway home
@@ -294,7 +282,7 @@ http://:18080 {
 		respond "held: code={clawgate.pairing_code} reason={clawgate.reason}" 403
 	}
 }
-`, tn.ControlURL, gw.StateDir, cfgPath, stateDir, storage, be.addr()))
+`, be.addr()))
 	(&tailnetFixture{tn: tn, alice: alice, bob: alice, ci: alice}).waitGW(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

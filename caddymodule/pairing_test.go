@@ -25,6 +25,7 @@ import (
 
 	"github.com/clawgate/clawgate/caddymodule/internal/pairing"
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
+	"github.com/clawgate/clawgate/tsnet"
 )
 
 const deviceCap = "example.com/cap/openclaw-device"
@@ -58,26 +59,15 @@ func newPairingFixture(t *testing.T) *pairingFixture {
 	f.admin = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	const port = 18080
 	f.siteURL = fmt.Sprintf("http://gw.%s:%d", tailnettest.Domain, port)
-	caddyfile := fmt.Sprintf(`{
-	admin %s
-	auto_https off
-	clawgate {
-		node gw {
-			control_url %s
-			state_dir %s
-			ephemeral
-		}
-		gateway home {
-			config %s
-			state_dir %s
-			pairing required {
-				storage %s
-				auto_approve tag:trusted cap:%s
-			}
-		}
+	gateway := fmt.Sprintf(`gateway home {
+	config %s
+	state_dir %s
+	pairing required {
+		storage %s
+		auto_approve tag:trusted cap:%s
 	}
-}
-http://:%d {
+}`, cfgPath, stateDir, f.storage, deviceCap)
+	caddyfile := globalOptions{nodes: []tsnet.Config{gw}, admin: f.admin, clawgate: gateway}.String() + fmt.Sprintf(`http://:%d {
 	bind clawgate/gw
 	clawgate %s {
 		gateway home
@@ -87,7 +77,7 @@ http://:%d {
 		allow tag:ci scopes operator.read
 	}
 }
-`, f.admin, f.tn.ControlURL, gw.StateDir, cfgPath, stateDir, f.storage, deviceCap, port, f.be.addr())
+`, port, f.be.addr())
 	f.cfg = startPairingCaddy(t, caddyfile, f.logPath)
 	f.waitGW(t)
 	t.Logf("tailnet with 7 nodes and Caddy up in %v", time.Since(begin))
