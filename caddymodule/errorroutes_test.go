@@ -22,11 +22,10 @@ import (
 // backend, and one whose only handle_errors handles 404.
 type errorRouteFixture struct {
 	*guardFixture
-	echo         string // handle_errors 401 403 429 503 { respond ... }
-	proxied      string // handle_errors { reverse_proxy <errBE> }
-	only404      string // handle_errors 404 { respond ... }
-	errBE        *backend
-	tokenInQuery string
+	echo    string // handle_errors 401 403 429 503 { respond ... }
+	proxied string // handle_errors { reverse_proxy <errBE> }
+	only404 string // handle_errors 404 { respond ... }
+	errBE   *backend
 }
 
 func newErrorRouteFixture(t *testing.T) *errorRouteFixture {
