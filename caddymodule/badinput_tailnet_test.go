@@ -22,6 +22,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"tailscale.com/wgengine/netstack"
 
+	"github.com/clawgate/clawgate/caddymodule/internal/suites"
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
 )
 
@@ -94,6 +95,7 @@ const guardFixtureRateLimit = `
 
 // newBIFixture starts the tailnet, the probe node and the suite's Caddy.
 func newBIFixture(t *testing.T) *biFixture {
+	suites.SkipShort(t, suites.BadInputTailnet)
 	tn := tailnettest.New(t)
 	gw := tn.Config(t, "gw")
 	probe := tn.NewNode(t, "probe", tailnettest.WithTags("tag:probe"))
@@ -135,14 +137,7 @@ func newBIFixture(t *testing.T) *biFixture {
 	tnOpts := guardFixtureOpts(opsFile, pemFile, biTailnetRateLimits)
 	tnHost := "gw." + tailnettest.Domain
 	be := f.be.addr()
-	cfg := biGlobal(fmt.Sprintf(`
-	clawgate {
-		node gw {
-			control_url %s
-			state_dir %s
-			ephemeral
-		}
-	}`, tn.ControlURL, gw.StateDir)) + fmt.Sprintf(`http://127.0.0.1:%d {
+	cfg := biGlobal(gw) + fmt.Sprintf(`http://127.0.0.1:%d {
 	clawgate %s {%s
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/release"
+	"github.com/clawgate/clawgate/tsnet"
 )
 
 // The bad-input suite: hundreds of hostile requests, written byte
@@ -431,8 +432,9 @@ func denialType(body string) string {
 }
 
 // protectedName reports whether a header name, in any spelling, is one only the
-// guard may send: the names DESIGN.md says are stripped and then set by the
-// guard. It is written independently of the guard's own list.
+// guard may send: the identity and forwarding headers OpenClaw's trusted-proxy
+// mode reads, which the guard strips and then sets. It is written
+// independently of the guard's own list.
 func protectedName(name string) bool {
 	n := strings.ToLower(strings.Trim(name, " \t"))
 	n = strings.NewReplacer("_", "-", ".", "-").Replace(n)
@@ -603,17 +605,12 @@ type routesFixture struct {
 // biGlobal is the global options of the suite's Caddy: the host's loopback
 // is a trusted fronting proxy whose X-Real-IP names the client, so cases can
 // speak as clients with distinct, non-loopback addresses. No tailnet peer is
-// trusted. extra goes inside the block (the clawgate app, for the tailnet).
-func biGlobal(extra string) string {
-	return `{
-	admin off
-	auto_https off
-	servers {
-		trusted_proxies static 127.0.0.1/32
-		client_ip_headers X-Real-IP
-	}` + extra + `
-}
-`
+// trusted. nodes are clawgate's tailnet nodes, for the tailnet cases.
+func biGlobal(nodes ...tsnet.Config) string {
+	return globalOptions{nodes: nodes, extra: `servers {
+	trusted_proxies static 127.0.0.1/32
+	client_ip_headers X-Real-IP
+}`}.String()
 }
 
 // newRoutes makes the routes fixture's tokens and backend; siteBlock is its
@@ -676,7 +673,7 @@ func (r *routesFixture) newSite(name, addr, host string) *biSite {
 func newRoutesFixture(t *testing.T) *routesFixture {
 	r := newRoutes(t)
 	port := freePort(t)
-	startCaddy(t, biGlobal("")+r.siteBlock(fmt.Sprintf("http://:%d", port), "127.0.0.1", ""))
+	startCaddy(t, biGlobal()+r.siteBlock(fmt.Sprintf("http://:%d", port), "127.0.0.1", ""))
 	hp := "127.0.0.1:" + itoa(port)
 	waitHTTP(t, "http://"+hp+"/")
 	r.site = r.newSite("routes", hp, hp)
@@ -1906,12 +1903,12 @@ func TestBadInputClosedGaps(t *testing.T) {
 func TestBadInputCapabilityURLs(t *testing.T) {
 	r := newRoutes(t)
 	refusal := `clawgate.capability_urls: server srv0 has clawgate guards with different rules for gateway "rest" (upstream ` + r.be.srv.Listener.Addr().String() + `)`
-	if err := loadCaddyErr(t, biGlobal("")+r.siteBlock(fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), "127.0.0.1", "\n\t\tcapability_urls")); err == nil || !strings.Contains(err.Error(), refusal) {
+	if err := loadCaddyErr(t, biGlobal()+r.siteBlock(fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), "127.0.0.1", "\n\t\tcapability_urls")); err == nil || !strings.Contains(err.Error(), refusal) {
 		t.Fatalf("the routes site with capability_urls: %v; want %q", err, refusal)
 	}
 
 	port := freePort(t)
-	startCaddy(t, biGlobal("")+fmt.Sprintf(`http://:%d {
+	startCaddy(t, biGlobal()+fmt.Sprintf(`http://:%d {
 	bind 127.0.0.1
 	clawgate %s {
 		gateway rest

@@ -21,6 +21,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/clawgate/clawgate/caddymodule/internal/edge"
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
+	"github.com/clawgate/clawgate/tsnet"
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
 )
@@ -217,24 +218,13 @@ func BenchmarkGuardAllowTailnet(b *testing.B) {
 	be := newBackend(b)
 	port := freePort(b)
 	b.Cleanup(func() { waitNodesClosed(b) }) // after startCaddy's Stop
-	startCaddy(b, fmt.Sprintf(`{
-	admin off
-	auto_https off
-	clawgate {
-		node gw {
-			control_url %s
-			state_dir %s
-			ephemeral
-		}
-	}
-}
-http://:%d {
+	startCaddy(b, globalOptions{nodes: []tsnet.Config{gw}}.String()+fmt.Sprintf(`http://:%d {
 	bind clawgate/gw
 	clawgate %s {
 		allow user:alice@example.com scopes operator.read,operator.write
 	}
 }
-`, tn.ControlURL, gw.StateDir, port, be.addr()))
+`, port, be.addr()))
 	var gwIP netip.Addr
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if p := nodeByName("gw"); p != nil && len(p.tailnetIPs()) > 0 {

@@ -18,7 +18,9 @@ import (
 
 	"github.com/clawgate/clawgate/caddymodule/internal/browsertest"
 	"github.com/clawgate/clawgate/caddymodule/internal/openclawtest"
+	"github.com/clawgate/clawgate/caddymodule/internal/suites"
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
+	"github.com/clawgate/clawgate/tsnet"
 )
 
 // The real Control UI of the real OpenClaw gateway, loaded by a real
@@ -34,9 +36,7 @@ import (
 // on its real https://<node>.<tailnet>.ts.net origin. The node-certificate
 // path itself is not exercised here.
 func TestControlUIBrowser(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts the real OpenClaw gateway and Chromium; skipped under -short")
-	}
+	suites.SkipShort(t, suites.Browser)
 	chromium := browsertest.Chromium(t)
 	openclawtest.Require(t)
 	begin := time.Now()
@@ -154,54 +154,44 @@ func newBrowserFixture(t testing.TB, baseline bool) *browserFixture {
 `, f.baselineURL, port, f.alice.IPs[0], ocAlice)
 	}
 	t.Cleanup(func() { waitNodesClosed(t) }) // runs after startCaddy's Stop
-	startCaddy(t, fmt.Sprintf(`{
-	admin %[13]s
-	skip_install_trust
-	auto_https disable_redirects
-	storage file_system %[2]s
-	%[15]s
-	clawgate {
-		node gw {
-			control_url %[3]s
-			state_dir %[1]s
-			ephemeral
-		}
-		gateway %[4]s {
-			config %[5]s
-			state_dir %[6]s
-			upstream 127.0.0.1:%[7]d
-			origins %[8]s
-		}
-		gateway %[9]s {
-			config %[5]s
-			state_dir %[6]s
-			upstream 127.0.0.1:%[7]d
-			origins %[10]s
-			pairing required {
-				storage %[11]s
-			}
-		}
-	}
+	// The gateway blocks and the sites share one list of values.
+	args := []any{browserGate, f.gw.ConfigPath(), f.gw.StateDir(), port, f.siteURL,
+		browserPairedGate, f.pairedURL, filepath.Join(storage, "pairing.json"), ocAlice, baselineSite}
+	gateways := fmt.Sprintf(`gateway %[1]s {
+	config %[2]s
+	state_dir %[3]s
+	upstream 127.0.0.1:%[4]d
+	origins %[5]s
 }
-%[8]s {
+gateway %[6]s {
+	config %[2]s
+	state_dir %[3]s
+	upstream 127.0.0.1:%[4]d
+	origins %[7]s
+	pairing required {
+		storage %[8]s
+	}
+}`, args...)
+	global := globalOptions{nodes: []tsnet.Config{gw}, admin: f.admin, tlsInternal: true, clawgate: gateways,
+		extra: "auto_https disable_redirects\nstorage file_system " + storage + "\n" + protocols}
+	startCaddy(t, global.String()+fmt.Sprintf(`%[5]s {
 	bind clawgate/gw
 	tls internal
-	clawgate 127.0.0.1:%[7]d {
-		gateway %[4]s
+	clawgate 127.0.0.1:%[4]d {
+		gateway %[1]s
 		capability_urls
-		allow user:%[12]s scopes operator.read,operator.write
+		allow user:%[9]s scopes operator.read,operator.write
 	}
 }
-%[10]s {
+%[7]s {
 	bind clawgate/gw
 	tls internal
-	clawgate 127.0.0.1:%[7]d {
-		gateway %[9]s
-		allow user:%[12]s scopes operator.read,operator.write
+	clawgate 127.0.0.1:%[4]d {
+		gateway %[6]s
+		allow user:%[9]s scopes operator.read,operator.write
 	}
 }
-%[14]s`, gw.StateDir, storage, f.tn.ControlURL, browserGate, f.gw.ConfigPath(), f.gw.StateDir(), port, f.siteURL,
-		browserPairedGate, f.pairedURL, filepath.Join(storage, "pairing.json"), ocAlice, f.admin, baselineSite, protocols))
+%[10]s`, args...))
 	waitNodeUp(t, "gw")
 	for _, n := range []*tailnettest.Node{f.alice, f.bob, f.tablet} {
 		f.tn.WaitPeer(t, n, "gw")

@@ -275,8 +275,6 @@ func parseClawgateDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue
 	return []httpcaddyfile.ConfigValue{{Class: "route", Value: route}}, nil
 }
 
-const scopesHeader = "x-openclaw-scopes"
-
 // upstreamDial turns the guard's upstream into reverse_proxy's dial address.
 func upstreamDial(s string) string {
 	s = strings.TrimPrefix(s, "http://")

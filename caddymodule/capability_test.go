@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
+	"github.com/clawgate/clawgate/tsnet"
 )
 
 func TestRedactCapabilityPath(t *testing.T) {
@@ -39,42 +40,30 @@ func TestRedactCapabilityPath(t *testing.T) {
 // capabilitySite is a tailnet site whose one guard serves capability URLs,
 // with Caddy's access log and every other log written to files through the
 // log filter the guard's load-time warning and the documentation give.
-func capabilitySite(f *tailnetFixture, stateDir, accessLog, mainLog string) string {
-	return fmt.Sprintf(`{
-	admin off
-	auto_https off
-	log {
-		output file %[1]s
-		level DEBUG
-		format filter {
-			request>uri regexp `+"`%[6]s`"+` /__openclaw__/REDACTED
-			request>headers>Referer regexp `+"`%[6]s`"+` /__openclaw__/REDACTED
-		}
+func capabilitySite(f *tailnetFixture, gw tsnet.Config, accessLog, mainLog string) string {
+	return globalOptions{nodes: []tsnet.Config{gw}, extra: fmt.Sprintf(`log {
+	output file %[1]s
+	level DEBUG
+	format filter {
+		request>uri regexp `+"`%[2]s`"+` /__openclaw__/REDACTED
+		request>headers>Referer regexp `+"`%[2]s`"+` /__openclaw__/REDACTED
 	}
-	clawgate {
-		node gw {
-			control_url %[2]s
-			state_dir %[3]s
-			ephemeral
-		}
-	}
-}
-http://:%[4]d {
+}`, mainLog, capabilityURIPattern)}.String() + fmt.Sprintf(`http://:%[1]d {
 	bind clawgate/gw
 	log {
-		output file %[5]s
+		output file %[2]s
 		format filter {
-			request>uri regexp `+"`%[6]s`"+` /__openclaw__/REDACTED
-			request>headers>Referer regexp `+"`%[6]s`"+` /__openclaw__/REDACTED
+			request>uri regexp `+"`%[3]s`"+` /__openclaw__/REDACTED
+			request>headers>Referer regexp `+"`%[3]s`"+` /__openclaw__/REDACTED
 		}
 	}
-	clawgate %[7]s {
+	clawgate %[4]s {
 		gateway home
 		capability_urls
 		allow user:alice@example.com scopes operator.read,operator.write
 	}
 }
-`, mainLog, f.tn.ControlURL, stateDir, f.port, accessLog, capabilityURIPattern, f.be.addr())
+`, f.port, accessLog, capabilityURIPattern, f.be.addr())
 }
 
 // TestCapabilityURLsTailnet: with capability_urls, a capability URL is
@@ -91,7 +80,7 @@ func TestCapabilityURLsTailnet(t *testing.T) {
 	f.siteURL = fmt.Sprintf("http://gw.%s:%d", tailnettest.Domain, f.port)
 	dir := t.TempDir()
 	accessLog, mainLog := filepath.Join(dir, "access.log"), filepath.Join(dir, "caddy.log")
-	startCaddyTailnet(t, capabilitySite(f, gw.StateDir, accessLog, mainLog))
+	startCaddyTailnet(t, capabilitySite(f, gw, accessLog, mainLog))
 	f.waitGW(t)
 
 	token := "capTok" + randToken(t, 24)

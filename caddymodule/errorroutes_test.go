@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clawgate/clawgate/caddymodule/internal/suites"
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
+	"github.com/clawgate/clawgate/tsnet"
 )
 
 // errorRouteFixture is a real Caddy with three guarded sites in front of one
@@ -20,11 +22,10 @@ import (
 // backend, and one whose only handle_errors handles 404.
 type errorRouteFixture struct {
 	*guardFixture
-	echo         string // handle_errors 401 403 429 503 { respond ... }
-	proxied      string // handle_errors { reverse_proxy <errBE> }
-	only404      string // handle_errors 404 { respond ... }
-	errBE        *backend
-	tokenInQuery string
+	echo    string // handle_errors 401 403 429 503 { respond ... }
+	proxied string // handle_errors { reverse_proxy <errBE> }
+	only404 string // handle_errors 404 { respond ... }
+	errBE   *backend
 }
 
 func newErrorRouteFixture(t *testing.T) *errorRouteFixture {
@@ -257,33 +258,18 @@ http://127.0.0.1:%d {
 // through handle_errors, on a real tailnet, with its pairing code as
 // {clawgate.pairing_code} and in X-Clawgate-Pairing-Code.
 func TestPairingHoldReachesErrorRoutes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a tailnet")
-	}
+	suites.SkipShort(t, suites.Tailnet)
 	tn := tailnettest.New(t)
 	gw := tn.Config(t, "gw")
 	alice := tn.NewNode(t, "alice-laptop", tailnettest.WithLogin("alice@example.com"))
 	be := newBackend(t)
 	cfgPath, stateDir := gatewayDir(t, "alice@example.com")
 	storage := t.TempDir()
-	startCaddyTailnet(t, fmt.Sprintf(`{
-	admin off
-	auto_https off
-	storage file_system %s
-	clawgate {
-		node gw {
-			control_url %s
-			state_dir %s
-			ephemeral
-		}
-		gateway home {
-			config %s
-			state_dir %s
-			pairing required
-		}
-	}
-}
-http://:18080 {
+	startCaddyTailnet(t, globalOptions{nodes: []tsnet.Config{gw}, extra: "storage file_system " + storage, clawgate: fmt.Sprintf(`gateway home {
+	config %s
+	state_dir %s
+	pairing required
+}`, cfgPath, stateDir)}.String()+fmt.Sprintf(`http://:18080 {
 	bind clawgate/gw
 	clawgate %s {
 		gateway home
@@ -293,7 +279,7 @@ http://:18080 {
 		respond "held: code={clawgate.pairing_code} reason={clawgate.reason}" 403
 	}
 }
-`, storage, tn.ControlURL, gw.StateDir, cfgPath, stateDir, be.addr()))
+`, be.addr()))
 	(&tailnetFixture{tn: tn, alice: alice, bob: alice, ci: alice}).waitGW(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -23,6 +23,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddypki"
 
+	"github.com/clawgate/clawgate/caddymodule/internal/suites"
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
 	"tailscale.com/tailcfg"
 )
@@ -98,9 +99,7 @@ type exampleRequest struct {
 // onboarded openclaw.json and the secrets the example documents in the
 // environment, and sends one allowed request through each guarded site.
 func TestExamplesStart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a tailnet per example")
-	}
+	suites.SkipShort(t, suites.Tailnet)
 	tests := []struct {
 		file     string
 		channels string // the gateway's channels as the example documents them, JSON5

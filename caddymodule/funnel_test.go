@@ -256,18 +256,7 @@ func newFunnelFixture(t *testing.T) *funnelFixture {
 	f.alice = f.tn.NewNode(t, "alice-laptop", tailnettest.WithLogin("alice@example.com"))
 
 	granted := grantFunnel(f.tn, "gw")
-	startCaddyTailnet(t, fmt.Sprintf(`{
-	admin off
-	skip_install_trust
-	clawgate {
-		node gw {
-			control_url %s
-			state_dir %s
-			ephemeral
-		}
-	}
-}
-https://%s:8443 {
+	startCaddyTailnet(t, globalOptions{nodes: []tsnet.Config{gw}, tlsInternal: true}.String()+fmt.Sprintf(`https://%s:8443 {
 	bind clawgate+funnel/gw
 	tls internal
 	handle /telegram-webhook {
@@ -289,7 +278,7 @@ http://:18080 {
 		allow user:alice@example.com scopes operator.read
 	}
 }
-`, f.tn.ControlURL, gw.StateDir, funnelHost, f.be.addr(), f.ui.addr()))
+`, funnelHost, f.be.addr(), f.ui.addr()))
 	<-granted
 	(&tailnetFixture{tn: f.tn, alice: f.alice, bob: f.relay, ci: f.relay}).waitGW(t)
 

@@ -3,10 +3,12 @@ package caddymodule
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +20,8 @@ import (
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 	"github.com/coder/websocket"
+
+	"github.com/clawgate/clawgate/tsnet"
 )
 
 // caddyMu serialises tests that load Caddy: its running config is process-global.
@@ -126,6 +130,186 @@ func quietConfig(t testing.TB, cfg []byte) []byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// globalOptions is the global options block a test's Caddyfile starts with,
+// clawgate's nodes on the in-process tailnet included. Its zero value is what
+// most tests want: the admin endpoint off, so that test packages running at
+// once never meet on Caddy's default admin port, and automatic HTTPS off, for
+// plain http:// sites.
+type globalOptions struct {
+	// nodes are clawgate's tailnet nodes, as tailnettest.Tailnet.Config
+	// returns them: each joins its tailnet's control server with its own
+	// state directory. Default: none.
+	nodes []tsnet.Config
+	// nodeLines are further lines in every node block, such as `port 41641`.
+	nodeLines string
+	// admin is the admin endpoint's address. Default: off.
+	admin string
+	// tlsInternal leaves automatic HTTPS on for https:// sites, which get
+	// certificates from Caddy's internal CA (`tls internal`; the test control
+	// server issues none) without it being installed in the system's trust
+	// store.
+	tlsInternal bool
+	// extra holds further global options, verbatim: a servers, log or
+	// storage block.
+	extra string
+	// clawgate holds further lines of the clawgate block: its gateway blocks.
+	clawgate string
+}
+
+// String renders the block, ending in a newline, for the sites to follow.
+func (g globalOptions) String() string {
+	var b strings.Builder
+	b.WriteString("{\n")
+	if g.admin == "" {
+		b.WriteString("\tadmin off\n")
+	} else {
+		b.WriteString("\tadmin " + g.admin + "\n")
+	}
+	if g.tlsInternal {
+		b.WriteString("\tskip_install_trust\n")
+	} else {
+		b.WriteString("\tauto_https off\n")
+	}
+	if extra := strings.Trim(g.extra, "\n"); extra != "" {
+		b.WriteString(indentLines(extra, "\t") + "\n")
+	}
+	if len(g.nodes) > 0 || strings.TrimSpace(g.clawgate) != "" {
+		b.WriteString("\tclawgate {\n")
+		for _, n := range g.nodes {
+			b.WriteString("\t\tnode " + n.Hostname + " {\n")
+			b.WriteString("\t\t\tcontrol_url " + n.ControlURL + "\n")
+			b.WriteString("\t\t\tstate_dir " + n.StateDir + "\n")
+			if n.Ephemeral {
+				b.WriteString("\t\t\tephemeral\n")
+			}
+			if lines := strings.Trim(g.nodeLines, "\n"); lines != "" {
+				b.WriteString(indentLines(lines, "\t\t\t") + "\n")
+			}
+			b.WriteString("\t\t}\n")
+		}
+		if lines := strings.Trim(g.clawgate, "\n"); lines != "" {
+			b.WriteString(indentLines(lines, "\t\t") + "\n")
+		}
+		b.WriteString("\t}\n")
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+// TestGlobalOptions checks the Caddy config each form of the preamble adapts
+// to: the tailnet tests rely on every node joining the test's control server
+// from its own state directory, and on the admin endpoint being off.
+func TestGlobalOptions(t *testing.T) {
+	gw := tsnet.Config{Hostname: "gw", ControlURL: "http://127.0.0.1:9911", StateDir: "/tmp/state/gw", Ephemeral: true}
+	claw := tsnet.Config{Hostname: "claw", ControlURL: "http://127.0.0.1:9911", StateDir: "/tmp/state/claw"}
+	type node struct {
+		ControlURL string `json:"control_url"`
+		StateDir   string `json:"state_dir"`
+		Ephemeral  bool   `json:"ephemeral"`
+		Port       int    `json:"port"`
+	}
+	type adapted struct {
+		Admin struct {
+			Disabled bool   `json:"disabled"`
+			Listen   string `json:"listen"`
+		} `json:"admin"`
+		Apps struct {
+			Clawgate *struct {
+				Nodes    map[string]node            `json:"nodes"`
+				Gateways map[string]json.RawMessage `json:"gateways"`
+			} `json:"clawgate"`
+			HTTP struct {
+				Servers map[string]struct {
+					AutoHTTPS *struct {
+						Disable bool `json:"disable"`
+					} `json:"automatic_https"`
+					Protocols []string `json:"protocols"`
+				} `json:"servers"`
+			} `json:"http"`
+			PKI *struct {
+				CAs map[string]struct {
+					InstallTrust *bool `json:"install_trust"`
+				} `json:"certificate_authorities"`
+			} `json:"pki"`
+		} `json:"apps"`
+	}
+	tests := []struct {
+		name  string
+		g     globalOptions
+		check func(t *testing.T, a adapted)
+	}{
+		{"zero value", globalOptions{}, func(t *testing.T, a adapted) {
+			if !a.Admin.Disabled {
+				t.Error("admin endpoint on, want off")
+			}
+			if a.Apps.Clawgate != nil {
+				t.Error("a clawgate app without nodes or gateways")
+			}
+			if s := a.Apps.HTTP.Servers["srv0"]; s.AutoHTTPS == nil || !s.AutoHTTPS.Disable {
+				t.Error("automatic HTTPS on, want off")
+			}
+		}},
+		{"nodes, admin, gateways and more options", globalOptions{
+			nodes: []tsnet.Config{gw, claw}, nodeLines: "port 41641", admin: "127.0.0.1:2999",
+			extra: "servers {\n\tprotocols h1 h2\n}", clawgate: "gateway home {\n\tconfig /tmp/openclaw.json\n}",
+		}, func(t *testing.T, a adapted) {
+			if a.Admin.Disabled || a.Admin.Listen != "127.0.0.1:2999" {
+				t.Errorf("admin = %+v, want listening on 127.0.0.1:2999", a.Admin)
+			}
+			if a.Apps.Clawgate == nil {
+				t.Fatal("no clawgate app")
+			}
+			want := map[string]node{
+				"gw":   {ControlURL: gw.ControlURL, StateDir: gw.StateDir, Ephemeral: true, Port: 41641},
+				"claw": {ControlURL: claw.ControlURL, StateDir: claw.StateDir, Port: 41641},
+			}
+			if !maps.Equal(a.Apps.Clawgate.Nodes, want) {
+				t.Errorf("nodes = %+v, want %+v", a.Apps.Clawgate.Nodes, want)
+			}
+			if _, ok := a.Apps.Clawgate.Gateways["home"]; !ok || len(a.Apps.Clawgate.Gateways) != 1 {
+				t.Errorf("gateways = %s, want home alone", a.Apps.Clawgate.Gateways)
+			}
+			if got := a.Apps.HTTP.Servers["srv0"].Protocols; !slices.Equal(got, []string{"h1", "h2"}) {
+				t.Errorf("the servers option did not reach the server: protocols %q", got)
+			}
+		}},
+		{"internal CA", globalOptions{tlsInternal: true}, func(t *testing.T, a adapted) {
+			if s := a.Apps.HTTP.Servers["srv0"]; s.AutoHTTPS != nil && s.AutoHTTPS.Disable {
+				t.Error("automatic HTTPS off, want on for tls internal")
+			}
+			if a.Apps.PKI == nil || a.Apps.PKI.CAs["local"].InstallTrust == nil || *a.Apps.PKI.CAs["local"].InstallTrust {
+				t.Error("the internal CA would be installed in the system's trust store")
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			caddyfile := tt.g.String() + "http://:8080 {\n\trespond ok\n}\n"
+			var a adapted
+			if err := json.Unmarshal([]byte(adaptJSON(t, caddyfile)), &a); err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, a)
+			if t.Failed() {
+				t.Logf("Caddyfile:\n%s", caddyfile)
+			}
+		})
+	}
+}
+
+// indentLines puts indent before every line of s but empty ones. Blocks are
+// written flush left and land at the depth they belong at; the Caddyfile
+// does not depend on it, but a failing test prints the config.
+func indentLines(s, indent string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		if l != "" {
+			lines[i] = indent + l
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 // freePort returns a loopback TCP port that was free a moment ago.

@@ -14,7 +14,9 @@ import (
 	"github.com/coder/websocket"
 	"tailscale.com/tailcfg"
 
+	"github.com/clawgate/clawgate/caddymodule/internal/suites"
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
+	"github.com/clawgate/clawgate/tsnet"
 )
 
 // identityFixture is a real tailnet and a real Caddy on the clawgate node
@@ -56,33 +58,23 @@ func newIdentityFixture(t *testing.T) *identityFixture {
 	f.homeURL = fmt.Sprintf("http://gw.%s:%d", tailnettest.Domain, f.homePort)
 	f.capsURL = fmt.Sprintf("http://gw.%s:%d", tailnettest.Domain, f.capsPort)
 	f.pairedURL = fmt.Sprintf("http://gw.%s:%d", tailnettest.Domain, f.capsPort+1)
-	caddyfile := fmt.Sprintf(`{
-	admin %s
-	auto_https off
-	clawgate {
-		node gw {
-			control_url %s
-			state_dir %s
-			ephemeral
-		}
-		gateway home {
-			config %s
-			state_dir %s
-			pairing required {
-				storage %s
-			}
-		}
-		gateway paired {
-			config %s
-			state_dir %s
-			pairing required {
-				storage %s
-				auto_approve cap:%s
-			}
-		}
+	gateways := fmt.Sprintf(`gateway home {
+	config %s
+	state_dir %s
+	pairing required {
+		storage %s
 	}
 }
-http://:%d {
+gateway paired {
+	config %s
+	state_dir %s
+	pairing required {
+		storage %s
+		auto_approve cap:%s
+	}
+}`, cfgPath, stateDir, filepath.Join(dir, "pairing-home.json"),
+		pairedCfg, pairedState, filepath.Join(dir, "pairing-paired.json"), identityCap)
+	caddyfile := globalOptions{nodes: []tsnet.Config{gw}, admin: f.admin, clawgate: gateways}.String() + fmt.Sprintf(`http://:%d {
 	bind clawgate/gw
 	vars client_ip {http.request.header.%s}
 	clawgate %s {
@@ -105,9 +97,7 @@ http://:%d {
 		allow user:carol@example.com scopes operator.read
 	}
 }
-`, f.admin, f.tn.ControlURL, gw.StateDir, cfgPath, stateDir, filepath.Join(dir, "pairing-home.json"),
-		pairedCfg, pairedState, filepath.Join(dir, "pairing-paired.json"), identityCap,
-		f.homePort, spoofedClient, f.be.addr(), f.capsPort, f.be.addr(), identityCap, f.capsPort+1, f.be.addr())
+`, f.homePort, spoofedClient, f.be.addr(), f.capsPort, f.be.addr(), identityCap, f.capsPort+1, f.be.addr())
 	startPairingCaddy(t, caddyfile, filepath.Join(dir, "clawgate.log"))
 	f.pairing = &pairingFixture{tn: f.tn, be: f.be, admin: f.admin, siteURL: f.homeURL}
 	deadline := time.Now().Add(60 * time.Second)
@@ -203,9 +193,7 @@ func errorsIsDeadline(err error) bool {
 // connection's own peer, whatever Caddy's client_ip says; a revoke closes
 // exactly the revoked device's WebSockets.
 func TestTailnetClientAddressIsThePeer(t *testing.T) {
-	if testing.Short() {
-		t.Skip("real tailnet")
-	}
+	suites.SkipShort(t, suites.Tailnet)
 	f := newIdentityFixture(t)
 	spoof := http.Header{spoofedClient: {f.aliceIP}}
 
@@ -270,9 +258,7 @@ func TestTailnetClientAddressIsThePeer(t *testing.T) {
 // within a second: where a rule admits by it (cap:) and where pairing
 // approved the device by it (auto_approve cap:).
 func TestTailnetGrantRevokedMidSession(t *testing.T) {
-	if testing.Short() {
-		t.Skip("real tailnet")
-	}
+	suites.SkipShort(t, suites.Tailnet)
 	f := newIdentityFixture(t)
 	if st, body := f.do(t, f.carol, f.capsURL+"/", nil); st != http.StatusOK {
 		t.Fatalf("carol with the grant: %d %s, want 200", st, body)
@@ -347,10 +333,9 @@ func TestTailnetGrantRevokedMidSession(t *testing.T) {
 // trusted_proxies covers tailnet addresses is refused at load, naming the
 // range; ranges that stay off the tailnet load.
 func TestTailnetTrustedProxiesRefused(t *testing.T) {
-	if testing.Short() {
-		t.Skip("real tailnet")
-	}
+	suites.SkipShort(t, suites.Tailnet)
 	tn := tailnettest.New(t)
+	gw := tn.Config(t, "gw")
 	be := newBackend(t)
 	config := func(trusted, bind string, guarded bool) string {
 		handler := fmt.Sprintf(`clawgate %s {
@@ -359,25 +344,13 @@ func TestTailnetTrustedProxiesRefused(t *testing.T) {
 		if !guarded {
 			handler = "respond ok"
 		}
-		return fmt.Sprintf(`{
-	admin off
-	auto_https off
-	servers {
-		trusted_proxies %s
-	}
-	clawgate {
-		node gw {
-			control_url %s
-			state_dir %s
-			ephemeral
-		}
-	}
-}
-http://:18080 {
+		node := gw
+		node.StateDir = filepath.Join(t.TempDir(), "gw") // each case's node starts afresh
+		return globalOptions{nodes: []tsnet.Config{node}, extra: "servers {\n\ttrusted_proxies " + trusted + "\n}"}.String() + fmt.Sprintf(`http://:18080 {
 	bind %s
 	%s
 }
-`, trusted, tn.ControlURL, filepath.Join(t.TempDir(), "gw"), bind, handler)
+`, bind, handler)
 	}
 	tests := []struct {
 		name, trusted, bind string

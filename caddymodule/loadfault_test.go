@@ -23,7 +23,9 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/coder/websocket"
 
+	"github.com/clawgate/clawgate/caddymodule/internal/suites"
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
+	"github.com/clawgate/clawgate/tsnet"
 )
 
 // The load and fault group. One in-process tailnet, one real
@@ -34,7 +36,7 @@ import (
 //
 // By default the group runs in a shortened form inside the normal `go test`
 // (CI): 50 WebSocket sessions held 5 s, 4 reloads, short outages; well under
-// a minute on 2 cores. CLAWGATE_LOAD=full runs the issue's figures: 500
+// a minute on 2 cores. CLAWGATE_LOAD=full runs the figures SECURITY.md gives: 500
 // sessions held 60 s over 5 client nodes, 20 reloads, a 30 s control outage,
 // 10 audit flips:
 //
@@ -69,9 +71,7 @@ func loadPlanFromEnv() loadPlan {
 }
 
 func TestLoadFault(t *testing.T) {
-	if testing.Short() {
-		t.Skip("load and fault group skipped in -short mode")
-	}
+	suites.SkipShort(t, suites.LoadFault)
 	plan := loadPlanFromEnv()
 	t.Logf("plan %q (CLAWGATE_LOAD=full for the full group): %+v", plan.name, plan)
 	f := newLoadFixture(t, plan)
@@ -102,8 +102,8 @@ func newLoadFixture(t *testing.T, plan loadPlan) *loadFixture {
 	// taking the established control connections with it (closing testcontrol's
 	// own server would leave its hijacked Noise connections open).
 	f.ctl = newTCPProxy(t, f.tn.Control.HTTPTestServer.Listener.Addr().String())
-	f.tn.ControlURL = "http://" + f.ctl.addr
-	gw := f.tn.Config(t, "gw")
+	f.tn.ControlURL = f.ctl.url()
+	gw := f.tn.Config(t, "gw") // joins through the proxy
 	for i := range plan.clientNodes {
 		f.clients = append(f.clients, f.tn.NewNode(t, fmt.Sprintf("load-%d", i), tailnettest.WithLogin("alice@example.com")))
 	}
@@ -112,22 +112,8 @@ func newLoadFixture(t *testing.T, plan loadPlan) *loadFixture {
 	const port = 18080
 	f.base = fmt.Sprintf("http://gw.%s:%d", tailnettest.Domain, port)
 	f.caddyfile = func(variant int) string {
-		return fmt.Sprintf(`{
-	admin off
-	auto_https off
-	clawgate {
-		node gw {
-			control_url %s
-			state_dir %s
-			ephemeral
-		}
-		gateway home {
-			config %s
-			state_dir %s
-		}
-	}
-}
-http://:%d {
+		gateway := fmt.Sprintf("gateway home {\n\tconfig %s\n\tstate_dir %s\n}", f.cfgPath, stateDir)
+		return globalOptions{nodes: []tsnet.Config{gw}, clawgate: gateway}.String() + fmt.Sprintf(`http://:%d {
 	bind clawgate/gw
 	header X-Load-Variant "%d"
 	clawgate %s {
@@ -135,7 +121,7 @@ http://:%d {
 		allow user:alice@example.com scopes operator.read,operator.write
 	}
 }
-`, f.ctl.url(), gw.StateDir, f.cfgPath, stateDir, port, variant, f.be.addr)
+`, port, variant, f.be.addr)
 	}
 	t.Cleanup(func() { waitNodesClosed(t) }) // as startCaddyTailnet
 	startLoadCaddy(t, f.caddyfile(0))

@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
+	"github.com/clawgate/clawgate/tsnet"
 )
 
 // gatewayDir writes a gateway's state dir and openclaw.json (trusted-proxy,
@@ -53,9 +54,9 @@ func writeAtomic(t testing.TB, path, content string) {
 // gateway.
 func TestSeveralGateways(t *testing.T) {
 	tn := tailnettest.New(t)
-	nodeCfg := map[string]string{}
+	var nodes []tsnet.Config
 	for _, n := range []string{"alice-claw", "bob-claw", "claw"} {
-		nodeCfg[n] = tn.Config(t, n).StateDir
+		nodes = append(nodes, tn.Config(t, n))
 	}
 	alice := tn.NewNode(t, "alice-laptop", tailnettest.WithLogin("alice@example.com"))
 	bob := tn.NewNode(t, "bob-phone", tailnettest.WithLogin("bob@example.com"))
@@ -67,26 +68,17 @@ func TestSeveralGateways(t *testing.T) {
 	aliceTok := randToken(t, 32)
 	t.Setenv("CG_TEST_ALICE_TOKEN", aliceTok)
 
-	nodeBlock := func(name string) string {
-		return fmt.Sprintf("\t\tnode %s {\n\t\t\tcontrol_url %s\n\t\t\tstate_dir %s\n\t\t\tephemeral\n\t\t}\n", name, tn.ControlURL, nodeCfg[name])
-	}
 	const port = 18080
 	host := func(node string) string { return fmt.Sprintf("%s.%s:%d", node, tailnettest.Domain, port) }
-	startCaddyTailnet(t, fmt.Sprintf(`{
-	admin off
-	auto_https off
-	clawgate {
-%s%s%s		gateway alice {
-			config %s
-			state_dir %s
-		}
-		gateway bob {
-			config %s
-			state_dir %s
-		}
-	}
+	gateways := fmt.Sprintf(`gateway alice {
+	config %s
+	state_dir %s
 }
-http://%s {
+gateway bob {
+	config %s
+	state_dir %s
+}`, cfgA, stateA, cfgB, stateB)
+	startCaddyTailnet(t, globalOptions{nodes: nodes, clawgate: gateways}.String()+fmt.Sprintf(`http://%s {
 	bind clawgate/alice-claw
 	clawgate %s {
 		gateway alice
@@ -138,8 +130,7 @@ http://%s {
 		respond "clawgate: no gateway for this user" 403
 	}
 }
-`, nodeBlock("alice-claw"), nodeBlock("bob-claw"), nodeBlock("claw"), cfgA, stateA, cfgB, stateB,
-		host("alice-claw"), beA.addr(), host("bob-claw"), beB.addr(),
+`, host("alice-claw"), beA.addr(), host("bob-claw"), beB.addr(),
 		host("claw"), beB.addr(), beA.addr(), beB.addr()))
 	for _, n := range []string{"alice-claw", "bob-claw", "claw"} {
 		deadline := time.Now().Add(60 * time.Second)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/clawgate/clawgate/caddymodule/internal/openclawtest"
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
+	"github.com/clawgate/clawgate/tsnet"
 )
 
 // The real OpenClaw gateway behind clawgate, reached over the in-process
@@ -100,32 +101,20 @@ func newOCFixture(t *testing.T, gatewayConfig map[string]any, gate, guard string
 	f.ci = f.tn.NewNode(t, "ci-bot", tailnettest.WithTags("tag:ci"))
 	gateBlock := ""
 	if gate != "" {
-		gateBlock = fmt.Sprintf(`
-		gateway %s {
-			config %s
-			state_dir %s
-			upstream 127.0.0.1:%d
-			origins %s
-		}`, gate, f.gw.ConfigPath(), f.gw.StateDir(), port, ocSiteURL)
+		gateBlock = fmt.Sprintf(`gateway %s {
+	config %s
+	state_dir %s
+	upstream 127.0.0.1:%d
+	origins %s
+}`, gate, f.gw.ConfigPath(), f.gw.StateDir(), port, ocSiteURL)
 	}
-	startCaddyTailnet(t, fmt.Sprintf(`{
-	admin off
-	auto_https off
-	clawgate {
-		node gw {
-			control_url %s
-			state_dir %s
-			ephemeral
-		}%s
-	}
-}
-http://:%d {
+	startCaddyTailnet(t, globalOptions{nodes: []tsnet.Config{gw}, clawgate: gateBlock}.String()+fmt.Sprintf(`http://:%d {
 	bind clawgate/gw
 	clawgate 127.0.0.1:%d {
 %s
 	}
 }
-`, f.tn.ControlURL, gw.StateDir, gateBlock, ocSitePort, port, guard))
+`, ocSitePort, port, guard))
 	(&tailnetFixture{tn: f.tn, alice: f.alice, bob: f.bob, ci: f.ci}).waitGW(t)
 	t.Logf("tailnet with 4 nodes and Caddy up in %v", time.Since(start).Round(10*time.Millisecond))
 	if gate != "" {

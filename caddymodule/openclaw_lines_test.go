@@ -16,7 +16,9 @@ import (
 
 	"github.com/clawgate/clawgate/caddymodule/internal/openclawtest"
 	"github.com/clawgate/clawgate/caddymodule/internal/release"
+	"github.com/clawgate/clawgate/caddymodule/internal/suites"
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
+	"github.com/clawgate/clawgate/tsnet"
 )
 
 // TestOpenClawReleaseLines runs the trusted-proxy group against the real
@@ -28,9 +30,7 @@ import (
 // the gateway on POST /tools/invoke. What the test expects of each line comes
 // from package release, so a wrong entry there fails here.
 func TestOpenClawReleaseLines(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts one real OpenClaw gateway per release line")
-	}
+	suites.SkipShort(t, suites.ReleaseLines)
 	var want []string
 	for _, l := range release.Lines() {
 		want = append(want, l.Version.String())
@@ -69,21 +69,10 @@ func testReleaseLine(t *testing.T, line release.Line) {
 	if err := os.WriteFile(ocConfig, []byte(start), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	caddyfile := func(config, stateDir, nodeBlock string) string {
-		return fmt.Sprintf(`{
-	admin off
-	auto_https off
-	clawgate {%s
-		gateway %s {
-			config %s
-			state_dir %s
-			upstream 127.0.0.1:%d
-			origins %s
-			openclaw_version %s
-		}
-	}
-}
-http://gw.%s:%d {
+	caddyfile := func(config, stateDir string, nodes ...tsnet.Config) string {
+		gateway := fmt.Sprintf("gateway %s {\n\tconfig %s\n\tstate_dir %s\n\tupstream 127.0.0.1:%d\n\torigins %s\n\topenclaw_version %s\n}",
+			gateName, config, stateDir, port, ocSiteURL, version)
+		return globalOptions{nodes: nodes, clawgate: gateway}.String() + fmt.Sprintf(`http://gw.%s:%d {
 	bind clawgate/gw
 	clawgate 127.0.0.1:%d {
 		gateway %s
@@ -94,10 +83,10 @@ http://gw.%s:%d {
 		allow tag:ci token:ci
 	}
 }
-`, nodeBlock, gateName, config, stateDir, port, ocSiteURL, version, tailnettest.Domain, ocSitePort, port, gateName, ocAlice)
+`, tailnettest.Domain, ocSitePort, port, gateName, ocAlice)
 	}
 	setupFile := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(setupFile, []byte(caddyfile(ocConfig, filepath.Join(dir, "state"), "")), 0o600); err != nil {
+	if err := os.WriteFile(setupFile, []byte(caddyfile(ocConfig, filepath.Join(dir, "state"))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
@@ -129,12 +118,7 @@ http://gw.%s:%d {
 	alice := tn.NewNode(t, "alice-laptop", tailnettest.WithLogin(ocAlice))
 	bob := tn.NewNode(t, "bob-phone", tailnettest.WithLogin(ocBob))
 	ci := tn.NewNode(t, "ci-bot", tailnettest.WithTags("tag:ci"))
-	startCaddyTailnet(t, caddyfile(gw.ConfigPath(), gw.StateDir(), fmt.Sprintf(`
-		node gw {
-			control_url %s
-			state_dir %s
-			ephemeral
-		}`, tn.ControlURL, gwNode.StateDir)))
+	startCaddyTailnet(t, caddyfile(gw.ConfigPath(), gw.StateDir(), gwNode))
 	(&tailnetFixture{tn: tn, alice: alice, bob: bob, ci: ci}).waitGW(t)
 
 	asCI := http.Header{"Authorization": {"Bearer " + tokCI}}

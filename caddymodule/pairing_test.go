@@ -31,6 +31,7 @@ import (
 
 	"github.com/clawgate/clawgate/caddymodule/internal/pairing"
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
+	"github.com/clawgate/clawgate/tsnet"
 )
 
 const deviceCap = "example.com/cap/openclaw-device"
@@ -65,27 +66,15 @@ func newPairingFixture(t *testing.T) *pairingFixture {
 	f.admin = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	const port = 18080
 	f.siteURL = fmt.Sprintf("http://gw.%s:%d", tailnettest.Domain, port)
-	caddyfile := fmt.Sprintf(`{
-	admin %s
-	auto_https off
-	storage file_system %s
-	clawgate {
-		node gw {
-			control_url %s
-			state_dir %s
-			ephemeral
-		}
-		gateway home {
-			config %s
-			state_dir %s
-			pairing required {
-				auto_approve tag:trusted cap:%s
-				poll_interval 1s
-			}
-		}
+	gateway := fmt.Sprintf(`gateway home {
+	config %s
+	state_dir %s
+	pairing required {
+		auto_approve tag:trusted cap:%s
+		poll_interval 1s
 	}
-}
-http://:%d {
+}`, cfgPath, stateDir, deviceCap)
+	caddyfile := globalOptions{nodes: []tsnet.Config{gw}, admin: f.admin, extra: "storage file_system " + f.storage, clawgate: gateway}.String() + fmt.Sprintf(`http://:%d {
 	bind clawgate/gw
 	clawgate %s {
 		gateway home
@@ -95,7 +84,7 @@ http://:%d {
 		allow tag:ci scopes operator.read
 	}
 }
-`, f.admin, f.storage, f.tn.ControlURL, gw.StateDir, cfgPath, stateDir, deviceCap, port, f.be.addr())
+`, port, f.be.addr())
 	f.cfg = startPairingCaddy(t, caddyfile, f.logPath)
 	f.waitGW(t)
 	t.Logf("tailnet with 7 nodes and Caddy up in %v", time.Since(begin))

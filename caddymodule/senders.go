@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -250,7 +248,7 @@ func (s *Senders) Provision(ctx caddy.Context) error {
 		name    string
 		entries []string
 	}{{"allow", s.Allow}, {"group_allow", s.GroupAllow}} {
-		if slices.Contains(trimmed(field.entries), "*") {
+		if senders.AdmitsAll(field.entries) {
 			s.logger.Warn(`clawgate_senders: "*" in `+field.name+` admits every authentic sender: the route checks signatures only`,
 				zap.String("provider", s.Provider), zap.String("gateway", s.Gateway))
 		}
@@ -408,10 +406,8 @@ func (s *Senders) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// for the guard's word when the route reaches the gateway's main port
 	// (Slack's HTTP mode does), whatever the gateway's user header is called.
 	var extra []string
-	if cfg := s.gatewayTree(); cfg != nil {
-		if uh, _ := jsonObject(jsonObject(jsonObject(jsonObject(cfg["gateway"])["auth"])["trustedProxy"]))["userHeader"].(string); uh != "" {
-			extra = []string{uh}
-		}
+	if uh := senders.GatewayUserHeader(s.gatewayTree()); uh != "" {
+		extra = []string{uh}
 	}
 	edge.CleanRequestHeaders(r.Header, append(extra, edge.DefaultUserHeader))
 
@@ -474,9 +470,9 @@ func (s *Senders) rebuild(cfg *audit.Config) *senderLists {
 	if prev != nil && prev.cfg == cfg {
 		return prev
 	}
-	allow, groups, skipped := s.gatewayEntries(cfg.Tree)
-	allow = mergeEntries(s.Allow, allow)
-	groups = mergeEntries(s.GroupAllow, groups)
+	allow, groups, skipped := senders.GatewayLists(cfg.Tree, s.Channel, s.Account, s.base)
+	allow = senders.MergeEntries(s.Allow, allow)
+	groups = senders.MergeEntries(s.GroupAllow, groups)
 	key := strings.Join(allow, "\n") + "\x00" + strings.Join(groups, "\n")
 	if prev != nil && prev.key == key {
 		next := *prev
@@ -518,129 +514,6 @@ func (s *Senders) rebuild(cfg *audit.Config) *senderLists {
 	}
 	s.dynamic.current.Store(next)
 	return next
-}
-
-// gatewayEntries reads the channel's sender and group allowlists from an
-// OpenClaw config tree, as OpenClaw would apply them, keeping only entries
-// the provider accepts; skipped lists the others.
-func (s *Senders) gatewayEntries(tree map[string]any) (allow, groups, skipped []string) {
-	chans := jsonObject(tree["channels"])
-	ch := jsonObject(chans[s.Channel])
-	var acct map[string]any
-	if s.Account != "" {
-		acct = jsonObject(jsonObject(ch["accounts"])[s.Account])
-	}
-	get := func(key string) any {
-		if v, ok := acct[key]; ok {
-			return v
-		}
-		return ch[key]
-	}
-	addSenders := func(v any) {
-		for _, e := range jsonEntries(v, &skipped) {
-			if s.validEntry(e, false) {
-				allow = append(allow, e)
-			} else {
-				skipped = append(skipped, e)
-			}
-		}
-	}
-
-	addSenders(get("allowFrom"))
-	addSenders(jsonObject(get("dm"))["allowFrom"])
-
-	policy, _ := get("groupPolicy").(string)
-	if policy == "" {
-		policy, _ = jsonObject(chans["defaults"])["groupPolicy"].(string)
-	}
-	if policy == "disabled" {
-		return allow, nil, skipped
-	}
-	addSenders(get("groupAllowFrom"))
-	if senders.Provider(s.Provider) != senders.Telegram {
-		return allow, nil, skipped
-	}
-	if policy == "open" {
-		groups = append(groups, "*")
-	}
-	gmap := jsonObject(get("groups"))
-	ids := make([]string, 0, len(gmap))
-	for id := range gmap {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
-		addSenders(jsonObject(gmap[id])["allowFrom"])
-		if policy == "open" {
-			continue
-		}
-		if s.validEntry(id, true) {
-			groups = append(groups, id)
-		} else {
-			skipped = append(skipped, id)
-		}
-	}
-	return allow, groups, skipped
-}
-
-// validEntry reports whether the provider accepts e as a sender (or, for
-// group, a Telegram group) entry.
-func (s *Senders) validEntry(e string, group bool) bool {
-	c := s.base
-	if group {
-		c.Allow, c.GroupAllow = []string{"*"}, []string{e}
-	} else {
-		c.Allow = []string{e}
-	}
-	_, err := senders.New(c)
-	return err == nil
-}
-
-// jsonObject returns v as a JSON object, or nil.
-func jsonObject(v any) map[string]any {
-	m, _ := v.(map[string]any)
-	return m
-}
-
-// jsonEntries returns the strings and integral numbers of a JSON array (as
-// OpenClaw accepts ids written as numbers); other elements go to skipped.
-func jsonEntries(v any, skipped *[]string) []string {
-	arr, _ := v.([]any)
-	var out []string
-	for _, e := range arr {
-		switch e := e.(type) {
-		case string:
-			out = append(out, e)
-		case float64:
-			if e == math.Trunc(e) && math.Abs(e) <= 1<<53 {
-				out = append(out, strconv.FormatFloat(e, 'f', -1, 64))
-			} else {
-				*skipped = append(*skipped, fmt.Sprint(e))
-			}
-		default:
-			*skipped = append(*skipped, fmt.Sprint(e))
-		}
-	}
-	return out
-}
-
-// mergeEntries returns a and b without repeats, a first.
-func mergeEntries(a, b []string) []string {
-	out := make([]string, 0, len(a)+len(b))
-	for _, e := range append(slices.Clone(a), b...) {
-		if e = strings.TrimSpace(e); e != "" && !slices.Contains(out, e) {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-func trimmed(entries []string) []string {
-	out := make([]string, len(entries))
-	for i, e := range entries {
-		out[i] = strings.TrimSpace(e)
-	}
-	return out
 }
 
 // drop answers a request that is not forwarded, logs it (never the body)

@@ -23,6 +23,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/senders"
 )
 
 // bodyBackend stands in for a gateway's webhook listener and records every
@@ -630,54 +632,6 @@ http://127.0.0.1:%d {
 	waitForwarded(444, 444, "private", false)
 }
 
-func TestSendersGatewayEntries(t *testing.T) {
-	tests := []struct {
-		name              string
-		provider, account string
-		tree              string
-		allow, groups     []string
-		skipped           []string
-	}{
-		{"telegram lists, numbers and prefixes", "telegram", "",
-			`{"channels":{"telegram":{"allowFrom":[111,"tg:222"," 333 ","@alice",1.5],"groupAllowFrom":["444"],"dm":{"allowFrom":["555"]},"groups":{"-1001":{"allowFrom":[666]},"-1002":{},"12":{}}}}}`,
-			[]string{"111", "tg:222", " 333 ", "555", "444", "666"}, []string{"-1001", "-1002"}, []string{"1.5", "@alice", "12"}},
-		{"telegram open groups", "telegram", "",
-			`{"channels":{"telegram":{"allowFrom":["111"],"groupPolicy":"open","groups":{"-1001":{}}}}}`,
-			[]string{"111"}, []string{"*"}, nil},
-		{"telegram groups disabled by default policy", "telegram", "",
-			`{"channels":{"defaults":{"groupPolicy":"disabled"},"telegram":{"allowFrom":["111"],"groupAllowFrom":["222"],"groups":{"-1001":{}}}}}`,
-			[]string{"111"}, nil, nil},
-		{"account overrides the channel", "telegram", "work",
-			`{"channels":{"telegram":{"allowFrom":["111"],"groupAllowFrom":["222"],"accounts":{"work":{"allowFrom":["333"]}}}}}`,
-			[]string{"333", "222"}, nil, nil},
-		{"missing account falls back to the channel", "telegram", "home",
-			`{"channels":{"telegram":{"allowFrom":["111"]}}}`,
-			[]string{"111"}, nil, nil},
-		{"star is kept", "telegram", "",
-			`{"channels":{"telegram":{"dmPolicy":"open","allowFrom":["*"]}}}`,
-			[]string{"*"}, nil, nil},
-		{"slack ids, groups ignored", "slack", "",
-			`{"channels":{"slack":{"allowFrom":["U0ALICE","slack:U0BOB","alice"],"groupAllowFrom":["W0CAROL"],"groups":{"C0123":{}}}}}`,
-			[]string{"U0ALICE", "slack:U0BOB", "W0CAROL"}, nil, []string{"alice"}},
-		{"no channel block", "line", "", `{"gateway":{}}`, nil, nil, nil},
-		{"wrong shapes", "telegram", "", `{"channels":{"telegram":{"allowFrom":"111","groups":[1]}}}`, nil, nil, nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var tree map[string]any
-			if err := json.Unmarshal([]byte(tt.tree), &tree); err != nil {
-				t.Fatal(err)
-			}
-			s := &Senders{Provider: tt.provider, Channel: tt.provider, Account: tt.account}
-			s.base = s.checkConfig([]byte("s3cret"))
-			allow, groups, skipped := s.gatewayEntries(tree)
-			if fmt.Sprint(allow) != fmt.Sprint(tt.allow) || fmt.Sprint(groups) != fmt.Sprint(tt.groups) || fmt.Sprint(skipped) != fmt.Sprint(tt.skipped) {
-				t.Errorf("gatewayEntries = allow %q groups %q skipped %q, want %q %q %q", allow, groups, skipped, tt.allow, tt.groups, tt.skipped)
-			}
-		})
-	}
-}
-
 // TestSendersLoadErrors checks that unusable routes are refused at load
 // with a message naming the field.
 func TestSendersLoadErrors(t *testing.T) {
@@ -792,8 +746,7 @@ func FuzzSendersCaddyfile(f *testing.F) {
 				continue
 			}
 			s.base = s.checkConfig([]byte("fuzz-secret"))
-			_ = s.validEntry("1", false)
-			_, _, _ = s.gatewayEntries(map[string]any{"channels": map[string]any{s.Channel: map[string]any{"allowFrom": []any{"1", 2.0}}}})
+			_, _, _ = senders.GatewayLists(map[string]any{"channels": map[string]any{s.Channel: map[string]any{"allowFrom": []any{"1", 2.0}}}}, s.Channel, s.Account, s.base)
 		}
 	})
 }

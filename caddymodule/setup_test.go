@@ -18,6 +18,7 @@ import (
 	"github.com/clawgate/clawgate/caddymodule/internal/openclawtest"
 	"github.com/clawgate/clawgate/caddymodule/internal/setup"
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
+	"github.com/clawgate/clawgate/tsnet"
 )
 
 // setupCaddyfile is a clawgate config with two gateways: "home" with a block
@@ -320,26 +321,16 @@ func TestSetupRealOpenClaw(t *testing.T) {
 		allow user:%s scopes operator.read,operator.write
 		allow tag:ci token:ci scopes operator.read
 	}`, port, gateName, ocAlice)
-	caddyfile := func(config, stateDir, nodeBlock string) string {
-		return fmt.Sprintf(`{
-	admin off
-	auto_https off
-	clawgate {%s
-		gateway %s {
-			config %s
-			state_dir %s
-			upstream 127.0.0.1:%d
-		}
-	}
-}
-http://gw.%s:%d {
+	caddyfile := func(config, stateDir string, nodes ...tsnet.Config) string {
+		gateway := fmt.Sprintf("gateway %s {\n\tconfig %s\n\tstate_dir %s\n\tupstream 127.0.0.1:%d\n}", gateName, config, stateDir, port)
+		return globalOptions{nodes: nodes, clawgate: gateway}.String() + fmt.Sprintf(`http://gw.%s:%d {
 	bind clawgate/gw
 %s
 }
-`, nodeBlock, gateName, config, stateDir, port, tailnettest.Domain, ocSitePort, guard)
+`, tailnettest.Domain, ocSitePort, guard)
 	}
 	setupFile := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(setupFile, []byte(caddyfile(ocConfig, filepath.Join(dir, "state"), "")), 0o600); err != nil {
+	if err := os.WriteFile(setupFile, []byte(caddyfile(ocConfig, filepath.Join(dir, "state"))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
@@ -364,13 +355,7 @@ http://gw.%s:%d {
 	gwNode := tn.Config(t, "gw")
 	alice := tn.NewNode(t, "alice-laptop", tailnettest.WithLogin(ocAlice))
 	ci := tn.NewNode(t, "ci-bot", tailnettest.WithTags("tag:ci"))
-	node := fmt.Sprintf(`
-		node gw {
-			control_url %s
-			state_dir %s
-			ephemeral
-		}`, tn.ControlURL, gwNode.StateDir)
-	startCaddyTailnet(t, caddyfile(gw.ConfigPath(), gw.StateDir(), node))
+	startCaddyTailnet(t, caddyfile(gw.ConfigPath(), gw.StateDir(), gwNode))
 	deadline := time.Now().Add(60 * time.Second)
 	for p := nodeByName("gw"); p == nil || len(p.tailnetIPs()) == 0; p = nodeByName("gw") {
 		if time.Now().After(deadline) {

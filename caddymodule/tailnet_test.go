@@ -19,6 +19,7 @@ import (
 	"github.com/tailscale/tscert"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
+	"github.com/clawgate/clawgate/tsnet"
 )
 
 // tailnetFixture is a real in-process tailnet (control, DERP, tsnet nodes) with
@@ -45,19 +46,7 @@ func newTailnetFixture(t *testing.T, opts ...tailnettest.TailnetOption) *tailnet
 	f.port = 18080
 	f.siteURL = fmt.Sprintf("http://gw.%s:%d", tailnettest.Domain, f.port)
 	f.caddyfile = func(nodeExtra string) string {
-		return fmt.Sprintf(`{
-	admin off
-	auto_https off
-	clawgate {
-		node gw {
-			control_url %s
-			state_dir %s
-			ephemeral
-			%s
-		}
-	}
-}
-http://:%d {
+		return globalOptions{nodes: []tsnet.Config{gw}, nodeLines: nodeExtra}.String() + fmt.Sprintf(`http://:%d {
 	bind clawgate/gw
 	clawgate %s {
 		gateway home
@@ -84,7 +73,7 @@ http://:%d {
 		header_up X-Test-Decision {clawgate.decision}
 	}
 }
-`, f.tn.ControlURL, gw.StateDir, nodeExtra, f.port, f.be.addr(), f.port+1, f.be.addr(), f.be.addr())
+`, f.port, f.be.addr(), f.port+1, f.be.addr(), f.be.addr())
 	}
 	startCaddyTailnet(t, f.caddyfile(""))
 	f.waitGW(t)

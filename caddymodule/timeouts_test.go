@@ -17,6 +17,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
+	"github.com/clawgate/clawgate/tsnet"
 )
 
 // The short timeouts the connection tests configure, and the windows their
@@ -329,26 +330,13 @@ func TestTimeoutsTailnet(t *testing.T) {
 	gw := tn.Config(t, "gw")
 	alice := tn.NewNode(t, "alice-laptop", tailnettest.WithLogin("alice@example.com"))
 	const port = 18090
-	startCaddyTailnet(t, fmt.Sprintf(`{
-	admin off
-	auto_https off
-	servers {%s
-	}
-	clawgate {
-		node gw {
-			control_url %s
-			state_dir %s
-			ephemeral
-		}
-	}
-}
-http://:%d {
+	startCaddyTailnet(t, globalOptions{nodes: []tsnet.Config{gw}, extra: "servers {" + testTimeouts + "\n}"}.String()+fmt.Sprintf(`http://:%d {
 	bind clawgate/gw
 	clawgate %s {
 		allow user:alice@example.com scopes operator.read
 	}
 }
-`, testTimeouts, tn.ControlURL, gw.StateDir, port, be.addr()))
+`, port, be.addr()))
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if p := nodeByName("gw"); p != nil && len(p.tailnetIPs()) > 0 {

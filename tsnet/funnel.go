@@ -79,7 +79,6 @@ func (n *Node) ListenFunnel(network, addr string) (net.Listener, error) {
 		ctx:    ctx,
 		cancel: cancel,
 		conns:  make(chan net.Conn),
-		ready:  make(chan struct{}),
 		done:   make(chan struct{}),
 	}
 	go fl.run()
@@ -94,7 +93,6 @@ type FunnelListener struct {
 	ctx    context.Context // cancelled by Close or when the node closes
 	cancel context.CancelFunc
 	conns  chan net.Conn
-	ready  chan struct{} // closed once Funnel is on
 	done   chan struct{} // closed when run returns
 
 	mu      sync.Mutex
@@ -103,9 +101,6 @@ type FunnelListener struct {
 	closed  bool
 	once    sync.Once
 }
-
-// Ready is closed once Funnel is on and connections can arrive.
-func (fl *FunnelListener) Ready() <-chan struct{} { return fl.ready }
 
 // Err returns why Funnel is not on yet, or nil.
 func (fl *FunnelListener) Err() error {
@@ -154,7 +149,6 @@ func (fl *FunnelListener) run() {
 	if !ok {
 		return
 	}
-	close(fl.ready)
 	fl.node.ulogf.logf("tailnet node %q: Funnel is on for public port %s", fl.node.cfg.Hostname, fl.port)
 	for {
 		c, err := ln.Accept()

@@ -14,6 +14,7 @@ import (
 	"github.com/clawgate/clawgate/caddymodule"
 	"github.com/clawgate/clawgate/caddymodule/internal/browsertest"
 	"github.com/clawgate/clawgate/caddymodule/internal/openclawtest"
+	"github.com/clawgate/clawgate/caddymodule/internal/suites"
 )
 
 // TestDemoBrowser runs `clawgate-demo -browser` and opens the URL it prints
@@ -23,9 +24,7 @@ import (
 // everything. With CLAWGATE_DEMO_SCREENSHOT=<file.png> it saves what the
 // page shows there (the README's screenshot).
 func TestDemoBrowser(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: the demo brings up a tailnet, Caddy, OpenClaw and Chromium")
-	}
+	suites.SkipShort(t, suites.Demo)
 	chromium := browsertest.Chromium(t)
 	openclawtest.Require(t)
 

@@ -463,7 +463,8 @@ func (r *run) startBackend(ctx context.Context) (<-chan error, error) {
 func (r *run) configPath() string { return filepath.Join(r.gwDir, "openclaw.json") }
 
 // gatewayConfig is the gateway's openclaw.json: trusted-proxy auth behind
-// clawgate on the same host, as DESIGN.md describes, admitting alice only.
+// clawgate on the same host, as the README's real-use section sets it up,
+// admitting alice only.
 func (r *run) gatewayConfig() ([]byte, error) {
 	cfg := map[string]any{
 		"gateway": map[string]any{

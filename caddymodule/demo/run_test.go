@@ -15,6 +15,7 @@ import (
 
 	"github.com/clawgate/clawgate/caddymodule"
 	"github.com/clawgate/clawgate/caddymodule/internal/openclawtest"
+	"github.com/clawgate/clawgate/caddymodule/internal/suites"
 )
 
 // tourSteps are the behaviours the demo shows, by the words their rows are
@@ -26,9 +27,7 @@ var tourSteps = []string{"allowed user", "stranger", "spoofed headers", "insecur
 // CI=true), with the stand-in, and with a Caddy config broken on purpose,
 // whose wrong step must show as ✗ and fail the exit status.
 func TestDemo(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: the demo brings up a tailnet, Caddy and OpenClaw")
-	}
+	suites.SkipShort(t, suites.Demo)
 	t.Run("openclaw", func(t *testing.T) {
 		openclawtest.Require(t)
 		code, res, out := runDemo(t, flags{})

@@ -252,7 +252,8 @@ func orDash(s string) string {
 	return s
 }
 
-// verdict is one of the issue's targets, judged on this run.
+// verdict is one of clawgate's performance targets (BENCHMARKS.md), judged
+// on this run.
 type verdict struct {
 	target, measured, outcome string
 }
@@ -270,9 +271,9 @@ func outcome(ok bool, missBy, noise float64) string {
 	}
 }
 
-// verdicts judges the issue's targets that this command can measure, each
-// on paired per-round ratios (see paired). Throughput targets are judged
-// twice: on req/s, as the issue states them, and on CPU time per request,
+// verdicts judges the performance targets that this command can measure,
+// each on paired per-round ratios (see paired). Throughput targets are judged
+// twice: on req/s, as the targets state them, and on CPU time per request,
 // which a busy machine disturbs much less.
 func (rp *report) verdicts() []verdict {
 	var out []verdict

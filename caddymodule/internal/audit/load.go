@@ -613,17 +613,3 @@ func substituteString(s, path string, cfg *Config) string {
 	}
 	return b.String()
 }
-
-// containsEnvReference reports whether s still holds an unescaped ${VAR}.
-func containsEnvReference(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if name, end, escaped, ok := envTokenAt(s, i); ok {
-			_ = name
-			if !escaped {
-				return true
-			}
-			i = end
-		}
-	}
-	return false
-}

@@ -233,8 +233,6 @@ type credential struct {
 	hasSecretRef bool
 }
 
-var envTemplateRe = regexp.MustCompile(`^\$\{([A-Z][A-Z0-9_]{0,127})\}$`)
-
 func (rt *runtime) credentialAt(path ...string) credential {
 	dotted := strings.Join(path, ".")
 	v := rt.get(path...)

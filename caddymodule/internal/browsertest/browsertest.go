@@ -31,6 +31,8 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/suites"
 )
 
 // installCommand is what a developer runs to make the skipped tests run.
@@ -38,14 +40,16 @@ const installCommand = "sudo apt-get install chromium (scripts/test installs it 
 
 // Chromium returns the path of the Chromium binary: $CLAWGATE_CHROMIUM, or
 // chromium or chromium-browser on PATH. When there is none it skips the
-// test, or fails it under CI=true.
+// test, or fails it under CI=true. Under -short it skips the test: it belongs
+// to the browser suite.
 func Chromium(t testing.TB) string {
 	t.Helper()
+	suites.SkipShort(t, suites.Browser)
 	path, err := FindChromium()
 	if err == nil {
 		return path
 	}
-	if inCI() {
+	if suites.InCI() {
 		t.Fatalf("Chromium is required under CI but unavailable: %v\nCI must install it before the tests (./scripts/test does)", err)
 	}
 	t.Skipf("Chromium is not installed (%v); %s to enable this test", err, installCommand)
@@ -368,13 +372,6 @@ func orNone(s string) string {
 		return "(none)"
 	}
 	return s
-}
-
-// inCI reports whether the tests run in CI, where a missing Chromium is a
-// failure, not a skip.
-func inCI() bool {
-	ci, _ := strconv.ParseBool(os.Getenv("CI"))
-	return ci
 }
 
 // consoleMessage formats a console call or an uncaught exception of the page.

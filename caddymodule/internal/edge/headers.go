@@ -455,15 +455,6 @@ func validForwardedHost(s string) bool {
 	return true
 }
 
-func validHeaderValue(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
 // credentialParams are query parameter names, squashed (lowercase, no
 // '-', '_' or '.'), that carry credentials. Credentials in URLs end up in
 // logs, browser history and Referer headers, so the guard refuses them.

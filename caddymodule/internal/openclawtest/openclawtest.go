@@ -23,6 +23,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/suites"
 )
 
 // installCommand is what a developer runs to make the skipped tests run.
@@ -43,15 +45,22 @@ type Gateway struct {
 }
 
 // Require returns the path of the openclaw wrapper that runs the pinned OpenClaw on the pinned
-// Node. When OpenClaw is not installed it skips the test, or fails it under CI=true.
+// Node. When OpenClaw is not installed it skips the test, or fails it under CI=true. Under -short
+// it skips the test: it belongs to the real OpenClaw suite.
 func Require(t testing.TB) (bin string) {
 	t.Helper()
 	return RequireVersion(t, "")
 }
 
-// RequireVersion is Require for OpenClaw release line version ("" for the pinned one).
+// RequireVersion is Require for OpenClaw release line version ("" for the pinned one); a test of
+// another line belongs to the release lines suite.
 func RequireVersion(t testing.TB, version string) (bin string) {
 	t.Helper()
+	if version == "" {
+		suites.SkipShort(t, suites.OpenClaw)
+	} else {
+		suites.SkipShort(t, suites.ReleaseLines)
+	}
 	install := installCommand
 	args := []string{"bin"}
 	if version != "" {
@@ -66,7 +75,7 @@ func RequireVersion(t testing.TB, version string) (bin string) {
 			return strings.TrimSpace(string(out))
 		}
 	}
-	if inCI() {
+	if suites.InCI() {
 		t.Fatalf("real OpenClaw %s is required under CI but unavailable: %v\nCI must run `%s` before the tests (./scripts/test does)", version, err, install)
 	}
 	t.Skipf("real OpenClaw %s is not installed (%v); run `%s` to enable this test", version, err, install)
@@ -211,12 +220,6 @@ func FindFreePort() (int, error) {
 func isAddrInUse(err error) bool {
 	var opErr *net.OpError
 	return errors.As(err, &opErr) && strings.Contains(strings.ToLower(opErr.Err.Error()), "address already in use")
-}
-
-// inCI reports whether the tests run in CI, where a missing OpenClaw is a failure, not a skip.
-func inCI() bool {
-	ci, _ := strconv.ParseBool(os.Getenv("CI"))
-	return ci
 }
 
 // scriptPath finds scripts/openclaw.sh at the repository root, the nearest directory above the

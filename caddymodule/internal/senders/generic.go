@@ -1,8 +1,6 @@
 package senders
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -226,12 +224,7 @@ func (c *Checker) checkGeneric(h http.Header, body []byte) Verdict {
 	} else {
 		want, err = hex.DecodeString(enc)
 	}
-	if err != nil || len(want) != sha256.Size {
-		return Verdict{Reason: ReasonBadSignature}
-	}
-	mac := hmac.New(sha256.New, c.secret)
-	mac.Write(body)
-	if !hmac.Equal(mac.Sum(nil), want) {
+	if err != nil || !c.validMAC(want, body) {
 		return Verdict{Reason: ReasonBadSignature}
 	}
 	root, err := parseObject(body)

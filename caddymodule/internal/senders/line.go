@@ -1,8 +1,6 @@
 package senders
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -56,12 +54,7 @@ func (c *Checker) checkLINE(h http.Header, body []byte) Verdict {
 		return Verdict{Reason: ReasonBadSignature}
 	}
 	want, err := base64.StdEncoding.Strict().DecodeString(sig)
-	if err != nil || len(want) != sha256.Size {
-		return Verdict{Reason: ReasonBadSignature}
-	}
-	mac := hmac.New(sha256.New, c.secret)
-	mac.Write(body)
-	if !hmac.Equal(mac.Sum(nil), want) {
+	if err != nil || !c.validMAC(want, body) {
 		return Verdict{Reason: ReasonBadSignature}
 	}
 	root, err := parseObject(body)

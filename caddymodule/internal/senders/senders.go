@@ -12,6 +12,7 @@
 package senders
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -398,6 +399,19 @@ func ReadBody(r io.Reader, max int64) ([]byte, error) {
 			return nil, fmt.Errorf("reading webhook body: %w", err)
 		}
 	}
+}
+
+// validMAC reports whether digest is the HMAC-SHA256, under the route's secret, of the parts
+// written one after the other. The comparison takes constant time.
+func (c *Checker) validMAC(digest []byte, parts ...[]byte) bool {
+	if len(digest) != sha256.Size {
+		return false
+	}
+	mac := hmac.New(sha256.New, c.secret)
+	for _, p := range parts {
+		mac.Write(p)
+	}
+	return hmac.Equal(mac.Sum(nil), digest)
 }
 
 // trimPrefixFold removes prefix from s, ignoring ASCII case, and reports whether it did.

@@ -1,7 +1,6 @@
 package senders
 
 import (
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -114,12 +113,7 @@ func (c *Checker) checkSlack(h http.Header, body []byte, now time.Time) Verdict 
 	if err != nil {
 		return Verdict{Reason: ReasonBadSignature}
 	}
-	mac := hmac.New(sha256.New, c.secret)
-	mac.Write([]byte("v0:"))
-	mac.Write([]byte(ts))
-	mac.Write([]byte(":"))
-	mac.Write(body)
-	if !hmac.Equal(mac.Sum(nil), want) {
+	if !c.validMAC(want, []byte("v0:"), []byte(ts), []byte(":"), body) {
 		return Verdict{Reason: ReasonBadSignature}
 	}
 	// Checked after the signature so that only Slack's own requests are called replays.

@@ -55,6 +55,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clawgate/clawgate/caddymodule/internal/suites"
 	"github.com/clawgate/clawgate/tsnet"
 	"tailscale.com/derp/derpserver"
 	"tailscale.com/ipn/store/mem"
@@ -143,8 +144,10 @@ func WithoutHTTPS() TailnetOption {
 
 // New starts a tailnet for the test t; it is closed in t.Cleanup, after the
 // nodes the test made. With CLAWGATE_TAILNET_VERBOSE=1 its logs go to t.Logf.
+// Under -short it skips t: the test belongs to the tailnet suite.
 func New(t testing.TB, opts ...TailnetOption) *Tailnet {
 	t.Helper()
+	suites.SkipShort(t, suites.Tailnet)
 	logf := logger.Discard
 	if os.Getenv(VerboseEnv) == "1" {
 		logf = t.Logf
