@@ -1,13 +1,17 @@
 package caddymodule
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"path"
 	"slices"
 	"strings"
 	"sync"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
@@ -112,4 +116,194 @@ func forgetCapabilityGuards(srv *caddyhttp.Server) {
 	capabilityGuards.Lock()
 	defer capabilityGuards.Unlock()
 	delete(capabilityGuards.m, srv)
+}
+
+// pathIndependentMatchers are the request matchers that cannot tell a
+// capability URL from the path OpenClaw serves it as: they read neither the
+// path nor the query. A route with any other matcher (path, path_regexp,
+// not, expression, query, file, vars, …) decides by something the rewrite
+// changes.
+var pathIndependentMatchers = map[string]bool{
+	"host": true, "protocol": true, "remote_ip": true, "client_ip": true,
+	"method": true, "header": true, "header_regexp": true, "tls": true,
+}
+
+// pathHarmlessHandlers change a response or the request's variables but
+// neither answer nor route it, so a path matcher on them restricts nothing.
+var pathHarmlessHandlers = map[string]bool{"headers": true, "encode": true, "vars": true, "log_append": true}
+
+// capabilityBypass returns, for a server with a capability_urls guard, a
+// description of its first route that decides by path (or query) and serves
+// or refuses requests without a clawgate guard deciding first: OpenClaw
+// would serve /__openclaw__/cap/<token>/<path> as /<path>, and that route's
+// matcher never sees <path>. It returns "" when there is none. Routes that
+// are themselves guards are judged by registerCapabilityGuard. The whole
+// server is walked, loaded and raw parts alike, because routes after the
+// guard being provisioned are still raw JSON.
+func capabilityBypass(srv *caddyhttp.Server) string {
+	if d := bypassIn(routeViews(srv.Routes)); d != "" {
+		return d
+	}
+	names := make([]string, 0, len(srv.NamedRoutes))
+	for name := range srv.NamedRoutes {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if r := srv.NamedRoutes[name]; r != nil {
+			if d := bypassIn(routeViews(caddyhttp.RouteList{*r})); d != "" {
+				return d
+			}
+		}
+	}
+	return ""
+}
+
+// routeView is what the walk needs of a route, loaded or still raw.
+type routeView struct {
+	matchers []string // one "name value" per matcher, in order
+	names    []string // matcher module names
+	handlers []handlerView
+}
+
+// handlerView is a handler's module name and, for a subroute, its routes.
+type handlerView struct {
+	name   string
+	routes []routeView
+}
+
+func bypassIn(routes []routeView) string {
+	for _, r := range routes {
+		pathDependent := false
+		for _, n := range r.names {
+			if !pathIndependentMatchers[n] {
+				pathDependent = true
+			}
+		}
+		if !pathDependent {
+			for _, h := range r.handlers {
+				if d := bypassIn(h.routes); d != "" {
+					return d
+				}
+			}
+			continue
+		}
+		for _, n := range flatHandlers(r.handlers) {
+			if pathHarmlessHandlers[n] {
+				continue
+			}
+			if n == "clawgate" {
+				break
+			}
+			return fmt.Sprintf("a route matching %s runs the %s handler without a clawgate guard deciding first",
+				strings.Join(r.matchers, " and "), n)
+		}
+	}
+	return ""
+}
+
+// flatHandlers lists the module names of handlers in the order they run,
+// the handlers of nested subroutes in place of the subroute.
+func flatHandlers(hs []handlerView) []string {
+	var out []string
+	for _, h := range hs {
+		if h.name != "subroute" {
+			out = append(out, h.name)
+			continue
+		}
+		for _, r := range h.routes {
+			out = append(out, flatHandlers(r.handlers)...)
+		}
+	}
+	return out
+}
+
+// routeViews describes routes whose matchers and handlers may be loaded
+// modules or still raw JSON.
+func routeViews(routes caddyhttp.RouteList) []routeView {
+	out := make([]routeView, 0, len(routes))
+	for _, r := range routes {
+		var v routeView
+		if r.MatcherSetsRaw != nil {
+			for _, set := range r.MatcherSetsRaw {
+				v.addRaw(set)
+			}
+		} else {
+			for _, set := range r.MatcherSets {
+				for _, m := range set {
+					name := moduleName(m)
+					v.names = append(v.names, name)
+					b, _ := json.Marshal(m)
+					v.matchers = append(v.matchers, name+" "+string(b))
+				}
+			}
+		}
+		if r.HandlersRaw != nil {
+			v.handlers = rawHandlerViews(r.HandlersRaw)
+		} else {
+			for _, h := range r.Handlers {
+				hv := handlerView{name: moduleName(h)}
+				if sr, ok := h.(*caddyhttp.Subroute); ok {
+					hv.routes = routeViews(sr.Routes)
+				}
+				v.handlers = append(v.handlers, hv)
+			}
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// addRaw adds a raw matcher set, in the order of its names.
+func (v *routeView) addRaw(set map[string]json.RawMessage) {
+	for _, name := range slices.Sorted(maps.Keys(set)) {
+		v.names = append(v.names, name)
+		v.matchers = append(v.matchers, name+" "+compactJSON(set[name]))
+	}
+}
+
+// rawHandlerViews describes handlers that are still raw JSON.
+func rawHandlerViews(raw []json.RawMessage) []handlerView {
+	out := make([]handlerView, 0, len(raw))
+	for _, h := range raw {
+		var m struct {
+			Handler string `json:"handler"`
+			Routes  []struct {
+				Match  []map[string]json.RawMessage `json:"match"`
+				Handle []json.RawMessage            `json:"handle"`
+			} `json:"routes"`
+		}
+		if err := json.Unmarshal(h, &m); err != nil {
+			// Caddy refuses such a handler itself; a name no list knows
+			// keeps the walk failing closed meanwhile.
+			m.Handler = "unreadable"
+		}
+		hv := handlerView{name: m.Handler}
+		for _, r := range m.Routes {
+			var rv routeView
+			for _, set := range r.Match {
+				rv.addRaw(set)
+			}
+			rv.handlers = rawHandlerViews(r.Handle)
+			hv.routes = append(hv.routes, rv)
+		}
+		out = append(out, hv)
+	}
+	return out
+}
+
+// moduleName is a module's name (the last part of its ID), or "unknown".
+func moduleName(v any) string {
+	if m, ok := v.(caddy.Module); ok {
+		return m.CaddyModule().ID.Name()
+	}
+	return "unknown"
+}
+
+func compactJSON(raw json.RawMessage) string {
+	var b bytes.Buffer
+	if json.Compact(&b, raw) != nil {
+		return string(raw)
+	}
+	return b.String()
 }

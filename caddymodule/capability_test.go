@@ -216,3 +216,101 @@ http://127.0.0.1:%d {
 		})
 	}
 }
+
+// TestCapabilityURLsPathRoutes: a capability_urls guard is refused at load
+// (by caddy run and caddy validate alike) on a server where a route that is
+// not a clawgate guard decides by path: OpenClaw would serve
+// /__openclaw__/cap/<token>/admin as /admin, which `respond /admin* 403`
+// never sees. Routes that decide by host alone, response-only handlers and
+// guards of the same rules load.
+func TestCapabilityURLsPathRoutes(t *testing.T) {
+	port := freePort(t)
+	other := freePort(t)
+	const guard = `clawgate {
+		upstream 127.0.0.1:18789
+		gateway home
+		%s
+		allow user:alice@example.com scopes operator.read,operator.write
+	}`
+	const shortcut = `clawgate 127.0.0.1:18789 {
+		gateway home
+		%s
+		allow user:alice@example.com scopes operator.read,operator.write
+	}`
+	for _, c := range []struct {
+		name, body, extra string
+		refused           string // part of the refusal; "" when it loads
+	}{
+		{
+			name:    "respond beside a guard and a proxy",
+			body:    "respond /admin* 403\n\t" + guard + "\n\treverse_proxy 127.0.0.1:18789",
+			refused: `a route matching path ["/admin*"] runs the static_response handler without a clawgate guard deciding first`,
+		},
+		{
+			name:    "a handle block with its own handlers beside the site's guard",
+			body:    "handle /x/* {\n\t\trespond \"x\"\n\t}\n\thandle {\n\t\t" + shortcut + "\n\t}",
+			refused: `a route matching path ["/x/*"] runs the static_response handler`,
+		},
+		{
+			name:    "a handle_path block serving files",
+			body:    "handle_path /static/* {\n\t\tfile_server\n\t}\n\thandle {\n\t\t" + shortcut + "\n\t}",
+			refused: `a route matching path ["/static/*"] runs the rewrite handler`,
+		},
+		{
+			name:    "a not-path matcher",
+			body:    "@outside not path /ui/*\n\trespond @outside 404\n\t" + guard + "\n\treverse_proxy 127.0.0.1:18789",
+			refused: `a route matching not [{"path":["/ui/*"]}] runs the static_response handler`,
+		},
+		{
+			name:    "a path rule after the guard in a route block",
+			body:    "route {\n\t\t" + guard + "\n\t\trespond /admin* 403\n\t\treverse_proxy 127.0.0.1:18789\n\t}",
+			refused: `a route matching path ["/admin*"] runs the static_response handler`,
+		},
+		{
+			name:    "another site on the same listener",
+			body:    shortcut,
+			extra:   fmt.Sprintf("http://localhost:%d {\n\trespond /admin* 403\n\trespond \"other\"\n}\n", port),
+			refused: `a route matching path ["/admin*"] runs the static_response handler`,
+		},
+		{
+			name:  "a response header rule by path",
+			body:  "header /assets/* Cache-Control no-store\n\t" + shortcut,
+			extra: "",
+		},
+		{
+			name:  "a path guard with the same rules",
+			body:  "handle /api/* {\n\t\t" + shortcut + "\n\t}\n\thandle {\n\t\t" + shortcut + "\n\t}",
+			extra: "",
+		},
+		{
+			name:  "a path rule on another listener",
+			body:  shortcut,
+			extra: fmt.Sprintf("http://127.0.0.1:%d {\n\trespond /admin* 403\n\trespond \"other\"\n}\n", other),
+		},
+	} {
+		for _, on := range []bool{true, false} {
+			name := c.name
+			opt := ""
+			if on {
+				opt = "capability_urls"
+			} else {
+				name += " without capability_urls"
+			}
+			t.Run(name, func(t *testing.T) {
+				body := strings.ReplaceAll(c.body, "%s", opt)
+				err := loadCaddyErr(t, fmt.Sprintf("{\n\tadmin off\n\tauto_https off\n}\nhttp://127.0.0.1:%d {\n\t%s\n}\n%s", port, body, c.extra))
+				switch {
+				case !on || c.refused == "":
+					if err != nil {
+						t.Fatalf("refused: %v", err)
+					}
+				case err == nil:
+					t.Fatal("loaded; want the capability_urls refusal")
+				case !strings.Contains(err.Error(), "clawgate.capability_urls: server srv0: "+c.refused) ||
+					!strings.Contains(err.Error(), "serve that route on another listener than the capability_urls guard, let a clawgate guard decide first in it, or remove capability_urls"):
+					t.Fatalf("refused with %v; want the message naming %q and the fix", err, c.refused)
+				}
+			})
+		}
+	}
+}

@@ -316,6 +316,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return err
 		}
 		ctx.OnCancel(func() { forgetCapabilityGuards(srv) })
+		if h.CapabilityURLs {
+			if d := capabilityBypass(srv); d != "" {
+				return fmt.Errorf("clawgate.capability_urls: server %s: %s; OpenClaw serves /__openclaw__/cap/<token>/<path> as /<path>, "+
+					"which that route's matcher never sees, so a capability URL would reach the gateway around it; "+
+					"serve that route on another listener than the capability_urls guard, let a clawgate guard decide first in it, or remove capability_urls", serverName(srv), d)
+			}
+		}
 		if h.CapabilityURLs && srv.Logs != nil {
 			ctx.Logger().Warn("capability_urls: this server's access log records each request's URI and headers, capability tokens included, unless its format filters them: "+
 				"format filter { request>uri regexp `"+capabilityURIPattern+"` /__openclaw__/REDACTED; request>headers>Referer regexp `"+capabilityURIPattern+"` /__openclaw__/REDACTED }",
