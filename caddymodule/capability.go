@@ -71,10 +71,73 @@ func logPath(r *http.Request) string {
 }
 
 // capabilityURIPattern matches a request URI or Referer that names an
-// OpenClaw path in any spelling (any case, any letter percent-encoded), for
-// Caddy's `regexp` log filter: the whole value is replaced, so no spelling of
-// a capability URL leaves part of its token in a log.
-const capabilityURIPattern = `(?i)^.*(o|%6f)(p|%70)(e|%65)(n|%6e)(c|%63)(l|%6c)(a|%61)(w|%77).*$`
+// OpenClaw path or the oc_cap query parameter in any spelling (any case, any
+// letter percent-encoded in either case), for Caddy's `regexp` log filter: the whole value
+// is replaced, so no spelling of a capability URL leaves part of its token in
+// a log.
+const capabilityURIPattern = `(?i)^.*((o|%6f|%4f)(p|%70|%50)(e|%65|%45)(n|%6e|%4e)(c|%63|%43)(l|%6c|%4c)(a|%61|%41)(w|%77|%57)|(o|%6f|%4f)(c|%63|%43)(_|%5f)(c|%63|%43)(a|%61|%41)(p|%70|%50)).*$`
+
+// capabilityQueryParam is the query parameter OpenClaw also accepts a
+// capability token in, on any path a capability authorizes (no rewrite).
+const capabilityQueryParam = "oc_cap"
+
+// hasCapabilityQuery reports whether a raw query string names OpenClaw's
+// oc_cap parameter in any spelling: any case, percent-encoded (even
+// repeatedly), among parameters separated by '&' or ';'. OpenClaw reads the
+// name decoded once and case-sensitively; matching more refuses more.
+func hasCapabilityQuery(rawQuery string) bool {
+	for rawQuery != "" {
+		var part string
+		if i := strings.IndexAny(rawQuery, "&;"); i >= 0 {
+			part, rawQuery = rawQuery[:i], rawQuery[i+1:]
+		} else {
+			part, rawQuery = rawQuery, ""
+		}
+		name, _, _ := strings.Cut(part, "=")
+		for range 3 {
+			if !strings.ContainsAny(name, "%+") {
+				break
+			}
+			name = unescapeQueryName(name)
+		}
+		if strings.EqualFold(strings.TrimSpace(name), capabilityQueryParam) {
+			return true
+		}
+	}
+	return false
+}
+
+// unescapeQueryName decodes '+' and valid %XX escapes and keeps invalid
+// escapes as they are, as browsers' and Node's URLSearchParams do.
+func unescapeQueryName(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '+':
+			b.WriteByte(' ')
+		case c == '%' && i+2 < len(s) && isHexDigit(s[i+1]) && isHexDigit(s[i+2]):
+			b.WriteByte(hexValue(s[i+1])<<4 | hexValue(s[i+2]))
+			i += 2
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+func isHexDigit(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func hexValue(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	}
+	return c - 'a' + 10
+}
 
 // capabilityGuard is what the load-time check knows of one guard.
 type capabilityGuard struct {

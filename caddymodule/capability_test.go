@@ -2,9 +2,12 @@ package caddymodule
 
 import (
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -74,7 +77,87 @@ http://:%[4]d {
 		allow user:alice@example.com scopes operator.read,operator.write
 	}
 }
-`, mainLog, f.tn.ControlURL, stateDir, f.port, accessLog, capabilityURIPattern, f.be.addr())
+http://:%[8]d {
+	bind clawgate/gw
+	clawgate %[7]s {
+		gateway home
+		allow user:alice@example.com scopes operator.read,operator.write
+	}
+}
+`, mainLog, f.tn.ControlURL, stateDir, f.port, accessLog, capabilityURIPattern, f.be.addr(), f.port+1)
+}
+
+// capabilityQueries are spellings of a query that carries OpenClaw's oc_cap
+// parameter (value v), as OpenClaw or a more lenient reader would decode it.
+func capabilityQueries(v string) []string {
+	return []string{
+		"oc_cap=" + v,
+		"a=1&oc_cap=" + v,
+		"a=1;oc_cap=" + v,
+		"oc%5Fcap=" + v,
+		"%6F%63%5F%63%61%70=" + v,
+		"oc%255Fcap=" + v,
+		"OC_CAP=" + v,
+		"oc_cap",
+	}
+}
+
+func TestHasCapabilityQuery(t *testing.T) {
+	for _, q := range capabilityQueries("tok") {
+		if !hasCapabilityQuery(q) {
+			t.Errorf("hasCapabilityQuery(%q) = false, want true", q)
+		}
+	}
+	for _, q := range []string{"", "occap=1", "oc_capx=1", "x=oc_cap", "oc-cap=1", "a=oc_cap%3D1", "oc%5Gcap=1"} {
+		if hasCapabilityQuery(q) {
+			t.Errorf("hasCapabilityQuery(%q) = true, want false", q)
+		}
+	}
+}
+
+// FuzzHasCapabilityQuery: whenever Go's query parser finds an oc_cap
+// parameter, in any case, hasCapabilityQuery does too.
+func FuzzHasCapabilityQuery(f *testing.F) {
+	for _, q := range capabilityQueries("tok") {
+		f.Add(q)
+	}
+	f.Add("occap=1&x=oc_cap")
+	f.Fuzz(func(t *testing.T, q string) {
+		got := hasCapabilityQuery(q)
+		vals, err := url.ParseQuery(q)
+		if err != nil {
+			return
+		}
+		for k := range vals {
+			if strings.EqualFold(k, capabilityQueryParam) && !got {
+				t.Fatalf("hasCapabilityQuery(%q) = false; url.ParseQuery finds %q", q, k)
+			}
+		}
+	})
+}
+
+func TestCapabilityURIPattern(t *testing.T) {
+	re := regexp.MustCompile(capabilityURIPattern)
+	for _, u := range []string{
+		"/__openclaw__/cap/tok/x", "/%5F%5F%4fpenclaw%5F%5F/cap/tok", "/plugins/x?oc_cap=tok", "/x?a=1;OC%5FCAP=tok", "/x?%6fc_cap=tok",
+	} {
+		if !re.MatchString(u) {
+			t.Errorf("the log filter pattern leaves %q as it is", u)
+		}
+	}
+	for _, u := range []string{"/", "/plugins/x?cap=1", "/api/chat"} {
+		if re.MatchString(u) {
+			t.Errorf("the log filter pattern replaces %q", u)
+		}
+	}
+	// The README's log filter is the one the load-time warning gives.
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(readme), "regexp `"+capabilityURIPattern+"` /__openclaw__/REDACTED"); n != 2 {
+		t.Errorf("the README gives the log filter's pattern %d times, want 2 (request>uri and Referer)", n)
+	}
 }
 
 // TestCapabilityURLsTailnet: with capability_urls, a capability URL is
@@ -130,18 +213,55 @@ func TestCapabilityURLsTailnet(t *testing.T) {
 		}
 	})
 
+	t.Run("alice's oc_cap query is proxied as it was sent", func(t *testing.T) {
+		before := f.be.count()
+		target := "/plugins/demo/?oc_cap=" + token
+		status, body := f.get(t, f.alice, target, nil)
+		if status != http.StatusOK || f.be.count() != before+1 {
+			t.Fatalf("status %d, backend count %d→%d: %s; want 200 from the gateway", status, before, f.be.count(), body)
+		}
+		if got := f.be.last(t); got.Path != "/plugins/demo/" || got.Query != "oc_cap="+token {
+			t.Errorf("the gateway saw %q?%q, want %q", got.Path, got.Query, target)
+		}
+	})
+
+	t.Run("oc_cap queries are refused where capability_urls is off", func(t *testing.T) {
+		c := f.alice.HTTPClient()
+		defer c.CloseIdleConnections()
+		get := func(target string) (int, string) {
+			resp, err := c.Get(fmt.Sprintf("http://gw.%s:%d%s", tailnettest.Domain, f.port+1, target))
+			if err != nil {
+				t.Fatalf("GET %s: %v", target, err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(b)
+		}
+		for _, q := range capabilityQueries("capQueryTok") {
+			before := f.be.count()
+			status, body := get("/__openclaw__/canvas/documents/cv_x/index.html?" + q)
+			if status != http.StatusForbidden || !strings.Contains(body, "clawgate_capability_path") || f.be.count() != before {
+				t.Errorf("?%s: status %d %.200q, backend count %d→%d; want clawgate's 403 capability_path", q, status, body, before, f.be.count())
+			}
+		}
+		// An ordinary query still passes: the refusal is about oc_cap.
+		if status, body := get("/__openclaw__/canvas/documents/cv_x/index.html?occap=1"); status != http.StatusOK {
+			t.Errorf("?occap=1: status %d %.200q, want 200", status, body)
+		}
+	})
+
 	t.Run("no log records the token", func(t *testing.T) {
 		// The access log is written after the response; give it a moment.
 		var access []byte
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			access, _ = os.ReadFile(accessLog)
-			if strings.Count(string(access), "handled request") >= 2 || time.Now().After(deadline) {
+			if strings.Count(string(access), "handled request") >= 3 || time.Now().After(deadline) {
 				break
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		if strings.Count(string(access), `"uri":"/__openclaw__/REDACTED"`) < 2 {
+		if strings.Count(string(access), `"uri":"/__openclaw__/REDACTED"`) < 3 {
 			t.Errorf("the access log lacks the redacted URI:\n%s", access)
 		}
 		main, err := os.ReadFile(mainLog)

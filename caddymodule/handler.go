@@ -386,9 +386,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 				"request trailers may not carry identity or forwarding headers", nil, "")
 		}
 	}
-	if !h.CapabilityURLs && isCapabilityPath(r.URL.Path) {
+	if !h.CapabilityURLs && (isCapabilityPath(r.URL.Path) || hasCapabilityQuery(r.URL.RawQuery)) {
 		return h.deny(w, r, http.StatusForbidden, "capability_path",
-			"OpenClaw capability URLs (/__openclaw__/cap/...) are not served by this guard: OpenClaw would route them past this route's rules; set capability_urls on a guard covering the whole site", nil, "")
+			"OpenClaw capability URLs (/__openclaw__/cap/... or an oc_cap query) are not served by this guard: OpenClaw would route them past this route's rules; set capability_urls on a guard covering the whole site", nil, "")
 	}
 
 	if r.TLS != nil && !sniMatchesHost(r.TLS.ServerName, r.Host) {
