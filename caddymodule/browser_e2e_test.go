@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"tailscale.com/tailcfg"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/browsertest"
 	"github.com/clawgate/clawgate/caddymodule/internal/openclawtest"
@@ -56,8 +57,11 @@ func TestControlUIBrowser(t *testing.T) {
 var browserSite = "gw." + tailnettest.Domain
 
 const (
-	browserGate       = "openclaw-ui"     // the site without device pairing
-	browserPairedGate = "openclaw-paired" // the same gateway, pairing required
+	browserGate       = "openclaw-ui"     // pairing required, alice's laptop approved by the tailnet policy
+	browserPairedGate = "openclaw-paired" // the same gateway, pairing required, approved by hand
+	// browserDeviceCap is the application capability the tailnet policy
+	// grants alice's laptop, which browserGate's pairing auto-approves.
+	browserDeviceCap  = "example.com/cap/openclaw-browser"
 	browserPairedPort = 8443
 )
 
@@ -67,10 +71,10 @@ type browserFixture struct {
 	gw         *openclawtest.Gateway
 	tn         *tailnettest.Tailnet
 	alice, bob *tailnettest.Node
-	tablet     *tailnettest.Node // alice's second device, for the paired site
+	tablet     *tailnettest.Node // alice's second device, for the site approved by hand
 	spki       []string          // the keys of Caddy's internal CA, for Chromium
-	siteURL    string            // https://gw.<tailnet>, no device pairing
-	pairedURL  string            // https://gw.<tailnet>:8443, pairing required
+	siteURL    string            // https://gw.<tailnet>, devices approved by the tailnet policy
+	pairedURL  string            // https://gw.<tailnet>:8443, devices approved by hand
 	admin      string            // Caddy's admin endpoint, for `caddy clawgate devices`
 	// baselineURL, when asked for, is a plain Caddy reverse_proxy to the
 	// same gateway on 127.0.0.1, setting alice's identity headers itself:
@@ -119,7 +123,8 @@ func newBrowserFixture(t testing.TB, baseline bool) *browserFixture {
 					"allowUsers":      []string{ocAlice},
 					"allowLoopback":   true,
 					// A browser presents a device identity and would otherwise
-					// wait on OpenClaw's own manual pairing.
+					// wait on OpenClaw's own manual pairing. Both sites have
+					// clawgate's pairing, so a device is approved once.
 					"deviceAutoApprove": map[string]any{"enabled": true, "scopes": []string{"operator.read", "operator.write"}},
 				},
 				// OpenClaw grants alice admin too, so what she ends up with
@@ -149,7 +154,8 @@ func newBrowserFixture(t testing.TB, baseline bool) *browserFixture {
 	start = time.Now()
 	f.tn = tailnettest.New(t)
 	gw := f.tn.Config(t, "gw")
-	f.alice = f.tn.NewNode(t, "alice-laptop", tailnettest.WithLogin(ocAlice))
+	f.alice = f.tn.NewNode(t, "alice-laptop", tailnettest.WithLogin(ocAlice),
+		tailnettest.WithCapMap(tailcfg.PeerCapMap{browserDeviceCap: {tailcfg.RawMessage(`{}`)}}))
 	f.bob = f.tn.NewNode(t, "bob-phone", tailnettest.WithLogin(ocBob))
 	f.tablet = f.tn.NewNode(t, "alice-tablet", tailnettest.WithLogin(ocAlice))
 	storage := t.TempDir()
@@ -201,6 +207,10 @@ func newBrowserFixture(t testing.TB, baseline bool) *browserFixture {
 			state_dir %[6]s
 			upstream 127.0.0.1:%[7]d
 			origins %[8]s
+			pairing required {
+				storage %[18]s
+				auto_approve cap:%[19]s
+			}
 		}
 		gateway %[9]s {
 			config %[5]s
@@ -232,7 +242,7 @@ func newBrowserFixture(t testing.TB, baseline bool) *browserFixture {
 	}
 }
 %[14]s`, gw.StateDir, storage, f.tn.ControlURL, browserGate, f.gw.ConfigPath(), f.gw.StateDir(), port, f.siteURL,
-		browserPairedGate, f.pairedURL, filepath.Join(storage, "pairing.json"), ocAlice, f.admin, baselineSite, protocols, logging, siteLog))
+		browserPairedGate, f.pairedURL, filepath.Join(storage, "pairing.json"), ocAlice, f.admin, baselineSite, protocols, logging, siteLog, filepath.Join(storage, "pairing-ui.json"), browserDeviceCap))
 	waitNodeUp(t, "gw")
 	for _, n := range []*tailnettest.Node{f.alice, f.bob, f.tablet} {
 		f.tn.WaitPeer(t, n, "gw")
