@@ -235,6 +235,9 @@ type handlerView struct {
 	routes []routeView
 }
 
+// bypassIn describes the first route of routes, or of the subroutes under
+// routes that match by host and the like alone, that decides by path
+// without a guard deciding first; "" when there is none.
 func bypassIn(routes []routeView) string {
 	for _, r := range routes {
 		pathDependent := false
