@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"tailscale.com/tailcfg"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/browsertest"
 	"github.com/clawgate/clawgate/caddymodule/internal/openclawtest"
@@ -46,7 +47,7 @@ func TestControlUIBrowser(t *testing.T) {
 	alice := f.browserAs(t, chromium, f.alice, 443)
 	t.Run("alice sees the Control UI connected", func(t *testing.T) { testBrowserAlice(t, f, alice) })
 	t.Run("bob gets clawgate's denial page", func(t *testing.T) { testBrowserBob(t, f, chromium) })
-	t.Run("canvas: clawgate passes alice's surface URL to the gateway and refuses bob's", func(t *testing.T) { testBrowserCanvas(t, f, alice, chromium) })
+	t.Run("canvas: alice's page shows a canvas document through clawgate, bob is refused, no log holds the token", func(t *testing.T) { testBrowserCanvas(t, f, alice, chromium) })
 	t.Run("an insecure openclaw.json disconnects the live UI until fixed", func(t *testing.T) { testBrowserGate(t, f, alice) })
 	t.Run("a new device waits for clawgate's approval, then connects without OpenClaw's", func(t *testing.T) { testBrowserPairing(t, f, chromium) })
 	t.Logf("TestControlUIBrowser took %v", time.Since(begin).Round(100*time.Millisecond))
@@ -56,8 +57,11 @@ func TestControlUIBrowser(t *testing.T) {
 var browserSite = "gw." + tailnettest.Domain
 
 const (
-	browserGate       = "openclaw-ui"     // the site without device pairing
-	browserPairedGate = "openclaw-paired" // the same gateway, pairing required
+	browserGate       = "openclaw-ui"     // pairing required, alice's laptop approved by the tailnet policy
+	browserPairedGate = "openclaw-paired" // the same gateway, pairing required, approved by hand
+	// browserDeviceCap is the application capability the tailnet policy
+	// grants alice's laptop, which browserGate's pairing auto-approves.
+	browserDeviceCap  = "example.com/cap/openclaw-browser"
 	browserPairedPort = 8443
 )
 
@@ -67,17 +71,27 @@ type browserFixture struct {
 	gw         *openclawtest.Gateway
 	tn         *tailnettest.Tailnet
 	alice, bob *tailnettest.Node
-	tablet     *tailnettest.Node // alice's second device, for the paired site
+	tablet     *tailnettest.Node // alice's second device, for the site approved by hand
 	spki       []string          // the keys of Caddy's internal CA, for Chromium
-	siteURL    string            // https://gw.<tailnet>, no device pairing
-	pairedURL  string            // https://gw.<tailnet>:8443, pairing required
+	siteURL    string            // https://gw.<tailnet>, devices approved by the tailnet policy
+	pairedURL  string            // https://gw.<tailnet>:8443, devices approved by hand
 	admin      string            // Caddy's admin endpoint, for `caddy clawgate devices`
 	// baselineURL, when asked for, is a plain Caddy reverse_proxy to the
 	// same gateway on 127.0.0.1, setting alice's identity headers itself:
 	// the page without clawgate and the tailnet, for comparison.
 	baselineURL string
-	canvasURL   string // the canvas surface URL alice's UI was handed
+	helloCanvas string // the canvas surface URL in alice's first hello-ok
+	// canvasMarker is the text of the canvas document the gateway holds.
+	canvasMarker string
+	// accessLog and caddyLog are the site's access log and Caddy's own log
+	// (clawgate's included), both through the capability log filter; empty
+	// with the baseline, which measures without them.
+	accessLog, caddyLog string
 }
+
+// browserCanvasDoc is the path of the test's canvas document under a canvas
+// surface URL.
+const browserCanvasDoc = "/__openclaw__/canvas/documents/cv_clawgate/index.html"
 
 // newBrowserFixture starts the gateway, the tailnet and Caddy; with baseline
 // Caddy also serves baselineURL.
@@ -109,7 +123,8 @@ func newBrowserFixture(t testing.TB, baseline bool) *browserFixture {
 					"allowUsers":      []string{ocAlice},
 					"allowLoopback":   true,
 					// A browser presents a device identity and would otherwise
-					// wait on OpenClaw's own manual pairing.
+					// wait on OpenClaw's own manual pairing. Both sites have
+					// clawgate's pairing, so a device is approved once.
 					"deviceAutoApprove": map[string]any{"enabled": true, "scopes": []string{"operator.read", "operator.write"}},
 				},
 				// OpenClaw grants alice admin too, so what she ends up with
@@ -126,11 +141,21 @@ func newBrowserFixture(t testing.TB, baseline bool) *browserFixture {
 	start := time.Now()
 	f.gw = openclawtest.Start(t, cfg, port)
 	t.Logf("OpenClaw gateway ready in %v", time.Since(start).Round(100*time.Millisecond))
+	// A canvas document, where OpenClaw's canvas tool would write one.
+	f.canvasMarker = "canvas through clawgate " + randToken(t, 8)
+	doc := filepath.Join(f.gw.StateDir(), "canvas", "documents", "cv_clawgate")
+	if err := os.MkdirAll(doc, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(doc, "index.html"), []byte("<!doctype html><title>canvas</title><p>"+f.canvasMarker+"</p>\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	start = time.Now()
 	f.tn = tailnettest.New(t)
 	gw := f.tn.Config(t, "gw")
-	f.alice = f.tn.NewNode(t, "alice-laptop", tailnettest.WithLogin(ocAlice))
+	f.alice = f.tn.NewNode(t, "alice-laptop", tailnettest.WithLogin(ocAlice),
+		tailnettest.WithCapMap(tailcfg.PeerCapMap{browserDeviceCap: {tailcfg.RawMessage(`{}`)}}))
 	f.bob = f.tn.NewNode(t, "bob-phone", tailnettest.WithLogin(ocBob))
 	f.tablet = f.tn.NewNode(t, "alice-tablet", tailnettest.WithLogin(ocAlice))
 	storage := t.TempDir()
@@ -153,34 +178,46 @@ func newBrowserFixture(t testing.TB, baseline bool) *browserFixture {
 }
 `, f.baselineURL, port, f.alice.IPs[0], ocAlice)
 	}
+	logging, siteLog := "", ""
+	if !baseline {
+		// The test reads the logs the config writes.
+		t.Setenv("CLAWGATE_TEST_CADDY_LOGS", "1")
+		dir := t.TempDir()
+		f.accessLog, f.caddyLog = filepath.Join(dir, "access.log"), filepath.Join(dir, "caddy.log")
+		filter := fmt.Sprintf("format filter {\n\t\t\trequest>uri regexp `%[1]s` /__openclaw__/REDACTED\n\t\t\trequest>headers>Referer regexp `%[1]s` /__openclaw__/REDACTED\n\t\t}", capabilityURIPattern)
+		logging = fmt.Sprintf("log {\n\t\toutput file %s\n\t\tlevel DEBUG\n\t\t%s\n\t}", f.caddyLog, filter)
+		siteLog = fmt.Sprintf("log {\n\t\toutput file %s\n\t\t%s\n\t}", f.accessLog, filter)
+	}
 	t.Cleanup(func() { waitNodesClosed(t) }) // runs after startCaddy's Stop
 	// The gateway blocks and the sites share one list of values.
 	args := []any{browserGate, f.gw.ConfigPath(), f.gw.StateDir(), port, f.siteURL,
-		browserPairedGate, f.pairedURL, filepath.Join(storage, "pairing.json"), ocAlice, baselineSite}
+		browserPairedGate, f.pairedURL, ocAlice, baselineSite, logging, siteLog, browserDeviceCap}
 	gateways := fmt.Sprintf(`gateway %[1]s {
 	config %[2]s
 	state_dir %[3]s
 	upstream 127.0.0.1:%[4]d
 	origins %[5]s
+	pairing required {
+		auto_approve cap:%[12]s
+	}
 }
 gateway %[6]s {
 	config %[2]s
 	state_dir %[3]s
 	upstream 127.0.0.1:%[4]d
 	origins %[7]s
-	pairing required {
-		storage %[8]s
-	}
+	pairing required
 }`, args...)
 	global := globalOptions{nodes: []tsnet.Config{gw}, admin: f.admin, tlsInternal: true, clawgate: gateways,
-		extra: "auto_https disable_redirects\nstorage file_system " + storage + "\n" + protocols}
+		extra: "auto_https disable_redirects\nstorage file_system " + storage + "\n" + protocols + "\n" + logging}
 	startCaddy(t, global.String()+fmt.Sprintf(`%[5]s {
 	bind clawgate/gw
 	tls internal
+	%[11]s
 	clawgate 127.0.0.1:%[4]d {
 		gateway %[1]s
 		capability_urls
-		allow user:%[9]s scopes operator.read,operator.write
+		allow user:%[8]s scopes operator.read,operator.write
 	}
 }
 %[7]s {
@@ -188,10 +225,10 @@ gateway %[6]s {
 	tls internal
 	clawgate 127.0.0.1:%[4]d {
 		gateway %[6]s
-		allow user:%[9]s scopes operator.read,operator.write
+		allow user:%[8]s scopes operator.read,operator.write
 	}
 }
-%[10]s`, args...))
+%[9]s`, args...))
 	waitNodeUp(t, "gw")
 	for _, n := range []*tailnettest.Node{f.alice, f.bob, f.tablet} {
 		f.tn.WaitPeer(t, n, "gw")
@@ -274,35 +311,50 @@ func testBrowserAlice(t *testing.T, f *browserFixture, b *browsertest.Browser) {
 	// The gateway tied the page's connection to alice.
 	waitGatewayLog(t, f.gw, "conn="+hello.Payload.Server.ConnID+" user="+ocAlice)
 
-	f.canvasURL = hello.Payload.PluginSurfaceURLs["canvas"]
+	f.helloCanvas = hello.Payload.PluginSurfaceURLs["canvas"]
 }
 
-// testBrowserCanvas requests the canvas surface URL alice's UI was handed:
-// it is on the site's own HTTPS origin (no mixed content), clawgate passes
-// alice's request to the gateway (the site's guard has capability_urls), and
-// bob's browser gets clawgate's refusal for the same URL.
+// testBrowserCanvas loads a canvas document through the canvas surface URL
+// alice's UI holds, in a frame of her page as the UI shows a canvas: the URL
+// is on the site's own HTTPS origin (no mixed content), clawgate passes it
+// to the gateway (the site's guard has capability_urls), and the document
+// shows. bob's browser gets clawgate's refusal for the same URL, and neither
+// Caddy's logs nor clawgate's nor the gateway's record the token.
 func testBrowserCanvas(t *testing.T, f *browserFixture, alice *browsertest.Browser, chromium string) {
-	canvas := f.canvasURL
-	if !strings.HasPrefix(canvas, f.siteURL+"/__openclaw__/cap/") {
-		t.Fatalf("hello-ok's canvas surface URL = %q, want %s/__openclaw__/cap/…", redactCap(canvas), f.siteURL)
+	alice.ReportOnFailure(t)
+	canvas := uiCanvasURL(t, alice)
+	prefix := f.siteURL + "/__openclaw__/cap/"
+	if !strings.HasPrefix(canvas, prefix) || strings.Contains(strings.TrimPrefix(canvas, prefix), "/") {
+		t.Fatalf("the UI's canvas surface URL = %q, want %s<token>", redactCap(canvas), prefix)
 	}
-	// Canvas documents are served under the surface URL. No document
-	// exists in this test: what matters here is that clawgate passes alice's
-	// request to the gateway, which answers it itself (and which has been
-	// seen to answer 401 for the Control UI's own token on this path).
-	page := canvas + "/__openclaw__/canvas/documents/cv_none/index.html"
-	fetch := fmt.Sprintf(`fetch(%q).then(async r => r.status + " " + r.headers.get("content-type") + " " + (await r.text()).slice(0, 300))`, page)
-	before := len(readGatewayLog(t, f.gw))
-	got, err := browsertest.Run(alice, 20*time.Second, chromedp.Evaluate[string](fetch, chromedp.EvalAwaitPromise))
-	if err != nil || strings.Contains(got, "clawgate_") || strings.HasPrefix(got, "403 ") {
-		t.Errorf("alice's page fetched the canvas URL: %.300q, %v; want the gateway's own answer", redactCap(got), err)
+	token := strings.TrimPrefix(canvas, prefix)
+	page := canvas + browserCanvasDoc
+	gwBefore := len(readGatewayLog(t, f.gw))
+
+	show := fmt.Sprintf(`new Promise(resolve => {
+	const frame = document.createElement("iframe");
+	frame.id = "clawgate-canvas";
+	frame.onload = () => {
+		try { resolve(frame.contentDocument.body.innerText); } catch (e) { resolve("unreadable frame: " + e); }
+	};
+	frame.src = %q;
+	document.body.appendChild(frame);
+})`, page)
+	got, err := browsertest.Run(alice, 30*time.Second, chromedp.Evaluate[string](show, chromedp.EvalAwaitPromise))
+	if err != nil || !strings.Contains(got, f.canvasMarker) {
+		t.Errorf("alice's page shows %.300q (%v) in the canvas frame, want the document's %q", redactCap(got), err, f.canvasMarker)
 	}
-	t.Logf("alice's canvas request, answered by the gateway: %.300s", redactCap(got))
-	if strings.Contains(readGatewayLog(t, f.gw)[before:], strings.TrimPrefix(canvas, f.siteURL+"/__openclaw__/cap/")) {
-		t.Error("gw.log records the capability token")
+	if _, err := browsertest.Run(alice, 10*time.Second, chromedp.Evaluate[bool](`document.getElementById("clawgate-canvas").remove(), true`)); err != nil {
+		t.Errorf("removing the canvas frame: %v", err)
+	}
+	// The token in hello-ok was replaced by the UI's refresh; OpenClaw no
+	// longer honours it. What it answers is OpenClaw's own business.
+	if f.helloCanvas != "" && f.helloCanvas != canvas {
+		stale, _ := browsertest.Run(alice, 20*time.Second, chromedp.Evaluate[string](
+			fmt.Sprintf(`fetch(%q).then(r => String(r.status))`, f.helloCanvas+browserCanvasDoc), chromedp.EvalAwaitPromise))
+		t.Logf("hello-ok's canvas URL, replaced by the UI's refresh, now answers %s", stale)
 	}
 
-	logBefore := len(readGatewayLog(t, f.gw))
 	bob := f.browserAs(t, chromium, f.bob, 443)
 	if _, err := browsertest.Run(bob, 60*time.Second, chromedp.Navigate(page)); err != nil {
 		t.Fatalf("navigating bob to the canvas URL: %v", err)
@@ -310,8 +362,71 @@ func testBrowserCanvas(t *testing.T, f *browserFixture, alice *browsertest.Brows
 	if _, err := bob.WaitText(30*time.Second, "403 Forbidden", "clawgate_forbidden"); err != nil {
 		t.Errorf("bob's page for the canvas URL: %v; want clawgate's denial", err)
 	}
-	if after := readGatewayLog(t, f.gw)[logBefore:]; strings.Contains(after, ocBob) {
-		t.Errorf("gw.log mentions bob after his canvas request:\n%s", tailString(after, 20))
+	if text, _ := bob.Text(); strings.Contains(text, f.canvasMarker) {
+		t.Error("bob's page shows the canvas document")
+	}
+	gwLog := readGatewayLog(t, f.gw)[gwBefore:]
+	if strings.Contains(gwLog, ocBob) {
+		t.Errorf("gw.log mentions bob after his canvas request:\n%s", tailString(gwLog, 20))
+	}
+
+	// Both requests are in the logs, redacted: alice's in the access log,
+	// bob's denial in clawgate's log.
+	redacted := "/__openclaw__/cap/REDACTED" + browserCanvasDoc
+	caddyLog := waitFileContains(t, f.caddyLog, `"path":"`+redacted+`"`)
+	access := waitFileContains(t, f.accessLog, `"uri":"/__openclaw__/REDACTED"`)
+	for name, data := range map[string]string{"Caddy's access log": access, "Caddy's and clawgate's log": caddyLog, "gw.log": readGatewayLog(t, f.gw)} {
+		if strings.Contains(data, token) {
+			t.Errorf("%s records the capability token", name)
+		}
+		if tok := strings.TrimPrefix(f.helloCanvas, prefix); tok != "" && strings.Contains(data, tok) {
+			t.Errorf("%s records hello-ok's capability token", name)
+		}
+	}
+}
+
+// uiCanvasURL returns the canvas surface URL the page holds now. Right after
+// hello-ok the Control UI asks for a fresh canvas capability
+// (plugin.surface.refresh) and OpenClaw honours only the new token from
+// then on, so the URL is the one in the latest answer that carries one.
+func uiCanvasURL(t testing.TB, b *browsertest.Browser) string {
+	t.Helper()
+	if _, _, err := b.WaitFrame(30*time.Second, 0, func(fr browsertest.Frame) bool {
+		return !fr.Sent && strings.Contains(fr.Data, `"surface":"canvas"`) && strings.Contains(fr.Data, `"pluginSurfaceUrls"`)
+	}); err != nil {
+		t.Fatalf("the page never got a refreshed canvas surface URL: %v", err)
+	}
+	url := ""
+	for _, fr := range b.Frames() {
+		if fr.Sent || !strings.Contains(fr.Data, `"pluginSurfaceUrls"`) {
+			continue
+		}
+		var m struct {
+			Payload struct {
+				PluginSurfaceURLs map[string]string `json:"pluginSurfaceUrls"`
+			} `json:"payload"`
+		}
+		if json.Unmarshal([]byte(fr.Data), &m) == nil && m.Payload.PluginSurfaceURLs["canvas"] != "" {
+			url = m.Payload.PluginSurfaceURLs["canvas"]
+		}
+	}
+	return url
+}
+
+// waitFileContains waits until the file at path contains substr and returns
+// its content.
+func waitFileContains(t testing.TB, path, substr string) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, _ := os.ReadFile(path)
+		if strings.Contains(string(b), substr) {
+			return string(b)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never showed %q; it ends:\n%s", filepath.Base(path), substr, tailString(redactCap(string(b)), 20))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -78,6 +78,12 @@ type GatewayConfig struct {
 	OpenClawPackage string `json:"openclaw_package,omitempty"`
 }
 
+// pairingRequired reports whether clawgate holds each new device of the
+// gateway until it is approved.
+func (gc *GatewayConfig) pairingRequired() bool {
+	return gc != nil && gc.Pairing != nil && strings.EqualFold(gc.Pairing.Mode, "required")
+}
+
 // How the gate notices changes. It audits again when something the verdict
 // depends on may have changed: inotify reports the config, its includes, the
 // files and directories the checks read and the skills trees; a stat
@@ -204,7 +210,7 @@ func (a *App) provisionGates() error {
 		if g.version, g.pkgPath, err = gatewayVersionSettings(name, gc); err != nil {
 			return err
 		}
-		g.expect = audit.Expect{Origins: gc.Origins, Port: g.port}
+		g.expect = audit.Expect{Origins: gc.Origins, Port: g.port, EdgePairing: gc.pairingRequired()}
 		g.state.Store(&gateState{Blocked: true, Reasons: []string{"the audit has not run yet"}})
 		a.gates[name] = g
 	}
@@ -597,6 +603,7 @@ func (g *gate) audit() *gateState {
 	if expect.UserHeader == "" {
 		expect.UserHeader = edge.DefaultUserHeader
 	}
+	expect.NoDeviceAutoApprove = !st.OpenClaw.Features().DeviceAutoApprove
 	cons := audit.Consistency(cfg, expect)
 	if len(unknown) > 0 {
 		cons = append(cons, audit.UnknownKeysFinding(st.OpenClaw, unknown))

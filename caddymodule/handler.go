@@ -316,6 +316,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return err
 		}
 		ctx.OnCancel(func() { forgetCapabilityGuards(srv) })
+		if h.CapabilityURLs {
+			if d := capabilityBypass(srv); d != "" {
+				return fmt.Errorf("clawgate.capability_urls: server %s: %s; OpenClaw serves /__openclaw__/cap/<token>/<path> as /<path>, "+
+					"which that route's matcher never sees, so a capability URL would reach the gateway around it; "+
+					"serve that route on another listener than the capability_urls guard, let a clawgate guard decide first in it, or remove capability_urls", serverName(srv), d)
+			}
+		}
 		if h.CapabilityURLs && srv.Logs != nil {
 			ctx.Logger().Warn("capability_urls: this server's access log records each request's URI and headers, capability tokens included, unless its format filters them: "+
 				"format filter { request>uri regexp `"+capabilityURIPattern+"` /__openclaw__/REDACTED; request>headers>Referer regexp `"+capabilityURIPattern+"` /__openclaw__/REDACTED }",
@@ -382,9 +389,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 				"request trailers may not carry identity or forwarding headers", nil, "")
 		}
 	}
-	if !h.CapabilityURLs && isCapabilityPath(r.URL.Path) {
+	if !h.CapabilityURLs && (isCapabilityPath(r.URL.Path) || hasCapabilityQuery(r.URL.RawQuery)) {
 		return h.deny(w, r, http.StatusForbidden, "capability_path",
-			"OpenClaw capability URLs (/__openclaw__/cap/...) are not served by this guard: OpenClaw would route them past this route's rules; set capability_urls on a guard covering the whole site", nil, "")
+			"OpenClaw capability URLs (/__openclaw__/cap/... or an oc_cap query) are not served by this guard: OpenClaw would route them past this route's rules; set capability_urls on a guard covering the whole site", nil, "")
 	}
 
 	if r.TLS != nil && !sniMatchesHost(r.TLS.ServerName, r.Host) {

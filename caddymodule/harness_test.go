@@ -325,8 +325,8 @@ func freePort(t testing.TB) int {
 
 // seen is one request as the backend received it.
 type seen struct {
-	Method, Path string
-	Header       http.Header
+	Method, Path, Query string
+	Header              http.Header
 }
 
 // backend is a real HTTP + WebSocket server on loopback standing in for the
@@ -341,7 +341,7 @@ func newBackend(t testing.TB) *backend {
 	b := &backend{}
 	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b.mu.Lock()
-		b.reqs = append(b.reqs, seen{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone()})
+		b.reqs = append(b.reqs, seen{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone()})
 		b.mu.Unlock()
 		if r.URL.Path == "/ws" {
 			c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})

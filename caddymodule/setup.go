@@ -36,6 +36,14 @@ identityScopes from the rules' scopes, controlUi.allowedOrigins = the tailnet
 origins, no shared token (moved to gateway.auth.password for the local CLI),
 and no Tailscale Serve/Funnel managed by OpenClaw.
 
+For a gateway with 'pairing required' that serves the Control UI (origins
+known), setup also turns on gateway.auth.trustedProxy.deviceAutoApprove with
+the non-admin scopes the rules grant: clawgate approves each machine once, and
+OpenClaw pairs the browser it lets in instead of asking a second time. Without
+'pairing required' it turns deviceAutoApprove off, since a tailnet login alone
+would then pair a new browser. OpenClaw 2026.7.35 has no deviceAutoApprove:
+there each new browser is approved once with 'openclaw devices approve'.
+
 With --write the changes are made in place: comments and layout are kept,
 each file is replaced atomically (mode 0600) after a timestamped backup next
 to it, and the config is audited again. setup refuses to write a file that
@@ -75,7 +83,7 @@ pending (without --write) or clawgate.* findings remain, 2 on errors.
 	cmd.Flags().String("gateway", "", "only this gateway (default: every gateway a guard names)")
 	cmd.Flags().Bool("write", false, "apply the changes (a backup of each file is kept)")
 	cmd.Flags().Bool("json", false, "print the plan and result as JSON")
-	cmd.Flags().Bool("device-auto-approve", false, "also let OpenClaw pair browsers that come through clawgate without approval, with the rules' non-admin scopes")
+	cmd.Flags().Bool("device-auto-approve", false, "turn on OpenClaw's deviceAutoApprove for a gateway with pairing required even when no Control UI origin is known")
 	return cmd
 }
 
@@ -388,6 +396,7 @@ func setupGateways(cfgJSON []byte) (map[string]*setupGateway, error) {
 			g.block = gc
 			g.in.Gated = true
 			g.in.Origins = gc.Origins
+			g.in.EdgePairing = gc.pairingRequired()
 			if gc.Upstream != "" {
 				ap, err := parseUpstream(gc.Upstream)
 				if err != nil {

@@ -7,6 +7,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"tailscale.com/tailcfg"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
 )
 
 // The --browser mode: after the tour the tailnet, clawgate and the real
@@ -17,7 +21,10 @@ import (
 // A loopback origin is a secure context, so an ordinary browser with no
 // flags can make the device identity the Control UI presents; the gateway's
 // deviceAutoApprove (capped at the scopes alice's rule grants) pairs it,
-// and the page lands connected.
+// and the page lands connected. OpenClaw's auto-approval is safe only behind
+// clawgate's own device pairing, so the gateway has `pairing required` too,
+// and the tailnet policy approves alice's laptop (an application capability
+// its auto_approve names): one pairing, and no page asking for it.
 
 // reserveUI opens the loopback listener now: its origin must be in the
 // gateway's config and clawgate's before either starts.
@@ -56,6 +63,27 @@ func (r *run) browserGatewayConfig(cfg map[string]any) {
 		"enabled": true,
 		"scopes":  allowedScopes,
 	}
+}
+
+// browserDeviceCap is the application capability the demo's tailnet policy
+// grants alice's laptop in --browser mode, which the gateway's pairing
+// auto-approves.
+const browserDeviceCap = "clawgate.example/cap/demo-browser"
+
+// browserNodeOptions are the options of alice's node in --browser mode.
+func (r *run) browserNodeOptions() []tailnettest.NodeOption {
+	return []tailnettest.NodeOption{tailnettest.WithCapMap(tailcfg.PeerCapMap{browserDeviceCap: {tailcfg.RawMessage(`{}`)}})}
+}
+
+// browserPairing is the pairing block of the gateway in --browser mode
+// (empty otherwise), for the Caddyfile.
+func (r *run) browserPairing() string {
+	if !r.o.Browser {
+		return ""
+	}
+	// Approvals live in Caddy's storage, which the demo keeps in its run
+	// directory.
+	return fmt.Sprintf("\n\t\t\tpairing required {\n\t\t\t\tauto_approve cap:%s\n\t\t\t}", browserDeviceCap)
 }
 
 // serveBrowser serves the Control UI on the loopback URL until ctx ends.

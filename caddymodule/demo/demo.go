@@ -322,7 +322,11 @@ func (r *run) setup(ctx context.Context) error {
 		node        **tailnettest.Node
 		host, login string
 	}{{&r.alice, aliceHost, alice}, {&r.bob, bobHost, bob}} {
-		node, err := r.tn.StartNode(nctx, filepath.Join(r.root, "nodes", n.host), n.host, tailnettest.WithLogin(n.login))
+		opts := []tailnettest.NodeOption{tailnettest.WithLogin(n.login)}
+		if r.o.Browser && n.login == alice {
+			opts = append(opts, r.browserNodeOptions()...)
+		}
+		node, err := r.tn.StartNode(nctx, filepath.Join(r.root, "nodes", n.host), n.host, opts...)
 		if err != nil {
 			return fmt.Errorf("starting the tailnet: %w", err)
 		}
@@ -514,7 +518,7 @@ func (r *run) caddyfile(controlURL, nodeState string) string {
 			config %s
 			state_dir %s
 			upstream 127.0.0.1:%d
-			origins %s
+			origins %s%s
 		}
 	}
 }
@@ -527,7 +531,7 @@ http://:%d {
 	}
 }
 `, nodeName, controlURL, strconv.Quote(nodeState),
-		gatewayName, strconv.Quote(r.configPath()), strconv.Quote(filepath.Join(r.gwDir, "state")), r.port, strings.Join(r.origins(), " "),
+		gatewayName, strconv.Quote(r.configPath()), strconv.Quote(filepath.Join(r.gwDir, "state")), r.port, strings.Join(r.origins(), " "), r.browserPairing(),
 		sitePort, nodeName, r.port, gatewayName, alice, strings.Join(allowedScopes, ","))
 }
 

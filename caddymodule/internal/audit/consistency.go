@@ -20,6 +20,14 @@ type Expect struct {
 	Origins []string
 	// Port is the loopback port clawgate proxies to; 0 skips the check.
 	Port int
+	// EdgePairing reports whether clawgate holds each new device of this
+	// gateway until it is approved (`pairing required`).
+	EdgePairing bool
+	// NoDeviceAutoApprove reports whether the gateway's OpenClaw release
+	// line lacks gateway.auth.trustedProxy.deviceAutoApprove (2026.7.35):
+	// there a browser needs one manual approval in OpenClaw whatever the
+	// edge does, so the double-pairing finding is not raised.
+	NoDeviceAutoApprove bool
 }
 
 // SetupRemediation ends every clawgate.* remediation: the command that makes
@@ -119,6 +127,17 @@ func Consistency(cfg *Config, e Expect) []Finding {
 			if !admitted[strings.ToLower(u)] {
 				extra = append(extra, u)
 			}
+		}
+		autoApprove := isTrue(obj(tp["deviceAutoApprove"])["enabled"])
+		switch {
+		case autoApprove && !e.EdgePairing:
+			add("clawgate.device_auto_approve_without_edge_pairing", SeverityCritical, "OpenClaw auto-approves browsers clawgate does not pair",
+				"OpenClaw auto-approves any browser of an allowed tailnet login: gateway.auth.trustedProxy.deviceAutoApprove is enabled and clawgate has no `pairing required` for this gateway, so a tailnet login alone pairs a new device.",
+				"Turn on `pairing required` for this gateway, or turn deviceAutoApprove off (gateway.auth.trustedProxy.deviceAutoApprove.enabled: false).")
+		case !autoApprove && e.EdgePairing && len(e.Origins) > 0 && !e.NoDeviceAutoApprove:
+			add("clawgate.control_ui_double_pairing", SeverityWarn, "A browser is paired twice, by clawgate and by OpenClaw",
+				"A browser approved by clawgate will also wait on OpenClaw's manual pairing: `pairing required` is on for this gateway, the Control UI is served through clawgate, and gateway.auth.trustedProxy.deviceAutoApprove is off.",
+				"Set gateway.auth.trustedProxy.deviceAutoApprove to {enabled: true, scopes: [...]} with the non-admin scopes your rules grant (never operator.admin).")
 		}
 		switch {
 		case len(allowUsers) == 0:

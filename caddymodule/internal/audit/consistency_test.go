@@ -59,6 +59,19 @@ func TestConsistency(t *testing.T) {
 		{name: "real ip fallback", replace: [2]string{"port: 18789,", "port: 18789, allowRealIpFallback: true,"}, want: []string{"clawgate.real_ip_fallback critical"}, fix: "false"},
 		{name: "port mismatch", replace: [2]string{"port: 18789", "port: 19001"}, want: []string{"clawgate.port critical"}, fix: "18789"},
 		{name: "port check skipped", replace: [2]string{"port: 18789", "port: 19001"}, expect: &Expect{UserHeader: "x-forwarded-user", Users: []string{"alice@example.com"}, Origins: []string{"https://gw.tail1234.ts.net"}}, want: nil},
+		{name: "auto-approval without edge pairing", replace: [2]string{"allowLoopback: true", "allowLoopback: true, deviceAutoApprove: {enabled: true, scopes: ['operator.read']}"},
+			want: []string{"clawgate.device_auto_approve_without_edge_pairing critical"}, fix: "Turn on `pairing required` for this gateway, or turn deviceAutoApprove off"},
+		{name: "auto-approval with edge pairing", replace: [2]string{"allowLoopback: true", "allowLoopback: true, deviceAutoApprove: {enabled: true, scopes: ['operator.read']}"},
+			expect: withPairing(clawgateExpect), want: nil},
+		{name: "auto-approval switched off without edge pairing", replace: [2]string{"allowLoopback: true", "allowLoopback: true, deviceAutoApprove: {enabled: false, scopes: ['operator.read']}"}, want: nil},
+		{name: "edge pairing without auto-approval", expect: withPairing(clawgateExpect),
+			want: []string{"clawgate.control_ui_double_pairing warn"}, fix: "gateway.auth.trustedProxy.deviceAutoApprove to {enabled: true"},
+		{name: "edge pairing with auto-approval switched off", replace: [2]string{"allowLoopback: true", "allowLoopback: true, deviceAutoApprove: {enabled: false}"},
+			expect: withPairing(clawgateExpect), want: []string{"clawgate.control_ui_double_pairing warn"}},
+		{name: "edge pairing without a Control UI origin", replace: [2]string{"'https://gw.tail1234.ts.net'", "'https://other.example.com'"},
+			expect: &Expect{UserHeader: "x-forwarded-user", Users: []string{"alice@example.com"}, EdgePairing: true}, want: nil},
+		{name: "edge pairing on a line without deviceAutoApprove",
+			expect: func() *Expect { e := withPairing(clawgateExpect); e.NoDeviceAutoApprove = true; return e }(), want: nil},
 		{name: "many at once", config: `{gateway: {bind: 'lan', auth: {mode: 'trusted-proxy'}}}`,
 			want: []string{"clawgate.bind critical", "clawgate.trusted_proxies critical", "clawgate.user_header critical", "clawgate.allow_loopback critical", "clawgate.allow_users warn", "clawgate.allowed_origins warn"}},
 	}
@@ -92,6 +105,12 @@ func TestConsistency(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withPairing is e for a gateway with `pairing required`.
+func withPairing(e Expect) *Expect {
+	e.EdgePairing = true
+	return &e
 }
 
 func firstRemediation(fs []Finding) string {
@@ -135,7 +154,8 @@ func TestGateOnClawgateConfig(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			expect := ExpectedByDesign(Consistency(cfg, clawgateExpect))
+			// Edge pairing, so that auto-approval itself is consistent.
+			expect := ExpectedByDesign(Consistency(cfg, *withPairing(clawgateExpect)))
 			var got []string
 			for _, f := range Run(cfg, RunOptions{}).Blocking(SeverityCritical, expect) {
 				got = append(got, f.CheckID)

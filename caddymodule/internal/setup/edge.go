@@ -59,6 +59,9 @@ type Input struct {
 	// Gated reports whether the clawgate app has a block for the gateway (and
 	// so audits it).
 	Gated bool
+	// EdgePairing reports whether the gateway's block has `pairing
+	// required`: clawgate holds each new device until it is approved.
+	EdgePairing bool
 }
 
 // Edge is what clawgate does in front of one gateway: what it sends and whom
@@ -83,6 +86,10 @@ type Edge struct {
 	Origins []string
 	// Port is the loopback port clawgate proxies to; 0 skips the check.
 	Port int
+	// EdgePairing reports whether clawgate pairs each device of the gateway
+	// (`pairing required`), which is what lets OpenClaw auto-approve the
+	// browsers it lets in.
+	EdgePairing bool
 	// Notes are things about the edge that the config change cannot fix and
 	// the user should know.
 	Notes []string
@@ -91,10 +98,11 @@ type Edge struct {
 // Expect is what clawgate's gate checks a config against for this edge.
 func (e Edge) Expect() audit.Expect {
 	return audit.Expect{
-		UserHeader: e.UserHeader,
-		Users:      e.Users,
-		Origins:    e.Origins,
-		Port:       e.Port,
+		UserHeader:  e.UserHeader,
+		Users:       e.Users,
+		Origins:     e.Origins,
+		Port:        e.Port,
+		EdgePairing: e.EdgePairing,
 	}
 }
 
@@ -103,7 +111,7 @@ func (e Edge) Expect() audit.Expect {
 // gateway config can satisfy (two user headers, two upstream ports), or when a
 // rule does not parse.
 func Derive(in Input) (Edge, error) {
-	e := Edge{RequiredHeaders: edge.GatewayRequiredHeaders(), Scopes: map[string][]string{}}
+	e := Edge{RequiredHeaders: edge.GatewayRequiredHeaders(), Scopes: map[string][]string{}, EdgePairing: in.EdgePairing}
 	if len(in.Guards) == 0 {
 		return e, fmt.Errorf("no clawgate guard names this gateway")
 	}

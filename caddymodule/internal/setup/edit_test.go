@@ -133,7 +133,7 @@ func FuzzEdit(f *testing.F) {
 	e := Edge{
 		UserHeader: "x-forwarded-user", RequiredHeaders: edge.GatewayRequiredHeaders(), Users: []string{"a@b.c", "token:ci"},
 		Scopes:  map[string][]string{"a@b.c": {"operator.read"}},
-		Origins: []string{"https://gw.t.ts.net"}, Port: 18789, AutoApproveScopes: []string{"operator.read"},
+		Origins: []string{"https://gw.t.ts.net"}, Port: 18789, AutoApproveScopes: []string{"operator.read"}, EdgePairing: true,
 	}
 	f.Fuzz(func(t *testing.T, text string) {
 		if len(text) > 1<<14 {

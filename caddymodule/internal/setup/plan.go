@@ -15,8 +15,9 @@ import (
 // Options adjusts the plan.
 type Options struct {
 	// DeviceAutoApprove turns on gateway.auth.trustedProxy.deviceAutoApprove
-	// with the non-admin scopes clawgate's rules grant, so browsers that come
-	// through clawgate are paired without `openclaw devices approve`.
+	// with the non-admin scopes clawgate's rules grant for a gateway with
+	// `pairing required` even when no Control UI origin is known (with one,
+	// setup proposes it anyway). Without edge pairing nothing is written.
 	DeviceAutoApprove bool
 	// Version is what is known of the gateway's OpenClaw version apart from
 	// its config (whose meta.lastTouchedVersion Prepare adds): the plan
@@ -201,23 +202,38 @@ func planOps(tree map[string]any, e Edge, o Options, line release.Line) []op {
 	return ops
 }
 
+// wantsAutoApprove reports whether setup turns deviceAutoApprove on for the
+// edge: only where clawgate pairs each device (`pairing required`), so that
+// OpenClaw pairs the browsers clawgate approved instead of asking a second
+// time, and only where a browser comes (the Control UI's origins are known)
+// or the user asked for it.
+func wantsAutoApprove(e Edge, o Options) bool {
+	return e.EdgePairing && (len(e.Origins) > 0 || o.DeviceAutoApprove)
+}
+
 func planAutoApprove(tree map[string]any, e Edge, o Options, add func(opKind, []string, any, string)) {
-	enabled, _ := lookup(tree, append(slices.Clone(pAutoApprove), "enabled"))
+	enabledPath := append(slices.Clone(pAutoApprove), "enabled")
+	enabled, _ := lookup(tree, enabledPath)
 	scopesPath := append(slices.Clone(pAutoApprove), "scopes")
 	have, hasScopes := lookup(tree, scopesPath)
-	if o.DeviceAutoApprove {
+	switch {
+	case !e.EdgePairing && enabled == true:
+		add(opSet, enabledPath, false, "clawgate has no `pairing required` for this gateway, so auto-approval would rest on the tailnet login alone; OpenClaw's manual approval stays the second factor")
+		return
+	case wantsAutoApprove(e, o):
 		if len(e.AutoApproveScopes) == 0 {
 			return
 		}
 		if enabled != true {
-			add(opSet, append(slices.Clone(pAutoApprove), "enabled"), true, "--device-auto-approve: browsers that come through clawgate are paired without a manual approval")
+			add(opSet, enabledPath, true, "clawgate's device pairing approves each machine; OpenClaw pairs the browser it lets in, so a device is approved once")
 		}
 		if !hasScopes || !sameSet(stringList(tree, scopesPath), e.AutoApproveScopes, false) {
 			add(opSet, scopesPath, slices.Clone(e.AutoApproveScopes), "the scopes clawgate's rules grant, operator.admin excepted: an auto-approved device never gets admin")
 		}
 		return
 	}
-	if list, ok := have.([]any); ok && slices.ContainsFunc(list, func(v any) bool { s, _ := v.(string); return strings.TrimSpace(s) == adminScope }) {
+	// Scopes matter only while auto-approval is on.
+	if list, ok := have.([]any); ok && enabled == true && slices.ContainsFunc(list, func(v any) bool { s, _ := v.(string); return strings.TrimSpace(s) == adminScope }) {
 		kept := []string{}
 		for _, v := range list {
 			if s, ok := v.(string); ok && strings.TrimSpace(s) != adminScope {

@@ -71,8 +71,11 @@ func Prepare(lo audit.LoadOptions, e Edge, o Options) (*Plan, error) {
 	line := p.OpenClaw.Features()
 	p.ops = planOps(cfg.Tree, e, o, line)
 	p.Notes = append(p.Notes, versionNotes(p.OpenClaw, e, o)...)
-	if o.DeviceAutoApprove && line.DeviceAutoApprove && len(e.AutoApproveScopes) == 0 {
-		p.Notes = append(p.Notes, "--device-auto-approve: clawgate's rules grant no non-admin operator scope, so there is nothing to auto-approve")
+	if line.DeviceAutoApprove && wantsAutoApprove(e, o) && len(e.AutoApproveScopes) == 0 {
+		p.Notes = append(p.Notes, "deviceAutoApprove: clawgate's rules grant no non-admin operator scope, so there is nothing to auto-approve; each browser waits on OpenClaw's manual pairing")
+	}
+	if o.DeviceAutoApprove && !e.EdgePairing {
+		p.Notes = append(p.Notes, "--device-auto-approve: the gateway has no `pairing required` in clawgate, so nothing is written: OpenClaw would auto-approve any browser of an allowed tailnet login; turn on pairing required for this gateway first")
 	}
 	if env := cfg.Getenv(envToken); env != "" {
 		if _, inConfig := lookup(cfg.Tree, []string{"env", "vars", envToken}); !inConfig {
@@ -161,8 +164,8 @@ func versionNotes(a release.Assumed, e Edge, o Options) []string {
 	if !line.IdentityScopes && len(e.Scopes) > 0 {
 		notes = append(notes, fmt.Sprintf("OpenClaw %s has no gateway.auth.identityScopes, so the scopes clawgate's rules grant cannot be granted per identity: a client without a paired device (CLI, automation) gets hello-ok with no scopes on WebSocket; on HTTP each request still has the scopes of its clawgate rule (x-openclaw-scopes); a browser needs one manual `openclaw devices approve <requestId>` on the gateway host", line.Version))
 	}
-	if o.DeviceAutoApprove && !line.DeviceAutoApprove {
-		notes = append(notes, fmt.Sprintf("--device-auto-approve: OpenClaw %s has no gateway.auth.trustedProxy.deviceAutoApprove, so nothing is written; approve each browser once with `openclaw devices approve <requestId>` on the gateway host", line.Version))
+	if wantsAutoApprove(e, o) && !line.DeviceAutoApprove {
+		notes = append(notes, fmt.Sprintf("OpenClaw %s has no deviceAutoApprove: approve each new browser once with openclaw devices approve", line.Version))
 	}
 	return notes
 }
@@ -298,7 +301,9 @@ func (p *Plan) Write(now time.Time) (*Result, error) {
 		return res, fmt.Errorf("auditing the written config: %w", err)
 	}
 	res.Report = audit.Run(cfg, audit.RunOptions{Now: now})
-	for _, f := range audit.Consistency(cfg, p.edge.Expect()) {
+	expect := p.edge.Expect()
+	expect.NoDeviceAutoApprove = !p.OpenClaw.Features().DeviceAutoApprove
+	for _, f := range audit.Consistency(cfg, expect) {
 		if strings.HasPrefix(f.CheckID, "clawgate.") {
 			res.Consistency = append(res.Consistency, f)
 		}

@@ -136,6 +136,7 @@ func TestPlanAndWrite(t *testing.T) {
 	tests := []struct {
 		name    string
 		opts    Options
+		paired  bool // the gateway has `pairing required`
 		want    []string
 		secrets []string // text that must never appear in the plan
 		inFile  map[string]int
@@ -176,15 +177,15 @@ func TestPlanAndWrite(t *testing.T) {
 				`set gateway.auth.trustedProxy.requiredHeaders = ["x-forwarded-proto","x-forwarded-host"]`,
 				addLoopback,
 				`set gateway.auth.trustedProxy.allowUsers = ["alice@example.com","token:ci"]`,
-				`set gateway.auth.trustedProxy.deviceAutoApprove.scopes = ["operator.read"]`,
+				`set gateway.auth.trustedProxy.deviceAutoApprove.enabled = false`,
 				addCI,
 				`remove gateway.auth.identityScopes["bob@example.com"]`,
 				setOrigins,
 			},
 		},
 		{
-			name: "half.json5 with --device-auto-approve",
-			opts: Options{DeviceAutoApprove: true},
+			name:   "half.json5 with pairing required",
+			paired: true,
 			want: []string{
 				`set gateway.port = 18789`,
 				`set gateway.trustedProxies = ["127.0.0.1","::1"]`,
@@ -199,12 +200,18 @@ func TestPlanAndWrite(t *testing.T) {
 			},
 		},
 		{
-			name: "token.json5 with --device-auto-approve",
-			opts: Options{DeviceAutoApprove: true},
+			name:   "token.json5 with pairing required",
+			paired: true,
 			want: cat(addProxies, toTP, moveToken, addHeader, addRequired, addLoopback, addUsers,
 				`add gateway.auth.trustedProxy.deviceAutoApprove.enabled = true`,
 				`add gateway.auth.trustedProxy.deviceAutoApprove.scopes = ["operator.read","operator.write"]`,
 				addAlice, addCI, addOrigins),
+		},
+		{
+			name:    "token.json5 with --device-auto-approve but no pairing required",
+			opts:    Options{DeviceAutoApprove: true},
+			want:    cat(addProxies, toTP, moveToken, trustedTail, addOrigins),
+			secrets: []string{"tok-0123456789abcdef0123456789abcdef"},
 		},
 		{
 			name: "done.json",
@@ -245,6 +252,7 @@ func TestPlanAndWrite(t *testing.T) {
 				originals[f], _ = os.ReadFile(f)
 			}
 			e := testEdge(t)
+			e.EdgePairing = tt.paired
 			p, err := Prepare(lo, e, tt.opts)
 			if err != nil {
 				t.Fatalf("Prepare: %v", err)

@@ -23,7 +23,7 @@ const newerLineConfig = `{
     auth: { mode: "trusted-proxy",
       trustedProxy: { userHeader: "x-forwarded-user", requiredHeaders: ["x-forwarded-proto", "x-forwarded-host"],
         allowUsers: ["alice@example.com", "token:ci"], allowLoopback: true,
-        deviceAutoApprove: { enabled: true, scopes: ["operator.read"] } },
+        deviceAutoApprove: { enabled: true, scopes: ["operator.read", "operator.write"] } },
       identityScopes: { "alice@example.com": ["operator.read", "operator.write"], "token:ci": ["operator.read"] } },
     controlUi: { allowedOrigins: ["https://gw.tail1234.ts.net"] },
   },
@@ -40,6 +40,7 @@ func TestPlanPerReleaseLine(t *testing.T) {
 		name       string
 		config     string
 		opts       Options
+		paired     bool     // the gateway has `pairing required`
 		want       []string // the exact diff
 		line       string
 		notesHave  []string
@@ -51,13 +52,13 @@ func TestPlanPerReleaseLine(t *testing.T) {
 			want: []string{rmAuto, rmIDScopes, rmOrigin, rmRoles}, line: "2026.7.35", wantSource: release.SourceConfigured,
 			notesHave: []string{"planned for OpenClaw 2026.7.35, from openclaw_version", "the config was last written by OpenClaw 2026.9.6",
 				"OpenClaw 2026.7.35 has no gateway.auth.identityScopes", "openclaw devices approve <requestId>"}},
-		{name: "2026.7.35 with --device-auto-approve writes none and says so", config: `{gateway: {port: 18789}}`,
-			opts: Options{DeviceAutoApprove: true, Version: release.Evidence{Configured: "2026.7.35"}},
+		{name: "2026.7.35 with pairing required writes no deviceAutoApprove and says so", config: `{gateway: {port: 18789}}`,
+			opts: Options{Version: release.Evidence{Configured: "2026.7.35"}}, paired: true,
 			want: cat(addLoopbackB, addProxies, addTP, addHeader, addRequired, addLoopback, addUsers, addOrigins), line: "2026.7.35",
 			wantSource: release.SourceConfigured,
-			notesHave:  []string{"--device-auto-approve: OpenClaw 2026.7.35 has no gateway.auth.trustedProxy.deviceAutoApprove, so nothing is written"}},
+			notesHave:  []string{"OpenClaw 2026.7.35 has no deviceAutoApprove: approve each new browser once with openclaw devices approve"}},
 		{name: "2026.8.2 from the config's hint keeps them", config: strings.Replace(newerLineConfig, `"2026.9.6"`, `"2026.8.2"`, 1),
-			want: nil, line: "2026.8.2", wantSource: release.SourceConfigHint,
+			paired: true, want: nil, line: "2026.8.2", wantSource: release.SourceConfigHint,
 			notesHave: []string{"planned for OpenClaw 2026.8.2, from meta.lastTouchedVersion"},
 			notesLack: []string{"has no gateway.auth.identityScopes"}},
 		{name: "no version: the newest line, and how to say otherwise", config: `{gateway: {port: 18789}}`,
@@ -71,7 +72,9 @@ func TestPlanPerReleaseLine(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tt.config), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			p, err := Prepare(loadOpts(t, path), testEdge(t), tt.opts)
+			e := testEdge(t)
+			e.EdgePairing = tt.paired
+			p, err := Prepare(loadOpts(t, path), e, tt.opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -98,7 +101,7 @@ func TestPlanPerReleaseLine(t *testing.T) {
 			if _, err := p.Write(time.Date(2026, 7, 3, 12, 0, 0, 0, time.UTC)); err != nil {
 				t.Fatalf("Write: %v", err)
 			}
-			again, err := Prepare(loadOpts(t, path), testEdge(t), tt.opts)
+			again, err := Prepare(loadOpts(t, path), e, tt.opts)
 			if err != nil {
 				t.Fatal(err)
 			}
