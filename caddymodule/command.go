@@ -18,7 +18,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "clawgate",
-		Usage: "audit|setup|devices|service [flags] [args]",
+		Usage: "audit|setup|devices|doctor|service [flags] [args]",
 		Short: "clawgate's tools for OpenClaw gateways",
 		Long: `
 clawgate's command-line tools.
@@ -31,6 +31,8 @@ clawgate's command-line tools.
   caddy clawgate devices list|approve|revoke
                                    lists, approves and revokes the tailnet
                                    devices of gateways with pairing required
+  caddy clawgate doctor [--json]   checks a running install end to end and
+                                   says how to fix each problem
   caddy clawgate service install|uninstall [--user] [--print]
                                    runs this Caddy as a systemd or launchd
                                    service, as the gateway's owner
@@ -42,7 +44,7 @@ a command of its own, so that this binary carries no test code: run
 Each command's help says what its exit status means.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(newAuditCommand(), newSetupCommand(), newDevicesCommand(), newServiceCommand(), newDemoCommand())
+			cmd.AddCommand(newAuditCommand(), newSetupCommand(), newDevicesCommand(), newDoctorCommand(), newServiceCommand(), newDemoCommand())
 		},
 	})
 }
