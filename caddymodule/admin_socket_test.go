@@ -10,7 +10,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -194,11 +193,4 @@ func dialAs(uid int, path string) error {
 		errc <- err
 	}()
 	return <-errc
-}
-
-// inCI reports whether the tests run under CI=true, where a missing
-// prerequisite fails a test instead of skipping it.
-func inCI() bool {
-	ci, _ := strconv.ParseBool(os.Getenv("CI"))
-	return ci
 }

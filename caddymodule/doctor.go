@@ -14,7 +14,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -274,8 +273,8 @@ func socketFileCheck(path string) (status, detail, fix string) {
 	if fi.Mode().Perm()&0o077 != 0 {
 		return checkFail, fmt.Sprintf("unix socket %s is mode %04o: others can open it", path, fi.Mode().Perm()), "add |0600 to the admin address, then restart Caddy"
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
-		return checkWarn, fmt.Sprintf("unix socket %s belongs to uid %d, not to you", path, st.Uid), "run the doctor and the devices command as the service's user"
+	if uid, ok := fileOwner(fi); ok && uid != os.Geteuid() {
+		return checkWarn, fmt.Sprintf("unix socket %s belongs to uid %d, not to you", path, uid), "run the doctor and the devices command as the service's user"
 	}
 	return checkOK, fmt.Sprintf("unix socket %s, %04o, yours", path, fi.Mode().Perm()), ""
 }

@@ -519,3 +519,10 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// inCI reports whether the tests run under CI=true, where a missing
+// prerequisite fails a test instead of skipping it.
+func inCI() bool {
+	ci, _ := strconv.ParseBool(os.Getenv("CI"))
+	return ci
+}
