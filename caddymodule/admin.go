@@ -1,14 +1,17 @@
 package caddymodule
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync/atomic"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/audit"
+	"github.com/clawgate/clawgate/tsnet"
 )
 
 func init() {
@@ -21,6 +24,10 @@ func init() {
 // the gateway's files (paths), so `caddy clawgate setup` and `audit`, run
 // from a shell whose environment differs from the service's, read the files
 // the running gate audits.
+//
+// GET /clawgate/nodes shows each tailnet node's state (logged in or its
+// login URL, its name, its tailnet, whether the tailnet offers it HTTPS
+// certificates).
 type AdminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -33,7 +40,10 @@ func (AdminAPI) CaddyModule() caddy.ModuleInfo {
 
 // Routes returns the admin routes.
 func (AdminAPI) Routes() []caddy.AdminRoute {
-	return []caddy.AdminRoute{{Pattern: "/clawgate/gateways", Handler: caddy.AdminHandlerFunc(serveGateways)}}
+	return []caddy.AdminRoute{
+		{Pattern: "/clawgate/gateways", Handler: caddy.AdminHandlerFunc(serveGateways)},
+		{Pattern: "/clawgate/nodes", Handler: caddy.AdminHandlerFunc(serveNodes)},
+	}
 }
 
 // runningApp is the clawgate app of the running config, for the admin API.
@@ -92,6 +102,34 @@ func (g *gate) paths() gatewayPaths {
 		p.Config.Resolved, p.StateDir.Resolved = config, stateDir
 	}
 	return p
+}
+
+// nodeStatus is one node as GET /clawgate/nodes shows it.
+type nodeStatus struct {
+	Started bool `json:"started"`
+	tsnet.Status
+}
+
+func serveNodes(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet {
+		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed", r.Method)}
+	}
+	out := map[string]nodeStatus{}
+	if a := runningApp.Load(); a != nil {
+		for name := range a.Nodes {
+			// A configured node no site binds is never started.
+			out[name] = nodeStatus{Status: tsnet.Status{State: "NoState"}}
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	liveNodes.Range(func(_, v any) bool {
+		p := v.(*poolNode)
+		out[p.name] = nodeStatus{Started: true, Status: p.Node.Status(ctx)}
+		return true
+	})
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(out)
 }
 
 // Interface guards

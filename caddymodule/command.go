@@ -19,7 +19,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "clawgate",
-		Usage: "audit|setup|devices [flags] [args]",
+		Usage: "audit|setup|devices|doctor|service [flags] [args]",
 		Short: "clawgate's tools for OpenClaw gateways",
 		Long: `
 clawgate's command-line tools.
@@ -32,6 +32,11 @@ clawgate's command-line tools.
   caddy clawgate devices list|approve|revoke
                                    lists, approves and revokes the tailnet
                                    devices of gateways with pairing required
+  caddy clawgate doctor [--json]   checks a running install end to end and
+                                   says how to fix each problem
+  caddy clawgate service install|uninstall [--user] [--print]
+                                   runs this Caddy as a systemd or launchd
+                                   service, as the gateway's owner
 
 The offline demo (an in-process tailnet, clawgate and the real OpenClaw) is
 a command of its own, so that this binary carries no test code: run
@@ -40,7 +45,7 @@ a command of its own, so that this binary carries no test code: run
 Each command's help says what its exit status means.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(newAuditCommand(), newSetupCommand(), newDevicesCommand(), newDemoCommand())
+			cmd.AddCommand(newAuditCommand(), newSetupCommand(), newDevicesCommand(), newDoctorCommand(), newServiceCommand(), newDemoCommand())
 		},
 	})
 }

@@ -1,13 +1,19 @@
 package caddymodule
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os/user"
+	"runtime"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/caddyserver/caddy/v2"
@@ -28,8 +34,13 @@ func init() {
 //	POST /clawgate/devices/revoke             {"device": "<id or code>", "gateway": "", "by": ""}
 //
 // Approving by ID without a gateway needs the device to be known to one
-// gateway only; revoking without a gateway revokes it on every gateway. "by"
-// names the operator for the log (the admin endpoint has no login of its own).
+// gateway only; revoking without a gateway revokes it on every gateway.
+//
+// The record names the approver as the admin endpoint knows them: on a unix
+// socket, the operating system user the kernel reports for the connection
+// (SO_PEERCRED); on a TLS endpoint with client certificates, the certificate;
+// on plain TCP, "unverified". "by" is what the caller claims, logged as
+// claimed_by and never recorded.
 type DevicesAdmin struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -139,12 +150,40 @@ func serveDeviceAction(w http.ResponseWriter, r *http.Request) error {
 	if req.Device == "" {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New(`"device" is required: a device ID or pairing code`)}
 	}
-	by := adminCaller(r, req.By)
+	// On a unix socket the caller is whoever the kernel says connected, read
+	// from the connection itself; the answer then goes out on that
+	// connection too.
+	if isUnixAdmin(r) {
+		conn, err := hijackAdminConn(w)
+		if err != nil {
+			return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: fmt.Errorf("reading the caller's peer credentials: %w", err)}
+		}
+		defer conn.Close()
+		by, err := unixPeerApprover(conn)
+		if err != nil {
+			writeAdminAnswer(conn, nil, caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: fmt.Errorf("reading the caller's peer credentials: %w", err)})
+			return nil
+		}
+		res, err := deviceAction(r, req, by)
+		writeAdminAnswer(conn, res, err)
+		return nil
+	}
+	res, err := deviceAction(r, req, tcpApprover(r))
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(res)
+}
+
+// deviceAction approves or revokes req.Device (by the path of r) on behalf of
+// by, the approver as the admin endpoint established it.
+func deviceAction(r *http.Request, req deviceRequest, by string) (deviceResult, error) {
 	gws := pairingGateways()
 	if req.Gateway != "" {
 		pc := gws[req.Gateway]
 		if pc == nil {
-			return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("gateway %q has no device pairing", req.Gateway)}
+			return deviceResult{}, caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("gateway %q has no device pairing", req.Gateway)}
 		}
 		gws = map[string]*pairingRuntime{req.Gateway: pc}
 	}
@@ -164,45 +203,50 @@ func serveDeviceAction(w http.ResponseWriter, r *http.Request) error {
 	sort.Strings(unavailable)
 	if len(where) == 0 {
 		if len(unavailable) > 0 {
-			return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: fmt.Errorf("no device %q found, and the pairing storage of gateway(s) %s cannot be read", req.Device, strings.Join(unavailable, ", "))}
+			return deviceResult{}, caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: fmt.Errorf("no device %q found, and the pairing storage of gateway(s) %s cannot be read", req.Device, strings.Join(unavailable, ", "))}
 		}
-		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no device with ID or pairing code %q", req.Device)}
+		return deviceResult{}, caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no device with ID or pairing code %q", req.Device)}
+	}
+	// What the request claims about its sender is logged as a claim only:
+	// the record holds what the admin endpoint established.
+	callerFields := []zap.Field{zap.String("by", by), zap.String("admin_remote", r.RemoteAddr)}
+	if claimed := cleanClaim(req.By); claimed != "" {
+		callerFields = append(callerFields, zap.String("claimed_by", claimed))
 	}
 	res := deviceResult{Devices: []deviceEntry{}}
 	if strings.HasSuffix(r.URL.Path, "/approve") {
 		if len(where) > 1 {
-			return caddy.APIError{HTTPStatus: http.StatusConflict, Err: fmt.Errorf("device %q is known to gateways %s: name one (--gateway)", req.Device, strings.Join(where, ", "))}
+			return deviceResult{}, caddy.APIError{HTTPStatus: http.StatusConflict, Err: fmt.Errorf("device %q is known to gateways %s: name one (--gateway)", req.Device, strings.Join(where, ", "))}
 		}
 		pc := gws[where[0]]
 		d, changed, err := pc.store.Approve(req.Device, by)
 		if err != nil {
-			return deviceStoreError(err)
+			return deviceResult{}, deviceStoreError(err)
 		}
 		if changed {
-			pc.logger.Info("device approved", append(deviceFields(d), zap.String("by", by), zap.String("admin_remote", r.RemoteAddr), zap.Bool("auto", false))...)
+			pc.logger.Info("device approved", append(append(deviceFields(d), callerFields...), zap.Bool("auto", false))...)
 		}
 		res.Changed = changed
 		res.Devices = append(res.Devices, deviceEntry{Gateway: where[0], Device: d})
-	} else {
-		for _, name := range where {
-			pc := gws[name]
-			d, err := pc.store.Revoke(req.Device)
-			if errors.Is(err, pairing.ErrNotFound) {
-				continue // revoked meanwhile
-			}
-			if err != nil {
-				return deviceStoreError(err)
-			}
-			n := closeDeviceConns(name, d.ID)
-			pc.logger.Info("device revoked", append(deviceFields(d), zap.String("by", by), zap.String("admin_remote", r.RemoteAddr),
-				zap.String("was", string(d.Status)), zap.Int("closed_websockets", n))...)
-			res.Changed = true
-			res.ClosedWebSockets += n
-			res.Devices = append(res.Devices, deviceEntry{Gateway: name, Device: d})
-		}
+		return res, nil
 	}
-	w.Header().Set("Content-Type", "application/json")
-	return json.NewEncoder(w).Encode(res)
+	for _, name := range where {
+		pc := gws[name]
+		d, err := pc.store.Revoke(req.Device)
+		if errors.Is(err, pairing.ErrNotFound) {
+			continue // revoked meanwhile
+		}
+		if err != nil {
+			return deviceResult{}, deviceStoreError(err)
+		}
+		n := closeDeviceConns(name, d.ID)
+		pc.logger.Info("device revoked", append(append(deviceFields(d), callerFields...),
+			zap.String("was", string(d.Status)), zap.Int("closed_websockets", n))...)
+		res.Changed = true
+		res.ClosedWebSockets += n
+		res.Devices = append(res.Devices, deviceEntry{Gateway: name, Device: d})
+	}
+	return res, nil
 }
 
 func deviceStoreError(err error) error {
@@ -215,30 +259,107 @@ func deviceStoreError(err error) error {
 	return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
 }
 
-// adminCaller names who made an admin request, for the log and the record:
-// the client certificate's subject when the admin endpoint checks them, else
-// the name the caller gave (the CLI sends the local user), else "admin API".
-func adminCaller(r *http.Request, claimed string) string {
-	claimed = strings.Map(func(r rune) rune {
+// isUnixAdmin reports whether r came in on a unix socket admin endpoint.
+func isUnixAdmin(r *http.Request) bool {
+	addr, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	return ok && strings.HasPrefix(addr.Network(), "unix")
+}
+
+// hijackAdminConn takes over the admin request's connection, the only place
+// its peer credentials can be read from.
+func hijackAdminConn(w http.ResponseWriter) (*net.UnixConn, error) {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return nil, err
+	}
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		conn.Close()
+		return nil, fmt.Errorf("the admin connection is a %T, not a unix socket", conn)
+	}
+	return uc, nil
+}
+
+// unixPeerApprover names the operating system user at the other end of a
+// unix admin socket: the user name and ID, or the ID alone when it has no
+// name here. Where this system cannot read peer credentials, the record says
+// the approver is unverified; where it can and fails, so does the request.
+func unixPeerApprover(c *net.UnixConn) (string, error) {
+	uid, err := peerUID(c)
+	if err != nil {
+		if runtime.GOOS != "linux" {
+			return "unverified (" + err.Error() + ")", nil
+		}
+		return "", err
+	}
+	id := strconv.FormatUint(uint64(uid), 10)
+	if u, err := user.LookupId(id); err == nil && u.Username != "" {
+		return u.Username + " (uid " + id + ")", nil
+	}
+	return "uid " + id, nil
+}
+
+// tcpApprover is the record of who acted through a network admin endpoint:
+// the client certificate's subject where the endpoint checks them, else a
+// statement that nobody vouches for the caller (any local user can reach a
+// loopback TCP port).
+func tcpApprover(r *http.Request) string {
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		return "client certificate " + cleanClaim(r.TLS.PeerCertificates[0].Subject.String())
+	}
+	return unverifiedTCPApprover
+}
+
+// unverifiedTCPApprover is the approver recorded for a plain TCP admin
+// endpoint, which any local user can reach.
+const unverifiedTCPApprover = "unverified (admin endpoint on TCP; use a unix socket to record the operator)"
+
+// cleanClaim makes a name the caller chose safe to log: no control
+// characters, at most 128 bytes.
+func cleanClaim(s string) string {
+	s = strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) {
 			return -1
 		}
 		return r
-	}, strings.TrimSpace(claimed))
-	if len(claimed) > 128 {
-		claimed = claimed[:128]
+	}, strings.TrimSpace(s))
+	if len(s) > 128 {
+		s = s[:128]
 	}
-	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-		cn := r.TLS.PeerCertificates[0].Subject.String()
-		if claimed != "" {
-			return claimed + " (client certificate " + cn + ")"
+	return s
+}
+
+// writeAdminAnswer writes the answer to an admin request whose connection was
+// taken over: res as JSON, or err as Caddy's admin endpoint writes errors.
+func writeAdminAnswer(conn net.Conn, res any, err error) {
+	status, body := http.StatusOK, any(res)
+	if err != nil {
+		apiErr, ok := err.(caddy.APIError)
+		if !ok {
+			apiErr = caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
 		}
-		return "client certificate " + cn
+		if apiErr.Message == "" && apiErr.Err != nil {
+			apiErr.Message = apiErr.Err.Error()
+		}
+		caddy.Log().Named("admin.api").Error("request error", zap.Error(err), zap.Int("status_code", apiErr.HTTPStatus))
+		status, body = apiErr.HTTPStatus, apiErr
 	}
-	if claimed == "" {
-		return "admin API"
+	b, merr := json.Marshal(body)
+	if merr != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":"encoding the answer failed"}`)
 	}
-	return claimed
+	b = append(b, '\n')
+	resp := &http.Response{
+		StatusCode:    status,
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        http.Header{"Content-Type": {"application/json"}},
+		ContentLength: int64(len(b)),
+		Body:          io.NopCloser(bytes.NewReader(b)),
+		Close:         true,
+	}
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	_ = resp.Write(conn)
 }
 
 // Interface guards

@@ -50,7 +50,10 @@ the gateway name sees a change within its pairing poll_interval.
 
 The command talks to the running Caddy's admin endpoint: --address, else the
 one in the config caddy run would load (--config, else ./Caddyfile), else
-localhost:2019.
+localhost:2019. On a unix socket (admin unix//path|0600) the approval records
+the operating system user running this command, as the kernel reports it; on
+a TCP endpoint, which any local user can reach, it records that the approver
+is unverified.
 `,
 	}
 	cmd.PersistentFlags().StringVar(&address, "address", "", "the admin endpoint's address")
@@ -200,7 +203,8 @@ func dash(s string) string {
 	return s
 }
 
-// localOperator names the person running the command, for the log.
+// localOperator names the person running the command. The admin endpoint
+// logs it as a claim only: the record holds what the endpoint itself knows.
 func localOperator() string {
 	name := "unknown"
 	if u, err := user.Current(); err == nil && u.Username != "" {

@@ -406,7 +406,7 @@ func TestPairingTailnet(t *testing.T) {
 		}
 		f.mustPass(t, f.alice, "alice@example.com")
 		f.mustBeHeld(t, f.phone)
-		if d := f.device(t, "alice-laptop"); d.Status != pairing.StatusApproved || d.Code != "" || d.ApprovedBy != localOperator() {
+		if d := f.device(t, "alice-laptop"); d.Status != pairing.StatusApproved || d.Code != "" || d.ApprovedBy != unverifiedTCPApprover {
 			t.Errorf("after approval: %+v", d.Device)
 		}
 	})
@@ -423,8 +423,8 @@ func TestPairingTailnet(t *testing.T) {
 			t.Fatalf("admin approve: %d %+v", status, res)
 		}
 		f.mustPass(t, f.phone, "alice@example.com")
-		if d := f.device(t, "alice-phone"); d.ApprovedBy != "ops-script" {
-			t.Errorf("approved by %q, want ops-script", d.ApprovedBy)
+		if d := f.device(t, "alice-phone"); d.ApprovedBy != unverifiedTCPApprover {
+			t.Errorf("approved by %q, want %q: a TCP admin endpoint does not know its caller", d.ApprovedBy, unverifiedTCPApprover)
 		}
 	})
 
@@ -709,10 +709,10 @@ func TestPairingTailnet(t *testing.T) {
 		}{
 			{"new device waiting for approval", map[string]string{"gateway": "home", "device": aliceID, "node": "alice-laptop", "login": "alice@example.com", "code": aliceCode}},
 			{"device held", map[string]string{"gateway": "home", "device": aliceID, "reason": "pairing_pending", "code": aliceCode}},
-			{"device approved", map[string]string{"gateway": "home", "device": aliceID, "by": localOperator()}},
-			{"device approved", map[string]string{"gateway": "home", "device": phoneID, "by": "ops-script"}},
+			{"device approved", map[string]string{"gateway": "home", "device": aliceID, "by": unverifiedTCPApprover, "claimed_by": localOperator()}},
+			{"device approved", map[string]string{"gateway": "home", "device": phoneID, "by": unverifiedTCPApprover, "claimed_by": "ops-script"}},
 			{"device approved", map[string]string{"gateway": "home", "node": "trusted-bot", "by": "auto_approve tag:trusted"}},
-			{"device revoked", map[string]string{"gateway": "home", "device": aliceID, "by": localOperator(), "was": "approved"}},
+			{"device revoked", map[string]string{"gateway": "home", "device": aliceID, "by": unverifiedTCPApprover, "claimed_by": localOperator(), "was": "approved"}},
 			{"device node key changed: waiting for approval again", map[string]string{"gateway": "home", "device": phoneID, "reason": "node_key_changed"}},
 			{"device pairing storage cannot be used: the device is held until it can be read and written", map[string]string{"gateway": "home", "device": aliceID, "storage": "FileStorage:" + f.storage, "prefix": "clawgate/pairing/home"}},
 			{"device approval withdrawn in storage (revoked or changed through another instance)", map[string]string{"gateway": "home", "device": aliceID, "closed_websockets": "1"}},

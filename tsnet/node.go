@@ -640,3 +640,60 @@ var closeTimeout = 20 * time.Second
 func (n *Node) Done() <-chan struct{} {
 	return n.done
 }
+
+// Status is a node's state as `caddy clawgate doctor` reports it.
+type Status struct {
+	// State is Tailscale's backend state: Running, NeedsLogin,
+	// NeedsMachineAuth, Starting, Stopped, or NoState before it started.
+	State string `json:"state"`
+	// AuthURL is the login URL while the node waits for a login.
+	AuthURL string `json:"auth_url,omitempty"`
+	// DNSName is the node's MagicDNS name, without the trailing dot.
+	DNSName string `json:"dns_name,omitempty"`
+	// Tailnet is the tailnet's MagicDNS suffix; empty with MagicDNS off.
+	Tailnet string `json:"tailnet,omitempty"`
+	// IPs are the node's tailnet addresses.
+	IPs []netip.Addr `json:"ips,omitempty"`
+	// CertDomains are the names the node can get certificates for; none
+	// when the tailnet has HTTPS certificates off.
+	CertDomains []string `json:"cert_domains,omitempty"`
+	// Error says why the state could not be read.
+	Error string `json:"error,omitempty"`
+}
+
+// Status reads the node's state from its local Tailscale backend.
+func (n *Node) Status(ctx context.Context) Status {
+	n.mu.Lock()
+	authURL := n.authURL
+	n.mu.Unlock()
+	srv, err := n.server()
+	if err != nil {
+		return Status{State: "NoState", AuthURL: authURL, Error: err.Error()}
+	}
+	lc, err := srv.LocalClient()
+	if err != nil {
+		return Status{State: "NoState", AuthURL: authURL, Error: err.Error()}
+	}
+	st, err := lc.StatusWithoutPeers(ctx)
+	if err != nil {
+		return Status{State: "NoState", AuthURL: authURL, Error: fmt.Sprintf("reading status: %v", err)}
+	}
+	s := Status{State: st.BackendState, IPs: st.TailscaleIPs, CertDomains: slices.Clone(st.CertDomains)}
+	if st.BackendState != ipn.Running.String() {
+		s.AuthURL = authURL
+		if st.AuthURL != "" {
+			s.AuthURL = st.AuthURL
+		}
+	}
+	if st.Self != nil {
+		s.DNSName = strings.TrimSuffix(st.Self.DNSName, ".")
+	}
+	if st.CurrentTailnet != nil {
+		s.Tailnet = st.CurrentTailnet.MagicDNSSuffix
+		if !st.CurrentTailnet.MagicDNSEnabled {
+			// Without MagicDNS the names are bare host names.
+			s.Tailnet, s.CertDomains = "", nil
+		}
+	}
+	return s
+}

@@ -92,8 +92,9 @@ type Device struct {
 	LastSeen time.Time `json:"last_seen,omitzero"`
 	// ApprovedAt is when the current approval was given.
 	ApprovedAt time.Time `json:"approved_at,omitzero"`
-	// ApprovedBy is who gave it: the operator as the admin request named
-	// them, or the auto-approval rule.
+	// ApprovedBy is who gave it: the operator as the admin endpoint knows
+	// them (the OS user behind a unix socket, a client certificate, or
+	// "unverified" on plain TCP), or the auto-approval rule.
 	ApprovedBy string `json:"approved_by,omitempty"`
 	// Auto reports whether an auto-approval rule gave the approval; it lasts
 	// only while the device still matches one.
