@@ -45,7 +45,9 @@ func userEdits(src, controlURL, root, admin string) string {
 	src = regexp.MustCompile(`(?m)^(\s*)node ([a-z0-9-]+)$`).ReplaceAllString(src, "${1}node ${2} {\n${1}\tcontrol_url "+controlURL+"\n${1}}")
 	src = strings.ReplaceAll(src, "tail1234.ts.net", tailnettest.Domain)
 	// `admin <address>`, or `admin <address> {` opening a block of options.
-	adminLine := regexp.MustCompile(`(?m)^(\s*)admin(?:[ \t]+[^{\s]+)?([ \t]*\{)?[ \t]*$`)
+	// The address may hold placeholders, as in
+	// `admin unix/{$XDG_RUNTIME_DIR}/clawgate-admin.sock|0600`.
+	adminLine := regexp.MustCompile(`(?m)^(\s*)admin(?:[ \t]+(?:[^\s{]|\{[^\s{}]+\})\S*)?([ \t]*\{)?[ \t]*$`)
 	global := "{\n\tskip_install_trust\n"
 	if adminLine.MatchString(src) {
 		src = adminLine.ReplaceAllString(src, "${1}admin "+admin+"${2}")
