@@ -15,7 +15,9 @@ func init() {
 
 // AdminAPI is `admin.api.clawgate`: GET /clawgate/gateways on Caddy's admin
 // endpoint shows each gateway's latest audit verdict (blocked, reasons,
-// findings by severity, when it was checked).
+// findings by severity, when it was checked). On a front door it lists the
+// gateways behind it on other hosts too, each with a "remote" member (host,
+// node, reachable, error, fetched).
 type AdminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -38,9 +40,13 @@ func serveGateways(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed", r.Method)}
 	}
-	snapshot := map[string]*gateState{}
+	// Gateways on other hosts, behind this front door, first: a local
+	// gateway of the same name is the one this instance guards.
+	snapshot := remoteSnapshot()
 	if a := runningApp.Load(); a != nil {
-		snapshot = a.gateSnapshot()
+		for name, st := range a.gateSnapshot() {
+			snapshot[name] = st
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(snapshot)
