@@ -91,6 +91,45 @@ type RemoteTransport struct {
 	rt       *http.Transport
 	logger   *zap.Logger
 	state    *remoteState
+
+	conns *hostConns // open connections to the host, idle or not
+}
+
+type hostConns struct {
+	mu  sync.Mutex
+	set map[*hostConn]struct{}
+}
+
+// hostConn is a connection to the host that the transport can close when
+// the host stops answering: a host that went away sends nothing more, and a
+// request on its connection would wait forever.
+type hostConn struct {
+	net.Conn
+	t    *RemoteTransport
+	once sync.Once
+}
+
+func (c *hostConn) Close() error {
+	c.once.Do(func() {
+		c.t.conns.mu.Lock()
+		delete(c.t.conns.set, c)
+		c.t.conns.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+// closeHostConns closes every open connection to the host, idle or busy.
+func (t *RemoteTransport) closeHostConns() int {
+	t.conns.mu.Lock()
+	conns := make([]*hostConn, 0, len(t.conns.set))
+	for c := range t.conns.set {
+		conns = append(conns, c)
+	}
+	t.conns.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+	return len(conns)
 }
 
 // CaddyModule returns the Caddy module information.
@@ -144,6 +183,7 @@ func (t *RemoteTransport) Provision(ctx caddy.Context) error {
 		}
 	}
 	t.state = &remoteState{Host: t.Host, Via: t.Via}
+	t.conns = &hostConns{set: make(map[*hostConn]struct{})}
 	registerRemote(t)
 	go t.followState(ctx)
 	return nil
@@ -251,7 +291,15 @@ func (t *RemoteTransport) dialForClient(ctx context.Context, _, _ string) (net.C
 	if !ok {
 		return nil, errors.New("clawgate_remote: no caller address for this connection")
 	}
-	return t.dial(ctx, proxyproto.Header{Command: proxyproto.Proxy, Source: client})
+	c, err := t.dial(ctx, proxyproto.Header{Command: proxyproto.Proxy, Source: client})
+	if err != nil {
+		return nil, err
+	}
+	hc := &hostConn{Conn: c, t: t}
+	t.conns.mu.Lock()
+	t.conns.set[hc] = struct{}{}
+	t.conns.mu.Unlock()
+	return hc, nil
 }
 
 // dial connects to the host through the Via node and writes hdr.
@@ -345,7 +393,14 @@ const maxStateBody = 1 << 20
 // unloaded: first at once, then every StateInterval.
 func (t *RemoteTransport) followState(ctx context.Context) {
 	for {
-		st := t.fetchState(ctx)
+		st, dialed := t.fetchState(ctx)
+		if !dialed && ctx.Err() == nil {
+			// The host cannot be reached at all: its open connections
+			// are dead too, and requests waiting on them get an answer.
+			if n := t.closeHostConns(); n > 0 {
+				t.logger.Warn("gateway host unreachable; closed its connections", zap.String("gateway", t.Gateway), zap.String("host", t.Host), zap.Int("count", n))
+			}
+		}
 		remotesMu.Lock()
 		*t.state = st
 		remotesMu.Unlock()
@@ -364,18 +419,26 @@ func (t *RemoteTransport) followState(ctx context.Context) {
 }
 
 // fetchState makes one state request (a LOCAL PROXY header, then GET) and
-// returns what it learnt.
-func (t *RemoteTransport) fetchState(ctx context.Context) remoteState {
-	st := remoteState{Host: t.Host, Via: t.Via, Fetched: time.Now().UTC()}
-	fail := func(err error) remoteState {
+// returns what it learnt, and whether the host accepted the connection.
+func (t *RemoteTransport) fetchState(ctx context.Context) (remoteState, bool) {
+	st, err := t.fetchStateOnce(ctx)
+	if err != nil {
 		st.Error = err.Error()
-		return st
 	}
+	return st, !errors.Is(err, errHostDial)
+}
+
+// errHostDial marks a failure to connect to the host at all.
+var errHostDial = errors.New("connecting")
+
+func (t *RemoteTransport) fetchStateOnce(ctx context.Context) (remoteState, error) {
+	st := remoteState{Host: t.Host, Via: t.Via, Fetched: time.Now().UTC()}
+	fail := func(err error) (remoteState, error) { return st, err }
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(t.DialTimeout)+5*time.Second)
 	defer cancel()
 	c, err := t.dial(ctx, proxyproto.Header{Command: proxyproto.Local})
 	if err != nil {
-		return fail(err)
+		return fail(fmt.Errorf("%w: %w", errHostDial, err))
 	}
 	defer c.Close()
 	if dl, ok := ctx.Deadline(); ok {
@@ -407,11 +470,10 @@ func (t *RemoteTransport) fetchState(ctx context.Context) remoteState {
 	st.Reachable = true
 	v, ok := all[t.Gateway]
 	if !ok {
-		st.Error = fmt.Sprintf("the host has no gateway %q", t.Gateway)
-		return st
+		return fail(fmt.Errorf("the host has no gateway %q", t.Gateway))
 	}
 	st.verdict = v
-	return st
+	return st, nil
 }
 
 var (
