@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,9 +37,10 @@ func init() {
 // RemoteTransport is reverse_proxy's transport from a front door to the
 // clawgate of a gateway host over the tailnet,
 // `http.reverse_proxy.transport.clawgate_remote`. It dials through the front
-// door's own clawgate node (never the host network) and opens each
-// connection with a PROXY protocol v2 header naming the caller's tailnet
-// address, so the host, which names this front door in its node's
+// door's own clawgate node (never the host network), speaking plain HTTP
+// inside the tailnet's WireGuard tunnel (encrypted, and authenticated by
+// node keys at both ends), and opens each connection with a PROXY protocol
+// v2 header naming the caller's tailnet address, so the host, which names this front door in its node's
 // front_doors, looks the caller up with its own WhoIs and applies its own
 // rules and audit gate. Connections are pooled per caller address.
 //
@@ -55,7 +55,6 @@ func init() {
 //	clawgate_remote [<matcher>] <host:port> {
 //	    gateway <name>          # the gateway's name on the host
 //	    via <node>              # default: the node the site is bound to
-//	    tls                     # speak HTTPS to the host's own tailnet name
 //	    dial_timeout <duration> # default 5s
 //	    state_interval <duration> # default 10s
 //	}
@@ -72,12 +71,6 @@ type RemoteTransport struct {
 	// Via is the front door's clawgate node the connections go through.
 	// Default: the node the site listens on (`bind clawgate/<node>`).
 	Via string `json:"via,omitempty"`
-
-	// TLS speaks HTTPS to the host, verifying its certificate for the
-	// host name (the host's own *.ts.net certificate). The tailnet already
-	// encrypts and authenticates the hop; TLS lets the host serve the same
-	// https site to devices and to the front door. Default: false.
-	TLS bool `json:"tls,omitempty"`
 
 	// DialTimeout bounds connecting to the host. Default: 5s.
 	DialTimeout caddy.Duration `json:"dial_timeout,omitempty"`
@@ -168,20 +161,6 @@ func (t *RemoteTransport) Provision(ctx caddy.Context) error {
 		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: 0, // the gateway streams; Caddy's own timeouts apply
 	}
-	if t.TLS {
-		t.rt.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := t.dialForClient(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			tc := tls.Client(c, &tls.Config{ServerName: t.hostName, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12})
-			if err := tc.HandshakeContext(ctx); err != nil {
-				c.Close()
-				return nil, fmt.Errorf("TLS with %s: %w", t.Host, err)
-			}
-			return tc, nil
-		}
-	}
 	t.state = &remoteState{Host: t.Host, Via: t.Via}
 	t.conns = &hostConns{set: make(map[*hostConn]struct{})}
 	registerRemote(t)
@@ -241,9 +220,6 @@ func (t *RemoteTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	caddyhttp.SetVar(req.Context(), frontDoorClientVar, client)
 	req.URL.Scheme = "http"
-	if t.TLS {
-		req.URL.Scheme = "https"
-	}
 	req.Host = t.hostName
 	resp, err := t.rt.RoundTrip(req)
 	if err != nil {
@@ -543,11 +519,6 @@ func (t *RemoteTransport) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = oneArg(d, &t.Gateway)
 		case "via":
 			err = oneArg(d, &t.Via)
-		case "tls":
-			if d.NextArg() {
-				err = d.ArgErr()
-			}
-			t.TLS = true
 		case "dial_timeout", "state_interval":
 			key := d.Val()
 			var s string
@@ -576,15 +547,6 @@ func (t *RemoteTransport) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // caller's address.
 func (t *RemoteTransport) ProxyProtocolEnabled() bool { return true }
 
-// TLSEnabled reports whether requests go to the host over HTTPS.
-func (t *RemoteTransport) TLSEnabled() bool { return t.TLS }
-
-// EnableTLS is part of reverse_proxy's TLS transport interface; TLS is set
-// with the transport's own tls option.
-func (t *RemoteTransport) EnableTLS(*reverseproxy.TLSConfig) error {
-	return errors.New("clawgate_remote: set tls in the transport; it verifies the host's own tailnet certificate")
-}
-
 // Interface guards
 var (
 	_ caddy.Provisioner                   = (*RemoteTransport)(nil)
@@ -593,5 +555,4 @@ var (
 	_ http.RoundTripper                   = (*RemoteTransport)(nil)
 	_ reverseproxy.ProxyProtocolTransport = (*RemoteTransport)(nil)
 	_ caddyfile.Unmarshaler               = (*RemoteTransport)(nil)
-	_ reverseproxy.TLSTransport           = (*RemoteTransport)(nil)
 )

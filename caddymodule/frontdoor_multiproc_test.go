@@ -2,12 +2,15 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -413,4 +416,127 @@ func ocPostAt(t testing.TB, from *tailnettest.Node, base, path, body string) (in
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	return resp.StatusCode, string(b)
+}
+
+// TestExamplesFrontDoor runs the two front-door examples as a user would:
+// gateway-host.caddyfile on alice's machine and, with her names changed to
+// bob's, on bob's, and front-door-across-machines.caddyfile on a third,
+// each its own Caddy process, after `clawgate setup --write` made each
+// gateway's onboarded openclaw.json agree with its host's Caddyfile. One
+// request of each user goes through the front door to their own gateway.
+func TestExamplesFrontDoor(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds caddy and runs three Caddy processes")
+	}
+	tn := tailnettest.New(t)
+	tn.Config(t, "claw", tailnettest.WithTags("tag:clawgate-door"))
+	tn.Config(t, "alice-mini", tailnettest.WithTags("tag:gateway-host"))
+	tn.Config(t, "bob-server", tailnettest.WithTags("tag:gateway-host"))
+	alice := tn.NewNode(t, "alice-laptop", tailnettest.WithLogin("alice@example.com"))
+	bob := tn.NewNode(t, "bob-phone", tailnettest.WithLogin("bob@example.com"))
+
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join("..", "examples", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	hostSrc := read("gateway-host.caddyfile")
+	hosts := map[string]string{
+		"alice": hostSrc,
+		"bob": strings.NewReplacer("alice-mini", "bob-server", "gateway alice", "gateway bob", "/home/alice", "/home/bob",
+			"alice@example.com", "bob@example.com", "127.0.0.1:18789", "127.0.0.1:19789").Replace(hostSrc),
+	}
+	upstream := map[string]string{"alice": "127.0.0.1:18789", "bob": "127.0.0.1:19789"}
+	backends := map[string]*fixedBackend{}
+	for user, src := range hosts {
+		root := t.TempDir()
+		cf := userEdits(src, tn.ControlURL, root)
+		cfPath := filepath.Join(root, "Caddyfile")
+		writeFile(t, cfPath, cf)
+		ocPath := filepath.Join(root, "home", user, ".openclaw", "openclaw.json")
+		mkdir(t, filepath.Dir(ocPath))
+		port := strings.TrimPrefix(upstream[user], "127.0.0.1:")
+		writeFile(t, ocPath, fmt.Sprintf(`// written by openclaw onboard
+{ gateway: { mode: "local", port: %s, bind: "loopback", auth: { mode: "token", token: %q } } }
+`, port, randToken(t, 24)))
+		var out strings.Builder
+		if code, err := runSetupCommand(&out, setupOptions{config: cfPath, write: true}); code == 2 || err != nil {
+			t.Fatalf("setup --write for %s's host = %d, %v\n%s", user, code, err, out.String())
+		}
+		backends[user] = listenFixed(t, upstream[user])
+		multiproc.Start(t, user+"-host", func(*multiproc.Process) string { return cf }, multiproc.Options{}).
+			WaitLog(t, "node is up on the tailnet", 90*time.Second)
+	}
+	door := multiproc.Start(t, "claw", func(*multiproc.Process) string {
+		return userEdits(read("front-door-across-machines.caddyfile"), tn.ControlURL, t.TempDir())
+	}, multiproc.Options{})
+	door.WaitLog(t, "node is up on the tailnet", 90*time.Second)
+
+	// The front door's https site uses Caddy's internal CA in the test.
+	rootPEM := filepath.Join(door.Dir, "data", "caddy", "pki", "authorities", "local", "root.crt")
+	var pem []byte
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var err error
+		if pem, err = os.ReadFile(rootPEM); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the front door's internal CA never appeared: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		t.Fatal("the front door's root.crt holds no certificate")
+	}
+
+	for _, tt := range []struct {
+		user string
+		from *tailnettest.Node
+	}{{"alice", alice}, {"bob", bob}} {
+		tn.WaitPeer(t, tt.from, "claw")
+		c := tt.from.HTTPClient()
+		tr := c.Transport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: roots}
+		c.Transport = tr
+		url := "https://claw." + tailnettest.Domain + "/"
+		var code int
+		var body string
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			req, _ := http.NewRequest("GET", url, nil)
+			req.Header.Set("Accept", "application/json")
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatalf("%s GET %s: %v", tt.user, url, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			code, body = resp.StatusCode, string(b)
+			// The host's first audit, or the front door's first dial, may
+			// still be under way.
+			if code == http.StatusOK || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		c.CloseIdleConnections()
+		if code != http.StatusOK || body != "gateway at "+upstream[tt.user] {
+			t.Errorf("%s through the front door = %d %q, want 200 from the gateway at %s", tt.user, code, body, upstream[tt.user])
+			continue
+		}
+		be := backends[tt.user]
+		be.mu.Lock()
+		got := be.seen[len(be.seen)-1]
+		be.mu.Unlock()
+		if u := got.Get("X-Forwarded-User"); u != tt.user+"@example.com" {
+			t.Errorf("%s's gateway saw user %q", tt.user, u)
+		}
+		if xff := got.Get("X-Forwarded-For"); xff != tt.from.IPs[0].String() {
+			t.Errorf("%s's gateway saw X-Forwarded-For %q, want %s", tt.user, xff, tt.from.IPs[0])
+		}
+	}
 }
