@@ -34,7 +34,7 @@ const (
 	bobPort       = 18082
 )
 
-func newFrontDoorFixture(t *testing.T) *frontDoorFixture {
+func newFrontDoorFixture(t testing.TB) *frontDoorFixture {
 	tn := tailnettest.New(t)
 	f := &frontDoorFixture{tn: tn, beA: newBackend(t), beB: newBackend(t)}
 	door := tn.Config(t, "door", tailnettest.WithTags("tag:door"))
@@ -44,7 +44,8 @@ func newFrontDoorFixture(t *testing.T) *frontDoorFixture {
 	f.bob = tn.NewNode(t, "bob-phone", tailnettest.WithLogin("bob@example.com"))
 	f.mallory = tn.NewNode(t, "mallory-pc", tailnettest.WithLogin("mallory@example.com"))
 	f.doorURL = fmt.Sprintf("http://door.%s:%d", tailnettest.Domain, frontDoorPort)
-	startCaddyTailnet(t, fmt.Sprintf(`{
+	t.Cleanup(func() { waitNodesClosed(t) }) // after startCaddy's Stop
+	startCaddy(t, fmt.Sprintf(`{
 	admin off
 	auto_https off
 	clawgate {
@@ -231,7 +232,7 @@ func TestFrontDoorGatewayState(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a tailnet and Caddy")
 	}
-	f := newFrontDoorFixture(t)
+	newFrontDoorFixture(t)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		out, _ := json.Marshal(remoteSnapshot())
@@ -247,7 +248,6 @@ func TestFrontDoorGatewayState(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	_ = f
 }
 
 func netipAddrPort(ip netip.Addr, port uint16) netip.AddrPort { return netip.AddrPortFrom(ip, port) }
