@@ -60,8 +60,10 @@ func init() {
 //	}
 type RemoteTransport struct {
 	// Host is the gateway host's clawgate site on the tailnet, as
-	// host:port; the host is its MagicDNS name or tailnet address. It must
-	// equal the reverse_proxy upstream. Required.
+	// host:port; the host is its MagicDNS name or tailnet address. The site
+	// there serves plain HTTP (`http://:8080`, bound to its clawgate node):
+	// the hop stays inside WireGuard. It must equal the reverse_proxy
+	// upstream. Required.
 	Host string `json:"host,omitempty"`
 
 	// Gateway is the gateway's name on the host: it names the gateway in
