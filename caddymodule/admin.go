@@ -23,7 +23,9 @@ func init() {
 // findings by severity, when it was checked) and where this instance reads
 // the gateway's files (paths), so `caddy clawgate setup` and `audit`, run
 // from a shell whose environment differs from the service's, read the files
-// the running gate audits.
+// the running gate audits. On a front door it lists the gateways behind it
+// on other hosts too, each with a "remote" member (host, node, reachable,
+// error, fetched).
 //
 // GET /clawgate/nodes shows each tailnet node's state (logged in or its
 // login URL, its name, its tailnet, whether the tailnet offers it HTTPS
@@ -53,7 +55,9 @@ func serveGateways(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed", r.Method)}
 	}
-	snapshot := map[string]gatewayStatus{}
+	// Gateways on other hosts, behind this front door, first: a local
+	// gateway of the same name is the one this instance guards.
+	snapshot := remoteSnapshot()
 	if a := runningApp.Load(); a != nil {
 		for name, st := range a.gateSnapshot() {
 			snapshot[name] = gatewayStatus{gateState: st, Paths: a.gates[name].paths()}

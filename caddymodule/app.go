@@ -82,6 +82,16 @@ type NodeConfig struct {
 
 	// Port is the UDP port for WireGuard. Default: 0, any free port.
 	Port uint16 `json:"port,omitempty"`
+
+	// FrontDoors names the tailnet front doors this node accepts forwarded
+	// connections from, each as `tag:<tag>` (preferred: only the tailnet's
+	// tag owners can give a node a tag) or `node:<name>`, checked with the
+	// node's own WhoIs of the connection's peer. A front door's connection
+	// must open with a PROXY protocol v2 header naming the original client's
+	// tailnet address; the client's identity is looked up again here from
+	// that address. A PROXY header from any other peer closes the
+	// connection. Default: none (no peer may forward).
+	FrontDoors []string `json:"front_doors,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -106,6 +116,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		cfg, err := nc.tsnetConfig(name)
 		if err != nil {
 			return fmt.Errorf("clawgate.nodes.%s: %w", name, err)
+		}
+		if err := frontDoorSelectors(nc.FrontDoors); err != nil {
+			return fmt.Errorf("clawgate.nodes.%s.%w", name, err)
 		}
 		a.nodes[name] = cfg
 	}

@@ -41,6 +41,7 @@ func init() {
 //	        ephemeral
 //	        tags <tag:...>...
 //	        port <udp port>
+//	        front_doors tag:<tag>|node:<name>...
 //	    }
 //	    gateway <name> {
 //	        config <path/to/openclaw.json>
@@ -167,6 +168,11 @@ func unmarshalNode(d *caddyfile.Dispenser) (*NodeConfig, error) {
 		case "tags":
 			nc.Tags = splitList(d.RemainingArgs())
 			if len(nc.Tags) == 0 {
+				err = d.ArgErr()
+			}
+		case "front_doors":
+			nc.FrontDoors = append(nc.FrontDoors, splitList(d.RemainingArgs())...)
+			if len(nc.FrontDoors) == 0 {
 				err = d.ArgErr()
 			}
 		case "port":

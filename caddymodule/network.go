@@ -339,9 +339,13 @@ func listenOnNode(ctx context.Context, network, host, portRange string, portOffs
 	if err != nil {
 		return nil, err
 	}
-	return sharedNodeListener(p, "tcp/"+port, func() (net.Listener, error) {
+	ln, err := sharedNodeListener(p, "tcp/"+port, func() (net.Listener, error) {
 		return p.Listen("tcp", ":"+port)
 	})
+	if err != nil {
+		return nil, err
+	}
+	return withFrontDoors(ctx, p, ln), nil
 }
 
 // sharedNodeListener returns this config's view of the node's listener named

@@ -589,6 +589,12 @@ func (n *Node) HTTPClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{DialContext: n.dial}}
 }
 
+// Dial opens a connection over the tailnet, never the host network; addr may
+// name a peer by its MagicDNS name. It fails until the node has been started.
+func (n *Node) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	return n.dial(ctx, network, addr)
+}
+
 func (n *Node) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	srv, err := n.server()
 	if err != nil {

@@ -1,0 +1,253 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/proxyproto"
+	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
+)
+
+// frontDoorFixture is one Caddy running a front door (node door, tagged
+// tag:door) and two gateway hosts (nodes alicehost and bobhost, each naming
+// tag:door as its front door), on a real in-process tailnet with the
+// devices alice-laptop, bob-phone and mallory-pc.
+type frontDoorFixture struct {
+	tn                  *tailnettest.Tailnet
+	alice, bob, mallory *tailnettest.Node
+	beA, beB            *backend
+	doorURL             string
+}
+
+const (
+	frontDoorPort = 18080
+	alicePort     = 18081
+	bobPort       = 18082
+)
+
+func newFrontDoorFixture(t testing.TB) *frontDoorFixture {
+	tn := tailnettest.New(t)
+	f := &frontDoorFixture{tn: tn, beA: newBackend(t), beB: newBackend(t)}
+	door := tn.Config(t, "door", tailnettest.WithTags("tag:door"))
+	aliceHost := tn.Config(t, "alicehost", tailnettest.WithTags("tag:gateway-host"))
+	bobHost := tn.Config(t, "bobhost", tailnettest.WithTags("tag:gateway-host"))
+	f.alice = tn.NewNode(t, "alice-laptop", tailnettest.WithLogin("alice@example.com"))
+	f.bob = tn.NewNode(t, "bob-phone", tailnettest.WithLogin("bob@example.com"))
+	f.mallory = tn.NewNode(t, "mallory-pc", tailnettest.WithLogin("mallory@example.com"))
+	f.doorURL = fmt.Sprintf("http://door.%s:%d", tailnettest.Domain, frontDoorPort)
+	t.Cleanup(func() { waitNodesClosed(t) }) // after startCaddy's Stop
+	startCaddy(t, fmt.Sprintf(`{
+	admin off
+	auto_https off
+	clawgate {
+		node door {
+			control_url %[1]s
+			state_dir %[2]s
+			ephemeral
+			tags tag:door
+		}
+		node alicehost {
+			control_url %[1]s
+			state_dir %[3]s
+			ephemeral
+			tags tag:gateway-host
+			front_doors tag:door
+		}
+		node bobhost {
+			control_url %[1]s
+			state_dir %[4]s
+			ephemeral
+			tags tag:gateway-host
+			front_doors tag:door
+		}
+	}
+}
+http://:%[5]d {
+	bind clawgate/door
+	@alice clawgate_identity user:alice@example.com
+	handle @alice {
+		clawgate_remote alicehost:%[6]d {
+			gateway alice
+		}
+	}
+	@others clawgate_identity tailnet
+	handle @others {
+		clawgate_remote bobhost:%[7]d {
+			gateway bob
+		}
+	}
+}
+http://:%[6]d {
+	bind clawgate/alicehost
+	clawgate %[8]s {
+		gateway alice
+		allow user:alice@example.com scopes operator.read
+	}
+}
+http://:%[7]d {
+	bind clawgate/bobhost
+	clawgate %[9]s {
+		gateway bob
+		allow user:bob@example.com scopes operator.read
+	}
+}
+`, tn.ControlURL, door.StateDir, aliceHost.StateDir, bobHost.StateDir, frontDoorPort, alicePort, bobPort, f.beA.addr(), f.beB.addr()))
+	for _, name := range []string{"door", "alicehost", "bobhost"} {
+		waitNodeUp(t, name)
+	}
+	for _, n := range []*tailnettest.Node{f.alice, f.bob, f.mallory} {
+		tn.WaitPeer(t, n, "door")
+	}
+	return f
+}
+
+func tailnetGet(t testing.TB, from *tailnettest.Node, url string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := from.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatalf("GET %s from %s: %v", url, from.Hostname, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func TestFrontDoorRoutesByIdentity(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a tailnet and Caddy")
+	}
+	f := newFrontDoorFixture(t)
+
+	code, body := tailnetGet(t, f.alice, f.doorURL+"/v1/models")
+	if code != http.StatusOK || !strings.Contains(body, `"user":"alice@example.com"`) {
+		t.Fatalf("alice through the front door = %d %s, want 200 as alice", code, body)
+	}
+	got := f.beA.last(t)
+	if xff := got.Header.Get("X-Forwarded-For"); xff != f.alice.IPs[0].String() {
+		t.Errorf("alice's gateway saw X-Forwarded-For %q, want alice's own tailnet address %s", xff, f.alice.IPs[0])
+	}
+	if f.beB.count() != 0 {
+		t.Errorf("bob's gateway received %d requests meant for alice", f.beB.count())
+	}
+
+	code, body = tailnetGet(t, f.bob, f.doorURL+"/v1/models")
+	if code != http.StatusOK || !strings.Contains(body, `"user":"bob@example.com"`) {
+		t.Fatalf("bob through the front door = %d %s, want 200 as bob", code, body)
+	}
+	if xff := f.beB.last(t).Header.Get("X-Forwarded-For"); xff != f.bob.IPs[0].String() {
+		t.Errorf("bob's gateway saw X-Forwarded-For %q, want %s", xff, f.bob.IPs[0])
+	}
+
+	// mallory is routed to bob's host, whose own rules refuse her: the host
+	// looked her up itself.
+	code, body = tailnetGet(t, f.mallory, f.doorURL+"/v1/models")
+	if code != http.StatusForbidden || !strings.Contains(body, "clawgate_forbidden") {
+		t.Errorf("mallory through the front door = %d %s, want bob's host's 403 clawgate_forbidden", code, body)
+	}
+
+	// WebSocket, through both hops.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, strings.Replace(f.doorURL, "http", "ws", 1)+"/ws", &websocket.DialOptions{HTTPClient: f.alice.HTTPClient()})
+	if err != nil {
+		t.Fatalf("alice's WebSocket through the front door: %v", err)
+	}
+	defer c.CloseNow()
+	_, msg, err := c.Read(ctx)
+	if err != nil || string(msg) != "hello alice@example.com" {
+		t.Fatalf("alice's WebSocket greeting = %q, %v", msg, err)
+	}
+	if err := c.Write(ctx, websocket.MessageText, []byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	if _, msg, err = c.Read(ctx); err != nil || string(msg) != "echo:ping" {
+		t.Fatalf("alice's WebSocket echo = %q, %v", msg, err)
+	}
+}
+
+// TestFrontDoorForgery: a device that is not a front door sends a PROXY
+// header straight to a gateway host, claiming to be alice; the host closes
+// the connection. The front door's own forwarding headers cannot move the
+// address either.
+func TestFrontDoorForgery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a tailnet and Caddy")
+	}
+	f := newFrontDoorFixture(t)
+	f.tn.WaitPeer(t, f.mallory, "alicehost")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := f.mallory.Dial(ctx, "tcp", fmt.Sprintf("alicehost:%d", alicePort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	hdr, _ := proxyproto.Append(nil, proxyproto.Header{Command: proxyproto.Proxy, Source: netipAddrPort(f.alice.IPs[0], 1234)})
+	_, _ = conn.Write(append(hdr, "GET /v1/models HTTP/1.1\r\nHost: alicehost\r\n\r\n"...))
+	_ = conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+	got, _ := io.ReadAll(conn)
+	if len(got) != 0 {
+		t.Errorf("a PROXY header from mallory-pc got an answer, want the connection closed:\n%s", got)
+	}
+	if f.beA.count() != 0 {
+		t.Errorf("alice's gateway received %d requests from a forged header", f.beA.count())
+	}
+
+	// Forwarded headers sent to the front door do not change who the host
+	// sees.
+	req, _ := http.NewRequestWithContext(ctx, "GET", f.doorURL+"/v1/models", nil)
+	req.Header.Set("X-Forwarded-For", f.alice.IPs[0].String())
+	req.Header.Set("X-Forwarded-User", "alice@example.com")
+	resp, err := f.mallory.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("mallory claiming alice in headers = %d %s, want 403", resp.StatusCode, body)
+	}
+	if f.beA.count() != 0 || f.beB.count() != 0 {
+		t.Errorf("a gateway received mallory's forged headers (alice %d, bob %d requests)", f.beA.count(), f.beB.count())
+	}
+}
+
+func TestFrontDoorGatewayState(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a tailnet and Caddy")
+	}
+	newFrontDoorFixture(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, _ := json.Marshal(remoteSnapshot())
+		var snap map[string]struct {
+			Remote remoteState `json:"remote"`
+		}
+		_ = json.Unmarshal(out, &snap)
+		if snap["alice"].Remote.Reachable && snap["bob"].Remote.Reachable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the front door never learnt both hosts' state: %s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func netipAddrPort(ip netip.Addr, port uint16) netip.AddrPort { return netip.AddrPortFrom(ip, port) }
