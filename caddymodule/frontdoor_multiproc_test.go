@@ -22,6 +22,7 @@ import (
 	"github.com/clawgate/clawgate/caddymodule/internal/multiproc"
 	"github.com/clawgate/clawgate/caddymodule/internal/openclawtest"
 	"github.com/clawgate/clawgate/caddymodule/internal/proxyproto"
+	"github.com/clawgate/clawgate/caddymodule/internal/suites"
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
 )
 
@@ -31,9 +32,7 @@ import (
 // loopback backend. Everything goes over the tailnet; each Caddy's admin
 // endpoint is a unix socket.
 func TestFrontDoorAcrossProcesses(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds caddy and runs three Caddy processes and the real OpenClaw")
-	}
+	suites.SkipShort(t, suites.Processes)
 	openclawtest.Require(t)
 	begin := time.Now()
 	tn := tailnettest.New(t)
@@ -425,9 +424,7 @@ func ocPostAt(t testing.TB, from *tailnettest.Node, base, path, body string) (in
 // gateway's onboarded openclaw.json agree with its host's Caddyfile. One
 // request of each user goes through the front door to their own gateway.
 func TestExamplesFrontDoor(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds caddy and runs three Caddy processes")
-	}
+	suites.SkipShort(t, suites.Processes)
 	tn := tailnettest.New(t)
 	tn.Config(t, "claw", tailnettest.WithTags("tag:clawgate-door"))
 	tn.Config(t, "alice-mini", tailnettest.WithTags("tag:gateway-host"))

@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/proxyproto"
+	"github.com/clawgate/clawgate/caddymodule/internal/suites"
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
 )
 
@@ -128,9 +129,7 @@ func tailnetGet(t testing.TB, from *tailnettest.Node, url string) (int, string) 
 }
 
 func TestFrontDoorRoutesByIdentity(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a tailnet and Caddy")
-	}
+	suites.SkipShort(t, suites.Tailnet)
 	f := newFrontDoorFixture(t)
 
 	code, body := tailnetGet(t, f.alice, f.doorURL+"/v1/models")
@@ -185,9 +184,7 @@ func TestFrontDoorRoutesByIdentity(t *testing.T) {
 // the connection. The front door's own forwarding headers cannot move the
 // address either.
 func TestFrontDoorForgery(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a tailnet and Caddy")
-	}
+	suites.SkipShort(t, suites.Tailnet)
 	f := newFrontDoorFixture(t)
 	f.tn.WaitPeer(t, f.mallory, "alicehost")
 
@@ -229,9 +226,7 @@ func TestFrontDoorForgery(t *testing.T) {
 }
 
 func TestFrontDoorGatewayState(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a tailnet and Caddy")
-	}
+	suites.SkipShort(t, suites.Tailnet)
 	newFrontDoorFixture(t)
 	deadline := time.Now().Add(30 * time.Second)
 	for {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/openclawtest"
+	"github.com/clawgate/clawgate/caddymodule/internal/suites"
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
 )
 
@@ -150,9 +151,7 @@ func TestReadmeFirstCommands(t *testing.T) {
 // with the user's environment; the tailnet is the in-process test control
 // server, with alice and bob as client nodes.
 func TestReadmeWalkthrough(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the demo, builds the caddy binary and starts the real OpenClaw")
-	}
+	suites.SkipShort(t, suites.Processes)
 	readmeBytes, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)

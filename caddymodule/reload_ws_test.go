@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/coder/websocket"
 
+	"github.com/clawgate/clawgate/caddymodule/internal/suites"
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
 )
 
@@ -20,9 +21,7 @@ import (
 // upgraded connections of the config it replaces, everyone's), and the user
 // is refused from then on while the users still allowed reconnect.
 func TestReloadClosesRemovedUsersWebSockets(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: real tailnet")
-	}
+	suites.SkipShort(t, suites.Tailnet)
 	tn := tailnettest.New(t)
 	gw := tn.Config(t, "gw")
 	alice := tn.NewNode(t, "alice-laptop", tailnettest.WithLogin("alice@example.com"))

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/service"
+	"github.com/clawgate/clawgate/caddymodule/internal/suites"
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
 )
 
@@ -285,9 +286,7 @@ func TestServiceCommand(t *testing.T) {
 // directory): clawgate joins the in-process tailnet and serves alice; the
 // unit's ExecReload reloads through the admin socket; SIGTERM stops it.
 func TestServiceStartsAndServes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: builds the caddy binary")
-	}
+	suites.SkipShort(t, suites.Processes)
 	// Built first, while HOME (and so Go's caches) is the real one.
 	bin := filepath.Join(t.TempDir(), "caddy")
 	build := exec.Command("go", "build", "-o", bin, "../cmd/caddy")

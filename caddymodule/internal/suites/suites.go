@@ -18,6 +18,7 @@ const (
 	ReleaseLines    = "release lines"              // one real OpenClaw gateway per supported release line
 	Browser         = "browser"                    // Chromium loading the real Control UI
 	Demo            = "demo"                       // the whole demo: tailnet, Caddy and the real OpenClaw
+	Processes       = "several processes"          // the built caddy binary run as separate processes
 )
 
 // SkipShort skips t under -short, naming the suite it belongs to and what runs it.
