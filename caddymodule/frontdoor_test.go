@@ -108,7 +108,34 @@ http://:%[7]d {
 	for _, n := range []*tailnettest.Node{f.alice, f.bob, f.mallory} {
 		tn.WaitPeer(t, n, "door")
 	}
+	waitRemotesReachable(t, "alice", "bob")
 	return f
+}
+
+// waitRemotesReachable waits until the front door's state poll has reached
+// the host of each named gateway over the tailnet: a node that has just come
+// up may not have its peers in its network map yet.
+func waitRemotesReachable(t testing.TB, gateways ...string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		snap := remoteSnapshot()
+		var missing []string
+		for _, g := range gateways {
+			entry, _ := snap[g].(map[string]any)
+			st, _ := entry["remote"].(remoteState)
+			if !st.Reachable {
+				missing = append(missing, fmt.Sprintf("%s (%s)", g, st.Error))
+			}
+		}
+		if len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the front door never reached the hosts of %v", missing)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func tailnetGet(t testing.TB, from *tailnettest.Node, url string) (int, string) {
