@@ -54,6 +54,14 @@ func findingOf(fs []audit.Finding, id string) (audit.Finding, bool) {
 var execFullConfig = strings.TrimSuffix(goodGatewayConfig, "}") + `  tools: { exec: { mode: "full" } },
 }`
 
+// telegramOpenGroupsConfig is the good gateway config with a Telegram bot
+// that answers any member of any group it is in: 2026.7.35's audit runs the
+// Telegram plugin's own checks and calls that critical, the newer lines'
+// audits do not run them.
+var telegramOpenGroupsConfig = strings.TrimSuffix(goodGatewayConfig, "}") + `  tools: { profile: "messaging", deny: ["group:automation", "gateway"], elevated: { enabled: false } },
+  channels: { telegram: { botToken: "123456:ABCDEF", groupPolicy: "open", groups: { "*": { requireMention: true } } } },
+}`
+
 // TestGatewayAuditPerLine: the gate audits a gateway by the rules of the
 // OpenClaw line it runs, and is never weaker on an older line.
 func TestGatewayAuditPerLine(t *testing.T) {
@@ -85,6 +93,48 @@ func TestGatewayAuditPerLine(t *testing.T) {
 			}
 		}
 	})
+	for _, tt := range []struct {
+		line    string
+		blocked bool
+	}{
+		{"2026.7.35", true},
+		{"2026.8.2", false},
+		{"2026.9.6", false},
+	} {
+		t.Run(tt.line+" judges open Telegram groups by its own audit", func(t *testing.T) {
+			f := newVersionFixture(t, "openclaw_version "+tt.line+"\n\t\t\texpect "+audit.PairedDevicesUncappedCheckID)
+			f.waitGuardStatus(t, http.StatusOK, reread)
+			writeFileAtomic(t, f.cfgPath, []byte(telegramOpenGroupsConfig))
+			if !tt.blocked {
+				// The config is read again on change; wait for the audit of
+				// the new one, then check it is still served.
+				for deadline := time.Now().Add(reread); ; time.Sleep(50 * time.Millisecond) {
+					if _, ok := findingOf(f.verdict(t).Findings, "security.trust_model.multi_user_heuristic"); ok {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("the gate did not audit the Telegram config within %v: %+v", reread, f.verdict(t).Findings)
+					}
+				}
+				f.waitGuardStatus(t, http.StatusOK, reread)
+				for _, fd := range f.verdict(t).Findings {
+					if strings.HasPrefix(audit.PlainCheckID(fd.CheckID), "channels.telegram.") {
+						t.Errorf("%s reports %+v, which only 2026.7.35's audit does", tt.line, fd)
+					}
+				}
+				return
+			}
+			body := f.waitGuardStatus(t, http.StatusServiceUnavailable, reread)
+			for _, id := range []string{"channels.telegram.warning.1", "channels.telegram.groups.allowFrom.missing"} {
+				if !strings.Contains(body, id) {
+					t.Errorf("503 body does not name %s: %s", id, body)
+				}
+				if fd, ok := findingOf(f.verdict(t).Findings, id); !ok || fd.Severity != audit.SeverityCritical {
+					t.Errorf("/clawgate/gateways findings lack %s critical: %+v", id, f.verdict(t).Findings)
+				}
+			}
+		})
+	}
 	for _, tt := range []struct{ line, id string }{
 		{"2026.9.6", "tools.exec.security_full_configured"},
 		{"2026.8.2", "tools.exec.security_full_configured"},

@@ -320,7 +320,7 @@ func writeSetupText(out io.Writer, reports []setupReport, wrote bool, writeCmd s
 			}
 			s := res.Report.Summary
 			fmt.Fprintf(out, "  audit of the written config: %d critical · %d warn · %d info\n", s.Critical, s.Warn, s.Info)
-			expected := audit.ExpectedByDesign(res.Consistency)
+			expected := res.Expected
 			for _, f := range append(slices.Clone(res.Consistency), res.Report.Findings...) {
 				if f.Severity == audit.SeverityInfo {
 					continue

@@ -120,6 +120,9 @@ func collect(cfg *Config, opts RunOptions, line release.Version) []Finding {
 		a.workspaceSkillSymlinks()
 		a.pluginsTrust()
 	}
+	if a.line.Compare(untilOfflineChannelAudit) < 0 {
+		a.telegramChannel()
+	}
 	return a.findings
 }
 

@@ -42,6 +42,11 @@ var (
 	// The minimal tools profile allows the gateway tool (before, only
 	// session_status).
 	sinceMinimalGateway = release.Version{Year: 2026, Month: 9, Patch: 6}
+	// Before this line the audit runs the bundled Telegram plugin's own
+	// channel checks without a gateway (channels.telegram.dm.*,
+	// channels.telegram.warning.N, channels.telegram.groups.allowFrom.*);
+	// from it on, the offline audit reports no channel plugin's findings.
+	untilOfflineChannelAudit = release.Version{Year: 2026, Month: 8, Patch: 2}
 )
 
 // lineOf returns the supported line whose audit Run follows for a line

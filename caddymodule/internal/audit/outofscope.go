@@ -13,7 +13,7 @@ const (
 	reasonDocker    = "shells out to the Docker CLI to inspect running sandbox browser containers"
 	reasonSQLite    = "install records live in OpenClaw's SQLite state (state/openclaw.sqlite); reading it would need a new dependency"
 	reasonCollector = "emitted by a plugin's runtime security collector, which only --deep loads"
-	reasonChannel   = "comes from a channel plugin's security adapter; openclaw@2026.9.6's plain audit did not emit it for any configured channel (telegram, whatsapp, discord, slack were tried)"
+	reasonChannel   = "comes from a channel plugin's security adapter; openclaw@2026.9.6's plain audit did not emit it for any configured channel (telegram, whatsapp, discord, slack were tried), nor did 2026.8.2's. 2026.7.35's runs the bundled Telegram plugin's checks, and clawgate follows it on that line (channels.telegram.*)"
 	reasonApprovals = "reads the exec-approvals store under the gateway user's home, not the config or state dir"
 )
 

@@ -167,6 +167,12 @@ func versionNotes(a release.Assumed, e Edge, o Options) []string {
 	if wantsAutoApprove(e, o) && !line.DeviceAutoApprove {
 		notes = append(notes, fmt.Sprintf("OpenClaw %s has no deviceAutoApprove: approve each new browser once with openclaw devices approve", line.Version))
 	}
+	// What no config change lifts on this line, in the words the gate
+	// uses for it, so the approvals the notes above ask for are made with
+	// it in mind.
+	for _, f := range audit.LineFindings(a) {
+		notes = append(notes, f.Detail+" "+f.Remediation+" The gate warns about this as "+f.CheckID+".")
+	}
 	return notes
 }
 
@@ -266,6 +272,10 @@ type Result struct {
 	Report audit.Report `json:"report"`
 	// Consistency are the clawgate.* findings left; none when setup did its job.
 	Consistency []audit.Finding `json:"consistency,omitempty"`
+	// Expected are the check IDs of Report's findings that a consistent
+	// clawgate front door produces on the plan's OpenClaw line, as the gate
+	// counts them.
+	Expected []string `json:"expected,omitempty"`
 }
 
 // Write applies the plan: each changed file is written atomically (a 0600
@@ -300,14 +310,18 @@ func (p *Plan) Write(now time.Time) (*Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("auditing the written config: %w", err)
 	}
-	res.Report = audit.Run(cfg, audit.RunOptions{Now: now})
+	// The audit the gate runs on this gateway: its line's rules, with the
+	// newest line's checks kept on.
+	res.Report = audit.Run(cfg, audit.RunOptions{Now: now, Line: p.OpenClaw.Line})
 	expect := p.edge.Expect()
 	expect.NoDeviceAutoApprove = !p.OpenClaw.Features().DeviceAutoApprove
-	for _, f := range audit.Consistency(cfg, expect) {
+	cons := audit.Consistency(cfg, expect)
+	for _, f := range cons {
 		if strings.HasPrefix(f.CheckID, "clawgate.") {
 			res.Consistency = append(res.Consistency, f)
 		}
 	}
+	res.Expected = audit.ExpectedByDesignOn(cfg, p.OpenClaw.Line, cons)
 	return res, nil
 }
 

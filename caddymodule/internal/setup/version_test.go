@@ -51,19 +51,23 @@ func TestPlanPerReleaseLine(t *testing.T) {
 			opts: Options{Version: release.Evidence{Configured: "2026.7.35"}},
 			want: []string{rmAuto, rmIDScopes, rmOrigin, rmRoles}, line: "2026.7.35", wantSource: release.SourceConfigured,
 			notesHave: []string{"planned for OpenClaw 2026.7.35, from openclaw_version", "the config was last written by OpenClaw 2026.9.6",
-				"OpenClaw 2026.7.35 has no gateway.auth.identityScopes", "openclaw devices approve <requestId>"}},
+				"OpenClaw 2026.7.35 has no gateway.auth.identityScopes", "openclaw devices approve <requestId>",
+				"keeps every scope it asked for at pairing, operator.admin included", "Approve devices only for users whose clawgate rule grants every scope the device asks for",
+				"upgrade OpenClaw to 2026.8.2 or newer", "clawgate.paired_devices_uncapped"}},
 		{name: "2026.7.35 with pairing required writes no deviceAutoApprove and says so", config: `{gateway: {port: 18789}}`,
 			opts: Options{Version: release.Evidence{Configured: "2026.7.35"}}, paired: true,
 			want: cat(addLoopbackB, addProxies, addTP, addHeader, addRequired, addLoopback, addUsers, addOrigins), line: "2026.7.35",
 			wantSource: release.SourceConfigured,
-			notesHave:  []string{"OpenClaw 2026.7.35 has no deviceAutoApprove: approve each new browser once with openclaw devices approve"}},
+			notesHave: []string{"OpenClaw 2026.7.35 has no deviceAutoApprove: approve each new browser once with openclaw devices approve",
+				"keeps every scope it asked for at pairing, operator.admin included"}},
 		{name: "2026.8.2 from the config's hint keeps them", config: strings.Replace(newerLineConfig, `"2026.9.6"`, `"2026.8.2"`, 1),
 			paired: true, want: nil, line: "2026.8.2", wantSource: release.SourceConfigHint,
 			notesHave: []string{"planned for OpenClaw 2026.8.2, from meta.lastTouchedVersion"},
-			notesLack: []string{"has no gateway.auth.identityScopes"}},
+			notesLack: []string{"has no gateway.auth.identityScopes", "clawgate.paired_devices_uncapped"}},
 		{name: "no version: the newest line, and how to say otherwise", config: `{gateway: {port: 18789}}`,
 			want: cat(addLoopbackB, addProxies, addTP, trustedTail, addOrigins), line: "2026.9.6", wantSource: release.SourceNone,
-			notesHave: []string{"planned for OpenClaw 2026.9.6", "set openclaw_version in its clawgate gateway block"}},
+			notesHave: []string{"planned for OpenClaw 2026.9.6", "set openclaw_version in its clawgate gateway block"},
+			notesLack: []string{"clawgate.paired_devices_uncapped"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -157,6 +161,56 @@ func TestPrepareValidatesAgainstTheLine(t *testing.T) {
 			}
 			if now, _ := os.ReadFile(path); string(now) != config {
 				t.Errorf("the file changed")
+			}
+		})
+	}
+}
+
+// TestWriteAuditsByTheLine: the audit of the written config follows the
+// plan's OpenClaw line as the gate's does. 2026.7.35's audit calls a
+// trusted-proxy gateway on loopback unauthenticated
+// (gateway.loopback_no_auth), which a consistent clawgate front door
+// expects there; newer lines count trusted-proxy auth as auth.
+func TestWriteAuditsByTheLine(t *testing.T) {
+	tests := []struct {
+		version      string
+		wantLoopback bool
+	}{
+		{"2026.7.35", true},
+		{"2026.8.2", false},
+		{"2026.9.6", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.version, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "openclaw.json")
+			if err := os.WriteFile(path, []byte(`{gateway: {port: 18789}}`), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			p, err := Prepare(loadOpts(t, path), testEdge(t), Options{Version: release.Evidence{Configured: tt.version}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := p.Write(time.Date(2026, 7, 3, 12, 0, 0, 0, time.UTC))
+			if err != nil {
+				t.Fatalf("Write: %v", err)
+			}
+			if len(res.Consistency) != 0 {
+				t.Errorf("Consistency = %+v, want none", res.Consistency)
+			}
+			var got bool
+			for _, f := range res.Report.Findings {
+				if f.CheckID == "gateway.loopback_no_auth" {
+					got = f.Severity == "critical"
+				}
+			}
+			if got != tt.wantLoopback {
+				t.Errorf("the audit reports gateway.loopback_no_auth critical: %v, want %v (findings %+v)", got, tt.wantLoopback, res.Report.Findings)
+			}
+			if expected := slices.Contains(res.Expected, "gateway.loopback_no_auth"); expected != tt.wantLoopback {
+				t.Errorf("Expected = %q: holds gateway.loopback_no_auth %v, want %v", res.Expected, expected, tt.wantLoopback)
+			}
+			if !slices.Contains(res.Expected, "gateway.trusted_proxy_auth") {
+				t.Errorf("Expected = %q, want gateway.trusted_proxy_auth in it", res.Expected)
 			}
 		})
 	}
