@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/skilltree"
 )
 
 // Filesystem checks (src/security/audit.ts collectFilesystemFindings,
@@ -310,8 +312,8 @@ func ScanSkills(workspace string) SkillScan {
 	return sc
 }
 
-// listSkillFiles walks <ws>/skills breadth-first for SKILL.md files, with
-// OpenClaw's caps (2000 files, 40000 directory visits).
+// listSkillFiles walks <ws>/skills breadth-first for SKILL.md files by
+// skilltree's rule, with OpenClaw's caps (2000 files, 40000 directory visits).
 func listSkillFiles(ws string) ([]string, bool) {
 	root := filepath.Join(ws, "skills")
 	if st, err := os.Lstat(root); err != nil || !st.IsDir() {
@@ -332,29 +334,9 @@ func listSkillFiles(ws string) ([]string, bool) {
 			continue
 		}
 		visited[real] = true
-		entries, _ := os.ReadDir(dir)
-		for _, e := range entries {
-			if strings.HasPrefix(e.Name(), ".") || e.Name() == "node_modules" {
-				continue
-			}
-			full := filepath.Join(dir, e.Name())
-			switch {
-			case e.IsDir():
-				queue = append(queue, full)
-			case e.Type()&fs.ModeSymlink != 0:
-				st, err := os.Stat(full)
-				if err != nil {
-					continue
-				}
-				if st.IsDir() {
-					queue = append(queue, full)
-				} else if st.Mode().IsRegular() && e.Name() == "SKILL.md" {
-					files = append(files, full)
-				}
-			case e.Type().IsRegular() && e.Name() == "SKILL.md":
-				files = append(files, full)
-			}
-		}
+		dirs, skills := skilltree.Read(dir)
+		queue = append(queue, dirs...)
+		files = append(files, skills...)
 	}
 	return files, len(queue) > 0
 }
