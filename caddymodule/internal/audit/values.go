@@ -2,8 +2,9 @@ package audit
 
 import (
 	"fmt"
+	"maps"
 	"math"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -151,12 +152,7 @@ func stringItems(v any) []string {
 // insertion order, which a Go map cannot; sorting keeps reports
 // deterministic at the cost of detail-line order on multi-key objects.
 func keys(m map[string]any) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(m))
 }
 
 func contains(list []string, s string) bool {
@@ -186,24 +182,4 @@ func bulletList(items []string) string {
 		lines[i] = "- " + s
 	}
 	return strings.Join(lines, "\n")
-}
-
-// cloneTree deep-copies a JSON tree so normalisation never edits the
-// caller's Config.
-func cloneTree(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(t))
-		for k, e := range t {
-			out[k] = cloneTree(e)
-		}
-		return out
-	case []any:
-		out := make([]any, len(t))
-		for i, e := range t {
-			out[i] = cloneTree(e)
-		}
-		return out
-	}
-	return v
 }
