@@ -2,10 +2,12 @@ package audit
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"net/netip"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -217,7 +219,9 @@ func (rt *runtime) internalHooksConfigured() bool {
 	return false
 }
 
-// pluginAllowed is passesManifestOwnerBasePolicy for one plugin id.
+// pluginAllowed is passesManifestOwnerBasePolicy for one plugin id: plugins
+// on, the id not denied, its entry not disabled, and allowed when there is
+// an allow list. Installed extensions are judged by it too.
 func (rt *runtime) pluginAllowed(id string) bool {
 	plugins := obj(rt.get("plugins"))
 	if isFalse(plugins["enabled"]) {
@@ -753,12 +757,7 @@ func (rt *runtime) openExecSurfacePaths() []string {
 	for _, id := range keys(chans) {
 		visit(chans[id], "channels."+id)
 	}
-	out := make([]string, 0, len(hits))
-	for h := range hits {
-		out = append(out, h)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(hits))
 }
 
 // execRuntime is collectExecRuntimeFindings, without the exec-approvals

@@ -376,7 +376,7 @@ func (a *auditor) pluginsTrust() {
 	}
 	var enabled []string
 	for _, d := range dirs {
-		if id := strings.ToLower(strings.TrimSpace(d)); rt.extensionEnabled(id) {
+		if id := strings.ToLower(strings.TrimSpace(d)); rt.pluginAllowed(id) {
 			enabled = append(enabled, id)
 		}
 	}
@@ -407,34 +407,6 @@ func (a *auditor) pluginsTrust() {
 			fmt.Sprintf("Enabled extension plugins: %s.\nPermissive tool policy contexts:\n%s", strings.Join(enabled, ", "), bulletList(permissive)),
 			"Use restrictive profiles (`minimal`/`coding`) or explicit tool allowlists that exclude plugin tools for agents handling untrusted input.")
 	}
-}
-
-func (rt *runtime) extensionEnabled(id string) bool {
-	plugins := obj(rt.get("plugins"))
-	if isFalse(plugins["enabled"]) {
-		return false
-	}
-	lower := func(v any) []string {
-		var out []string
-		for _, s := range stringItems(v) {
-			if t := strings.ToLower(strings.TrimSpace(s)); t != "" {
-				out = append(out, t)
-			}
-		}
-		return out
-	}
-	if contains(lower(plugins["deny"]), id) {
-		return false
-	}
-	if allow := lower(plugins["allow"]); len(allow) > 0 && !contains(allow, id) {
-		return false
-	}
-	for k, e := range obj(plugins["entries"]) {
-		if strings.ToLower(strings.TrimSpace(k)) == id && isFalse(get(e, "enabled")) {
-			return false
-		}
-	}
-	return true
 }
 
 func hasPluginAllow(tools map[string]any, enabled []string) bool {
