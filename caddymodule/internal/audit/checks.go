@@ -2,12 +2,10 @@ package audit
 
 import (
 	"fmt"
-	"maps"
 	"math"
 	"net/netip"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -757,7 +755,7 @@ func (rt *runtime) openExecSurfacePaths() []string {
 	for _, id := range keys(chans) {
 		visit(chans[id], "channels."+id)
 	}
-	return slices.Sorted(maps.Keys(hits))
+	return keys(hits)
 }
 
 // execRuntime is collectExecRuntimeFindings, without the exec-approvals

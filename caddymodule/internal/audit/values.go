@@ -2,9 +2,8 @@ package audit
 
 import (
 	"fmt"
-	"maps"
 	"math"
-	"slices"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -151,8 +150,16 @@ func stringItems(v any) []string {
 // keys returns an object's keys in a stable order. JavaScript keeps
 // insertion order, which a Go map cannot; sorting keeps reports
 // deterministic at the cost of detail-line order on multi-key objects.
-func keys(m map[string]any) []string {
-	return slices.Sorted(maps.Keys(m))
+//
+// It is a plain loop, not slices.Sorted(maps.Keys(m)): the audit calls it on
+// every object it walks, and the iterator form allocates more.
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func contains(list []string, s string) bool {
