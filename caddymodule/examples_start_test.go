@@ -44,8 +44,9 @@ func userEdits(src, controlURL, root, admin string) string {
 	src = regexp.MustCompile(`(?m)^(\s*)node ([a-z0-9-]+) \{$`).ReplaceAllString(src, "${1}node ${2} {\n${1}\tcontrol_url "+controlURL)
 	src = regexp.MustCompile(`(?m)^(\s*)node ([a-z0-9-]+)$`).ReplaceAllString(src, "${1}node ${2} {\n${1}\tcontrol_url "+controlURL+"\n${1}}")
 	src = strings.ReplaceAll(src, "tail1234.ts.net", tailnettest.Domain)
-	// `admin <address>`, or `admin <address> {` opening a block of options.
-	adminLine := regexp.MustCompile(`(?m)^(\s*)admin(?:[ \t]+[^{\s]+)?([ \t]*\{)?[ \t]*$`)
+	// `admin <address>`, or `admin <address> {` opening a block of options;
+	// the address may hold placeholders such as {$XDG_RUNTIME_DIR}.
+	adminLine := regexp.MustCompile(`(?m)^(\s*)admin(?:[ \t]+(?:[^{\s]|\{[^{}\s]*\})+)?([ \t]*\{)?[ \t]*$`)
 	global := "{\n\tskip_install_trust\n"
 	if adminLine.MatchString(src) {
 		src = adminLine.ReplaceAllString(src, "${1}admin "+admin+"${2}")
