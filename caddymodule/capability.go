@@ -207,11 +207,7 @@ func capabilityBypass(srv *caddyhttp.Server) string {
 	if d := bypassIn(routeViews(srv.Routes)); d != "" {
 		return d
 	}
-	names := make([]string, 0, len(srv.NamedRoutes))
-	for name := range srv.NamedRoutes {
-		names = append(names, name)
-	}
-	slices.Sort(names)
+	names := slices.Sorted(maps.Keys(srv.NamedRoutes))
 	for _, name := range names {
 		if r := srv.NamedRoutes[name]; r != nil {
 			if d := bypassIn(routeViews(caddyhttp.RouteList{*r})); d != "" {

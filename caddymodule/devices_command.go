@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
 	"os/user"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -186,11 +188,7 @@ func writeDevicesTable(out io.Writer, list devicesList) {
 	if len(list.Devices) == 0 {
 		fmt.Fprintln(out, "no devices yet")
 	}
-	names := make([]string, 0, len(list.Unavailable))
-	for name := range list.Unavailable {
-		names = append(names, name)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(list.Unavailable))
 	for _, name := range names {
 		fmt.Fprintf(out, "gateway %s: every device is held: %s\n", name, list.Unavailable[name])
 	}

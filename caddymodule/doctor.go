@@ -6,12 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -210,11 +211,7 @@ func runDoctor(o doctorOptions) doctorReport {
 	}
 	setupGws, _ := setupGateways(uc.JSON)
 	pending := doctorSetup(uc.File, o.adapter)
-	names := make([]string, 0, len(app.Gateways))
-	for name := range app.Gateways {
-		names = append(names, name)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(app.Gateways))
 	for _, name := range names {
 		gc := app.Gateways[name]
 		if gc == nil {
@@ -290,11 +287,7 @@ func doctorNodes(r *doctorReport, addr string) {
 		r.add("nodes", checkFail, "reading /clawgate/nodes: "+err.Error(), "")
 		return
 	}
-	names := make([]string, 0, len(nodes))
-	for name := range nodes {
-		names = append(names, name)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(nodes))
 	for _, name := range names {
 		n := nodes[name]
 		check := "node " + name

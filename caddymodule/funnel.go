@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"reflect"
 	"slices"
@@ -153,11 +154,7 @@ func (a *App) checkListeners(ctx caddy.Context) error {
 	if !ok {
 		return nil
 	}
-	names := make([]string, 0, len(httpApp.Servers))
-	for name := range httpApp.Servers {
-		names = append(names, name)
-	}
-	slices.Sort(names)
+	names := slices.Sorted(maps.Keys(httpApp.Servers))
 	for _, name := range names {
 		if err := checkServerListeners(httpApp, a, httpApp.Servers[name]); err != nil {
 			return err

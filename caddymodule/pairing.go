@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -103,11 +103,7 @@ func (pc *PairingConfig) required() bool {
 // the gateway starts and holds every device, and the log says why.
 func (a *App) provisionPairing(st pairing.Storage) error {
 	repl := caddy.NewReplacer()
-	names := make([]string, 0, len(a.Gateways))
-	for name := range a.Gateways {
-		names = append(names, name)
-	}
-	sort.Strings(names) // so a clash is reported the same way every time
+	names := slices.Sorted(maps.Keys(a.Gateways)) // so a clash is reported the same way every time
 	usedBy := map[string]string{}
 	for _, name := range names {
 		pc := a.Gateways[name].Pairing

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -116,11 +116,7 @@ func runSetupCommand(out io.Writer, o setupOptions) (int, error) {
 	if err != nil {
 		return 2, err
 	}
-	names := make([]string, 0, len(gateways))
-	for name := range gateways {
-		names = append(names, name)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(gateways))
 	if o.gateway != "" {
 		if gateways[o.gateway] == nil {
 			return 2, fmt.Errorf("no gateway %q in the config (gateways: %s)", o.gateway, strings.Join(names, ", "))
@@ -407,7 +403,7 @@ func setupGateways(cfgJSON []byte) (map[string]*setupGateway, error) {
 		}
 	}
 	servers, _ := root.Apps.HTTP["servers"].(map[string]any)
-	for _, sname := range sortedMapKeys(servers) {
+	for _, sname := range slices.Sorted(maps.Keys(servers)) {
 		srv, _ := servers[sname].(map[string]any)
 		scheme, port, tailnet := serverListener(srv)
 		var walkErr error
@@ -496,7 +492,7 @@ func walkGuards(v any, hosts []string, visit func(map[string]any, []string)) {
 				}
 			}
 		}
-		for _, k := range sortedMapKeys(t) {
+		for _, k := range slices.Sorted(maps.Keys(t)) {
 			if k != "match" {
 				walkGuards(t[k], hosts, visit)
 			}
@@ -506,13 +502,4 @@ func walkGuards(v any, hosts []string, visit func(map[string]any, []string)) {
 			walkGuards(e, hosts, visit)
 		}
 	}
-}
-
-func sortedMapKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

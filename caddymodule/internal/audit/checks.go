@@ -151,6 +151,15 @@ func (a *auditor) add(id string, sev Severity, title, detail, remediation string
 	a.findings = append(a.findings, Finding{CheckID: id, Severity: sev, Title: title, Detail: detail, Remediation: remediation})
 }
 
+// warnList adds a warning whose detail is lead followed by items as a
+// bullet list; with no items there is nothing to warn about.
+func (a *auditor) warnList(id, title, lead string, items []string, remediation string) {
+	if len(items) == 0 {
+		return
+	}
+	a.add(id, SeverityWarn, title, lead+"\n"+bulletList(items), remediation)
+}
+
 func sevIf(cond bool, yes, no Severity) Severity {
 	if cond {
 		return yes
@@ -211,7 +220,9 @@ func (rt *runtime) internalHooksConfigured() bool {
 	return false
 }
 
-// pluginAllowed is passesManifestOwnerBasePolicy for one plugin id.
+// pluginAllowed is passesManifestOwnerBasePolicy for one plugin id: plugins
+// on, the id not denied, its entry not disabled, and allowed when there is
+// an allow list. Installed extensions are judged by it too.
 func (rt *runtime) pluginAllowed(id string) bool {
 	plugins := obj(rt.get("plugins"))
 	if isFalse(plugins["enabled"]) {
@@ -747,12 +758,7 @@ func (rt *runtime) openExecSurfacePaths() []string {
 	for _, id := range keys(chans) {
 		visit(chans[id], "channels."+id)
 	}
-	out := make([]string, 0, len(hits))
-	for h := range hits {
-		out = append(out, h)
-	}
-	sort.Strings(out)
-	return out
+	return keys(hits)
 }
 
 // execRuntime is collectExecRuntimeFindings, without the exec-approvals
@@ -1244,11 +1250,8 @@ func (a *auditor) sandboxDockerNoop() {
 			paths = append(paths, "agents.entries."+ag.id+".sandbox.docker")
 		}
 	}
-	if len(paths) == 0 {
-		return
-	}
-	a.add("sandbox.docker_config_mode_off", SeverityWarn, "Sandbox docker settings configured while sandbox mode is off",
-		"These docker settings will not take effect until sandbox mode is enabled:\n"+bulletList(paths),
+	a.warnList("sandbox.docker_config_mode_off", "Sandbox docker settings configured while sandbox mode is off",
+		"These docker settings will not take effect until sandbox mode is enabled:", paths,
 		"Enable sandbox mode (`agents.defaults.sandbox.mode=\"non-main\"` or `\"all\"`) where needed, or remove unused docker settings.")
 }
 
@@ -1491,11 +1494,8 @@ func (a *auditor) minimalProfileOverride() {
 			overrides = append(overrides, "agents.entries."+ag.id+"="+jsString(p))
 		}
 	}
-	if len(overrides) == 0 {
-		return
-	}
-	a.add("tools.profile_minimal_overridden", SeverityWarn, "Global tools.profile=minimal is overridden by agent profiles",
-		"Global minimal profile is set, but these agent profiles take precedence:\n"+bulletList(overrides),
+	a.warnList("tools.profile_minimal_overridden", "Global tools.profile=minimal is overridden by agent profiles",
+		"Global minimal profile is set, but these agent profiles take precedence:", overrides,
 		"Set those agents to `tools.profile=\"minimal\"` (or remove the agent override) if you want minimal tools enforced globally.")
 }
 

@@ -331,21 +331,31 @@ func (rt *runtime) openInboundPolicies() []string {
 			out = append(out, base+".dmPolicy")
 		}
 	}
+	rt.channelSections(func(path string, sec, _ map[string]any) {
+		inspect(sec, path)
+	})
+	return out
+}
+
+// channelSections calls fn on each channel's section and on each of its
+// accounts, in key order, with their paths ("channels.<id>",
+// "channels.<id>.accounts.<account>"). An account comes with its channel's
+// section as parent; a channel with a nil parent.
+func (rt *runtime) channelSections(fn func(path string, sec, parent map[string]any)) {
 	chans := obj(rt.get("channels"))
 	for _, id := range keys(chans) {
 		sec := obj(chans[id])
 		if sec == nil {
 			continue
 		}
-		inspect(sec, "channels."+id)
+		fn("channels."+id, sec, nil)
 		accs := obj(sec["accounts"])
 		for _, acc := range keys(accs) {
 			if am := obj(accs[acc]); am != nil {
-				inspect(am, "channels."+id+".accounts."+acc)
+				fn("channels."+id+".accounts."+acc, am, sec)
 			}
 		}
 	}
-	return out
 }
 
 type toolContext struct {
@@ -507,31 +517,23 @@ func (rt *runtime) multiUserSignals() []string {
 			}
 		}
 	}
-	chans := obj(rt.get("channels"))
-	for _, id := range keys(chans) {
-		sec := obj(chans[id])
-		if sec == nil {
-			continue
+	rt.channelSections(func(path string, sec, parent map[string]any) {
+		if parent == nil {
+			inspect(sec, path)
+			return
 		}
-		inspect(sec, "channels."+id)
-		accs := obj(sec["accounts"])
-		for _, acc := range keys(accs) {
-			am := obj(accs[acc])
-			if am == nil {
-				continue
-			}
-			merged := map[string]any{}
-			for k, v := range sec {
-				if k != "accounts" {
-					merged[k] = v
-				}
-			}
-			for k, v := range am {
+		// An account inherits what its channel sets and does not override.
+		merged := map[string]any{}
+		for k, v := range parent {
+			if k != "accounts" {
 				merged[k] = v
 			}
-			inspect(merged, "channels."+id+".accounts."+acc)
 		}
-	}
+		for k, v := range sec {
+			merged[k] = v
+		}
+		inspect(merged, path)
+	})
 	return out
 }
 

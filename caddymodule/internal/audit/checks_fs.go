@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/skilltree"
 )
 
 // Filesystem checks (src/security/audit.ts collectFilesystemFindings,
@@ -310,8 +312,8 @@ func ScanSkills(workspace string) SkillScan {
 	return sc
 }
 
-// listSkillFiles walks <ws>/skills breadth-first for SKILL.md files, with
-// OpenClaw's caps (2000 files, 40000 directory visits).
+// listSkillFiles walks <ws>/skills breadth-first for SKILL.md files by
+// skilltree's rule, with OpenClaw's caps (2000 files, 40000 directory visits).
 func listSkillFiles(ws string) ([]string, bool) {
 	root := filepath.Join(ws, "skills")
 	if st, err := os.Lstat(root); err != nil || !st.IsDir() {
@@ -332,29 +334,9 @@ func listSkillFiles(ws string) ([]string, bool) {
 			continue
 		}
 		visited[real] = true
-		entries, _ := os.ReadDir(dir)
-		for _, e := range entries {
-			if strings.HasPrefix(e.Name(), ".") || e.Name() == "node_modules" {
-				continue
-			}
-			full := filepath.Join(dir, e.Name())
-			switch {
-			case e.IsDir():
-				queue = append(queue, full)
-			case e.Type()&fs.ModeSymlink != 0:
-				st, err := os.Stat(full)
-				if err != nil {
-					continue
-				}
-				if st.IsDir() {
-					queue = append(queue, full)
-				} else if st.Mode().IsRegular() && e.Name() == "SKILL.md" {
-					files = append(files, full)
-				}
-			case e.Type().IsRegular() && e.Name() == "SKILL.md":
-				files = append(files, full)
-			}
-		}
+		dirs, skills := skilltree.Read(dir)
+		queue = append(queue, dirs...)
+		files = append(files, skills...)
 	}
 	return files, len(queue) > 0
 }
@@ -394,7 +376,7 @@ func (a *auditor) pluginsTrust() {
 	}
 	var enabled []string
 	for _, d := range dirs {
-		if id := strings.ToLower(strings.TrimSpace(d)); rt.extensionEnabled(id) {
+		if id := strings.ToLower(strings.TrimSpace(d)); rt.pluginAllowed(id) {
 			enabled = append(enabled, id)
 		}
 	}
@@ -425,34 +407,6 @@ func (a *auditor) pluginsTrust() {
 			fmt.Sprintf("Enabled extension plugins: %s.\nPermissive tool policy contexts:\n%s", strings.Join(enabled, ", "), bulletList(permissive)),
 			"Use restrictive profiles (`minimal`/`coding`) or explicit tool allowlists that exclude plugin tools for agents handling untrusted input.")
 	}
-}
-
-func (rt *runtime) extensionEnabled(id string) bool {
-	plugins := obj(rt.get("plugins"))
-	if isFalse(plugins["enabled"]) {
-		return false
-	}
-	lower := func(v any) []string {
-		var out []string
-		for _, s := range stringItems(v) {
-			if t := strings.ToLower(strings.TrimSpace(s)); t != "" {
-				out = append(out, t)
-			}
-		}
-		return out
-	}
-	if contains(lower(plugins["deny"]), id) {
-		return false
-	}
-	if allow := lower(plugins["allow"]); len(allow) > 0 && !contains(allow, id) {
-		return false
-	}
-	for k, e := range obj(plugins["entries"]) {
-		if strings.ToLower(strings.TrimSpace(k)) == id && isFalse(get(e, "enabled")) {
-			return false
-		}
-	}
-	return true
 }
 
 func hasPluginAllow(tools map[string]any, enabled []string) bool {

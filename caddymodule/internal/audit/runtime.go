@@ -4,6 +4,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/json5"
 )
 
 // runtime is the config as OpenClaw's audit sees it after loading: the
@@ -61,7 +63,7 @@ var channelDefaults = map[string]struct {
 var bundledChannelPlugins = map[string]bool{"telegram": true}
 
 func newRuntime(cfg *Config) *runtime {
-	tree := cloneTree(cfg.Tree).(map[string]any)
+	tree := json5.Clone(cfg.Tree, nil).(map[string]any)
 	// A config without an agent roster runs the implicit "main" agent, and
 	// the loader writes it out as agents.entries.main.
 	agents := obj(tree["agents"])

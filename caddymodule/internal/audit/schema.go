@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/clawgate/clawgate/caddymodule/internal/json5"
 	"github.com/clawgate/clawgate/caddymodule/internal/release"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
@@ -324,25 +325,12 @@ func channelIssue(path string) bool {
 // handed over as strings and fail any numeric type, as OpenClaw's Zod number
 // schema refuses them.
 func toSchemaValue(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			out[k] = toSchemaValue(e)
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = toSchemaValue(e)
-		}
-		return out
-	case float64:
-		if x != x || x > 1.7976931348623157e308 || x < -1.7976931348623157e308 {
+	return json5.Clone(v, func(leaf any) any {
+		if x, ok := leaf.(float64); ok && (x != x || x > 1.7976931348623157e308 || x < -1.7976931348623157e308) {
 			return strconv.FormatFloat(x, 'g', -1, 64)
 		}
-	}
-	return v
+		return leaf
+	})
 }
 
 // issuesOf turns the validator's error tree into the issues Zod would have

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/clawgate/clawgate/caddymodule/internal/json5"
 	"github.com/clawgate/clawgate/caddymodule/internal/release"
 )
 
@@ -37,7 +38,7 @@ func ValidateLenient(cfg *Config) (unknown []string, issues []Issue, err error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	tree, _ := cloneTree(cfg.Tree).(map[string]any)
+	tree, _ := json5.Clone(cfg.Tree, nil).(map[string]any)
 	for range maxUnknownRounds {
 		issues = s.Validate(tree)
 		removed := false

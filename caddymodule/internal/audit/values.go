@@ -150,7 +150,10 @@ func stringItems(v any) []string {
 // keys returns an object's keys in a stable order. JavaScript keeps
 // insertion order, which a Go map cannot; sorting keeps reports
 // deterministic at the cost of detail-line order on multi-key objects.
-func keys(m map[string]any) []string {
+//
+// It is a plain loop, not slices.Sorted(maps.Keys(m)): the audit calls it on
+// every object it walks, and the iterator form allocates more.
+func keys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)
@@ -186,24 +189,4 @@ func bulletList(items []string) string {
 		lines[i] = "- " + s
 	}
 	return strings.Join(lines, "\n")
-}
-
-// cloneTree deep-copies a JSON tree so normalisation never edits the
-// caller's Config.
-func cloneTree(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(t))
-		for k, e := range t {
-			out[k] = cloneTree(e)
-		}
-		return out
-	case []any:
-		out := make([]any, len(t))
-		for i, e := range t {
-			out[i] = cloneTree(e)
-		}
-		return out
-	}
-	return v
 }

@@ -58,6 +58,30 @@ func ParseTree(name string, data []byte) (*Node, error) {
 	return n, err
 }
 
+// Clone deep-copies a value Parse returns: every object and array is new,
+// and every other value becomes leaf(value), or stays itself when leaf is
+// nil.
+func Clone(v any, leaf func(any) any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, e := range t {
+			out[k] = Clone(e, leaf)
+		}
+		return out
+	case []any:
+		out := make([]any, len(t))
+		for i, e := range t {
+			out[i] = Clone(e, leaf)
+		}
+		return out
+	}
+	if leaf != nil {
+		return leaf(v)
+	}
+	return v
+}
+
 func parse(name string, data []byte, tree bool) (any, *Node, error) {
 	if len(data) > MaxBytes {
 		return nil, nil, &ParseError{File: name, Line: 1, Col: 1, Msg: fmt.Sprintf("input is %d bytes, more than the %d byte limit", len(data), MaxBytes)}

@@ -116,6 +116,19 @@ func (c *Client) Close() { c.ws.Close(websocket.StatusNormalClosure, "") }
 // operator asking for scopes, with the shared token if not empty, and returns
 // hello-ok. A refusal by the gateway is an *Error.
 func (c *Client) Connect(ctx context.Context, scopes []string, token string) (*Hello, error) {
+	if _, err := c.challenge(ctx); err != nil {
+		return nil, err
+	}
+	params := connectParams(map[string]any{"id": "cli", "version": "0.0.1", "platform": "linux", "mode": "cli"}, scopes)
+	if token != "" {
+		params["auth"] = map[string]any{"token": token}
+	}
+	return c.hello(ctx, params)
+}
+
+// challenge reads the server's first frame, which must be a
+// connect.challenge event, and returns its nonce.
+func (c *Client) challenge(ctx context.Context) (string, error) {
 	var challenge struct {
 		Type    string `json:"type"`
 		Event   string `json:"event"`
@@ -124,24 +137,31 @@ func (c *Client) Connect(ctx context.Context, scopes []string, token string) (*H
 		} `json:"payload"`
 	}
 	if err := c.read(ctx, &challenge); err != nil {
-		return nil, err
+		return "", err
 	}
 	if challenge.Type != "event" || challenge.Event != "connect.challenge" || challenge.Payload.Nonce == "" {
-		return nil, fmt.Errorf("first frame is %q %q, want a connect.challenge event with a nonce", challenge.Type, challenge.Event)
+		return "", fmt.Errorf("first frame is %q %q, want a connect.challenge event with a nonce", challenge.Type, challenge.Event)
 	}
-	params := map[string]any{
+	return challenge.Payload.Nonce, nil
+}
+
+// connectParams are the parameters of a connect request as an operator
+// asking for scopes, from client.
+func connectParams(client map[string]any, scopes []string) map[string]any {
+	return map[string]any{
 		"minProtocol": ProtocolVersion,
 		"maxProtocol": ProtocolVersion,
-		"client":      map[string]any{"id": "cli", "version": "0.0.1", "platform": "linux", "mode": "cli"},
+		"client":      client,
 		"role":        "operator",
 		"scopes":      scopes,
 		"caps":        []string{},
 		"commands":    []string{},
 		"permissions": map[string]any{},
 	}
-	if token != "" {
-		params["auth"] = map[string]any{"token": token}
-	}
+}
+
+// hello sends the connect request and returns its hello-ok.
+func (c *Client) hello(ctx context.Context, params map[string]any) (*Hello, error) {
 	var h Hello
 	if err := c.Call(ctx, "connect", params, &h); err != nil {
 		return nil, err

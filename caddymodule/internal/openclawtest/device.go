@@ -54,48 +54,23 @@ const (
 // platform|deviceFamily). A device the gateway has not paired yet is
 // refused with an *Error whose PairingRequestID is set.
 func (c *Client) ConnectDevice(ctx context.Context, scopes []string, d *Device) (*Hello, error) {
-	var challenge struct {
-		Type    string `json:"type"`
-		Event   string `json:"event"`
-		Payload struct {
-			Nonce string `json:"nonce"`
-		} `json:"payload"`
-	}
-	if err := c.read(ctx, &challenge); err != nil {
+	nonce, err := c.challenge(ctx)
+	if err != nil {
 		return nil, err
-	}
-	if challenge.Type != "event" || challenge.Event != "connect.challenge" || challenge.Payload.Nonce == "" {
-		return nil, fmt.Errorf("first frame is %q %q, want a connect.challenge event with a nonce", challenge.Type, challenge.Event)
 	}
 	signedAt := time.Now().UnixMilli()
 	payload := strings.Join([]string{"v3", d.ID(), deviceClientID, deviceClientMode, "operator", strings.Join(scopes, ","),
-		strconv.FormatInt(signedAt, 10), "", challenge.Payload.Nonce, devicePlatform, ""}, "|")
+		strconv.FormatInt(signedAt, 10), "", nonce, devicePlatform, ""}, "|")
 	b64 := base64.RawURLEncoding
-	params := map[string]any{
-		"minProtocol": ProtocolVersion,
-		"maxProtocol": ProtocolVersion,
-		"client":      map[string]any{"id": deviceClientID, "version": "0.0.1", "platform": devicePlatform, "mode": deviceClientMode},
-		"role":        "operator",
-		"scopes":      scopes,
-		"caps":        []string{},
-		"commands":    []string{},
-		"permissions": map[string]any{},
-		"device": map[string]any{
-			"id":        d.ID(),
-			"publicKey": b64.EncodeToString(d.priv.Public().(ed25519.PublicKey)),
-			"signature": b64.EncodeToString(ed25519.Sign(d.priv, []byte(payload))),
-			"signedAt":  signedAt,
-			"nonce":     challenge.Payload.Nonce,
-		},
+	params := connectParams(map[string]any{"id": deviceClientID, "version": "0.0.1", "platform": devicePlatform, "mode": deviceClientMode}, scopes)
+	params["device"] = map[string]any{
+		"id":        d.ID(),
+		"publicKey": b64.EncodeToString(d.priv.Public().(ed25519.PublicKey)),
+		"signature": b64.EncodeToString(ed25519.Sign(d.priv, []byte(payload))),
+		"signedAt":  signedAt,
+		"nonce":     nonce,
 	}
-	var h Hello
-	if err := c.Call(ctx, "connect", params, &h); err != nil {
-		return nil, err
-	}
-	if h.Type != "hello-ok" || h.Protocol != ProtocolVersion || h.Server.ConnID == "" {
-		return nil, fmt.Errorf("connect answered type %q protocol %d connId %q, want hello-ok, %d and a connId", h.Type, h.Protocol, h.Server.ConnID, ProtocolVersion)
-	}
-	return &h, nil
+	return c.hello(ctx, params)
 }
 
 var pairingRequestID = regexp.MustCompile(`\(requestId:\s*([^\s)]+)\)`)

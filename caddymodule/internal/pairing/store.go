@@ -556,14 +556,9 @@ func (s *Store) checkChange(seen Seen) (Verdict, error) {
 	switch {
 	case d == nil:
 		d = &Device{ID: seen.ID, NodeKey: seen.NodeKey, FirstSeen: now}
-		if seen.AutoApprove != "" {
-			autoApprove(d, seen, now)
-			v.Event = EventAutoApproved
-		} else if err := s.pend(d, ReasonNew); err != nil {
+		if v.Event, err = s.admit(d, seen, now, ReasonNew); err != nil {
 			unlock()
 			return Verdict{}, err
-		} else {
-			v.Event = EventPending
 		}
 	case d.NodeKey != seen.NodeKey:
 		// Another node key is another machine as far as approval goes: the
@@ -571,14 +566,9 @@ func (s *Store) checkChange(seen Seen) (Verdict, error) {
 		// old key must not approve the new one.
 		v.WasApproved = d.Status == StatusApproved
 		d.NodeKey = seen.NodeKey
-		if seen.AutoApprove != "" {
-			autoApprove(d, seen, now)
-			v.Event = EventAutoApproved
-		} else if err := s.pend(d, ReasonNodeKeyChanged); err != nil {
+		if v.Event, err = s.admit(d, seen, now, ReasonNodeKeyChanged); err != nil {
 			unlock()
 			return Verdict{}, err
-		} else {
-			v.Event = EventPending
 		}
 	case d.Status == StatusApproved && d.Auto && seen.AutoApprove == "":
 		v.WasApproved = true
@@ -609,6 +599,19 @@ func (s *Store) checkChange(seen Seen) (Verdict, error) {
 		s.evictPending(d.ID)
 	}
 	return v, nil
+}
+
+// admit approves d by the auto_approve rule seen carries, or without one
+// holds it pending for why, and says which it did.
+func (s *Store) admit(d *Device, seen Seen, now time.Time, why Reason) (Event, error) {
+	if seen.AutoApprove != "" {
+		autoApprove(d, seen, now)
+		return EventAutoApproved, nil
+	}
+	if err := s.pend(d, why); err != nil {
+		return EventNone, err
+	}
+	return EventPending, nil
 }
 
 // lastSeenEvery is how stale an approved device's LastSeen may get before a

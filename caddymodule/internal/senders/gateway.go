@@ -2,9 +2,9 @@ package senders
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -66,11 +66,7 @@ func GatewayLists(tree map[string]any, channel, account string, route Config) (a
 		groups = append(groups, "*")
 	}
 	gmap := object(get("groups"))
-	ids := make([]string, 0, len(gmap))
-	for id := range gmap {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
+	ids := slices.Sorted(maps.Keys(gmap))
 	for _, id := range ids {
 		addSenders(object(gmap[id])["allowFrom"])
 		if policy == "open" {

@@ -1,8 +1,10 @@
 package setup
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -206,7 +208,7 @@ func Derive(in Input) (Edge, error) {
 		e.Notes = append(e.Notes, "no Control UI origin is known (no `origins` in the clawgate gateway block and no *.ts.net site bound to clawgate/<node>): gateway.controlUi.allowedOrigins is left alone")
 	}
 
-	guardPorts := sortedIntKeys(ports)
+	guardPorts := sortedKeys(ports)
 	switch {
 	case in.Upstream > 0:
 		e.Port = in.Upstream
@@ -263,20 +265,10 @@ func normalizeOrigins(in []string) []string {
 	return sortedKeys(set)
 }
 
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-func sortedIntKeys(m map[int]bool) []int {
-	out := make([]int, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Ints(out)
+// sortedKeys returns a set's members in order, never nil: an empty set
+// encodes as [].
+func sortedKeys[K cmp.Ordered](m map[K]bool) []K {
+	out := slices.AppendSeq(make([]K, 0, len(m)), maps.Keys(m))
+	slices.Sort(out)
 	return out
 }

@@ -620,7 +620,7 @@ type localOp struct {
 
 // applyTo returns a copy of tree with the op applied.
 func (o localOp) applyTo(tree any) (any, error) {
-	root := deepCopy(tree)
+	root := json5.Clone(tree, nil)
 	m, ok := root.(map[string]any)
 	if !ok || len(o.path) == 0 {
 		return nil, errors.New("internal error: no object to edit")
@@ -664,24 +664,6 @@ func plain(v any) any {
 		out := make([]any, len(t))
 		for i, s := range t {
 			out[i] = s
-		}
-		return out
-	}
-	return v
-}
-
-func deepCopy(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		m := make(map[string]any, len(t))
-		for k, e := range t {
-			m[k] = deepCopy(e)
-		}
-		return m
-	case []any:
-		out := make([]any, len(t))
-		for i, e := range t {
-			out[i] = deepCopy(e)
 		}
 		return out
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/edge"
+	"github.com/clawgate/clawgate/caddymodule/internal/json5"
 	"github.com/clawgate/clawgate/caddymodule/internal/release"
 )
 
@@ -147,7 +148,7 @@ func FuzzEdit(f *testing.F) {
 		if !ok {
 			return
 		}
-		want := deepCopy(m)
+		want := json5.Clone(m, nil)
 		for _, o := range planOps(m, e, Options{DeviceAutoApprove: true}, release.Newest()) {
 			if _, err := ed.apply(o); err != nil {
 				if errors.Is(err, errUnsafe) || strings.Contains(err.Error(), "not loaded") {

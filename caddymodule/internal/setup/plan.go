@@ -3,6 +3,7 @@ package setup
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -249,11 +250,7 @@ func planIdentityScopes(tree map[string]any, e Edge, add func(opKind, []string, 
 	if _, ok := lookup(tree, pIDScopes); ok && !present {
 		add(opDelete, pIDScopes, nil, "not an object")
 	}
-	users := make([]string, 0, len(e.Scopes))
-	for u := range e.Scopes {
-		users = append(users, u)
-	}
-	slices.Sort(users)
+	users := slices.Sorted(maps.Keys(e.Scopes))
 	for _, u := range users {
 		want := e.Scopes[u]
 		var have []string
@@ -269,11 +266,7 @@ func planIdentityScopes(tree map[string]any, e Edge, add func(opKind, []string, 
 		}
 		add(opSet, append(slices.Clone(pIDScopes), u), slices.Clone(want), "the scopes clawgate's rules grant "+u+" (clawgate's x-openclaw-scopes still caps each request)")
 	}
-	keys := make([]string, 0, len(current))
-	for k := range current {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
+	keys := slices.Sorted(maps.Keys(current))
 	for _, k := range keys {
 		if _, ok := e.Scopes[k]; !ok {
 			add(opDelete, append(slices.Clone(pIDScopes), k), nil, "no clawgate rule grants "+k+" scopes")

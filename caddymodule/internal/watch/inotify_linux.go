@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"unsafe"
+
+	"github.com/clawgate/clawgate/caddymodule/internal/skilltree"
 )
 
 // One inotify instance serves the whole process: instances are a scarce
@@ -551,21 +553,8 @@ func (w *Watcher) RescanTree(root string) error {
 				releaseAll(now)
 				return w.treeFail(root, err)
 			}
-			entries, _ := os.ReadDir(dir)
-			for _, e := range entries {
-				if strings.HasPrefix(e.Name(), ".") || e.Name() == "node_modules" {
-					continue
-				}
-				full := filepath.Join(dir, e.Name())
-				switch {
-				case e.IsDir():
-					queue = append(queue, full)
-				case e.Type()&fs.ModeSymlink != 0:
-					if st, err := os.Stat(full); err == nil && st.IsDir() {
-						queue = append(queue, full)
-					}
-				}
-			}
+			dirs, _ := skilltree.Read(dir)
+			queue = append(queue, dirs...)
 		}
 	}
 	releaseAll(old)

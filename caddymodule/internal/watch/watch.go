@@ -26,8 +26,9 @@ const (
 	Content
 	// Dir is Meta and a directory's list of entries.
 	Dir
-	// Tree is a directory and everything below it, symlinked directories
-	// followed, entries whose names start with "." and node_modules left out.
+	// Tree is a directory and everything below it that skilltree.Read
+	// descends into: symlinked directories followed, entries whose names
+	// start with "." and node_modules left out.
 	Tree
 )
 
