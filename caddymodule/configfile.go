@@ -378,13 +378,9 @@ func judgeAsGate(name string, gc *GatewayConfig, g *setupGateway) (*gateJudgment
 		return j, nil
 	}
 	// No guard names it: the gate still checks what any guard would send.
-	port := edge.DefaultGatewayPort
-	if gc.Upstream != "" {
-		ap, err := parseUpstream(gc.Upstream)
-		if err != nil {
-			return nil, fmt.Errorf("clawgate.gateways.%s.upstream: %w", name, err)
-		}
-		port = int(ap.Port())
+	port, err := gc.port(name)
+	if err != nil {
+		return nil, err
 	}
 	j.expect = audit.Expect{UserHeader: edge.DefaultUserHeader, Origins: gc.Origins, Port: port}
 	return j, nil

@@ -84,6 +84,19 @@ func (gc *GatewayConfig) pairingRequired() bool {
 	return gc != nil && gc.Pairing != nil && strings.EqualFold(gc.Pairing.Mode, "required")
 }
 
+// port is the port the gateway named name listens on, as the gate audits it:
+// its block's upstream, else OpenClaw's default.
+func (gc *GatewayConfig) port(name string) (int, error) {
+	if gc.Upstream == "" {
+		return edge.DefaultGatewayPort, nil
+	}
+	ap, err := parseUpstream(gc.Upstream)
+	if err != nil {
+		return 0, fmt.Errorf("clawgate.gateways.%s.upstream: %w", name, err)
+	}
+	return int(ap.Port()), nil
+}
+
 // How the gate notices changes. It audits again when something the verdict
 // depends on may have changed: inotify reports the config, its includes, the
 // files and directories the checks read and the skills trees; a stat
@@ -199,13 +212,8 @@ func (a *App) provisionGates() error {
 			return err
 		}
 		g.loadOpts = lo
-		g.port = edge.DefaultGatewayPort
-		if gc.Upstream != "" {
-			ap, err := parseUpstream(gc.Upstream)
-			if err != nil {
-				return fmt.Errorf("clawgate.gateways.%s.upstream: %w", name, err)
-			}
-			g.port = int(ap.Port())
+		if g.port, err = gc.port(name); err != nil {
+			return err
 		}
 		if g.version, g.pkgPath, err = gatewayVersionSettings(name, gc); err != nil {
 			return err
