@@ -154,50 +154,10 @@ http://:%d {
 	}
 	t.Logf("tailnet, OpenClaw and three Caddy processes up in %v", time.Since(begin).Round(100*time.Millisecond))
 
-	gatewaysAtDoor := func(t *testing.T) map[string]json.RawMessage {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		code, body, err := doorP.Admin(ctx, "GET", "/clawgate/gateways", nil)
-		if err != nil || code != http.StatusOK {
-			t.Fatalf("front door admin /clawgate/gateways = %d %s, %v", code, body, err)
-		}
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(body, &m); err != nil {
-			t.Fatal(err)
-		}
-		return m
-	}
-	type remoteEntry struct {
-		Blocked bool     `json:"blocked"`
-		Reasons []string `json:"reasons"`
-		Remote  struct {
-			Host      string `json:"host"`
-			Reachable bool   `json:"reachable"`
-			Error     string `json:"error"`
-		} `json:"remote"`
-	}
-	waitGateway := func(t *testing.T, name string, ok func(remoteEntry) bool) remoteEntry {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			var e remoteEntry
-			raw := gatewaysAtDoor(t)[name]
-			_ = json.Unmarshal(raw, &e)
-			if ok(e) {
-				return e
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("front door's /clawgate/gateways never showed the wanted state of %s: %s", name, raw)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-	}
-
 	// Each host's gate audits its gateway once at start; until then it
 	// refuses (503), and the front door's state says so.
-	waitGateway(t, "alice", func(e remoteEntry) bool { return e.Remote.Reachable && !e.Blocked })
-	waitGateway(t, "bob", func(e remoteEntry) bool { return e.Remote.Reachable && !e.Blocked })
+	waitDoorGateway(t, doorP, "alice", 30*time.Second, doorGateway.serving)
+	waitDoorGateway(t, doorP, "bob", 30*time.Second, doorGateway.serving)
 
 	t.Run("alice reaches her OpenClaw as herself over WebSocket", func(t *testing.T) {
 		ctx := testCtx(t)
@@ -310,7 +270,7 @@ http://:%d {
 
 	t.Run("an insecure config on bob's host blocks only bob's gateway", func(t *testing.T) {
 		writeAtomic(t, cfgB, insecureGatewayConfig)
-		e := waitGateway(t, "bob", func(e remoteEntry) bool { return e.Blocked })
+		e := waitDoorGateway(t, doorP, "bob", 30*time.Second, func(e doorGateway) bool { return e.Blocked })
 		if len(e.Reasons) == 0 {
 			t.Errorf("front door shows bob blocked without reasons")
 		}
@@ -323,14 +283,14 @@ http://:%d {
 			t.Errorf("alice meanwhile = %d %s, want 200", code, body)
 		}
 		writeAtomic(t, cfgB, gatewayConfigFor("bob@example.com"))
-		waitGateway(t, "bob", func(e remoteEntry) bool { return !e.Blocked && e.Remote.Reachable })
+		waitDoorGateway(t, doorP, "bob", 30*time.Second, doorGateway.serving)
 	})
 
 	t.Run("a host that is down answers unreachable; the other keeps serving", func(t *testing.T) {
 		hostP["bob"].Stop(t)
 		// The front door notices within its state interval (1s here) and
 		// drops the connections it held to the host.
-		waitGateway(t, "bob", func(e remoteEntry) bool { return !e.Remote.Reachable && e.Remote.Error != "" })
+		waitDoorGateway(t, doorP, "bob", 30*time.Second, func(e doorGateway) bool { return !e.Remote.Reachable && e.Remote.Error != "" })
 		code, body := tailnetGet(t, bob, doorURL+"/v1/models")
 		if code != http.StatusBadGateway || !strings.Contains(body, "clawgate_gateway_unreachable") || !strings.Contains(body, `\"bob\"`) {
 			t.Errorf("bob with his host down = %d %s, want 502 clawgate_gateway_unreachable naming bob", code, body)
@@ -541,5 +501,42 @@ func TestExamplesFrontDoor(t *testing.T) {
 		if xff := got.Get("X-Forwarded-For"); xff != tt.from.IPs[0].String() {
 			t.Errorf("%s's gateway saw X-Forwarded-For %q, want %s", tt.user, xff, tt.from.IPs[0])
 		}
+	}
+}
+
+// doorGateway is one gateway as a front door's GET /clawgate/gateways shows
+// it.
+type doorGateway struct {
+	Blocked bool     `json:"blocked"`
+	Reasons []string `json:"reasons"`
+	Remote  struct {
+		Host      string `json:"host"`
+		Reachable bool   `json:"reachable"`
+		Error     string `json:"error"`
+	} `json:"remote"`
+}
+
+// serving reports whether the front door reaches the gateway's host and the
+// host's gate lets the gateway be served.
+func (g doorGateway) serving() bool { return g.Remote.Reachable && !g.Blocked }
+
+// waitDoorGateway asks the front door process for its gateways until the one
+// named name is in a state ok accepts, for at most d.
+func waitDoorGateway(t *testing.T, door *multiproc.Process, name string, d time.Duration, ok func(doorGateway) bool) doorGateway {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		code, body, err := door.Admin(ctx, "GET", "/clawgate/gateways", nil)
+		cancel()
+		var gws map[string]json.RawMessage
+		var g doorGateway
+		if err == nil && code == http.StatusOK && json.Unmarshal(body, &gws) == nil && json.Unmarshal(gws[name], &g) == nil && ok(g) {
+			return g
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the front door's /clawgate/gateways never showed the wanted state of %s: %d %s, %v", name, code, body, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -130,25 +129,7 @@ http://:%d {
 
 	// A audits its gateway once at start and refuses until then; the front
 	// door learns A's verdict every state_interval.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		status, body, err := procDoor.Admin(ctx, "GET", "/clawgate/gateways", nil)
-		cancel()
-		var gws map[string]struct {
-			Blocked bool `json:"blocked"`
-			Remote  struct {
-				Reachable bool `json:"reachable"`
-			} `json:"remote"`
-		}
-		if err == nil && status == http.StatusOK && json.Unmarshal(body, &gws) == nil && gws["home"].Remote.Reachable && !gws["home"].Blocked {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the front door never saw A's gateway serving: %d %s, %v", status, body, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitDoorGateway(t, procDoor, "home", 60*time.Second, doorGateway.serving)
 	status, hdr, body := get(t)
 	if status != http.StatusForbidden || !strings.Contains(body, "clawgate_pairing_pending") {
 		t.Fatalf("alice's new device through the front door = %d %s, want 403 clawgate_pairing_pending", status, body)
