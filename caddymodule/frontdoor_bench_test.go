@@ -50,12 +50,13 @@ func BenchmarkFrontDoorHops(b *testing.B) {
 		})
 	})
 
+	echo := startTCPEcho(b, f)
 	b.Run("WebSocket", func(b *testing.B) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
 		benchHops(b, true, map[string]func(){
 			hopsDirect:  hopsEcho(b, ctx, &http.Client{}, "http://"+f.beA.addr()+"/ws", ""),
-			hopsTailnet: hopsTCPEcho(b, ctx, f),
+			hopsTailnet: hopsTCPEcho(b, ctx, f.alice, echo),
 			hopsOne:     hopsEcho(b, ctx, f.alice.HTTPClient(), oneURL+"/ws", "alice@example.com"),
 			hopsTwo:     hopsEcho(b, ctx, f.alice.HTTPClient(), f.doorURL+"/ws", "alice@example.com"),
 		})
@@ -176,11 +177,9 @@ func hopsEcho(b *testing.B, ctx context.Context, hc *http.Client, url, user stri
 	}
 }
 
-// hopsTCPEcho starts a node "echo" on the fixture's tailnet that echoes
-// what alice's device sends it over TCP, and returns a call that sends a
-// message of a WebSocket echo's size and waits for it to come back: one
-// tailnet hop with no proxy at either end.
-func hopsTCPEcho(b *testing.B, ctx context.Context, f *frontDoorFixture) func() {
+// startTCPEcho starts a node on the fixture's tailnet that echoes what it
+// is sent over TCP, and returns its address, once alice's device sees it.
+func startTCPEcho(b *testing.B, f *frontDoorFixture) string {
 	echo := f.tn.NewNode(b, "echo")
 	ln, err := echo.Listen("tcp", ":7")
 	if err != nil {
@@ -200,9 +199,16 @@ func hopsTCPEcho(b *testing.B, ctx context.Context, f *frontDoorFixture) func() 
 		}
 	}()
 	f.tn.WaitPeer(b, f.alice, "echo")
-	c, err := f.alice.Dial(ctx, "tcp", "echo:7")
+	return "echo:7"
+}
+
+// hopsTCPEcho connects from the device to the TCP echo at addr and returns
+// a call that sends a message of a WebSocket echo's size and waits for it
+// to come back: one tailnet hop with no proxy at either end.
+func hopsTCPEcho(b *testing.B, ctx context.Context, from *tailnettest.Node, addr string) func() {
+	c, err := from.Dial(ctx, "tcp", addr)
 	if err != nil {
-		b.Fatalf("dialing the echo node: %v", err)
+		b.Fatalf("dialing the echo at %s: %v", addr, err)
 	}
 	b.Cleanup(func() { c.Close() })
 	msg := []byte("\x81\x84mask" + "ping") // a masked text frame of 4 bytes, as a client sends it
