@@ -26,10 +26,12 @@ import (
 // over the tailnet with a PROXY header, and the host looks alice up again)
 // in the same run, with a loopback backend behind the host's guard:
 //
-//   - GET: one request each way per iteration, on kept-alive connections;
-//   - WebSocket: one message echoed by the backend each way per iteration,
-//     on a WebSocket opened once each way (after the upgrade a hop only
-//     copies bytes).
+//   - GET: one request per path and iteration, on kept-alive connections,
+//     next to the backend straight over loopback;
+//   - WebSocket: one message echoed by the backend per path and iteration,
+//     on a WebSocket opened once per path (after the upgrade a hop only
+//     copies bytes), next to the same echo over loopback and a bare TCP
+//     echo over the tailnet.
 //
 // See benchHops for what each reports.
 func BenchmarkFrontDoorHops(b *testing.B) {
@@ -72,13 +74,13 @@ const (
 )
 
 // benchHops times the paths it is given (hopsOne and hopsTwo, and the
-// references hopsDirect and hopsTailnet when present), one call of each per iteration, rotating which
-// goes first, so all see the same machine load. It reports the median and
-// 99th percentile of each and the two-hop/one-hop ratios. With cpu set (the
-// whole path runs in this process), it then reports, untimed, the process
-// CPU time per call of each path, b.N calls in a row: the difference
-// between two paths' CPU is what the extra hop costs, on every node and
-// goroutine of the process together.
+// references hopsDirect and hopsTailnet when present), one call of each per
+// iteration, rotating which goes first, so all see the same machine load.
+// It reports the median and 99th percentile of each and the two-hop/one-hop
+// ratios. With cpu set (the whole path runs in this process), it then
+// reports, untimed, the process CPU time per call of each path, b.N calls in
+// a row: the difference between two paths' CPU is what the extra hop costs,
+// on every node and goroutine of the process together.
 func benchHops(b *testing.B, cpu bool, paths map[string]func()) {
 	var order []string
 	for _, p := range []string{hopsDirect, hopsTailnet, hopsOne, hopsTwo} {
