@@ -121,3 +121,32 @@ func TestAdaptCaddyfileExample(t *testing.T) {
 	}
 	adaptJSON(t, string(data))
 }
+
+// TestCaddyfileExampleAdminSocket pins where Caddyfile.example's admin
+// socket lands: in the user's runtime directory, and without one (root, su,
+// sudo) in /run/clawgate, never at the file system's root.
+func TestCaddyfileExampleAdminSocket(t *testing.T) {
+	data, err := os.ReadFile("../Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := func() string {
+		var cfg struct {
+			Admin struct {
+				Listen string `json:"listen"`
+			} `json:"admin"`
+		}
+		if err := json.Unmarshal([]byte(adaptJSON(t, string(data))), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		return cfg.Admin.Listen
+	}
+	t.Setenv("XDG_RUNTIME_DIR", "/run/user/1000")
+	if got, want := listen(), "unix//run/user/1000/clawgate-admin.sock|0600"; got != want {
+		t.Errorf("with XDG_RUNTIME_DIR: admin listen = %q, want %q", got, want)
+	}
+	os.Unsetenv("XDG_RUNTIME_DIR") // t.Setenv restores it
+	if got, want := listen(), "unix//run/clawgate/clawgate-admin.sock|0600"; got != want {
+		t.Errorf("without XDG_RUNTIME_DIR: admin listen = %q, want %q", got, want)
+	}
+}

@@ -288,7 +288,7 @@ http://:%d {
 			time.Sleep(100 * time.Millisecond)
 		}
 		checkDoctor(t, o, false, []doctorWant{
-			{"admin endpoint", checkFail, "the admin endpoint is " + admin + " (TCP), which every local user can reach", "admin unix/{$XDG_RUNTIME_DIR}/clawgate-admin.sock|0600"},
+			{"admin endpoint", checkFail, "the admin endpoint is " + admin + " (TCP), which every local user can reach", "admin unix/{$XDG_RUNTIME_DIR:/run/clawgate}/clawgate-admin.sock|0600"},
 			{"caddy running", checkOK, "answers on " + admin, ""},
 			{"node gw", checkFail, "not logged in to the tailnet", "open " + tn.ControlURL},
 			{"gateway down up", checkFail, fmt.Sprintf("nothing answers on 127.0.0.1:%d", downPort), "start the OpenClaw gateway"},

@@ -407,7 +407,7 @@ func serviceWritePaths(cfgJSON []byte) ([]string, error) {
 // privateAdminSocket is the path of a config's admin unix socket, or why the
 // admin endpoint is not one only its user can open.
 func privateAdminSocket(disabled bool, listen string) (string, error) {
-	const fix = "set `admin unix/{$XDG_RUNTIME_DIR}/clawgate-admin.sock|0600` in the Caddyfile's global options"
+	const fix = "set `admin unix/{$XDG_RUNTIME_DIR:/run/clawgate}/clawgate-admin.sock|0600` in the Caddyfile's global options"
 	if disabled {
 		return "", fmt.Errorf("the admin endpoint is off, so the service cannot be reloaded and devices cannot be approved: %s", fix)
 	}

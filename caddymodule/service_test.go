@@ -67,7 +67,7 @@ func serviceHome(t *testing.T, caddyfile string) (home, runtimeDir, caddyfilePat
 }
 
 const serviceCaddyfile = `{
-	admin unix/{$XDG_RUNTIME_DIR}/clawgate-admin.sock|0600
+	admin unix/{$XDG_RUNTIME_DIR:/run/clawgate}/clawgate-admin.sock|0600
 	clawgate {
 		gateway home {
 			config {env.HOME}/.openclaw/openclaw.json
@@ -192,7 +192,7 @@ func TestServiceRefusesAdmin(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("install = %v, want %q", err, tt.wantErr)
 			}
-			if !strings.Contains(err.Error(), "admin unix/{$XDG_RUNTIME_DIR}/clawgate-admin.sock|0600") {
+			if !strings.Contains(err.Error(), "admin unix/{$XDG_RUNTIME_DIR:/run/clawgate}/clawgate-admin.sock|0600") {
 				t.Errorf("the refusal does not say what to write: %v", err)
 			}
 			if out.Len() != 0 {
@@ -300,7 +300,7 @@ func TestServiceStartsAndServes(t *testing.T) {
 	const port = 18080
 	site := func(rules string) string {
 		return fmt.Sprintf(`{
-	admin unix/{$XDG_RUNTIME_DIR}/clawgate-admin.sock|0600
+	admin unix/{$XDG_RUNTIME_DIR:/run/clawgate}/clawgate-admin.sock|0600
 	clawgate {
 		node gw {
 			control_url %s
