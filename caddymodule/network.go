@@ -57,8 +57,10 @@ type poolNode struct {
 }
 
 // Destruct closes the node once its last listener is gone, and returns when it
-// has shut down (state written, listeners closed).
+// has shut down (state written, listeners closed). Its WebSockets get a
+// close frame first: the node's own shutdown would drop them silently.
 func (p *poolNode) Destruct() error {
+	p.closeUpgrades()
 	err := p.Node.Close()
 	liveNodes.Delete(p.key)
 	openNodes.Add(-1)
@@ -148,6 +150,7 @@ func acquireNode(ctx context.Context, name string) (*poolNode, error) {
 		liveNodes.Range(func(k, v any) bool {
 			if old := v.(*poolNode); old.name == name && old.key != key {
 				logger.Info("node configuration changed; replacing the node")
+				old.closeUpgrades()
 				_ = old.Node.Close()
 			}
 			return true
