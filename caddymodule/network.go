@@ -440,8 +440,16 @@ func (s *sharedListener) remove(f *fakeListener) {
 }
 
 // Destruct closes the tsnet listener once no config uses it, and releases the
-// node.
+// node. When Caddy is exiting, the node's WebSockets get their close frame
+// first, while every path to their clients still works: once a Service
+// listener has closed, the node no longer delivers the packets of the
+// Service's open connections, so the clients' answers would be lost.
 func (s *sharedListener) Destruct() error {
+	if caddy.Exiting() {
+		if v, ok := liveNodes.Load(s.nodeKey); ok {
+			v.(*poolNode).closeUpgrades()
+		}
+	}
 	err := s.ln.Close()
 	_, _ = nodes.Delete(s.nodeKey)
 	return err

@@ -125,9 +125,20 @@ type wsWriter struct {
 	pending bool // a goodbye waits for the frame in progress to end
 	saidBye bool // the close frame was written: nothing more is
 	sent    bool // and the write succeeded
+	claimed bool // a goodbye has begun (claim)
 
 	doneOnce sync.Once
 	done     chan struct{} // closed when the connection is closed
+}
+
+// claim reports whether the caller is the first to say goodbye on the
+// connection; a stopping node's listeners may each try.
+func (w *wsWriter) claim() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	first := !w.claimed
+	w.claimed = true
+	return first
 }
 
 func (w *wsWriter) doneCh() chan struct{} {
@@ -235,13 +246,15 @@ func sayGoodbye(conns []*trackedConn, wait time.Duration) int {
 	return said
 }
 
-// closeUpgrades says goodbye on the WebSockets admitted through the node,
-// before it closes.
+// closeUpgrades says goodbye on the WebSockets admitted through the node
+// that no other call is closing already, before the node closes.
 func (p *poolNode) closeUpgrades() {
 	p.upgradesMu.Lock()
 	conns := make([]*trackedConn, 0, len(p.upgrades))
 	for c := range p.upgrades {
-		conns = append(conns, c)
+		if c.ws.claim() {
+			conns = append(conns, c)
+		}
 	}
 	p.upgradesMu.Unlock()
 	if len(conns) == 0 {
