@@ -250,7 +250,7 @@ var tailnetRanges = []netip.Prefix{
 }
 
 // checkTailnetTrustedProxies refuses a server that listens on a clawgate
-// node and trusts proxies in the tailnet's ranges. Nothing stands between a
+// node (or a Tailscale Service it hosts) and trusts proxies in the tailnet's ranges. Nothing stands between a
 // tailnet peer and the node's listener, so such a setting only lets a
 // device choose the client address Caddy reports ({client_ip}, client_ip
 // matchers, access logs) with X-Forwarded-For. The guard never reads it on
@@ -262,6 +262,9 @@ func checkTailnetTrustedProxies(srv *caddyhttp.Server, name string) error {
 		return nil
 	}
 	bind := tailnetListenAddr(srv)
+	if bind == "" {
+		bind = serviceListenAddr(srv)
+	}
 	if bind == "" {
 		return nil
 	}
