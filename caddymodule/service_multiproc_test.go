@@ -6,12 +6,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +25,7 @@ import (
 	"tailscale.com/types/ipproto"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/multiproc"
+	"github.com/clawgate/clawgate/caddymodule/internal/openclawtest"
 	"github.com/clawgate/clawgate/caddymodule/internal/suites"
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
 )
@@ -522,4 +525,156 @@ func reloadInstance(t *testing.T, in *serviceInstance, gen int) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("caddy reload of %s (generation %d): %v\n%s", in.name, gen, err, out)
 	}
+}
+
+// TestServiceRealOpenClawWebSockets puts the real OpenClaw behind a Caddy
+// process hosting svc:claw and holds a gateway session through the Service,
+// as the Control UI does: a reload ends the session with Caddy's going-away
+// close frame and a new one connects at once; stopping the process ends it
+// with clawgate's. The Control UI reconnects after any close of a session
+// that had connected; what it must not meet is silence, which it notices
+// only when two tick intervals pass without a frame.
+func TestServiceRealOpenClawWebSockets(t *testing.T) {
+	suites.SkipShort(t, suites.Processes)
+	openclawtest.Require(t)
+	begin := time.Now()
+	tn := tailnettest.New(t)
+	host := tn.Config(t, "host-a", tailnettest.WithTags("tag:clawgate"))
+	alice := tn.NewNode(t, "alice-laptop", tailnettest.WithLogin("alice@example.com"))
+	alice.AcceptRoutes(t)
+	serviceURL := fmt.Sprintf("http://claw.%s:%d", tailnettest.Domain, serviceSitePort)
+
+	ocPort := openclawtest.FreePort(t)
+	ocCfg, _ := json.Marshal(map[string]any{
+		"gateway": map[string]any{
+			"mode": "local", "bind": "loopback", "port": ocPort,
+			"trustedProxies": []string{"127.0.0.1", "::1"},
+			"auth": map[string]any{"mode": "trusted-proxy", "trustedProxy": map[string]any{
+				"userHeader": "x-forwarded-user", "requiredHeaders": []string{"x-forwarded-proto", "x-forwarded-host"},
+				"allowUsers": []string{"alice@example.com"}, "allowLoopback": true},
+				// OpenClaw would grant alice admin too: the scopes she ends
+				// up with are the cap of clawgate's rule.
+				"identityScopes": map[string]any{"alice@example.com": []string{"operator.read", "operator.write", "operator.admin"}}},
+			"controlUi": map[string]any{"allowedOrigins": []string{serviceURL}},
+		},
+		"logging": map[string]any{"file": filepath.Join(t.TempDir(), "openclaw.log")},
+	})
+	oc := openclawtest.Start(t, ocCfg, ocPort)
+
+	render := func(adminSocket string, scopes string) string {
+		return fmt.Sprintf(`{
+	admin unix/%s
+	auto_https off
+	clawgate {
+		node host-a {
+			control_url %s
+			state_dir %s
+			ephemeral
+			tags tag:clawgate
+		}
+		gateway home {
+			config %s
+			state_dir %s
+			upstream 127.0.0.1:%d
+			origins %s
+		}
+	}
+}
+http://:%d {
+	bind clawgate+service/host-a/claw
+	clawgate 127.0.0.1:%d {
+		gateway home
+		allow user:alice@example.com scopes %s
+	}
+}
+`, adminSocket, tn.ControlURL, host.StateDir, oc.ConfigPath(), oc.StateDir(), ocPort, serviceURL, serviceSitePort, ocPort, scopes)
+	}
+	proc := multiproc.Start(t, "host-a", func(p *multiproc.Process) string {
+		return render(p.AdminSocket, "operator.read,operator.write")
+	}, multiproc.Options{})
+	approveWhenRegistered(t, tn, "host-a", "claw")
+	proc.WaitLog(t, "the tailnet approved this node as a host of the Tailscale Service", 60*time.Second)
+	tn.WaitPeer(t, alice, "host-a")
+	tn.WaitService(t, alice, "claw")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	// session connects to OpenClaw through the Service and returns the
+	// session with the scopes the gateway granted, retrying while the
+	// gate's first audit is under way.
+	session := func() (*openclawtest.Client, []string) {
+		t.Helper()
+		hc := alice.HTTPClient()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			c, err := openclawtest.Dial(ctx, hc, "ws"+strings.TrimPrefix(serviceURL, "http")+"/", nil)
+			if err == nil {
+				hello, err := c.Connect(ctx, []string{"operator.read", "operator.write", "operator.admin"}, "")
+				if err != nil {
+					t.Fatalf("connect through the Service: %v", err)
+				}
+				if hello.Auth.Method != "trusted-proxy" {
+					t.Errorf("hello-ok auth method %q through the Service, want trusted-proxy", hello.Auth.Method)
+				}
+				return c, sorted(hello.Auth.Scopes)
+			}
+			if !openclawtest.IsRefusal(err, http.StatusServiceUnavailable) || time.Now().After(deadline) {
+				t.Fatalf("WebSocket to OpenClaw through the Service: %v", err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	ended := func(c *openclawtest.Client) <-chan wsEnd {
+		ch := make(chan wsEnd, 1)
+		go func() { ch <- wsEnd{c.WaitClosed(ctx), time.Now()} }()
+		return ch
+	}
+	wantClose := func(what string, ch <-chan wsEnd, since time.Time, reason string) time.Duration {
+		t.Helper()
+		select {
+		case end := <-ch:
+			var ce websocket.CloseError
+			if !errors.As(end.err, &ce) || ce.Code != websocket.StatusGoingAway || !strings.Contains(ce.Reason, reason) {
+				t.Errorf("the OpenClaw session %s ended with %v, want a 1001 close frame (reason %q)", what, end.err, reason)
+			}
+			return end.at.Sub(since)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("the OpenClaw session stayed open 30s %s", what)
+		}
+		return 0
+	}
+
+	c, scopes := session()
+	defer c.Close()
+	if !slices.Equal(scopes, []string{"operator.read", "operator.write"}) {
+		t.Errorf("scopes through the Service = %q, want the rule's [operator.read operator.write]", scopes)
+	}
+	first := ended(c)
+
+	// A reload that narrows alice's scopes: Caddy ends the old config's
+	// sessions, and the new session gets the new cap.
+	path := filepath.Join(proc.Dir, "Caddyfile")
+	if err := os.WriteFile(path, []byte(render(proc.AdminSocket, "operator.read")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reloaded := time.Now()
+	cmd := exec.Command(multiproc.Binary(t), "reload", "--config", path, "--adapter", "caddyfile", "--address", "unix/"+proc.AdminSocket)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("caddy reload: %v\n%s", err, out)
+	}
+	reloadClose := wantClose("across a reload", first, reloaded, "")
+	again, scopes := session()
+	defer again.Close()
+	reconnected := time.Since(reloaded)
+	if !slices.Equal(scopes, []string{"operator.read"}) {
+		t.Errorf("scopes through the Service after the reload = %q, want [operator.read]", scopes)
+	}
+
+	second := ended(again)
+	stopped := time.Now()
+	proc.Stop(t)
+	stopClose := wantClose("when its instance stops", second, stopped, goingAwayReason)
+	t.Logf("real OpenClaw session through the Service: closed %v after a reload began (1001, Caddy's), a new one connected after %v; closed %v after the stop began (1001 %q)",
+		reloadClose.Round(time.Millisecond), reconnected.Round(time.Millisecond), stopClose.Round(time.Millisecond), goingAwayReason)
+	t.Logf("TestServiceRealOpenClawWebSockets took %v", time.Since(begin).Round(100*time.Millisecond))
 }
