@@ -59,15 +59,21 @@ func (f *wsFrames) feed(p []byte) int {
 			}
 			continue
 		}
-		f.hdr[f.n] = p[used]
-		f.n++
-		used++
-		need := f.headerLen()
-		if f.n < need {
-			continue
+		var hdr []byte
+		if f.n == 0 && len(p)-used >= len(f.hdr) {
+			// A whole header is in p: read it there.
+			hdr = p[used:]
+			used += headerLen(hdr[1])
+		} else {
+			f.hdr[f.n] = p[used]
+			f.n++
+			used++
+			if f.n < 2 || f.n < headerLen(f.hdr[1]) {
+				continue
+			}
+			hdr, f.n = f.hdr[:], 0
 		}
-		f.left = f.payloadLen()
-		f.n = 0
+		f.left = payloadLen(hdr)
 		if f.left == 0 {
 			return used
 		}
@@ -76,31 +82,28 @@ func (f *wsFrames) feed(p []byte) int {
 	return used
 }
 
-// headerLen is the length of the current frame's header as far as the
-// bytes seen tell it (2 until the second byte is known).
-func (f *wsFrames) headerLen() int {
-	if f.n < 2 {
-		return 2
-	}
+// headerLen is the length of a frame header whose second byte is b1.
+func headerLen(b1 byte) int {
 	n := 2
-	switch f.hdr[1] & 0x7f {
+	switch b1 & 0x7f {
 	case 126:
 		n += 2
 	case 127:
 		n += 8
 	}
-	if f.hdr[1]&0x80 != 0 {
+	if b1&0x80 != 0 {
 		n += 4 // masking key
 	}
 	return n
 }
 
-func (f *wsFrames) payloadLen() uint64 {
-	switch l := f.hdr[1] & 0x7f; l {
+// payloadLen is the payload length a complete frame header states.
+func payloadLen(hdr []byte) uint64 {
+	switch l := hdr[1] & 0x7f; l {
 	case 126:
-		return uint64(binary.BigEndian.Uint16(f.hdr[2:4]))
+		return uint64(binary.BigEndian.Uint16(hdr[2:4]))
 	case 127:
-		return binary.BigEndian.Uint64(f.hdr[2:10])
+		return binary.BigEndian.Uint64(hdr[2:10])
 	default:
 		return uint64(l)
 	}

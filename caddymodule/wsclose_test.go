@@ -199,3 +199,80 @@ func tail(b []byte) []byte {
 	}
 	return b
 }
+
+// loopbackConn returns the writing end of a TCP connection on loopback
+// whose other end is drained.
+func loopbackConn(b *testing.B) net.Conn {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = io.Copy(io.Discard, c)
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return c
+}
+
+// BenchmarkTrackedConnWrite compares writing a gateway's WebSocket stream
+// to a client on loopback TCP through trackedConn (which follows the frame
+// boundaries) with writing it to the connection directly: small frames one
+// per write, and a proxy's 32 KiB copy buffer full of them.
+func BenchmarkTrackedConnWrite(b *testing.B) {
+	small := wsFrame(0x1, bytes.Repeat([]byte{'x'}, 128), false)
+	var full []byte
+	for len(full)+len(small) <= 32<<10 {
+		full = append(full, small...)
+	}
+	for _, bc := range []struct {
+		name  string
+		chunk []byte
+	}{{"frame=128B", small}, {"buffer=32KiB", full}} {
+		b.Run(bc.name+"/direct", func(b *testing.B) {
+			c := loopbackConn(b)
+			b.SetBytes(int64(len(bc.chunk)))
+			for b.Loop() {
+				if _, err := c.Write(bc.chunk); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(bc.name+"/tracked", func(b *testing.B) {
+			c := &trackedConn{Conn: loopbackConn(b)}
+			b.SetBytes(int64(len(bc.chunk)))
+			for b.Loop() {
+				if _, err := c.Write(bc.chunk); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkWSFramesFeed is the frame-following alone, over a proxy's
+// 32 KiB copy buffer of 128-byte frames.
+func BenchmarkWSFramesFeed(b *testing.B) {
+	small := wsFrame(0x1, bytes.Repeat([]byte{'x'}, 128), false)
+	var full []byte
+	for len(full)+len(small) <= 32<<10 {
+		full = append(full, small...)
+	}
+	var f wsFrames
+	b.SetBytes(int64(len(full)))
+	for b.Loop() {
+		for rest := full; len(rest) > 0; {
+			rest = rest[f.feed(rest):]
+		}
+	}
+}
