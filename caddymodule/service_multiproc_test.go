@@ -222,7 +222,7 @@ http://:%d {
 	t.Run("reloads of both instances under load fail no request", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		ws := openGreetedWS(t, ctx, alice, serviceURL)
+		ws, _ := openGreetedWS(t, ctx, alice, serviceURL)
 		defer ws.CloseNow()
 		wsEnded := readUntilClosed(ctx, ws)
 
@@ -302,9 +302,18 @@ http://:%d {
 	t.Run("a revocation made on one instance closes the device's WebSockets on both", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		viaService := openGreetedWS(t, ctx, alice, serviceURL)
+		viaService, holderName := openGreetedWS(t, ctx, alice, serviceURL)
 		defer viaService.CloseNow()
-		viaOther := openGreetedWS(t, ctx, alice, other.nodeURL)
+		// The revocation is made on the instance that does not hold the
+		// Service's WebSocket, which also holds one by its own name.
+		holder, other := instances[holderName], a
+		if holder == nil {
+			t.Fatalf("the Service's WebSocket names no instance (%q)", holderName)
+		}
+		if holder == a {
+			other = b
+		}
+		viaOther, _ := openGreetedWS(t, ctx, alice, other.nodeURL)
 		defer viaOther.CloseNow()
 		endService, endOther := readUntilClosed(ctx, viaService), readUntilClosed(ctx, viaOther)
 
@@ -315,7 +324,7 @@ http://:%d {
 			t.Fatalf("revoking %s on %s: %v", d.ID, other.name, err)
 		}
 		took := map[string]time.Duration{}
-		for name, ch := range map[string]<-chan wsEnd{answering.name + " (through the Service)": endService, other.name + " (its own name)": endOther} {
+		for name, ch := range map[string]<-chan wsEnd{holder.name + " (through the Service)": endService, other.name + " (by its own name)": endOther} {
 			select {
 			case end := <-ch:
 				took[name] = end.at.Sub(revoked).Round(time.Millisecond)
@@ -323,47 +332,51 @@ http://:%d {
 				t.Errorf("alice's WebSocket on %s stayed open 30s after the revocation on %s", name, other.name)
 			}
 		}
-		before := answering.be.count()
+		before := holder.be.count()
 		if r := mustGet(t, alice, serviceURL+"/v1/models"); r.status != http.StatusForbidden || !strings.Contains(r.body, "clawgate_pairing_pending") {
 			t.Errorf("alice through the Service after the revocation = %d %s, want 403 clawgate_pairing_pending", r.status, r.body)
 		}
-		if answering.be.count() != before {
-			t.Errorf("%s's gateway saw a request of the revoked device", answering.name)
+		if holder.be.count() != before {
+			t.Errorf("%s's gateway saw a request of the revoked device", holder.name)
 		}
 		t.Logf("revocation on %s closed alice's WebSockets after %v", other.name, took)
 
-		// Approved again, on the answering instance this time.
+		// Approved again, on the holder instance this time.
 		r := mustGet(t, alice, serviceURL+"/v1/models")
 		code := r.header.Get("X-Clawgate-Pairing-Code")
-		if err := runDevicesCommand(&out, "unix/"+answering.proc.AdminSocket, "approve", code, "", false); err != nil {
-			t.Fatalf("approving %s on %s: %v", code, answering.name, err)
+		if err := runDevicesCommand(&out, "unix/"+holder.proc.AdminSocket, "approve", code, "", false); err != nil {
+			t.Fatalf("approving %s on %s: %v", code, holder.name, err)
 		}
 		if _, err := firstOK(alice, other.nodeURL+"/v1/models", time.Now(), 30*time.Second); err != nil {
-			t.Fatalf("alice at %s after the approval on %s: %v", other.name, answering.name, err)
+			t.Fatalf("alice at %s after the approval on %s: %v", other.name, holder.name, err)
 		}
 	})
 
 	t.Run("a stopping instance closes its WebSockets with a close frame and stops advertising", func(t *testing.T) {
-		key, ok := tn.NodeKey(answering.name)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		viaService, holderName := openGreetedWS(t, ctx, alice, serviceURL)
+		defer viaService.CloseNow()
+		holder := instances[holderName]
+		if holder == nil {
+			t.Fatalf("the Service's WebSocket names no instance (%q)", holderName)
+		}
+		viaNode, _ := openGreetedWS(t, ctx, alice, holder.nodeURL)
+		defer viaNode.CloseNow()
+		endService, endNode := readUntilClosed(ctx, viaService), readUntilClosed(ctx, viaNode)
+
+		key, ok := tn.NodeKey(holder.name)
 		if !ok {
-			t.Fatalf("no node key for %s", answering.name)
+			t.Fatalf("no node key for %s", holder.name)
 		}
 		serving := servicesHash(&tailcfg.VIPService{Name: "svc:claw", Active: true,
 			Ports: []tailcfg.ProtoPortRange{{Proto: int(ipproto.TCP), Ports: tailcfg.PortRange{First: serviceSitePort, Last: serviceSitePort}}}})
 		withdrawn := servicesHash(&tailcfg.VIPService{Name: "svc:claw", Active: false})
 		if h := tn.Control.Node(key).Hostinfo.ServicesHash(); h != serving {
-			t.Fatalf("before it stops, the control server sees %s advertise services hashed %q, want %q (svc:claw active on port %d)", answering.name, h, serving, serviceSitePort)
+			t.Fatalf("before it stops, the control server sees %s advertise services hashed %q, want %q (svc:claw active on port %d)", holder.name, h, serving, serviceSitePort)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		viaService := openGreetedWS(t, ctx, alice, serviceURL)
-		defer viaService.CloseNow()
-		viaNode := openGreetedWS(t, ctx, alice, answering.nodeURL)
-		defer viaNode.CloseNow()
-		endService, endNode := readUntilClosed(ctx, viaService), readUntilClosed(ctx, viaNode)
-
 		stopped := time.Now()
-		answering.proc.Stop(t)
+		holder.proc.Stop(t)
 		stopTook := time.Since(stopped)
 		ended := map[string]time.Duration{}
 		for name, ch := range map[string]<-chan wsEnd{"through the Service": endService, "through the node's own name": endNode} {
@@ -374,18 +387,18 @@ http://:%d {
 					t.Errorf("alice's WebSocket %s ended with %v (close status %v), want a 1001 close frame", name, end.err, got)
 				}
 			case <-time.After(30 * time.Second):
-				t.Errorf("alice's WebSocket %s stayed open 30s after %s stopped", name, answering.name)
+				t.Errorf("alice's WebSocket %s stayed open 30s after %s stopped", name, holder.name)
 			}
 		}
 		// tsnet withdraws the advertisement (svc:claw no longer active)
 		// and keeps the Service's now empty entry in its serve config.
 		if h := tn.Control.Node(key).Hostinfo.ServicesHash(); h != withdrawn && h != "" {
-			t.Errorf("after %s stopped, the control server sees it advertise services hashed %q, want %q (svc:claw not active) or none", answering.name, h, withdrawn)
+			t.Errorf("after %s stopped, the control server sees it advertise services hashed %q, want %q (svc:claw not active) or none", holder.name, h, withdrawn)
 		}
-		if !strings.Contains(answering.proc.Log(), "going-away close frame") {
-			t.Errorf("%s did not log the WebSockets it closed", answering.name)
+		if !strings.Contains(holder.proc.Log(), "going-away close frame") {
+			t.Errorf("%s did not log the WebSockets it closed", holder.name)
 		}
-		t.Logf("%s stopped in %v; alice's WebSockets ended after %v", answering.name, stopTook.Round(time.Millisecond), ended)
+		t.Logf("%s stopped in %v; alice's WebSockets ended after %v", holder.name, stopTook.Round(time.Millisecond), ended)
 	})
 	t.Logf("TestServiceAcrossProcesses took %v", time.Since(begin).Round(100*time.Millisecond))
 }
@@ -463,7 +476,7 @@ func firstOK(from *tailnettest.Node, url string, since time.Time, limit time.Dur
 	defer c.CloseIdleConnections()
 	deadline := since.Add(limit)
 	var last string
-	for attempt := 300 * time.Millisecond; time.Now().Before(deadline); attempt = min(attempt+attempt/10, 3*time.Second) {
+	for attempt := 100 * time.Millisecond; time.Now().Before(deadline); attempt = min(attempt+attempt/10, 3*time.Second) {
 		r, err := fetchReply(c, url, attempt)
 		if err == nil && r.status == http.StatusOK {
 			return time.Since(since), nil
@@ -478,17 +491,18 @@ func firstOK(from *tailnettest.Node, url string, since time.Time, limit time.Dur
 	return 0, fmt.Errorf("no 200 from %s within %v; last: %s", url, limit, last)
 }
 
-// openGreetedWS opens alice's WebSocket to base+"/ws" and reads its greeting.
-func openGreetedWS(t *testing.T, ctx context.Context, from *tailnettest.Node, base string) *websocket.Conn {
+// openGreetedWS opens from's WebSocket to base+"/ws", reads its greeting,
+// and returns it with the name of the instance that answered.
+func openGreetedWS(t *testing.T, ctx context.Context, from *tailnettest.Node, base string) (*websocket.Conn, string) {
 	t.Helper()
-	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws", &websocket.DialOptions{HTTPClient: from.HTTPClient()})
+	ws, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws", &websocket.DialOptions{HTTPClient: from.HTTPClient()})
 	if err != nil {
 		t.Fatalf("%s: WebSocket to %s: %v", from.Hostname, base, err)
 	}
 	if _, msg, err := ws.Read(ctx); err != nil || !strings.HasPrefix(string(msg), "hello ") {
 		t.Fatalf("%s: WebSocket greeting from %s = %q, %v", from.Hostname, base, msg, err)
 	}
-	return ws
+	return ws, resp.Header.Get("X-Instance")
 }
 
 // wsEnd is how and when a WebSocket ended.
