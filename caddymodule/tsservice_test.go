@@ -255,6 +255,12 @@ func TestTailnetServiceReload(t *testing.T) {
 	if got, _ := serviceSocket("gw", "svc:claw", uint16(f.port)); got == nil || got.String() != sock.String() {
 		t.Errorf("after reloads the Service's socket is %v, want %v (the same advertisement)", got, sock)
 	}
+	// One Service listener per site port (18080 and 18081), none left over.
+	buf := make([]byte, 4<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	if n := strings.Count(string(buf), "caddymodule.(*serviceListener).run"); n != 2 {
+		t.Errorf("%d Service listeners running after reloads, want 2", n)
+	}
 
 	// A changed node: the old node withdraws, the new one advertises.
 	first := nodeByName("gw")
@@ -404,6 +410,20 @@ func TestServiceAddressRefused(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("trusted_proxies covering the tailnet", func(t *testing.T) {
+		// Refused before the node starts, guarded (at provision, and by
+		// caddy validate) or not (when the listener opens).
+		for _, handler := range []string{"clawgate 127.0.0.1:18789 {\n\t\tallow tailnet scopes none\n\t}", "respond ok"} {
+			cfg := strings.Replace(tagged, "\tclawgate {", "\tservers {\n\t\ttrusted_proxies static private_ranges\n\t}\n\tclawgate {", 1) +
+				"http://:18080 {\n\tbind clawgate+service/door/claw\n\t" + handler + "\n}\n"
+			err := loadCaddyErrOnly(t, cfg)
+			want := "listens on clawgate+service/door/claw, where no proxy stands in front of a connection"
+			if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "fd7a:115c:a1e0::/48") {
+				t.Errorf("%s: load error = %v, want one containing %q", handler, err, want)
+			}
+		}
+	})
 
 	t.Run("the untagged node's error is tsnet's", func(t *testing.T) {
 		// Caddy's load error keeps only the text; clawgate's own keeps the
