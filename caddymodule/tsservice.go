@@ -168,7 +168,8 @@ func serviceListenAddr(srv *caddyhttp.Server) string {
 
 // serviceListener is a node's listener for one Service port: it advertises
 // the Service once the node runs, and accepts the connections the node
-// forwards, each with a valid PROXY header from this process. The pool
+// forwards, each with a valid PROXY header from a process of this user (on
+// Linux; see fromOwnUser). The pool
 // (sharedNodeListener) keeps one per node, Service and port across reloads,
 // since tsnet refuses a second handler on the same Service port.
 type serviceListener struct {
@@ -301,8 +302,8 @@ func (l *serviceListener) admit(c net.Conn) {
 		refuse("a connection to the Service's local socket from outside the loopback interface")
 		return
 	}
-	if err := fromThisProcess(c); err != nil {
-		refuse("a connection to the Service's local socket from another process", zap.Error(err))
+	if err := fromOwnUser(c); err != nil {
+		refuse("a connection to the Service's local socket from another user's process", zap.Error(err))
 		return
 	}
 	_ = c.SetReadDeadline(time.Now().Add(serviceHeaderTimeout))

@@ -1,26 +1,26 @@
 package caddymodule
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
-	"strconv"
-	"strings"
+	"syscall"
+	"time"
 )
 
-// fromThisProcess reports, as a nil error, that the other end of c, a
-// loopback TCP connection accepted here, is a socket this process holds:
-// the Service forwarder of a tsnet node in this process. It finds the
-// client-side socket in /proc/net/tcp{,6} (local address = c's remote,
-// remote address = c's local) and looks for its inode among this process's
-// file descriptors. Another local process that connects to the Service's
-// socket to forge a PROXY header is refused. Any failure to tell refuses
-// too.
-func fromThisProcess(c net.Conn) error {
+// fromOwnUser returns nil when the other end of c, a loopback TCP
+// connection accepted here, is a socket of this process's user, as the
+// Service forwarder of a tsnet node in this process is. The kernel names the
+// client socket's owner (sock_diag, one exact lookup by the connection's
+// addresses, whatever the number of sockets on the host). Another user's
+// process that connects to the Service's socket to forge a PROXY header is
+// refused; so is any connection when the check cannot be made. A process
+// of this user is not told apart: it can read the node's state directory,
+// and so be the node, anyway.
+func fromOwnUser(c net.Conn) error {
 	local, err := netip.ParseAddrPort(addrString(c.LocalAddr()))
 	if err != nil {
 		return fmt.Errorf("local address: %w", err)
@@ -29,95 +29,111 @@ func fromThisProcess(c net.Conn) error {
 	if err != nil {
 		return fmt.Errorf("remote address: %w", err)
 	}
-	table := "/proc/net/tcp"
-	if !remote.Addr().Unmap().Is4() || !local.Addr().Unmap().Is4() {
-		table = "/proc/net/tcp6"
-	}
-	inode, err := socketInode(table, remote, local)
+	// The client's socket goes from the connection's remote address to its
+	// local one.
+	uid, err := tcpSocketOwner(remote, local)
 	if err != nil {
-		return err
+		return fmt.Errorf("finding the owner of the client socket %s -> %s: %w", remote, local, err)
 	}
-	held, err := holdsSocket(inode)
-	if err != nil {
-		return err
-	}
-	if !held {
-		return fmt.Errorf("the client socket %s (inode %s) belongs to another process", remote, inode)
+	if me := os.Geteuid(); uint64(uid) != uint64(me) {
+		return fmt.Errorf("the client socket %s belongs to uid %d, not to this process's uid %d", remote, uid, me)
 	}
 	return nil
 }
 
-// socketInode returns the inode of the TCP socket from local to remote in
-// table (/proc/net/tcp or tcp6).
-func socketInode(table string, local, remote netip.AddrPort) (string, error) {
-	f, err := os.Open(table)
-	if err != nil {
-		return "", err
+// Netlink sock_diag (linux/sock_diag.h, linux/inet_diag.h).
+const (
+	netlinkSockDiag   = 4  // NETLINK_SOCK_DIAG
+	sockDiagByFamily  = 20 // SOCK_DIAG_BY_FAMILY
+	inetDiagReqV2Len  = 56 // struct inet_diag_req_v2
+	inetDiagMsgLen    = 72 // struct inet_diag_msg
+	inetDiagMsgUIDOff = 64
+)
+
+// tcpSocketOwner asks the kernel for the uid that owns the TCP socket whose
+// local address is src and remote address dst.
+func tcpSocketOwner(src, dst netip.AddrPort) (uint32, error) {
+	family := syscall.AF_INET6
+	if src.Addr().Unmap().Is4() && dst.Addr().Unmap().Is4() {
+		family = syscall.AF_INET
 	}
-	defer f.Close()
-	want4 := table == "/proc/net/tcp"
-	l, r := procAddr(local, want4), procAddr(remote, want4)
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 512), 4096)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
-		if len(fields) < 10 || fields[1] != l || fields[2] != r {
-			continue
-		}
-		return fields[9], nil
+	uid, err := sockDiagOwner(family, src, dst)
+	if errors.Is(err, syscall.ENOENT) && family == syscall.AF_INET {
+		// A dual-stack socket connected to an IPv4 address.
+		uid, err = sockDiagOwner(syscall.AF_INET6,
+			netip.AddrPortFrom(netip.AddrFrom16(src.Addr().As16()), src.Port()),
+			netip.AddrPortFrom(netip.AddrFrom16(dst.Addr().As16()), dst.Port()))
 	}
-	if err := sc.Err(); err != nil {
-		return "", fmt.Errorf("reading %s: %w", table, err)
-	}
-	return "", fmt.Errorf("no socket from %s to %s in %s (the client closed it, or it is in another network namespace)", local, remote, table)
+	return uid, err
 }
 
-// procAddr writes ap as /proc/net/tcp{,6} does: the address as host-order
-// 32-bit words in hex, a colon, and the port in hex.
-func procAddr(ap netip.AddrPort, v4 bool) string {
-	var b []byte
-	if v4 {
-		a := ap.Addr().Unmap().As4()
-		b = a[:]
-	} else {
-		a := ap.Addr().As16()
-		b = a[:]
+func sockDiagOwner(family int, src, dst netip.AddrPort) (uint32, error) {
+	fd, err := syscall.Socket(syscall.AF_NETLINK, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, netlinkSockDiag)
+	if err != nil {
+		return 0, fmt.Errorf("sock_diag socket: %w", err)
 	}
-	var sb strings.Builder
-	for i := 0; i < len(b); i += 4 {
-		// Each 32-bit word of the address, read in the machine's byte order.
-		fmt.Fprintf(&sb, "%08X", binary.NativeEndian.Uint32(b[i:i+4]))
+	defer syscall.Close(fd)
+	tv := syscall.NsecToTimeval(int64(time.Second))
+	if err := syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv); err != nil {
+		return 0, fmt.Errorf("sock_diag socket: %w", err)
 	}
-	sb.WriteByte(':')
-	fmt.Fprintf(&sb, "%04X", ap.Port())
-	return sb.String()
+
+	req := make([]byte, syscall.NLMSG_HDRLEN+inetDiagReqV2Len)
+	ne := binary.NativeEndian
+	ne.PutUint32(req[0:], uint32(len(req)))
+	ne.PutUint16(req[4:], sockDiagByFamily)
+	ne.PutUint16(req[6:], syscall.NLM_F_REQUEST)
+	ne.PutUint32(req[8:], 1) // sequence number
+	r := req[syscall.NLMSG_HDRLEN:]
+	r[0] = byte(family)
+	r[1] = syscall.IPPROTO_TCP
+	ne.PutUint32(r[4:], 0xffffffff) // every state
+	id := r[8:]                     // struct inet_diag_sockid
+	binary.BigEndian.PutUint16(id[0:], src.Port())
+	binary.BigEndian.PutUint16(id[2:], dst.Port())
+	putDiagAddr(id[4:20], src.Addr(), family)
+	putDiagAddr(id[20:36], dst.Addr(), family)
+	ne.PutUint32(id[40:], 0xffffffff) // INET_DIAG_NOCOOKIE
+	ne.PutUint32(id[44:], 0xffffffff)
+	if err := syscall.Sendto(fd, req, 0, &syscall.SockaddrNetlink{Family: syscall.AF_NETLINK}); err != nil {
+		return 0, fmt.Errorf("sock_diag request: %w", err)
+	}
+
+	buf := make([]byte, 4096)
+	n, _, err := syscall.Recvfrom(fd, buf, 0)
+	if err != nil {
+		return 0, fmt.Errorf("sock_diag answer: %w", err)
+	}
+	msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+	if err != nil {
+		return 0, fmt.Errorf("sock_diag answer: %w", err)
+	}
+	for _, m := range msgs {
+		switch m.Header.Type {
+		case syscall.NLMSG_ERROR:
+			if len(m.Data) >= 4 {
+				if errno := -int32(ne.Uint32(m.Data)); errno != 0 {
+					return 0, syscall.Errno(errno)
+				}
+			}
+		case sockDiagByFamily:
+			if len(m.Data) < inetDiagMsgLen {
+				return 0, errors.New("sock_diag answer too short")
+			}
+			return ne.Uint32(m.Data[inetDiagMsgUIDOff:]), nil
+		}
+	}
+	return 0, errors.New("sock_diag gave no answer")
 }
 
-// holdsSocket reports whether one of this process's file descriptors is
-// the socket with the given inode.
-func holdsSocket(inode string) (bool, error) {
-	dir, err := os.Open("/proc/self/fd")
-	if err != nil {
-		return false, err
+// putDiagAddr writes addr as inet_diag_sockid holds it: 4 bytes for
+// AF_INET, 16 for AF_INET6, in network order.
+func putDiagAddr(b []byte, addr netip.Addr, family int) {
+	if family == syscall.AF_INET {
+		a := addr.Unmap().As4()
+		copy(b, a[:])
+		return
 	}
-	defer dir.Close()
-	names, err := dir.Readdirnames(-1)
-	if err != nil {
-		return false, fmt.Errorf("listing /proc/self/fd: %w", err)
-	}
-	want := "socket:[" + inode + "]"
-	for _, n := range names {
-		if _, err := strconv.Atoi(n); err != nil {
-			continue
-		}
-		target, err := os.Readlink("/proc/self/fd/" + n)
-		if errors.Is(err, os.ErrNotExist) {
-			continue // closed meanwhile
-		}
-		if err == nil && target == want {
-			return true, nil
-		}
-	}
-	return false, nil
+	a := addr.As16()
+	copy(b, a[:])
 }

@@ -4,6 +4,6 @@ package caddymodule
 
 import "net"
 
-// fromThisProcess cannot tell, on this system, which process opened the
-// other end of a loopback connection; see SECURITY.md.
-func fromThisProcess(net.Conn) error { return nil }
+// fromOwnUser cannot tell, on this system, who opened the other end of a
+// loopback connection; see SECURITY.md.
+func fromOwnUser(net.Conn) error { return nil }

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -29,8 +28,8 @@ import (
 
 // The test binary, started with forgerEnv set to the address of a Service's
 // local socket, is "another local process": it connects, sends a PROXY
-// header claiming the client address in forgerClaimEnv and a request, and
-// prints what came back (see TestMain).
+// header claiming the client address in forgerClaimEnv (none when empty)
+// and a request, and prints what came back (see TestMain).
 const (
 	forgerEnv      = "CLAWGATE_TEST_SERVICE_FORGER"
 	forgerClaimEnv = "CLAWGATE_TEST_SERVICE_FORGER_CLAIM"
@@ -39,12 +38,16 @@ const (
 // runForger is the other process's part: it prints "closed" when the
 // connection ends without a byte of answer, else the answer's first line.
 func runForger(addr, claim string) int {
-	src, err := netip.ParseAddrPort(claim)
-	if err != nil {
-		fmt.Println("bad claim:", err)
-		return 2
+	var header []byte
+	if claim != "" {
+		src, err := netip.ParseAddrPort(claim)
+		if err != nil {
+			fmt.Println("bad claim:", err)
+			return 2
+		}
+		header = forgedHeader(src)
 	}
-	fmt.Println(sendOnServiceSocket(addr, forgedHeader(src)))
+	fmt.Println(sendOnServiceSocket(addr, header))
 	return 0
 }
 
@@ -138,7 +141,7 @@ func TestTailnetService(t *testing.T) {
 	t.Run("the PROXY source is the caller", func(t *testing.T) {
 		// A header from this process (where the node's forwarder runs) is
 		// believed: the guard identifies its source with WhoIs, as it does
-		// the forwarder's.
+		// the forwarder's. Any process of this user is, too.
 		got := sendOnServiceSocket(sock.String(), forgedHeader(netip.AddrPortFrom(aliceIP, 40000)))
 		if got != "HTTP/1.1 200 OK" {
 			t.Fatalf("answer = %q, want 200", got)
@@ -150,18 +153,16 @@ func TestTailnetService(t *testing.T) {
 		}
 	})
 
-	t.Run("another local process is refused", func(t *testing.T) {
+	t.Run("another user's process is refused", func(t *testing.T) {
 		if runtime.GOOS != "linux" {
-			t.Skip("telling processes apart needs Linux's /proc; see SECURITY.md")
+			t.Skip("telling users apart needs Linux's sock_diag; see SECURITY.md")
 		}
 		before := f.be.count()
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), forgerEnv+"="+sock.String(), forgerClaimEnv+"="+netip.AddrPortFrom(aliceIP, 40000).String())
-		out, err := cmd.CombinedOutput()
-		if err != nil {
+		cmd, out := startAsOtherUser(t, sock.String(), netip.AddrPortFrom(aliceIP, 40000).String())
+		if err := cmd.Wait(); err != nil {
 			t.Fatalf("forger: %v\n%s", err, out)
 		}
-		if got := strings.TrimSpace(string(out)); got != "closed" {
+		if got := strings.TrimSpace(out.String()); got != "closed" {
 			t.Errorf("forger got %q, want the connection closed", got)
 		}
 		if f.be.count() != before {
@@ -253,6 +254,12 @@ func TestTailnetServiceReload(t *testing.T) {
 	}
 	if got, _ := serviceSocket("gw", "svc:claw", uint16(f.port)); got == nil || got.String() != sock.String() {
 		t.Errorf("after reloads the Service's socket is %v, want %v (the same advertisement)", got, sock)
+	}
+	// One Service listener per site port (18080 and 18081), none left over.
+	buf := make([]byte, 4<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	if n := strings.Count(string(buf), "caddymodule.(*serviceListener).run"); n != 2 {
+		t.Errorf("%d Service listeners running after reloads, want 2", n)
 	}
 
 	// A changed node: the old node withdraws, the new one advertises.
@@ -403,6 +410,20 @@ func TestServiceAddressRefused(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("trusted_proxies covering the tailnet", func(t *testing.T) {
+		// Refused before the node starts, guarded (at provision, and by
+		// caddy validate) or not (when the listener opens).
+		for _, handler := range []string{"clawgate 127.0.0.1:18789 {\n\t\tallow tailnet scopes none\n\t}", "respond ok"} {
+			cfg := strings.Replace(tagged, "\tclawgate {", "\tservers {\n\t\ttrusted_proxies static private_ranges\n\t}\n\tclawgate {", 1) +
+				"http://:18080 {\n\tbind clawgate+service/door/claw\n\t" + handler + "\n}\n"
+			err := loadCaddyErrOnly(t, cfg)
+			want := "listens on clawgate+service/door/claw, where no proxy stands in front of a connection"
+			if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "fd7a:115c:a1e0::/48") {
+				t.Errorf("%s: load error = %v, want one containing %q", handler, err, want)
+			}
+		}
+	})
 
 	t.Run("the untagged node's error is tsnet's", func(t *testing.T) {
 		// Caddy's load error keeps only the text; clawgate's own keeps the
