@@ -15,8 +15,9 @@ import (
 // UI's is twice the gateway's tick interval). Caddy's reverse_proxy sends
 // its "going away" close frame only when its module is cleaned up, after
 // the servers and their listeners, and so the node, are already gone. So
-// before a node closes, clawgate says goodbye on every WebSocket admitted
-// through it: a close frame (1001, going away) between two of the
+// when Caddy exits (before the node's first listener closes) and whenever a
+// node closes, clawgate first says goodbye on every WebSocket admitted
+// through the node: a close frame (1001, going away) between two of the
 // gateway's frames, then a short wait for the client's answer.
 
 // Close code and reason sent to WebSocket clients when their node stops.
