@@ -276,3 +276,58 @@ func BenchmarkWSFramesFeed(b *testing.B) {
 		}
 	}
 }
+
+// A goodbye in the middle of a stream written in chunks that cut across
+// frames leaves the client whole frames, then the close frame, then
+// nothing (or, when the frame in progress did not end in time, a cut
+// frame and no close frame).
+func TestGoodbyeDuringAStream(t *testing.T) {
+	closing := closeFrame(goingAwayCode, goingAwayReason)
+	for round := range 20 {
+		tc, got := pipeConn(t)
+		var stream []byte
+		for i := range 200 {
+			stream = append(stream, wsFrame(0x2, bytes.Repeat([]byte{byte(i)}, 1+i*37%300), false)...)
+		}
+		wrote := make(chan struct{})
+		go func() {
+			defer close(wrote)
+			for off, i := 0, 0; off < len(stream); i++ {
+				end := min(off+1+(i*53+round)%700, len(stream))
+				if _, err := tc.Write(stream[off:end]); err != nil {
+					return
+				}
+				off = end
+			}
+		}()
+		time.Sleep(time.Duration(round%5) * 100 * time.Microsecond)
+		said := tc.goodbye(150 * time.Millisecond)
+		<-wrote
+		b := <-got
+
+		var f wsFrames
+		var last []byte
+		whole := 0 // bytes of whole frames
+		for off := 0; off < len(b); {
+			n := f.feed(b[off:])
+			last = b[off : off+n]
+			off += n
+			if f.idle() {
+				whole = off
+			}
+		}
+		switch {
+		case said && (whole != len(b) || !bytes.Equal(last, closing)):
+			t.Fatalf("round %d: goodbye reports a close frame, but the client's last %d bytes are % x", round, len(last), tail(last))
+		case !said && whole != len(b) && bytes.Contains(b, closing):
+			t.Fatalf("round %d: a close frame went out in the middle of a frame", round)
+		}
+		if said {
+			if !bytes.HasPrefix(stream, b[:len(b)-len(closing)]) {
+				t.Fatalf("round %d: the frames before the close frame are not the stream's first", round)
+			}
+		} else if !bytes.HasPrefix(stream, b) {
+			t.Fatalf("round %d: the client received bytes that are not the stream's", round)
+		}
+	}
+}
