@@ -169,9 +169,9 @@ func serviceListenAddr(srv *caddyhttp.Server) string {
 // serviceListener is a node's listener for one Service port: it advertises
 // the Service once the node runs, and accepts the connections the node
 // forwards, each with a valid PROXY header from a process of this user (on
-// Linux; see fromOwnUser). The pool
-// (sharedNodeListener) keeps one per node, Service and port across reloads,
-// since tsnet refuses a second handler on the same Service port.
+// Linux; see fromOwnUser). The pool (sharedNodeListener) keeps one per node,
+// Service and port across reloads, since tsnet refuses a second handler on
+// the same Service port.
 type serviceListener struct {
 	node    *poolNode
 	service string
@@ -240,15 +240,29 @@ func (l *serviceListener) run(ctx context.Context) {
 		return
 	}
 	l.ln = ln
-	l.mu.Unlock()
 	liveServiceListeners.Store(l, struct{}{})
+	l.mu.Unlock()
 	l.logger().Info("advertising the Tailscale Service", zap.String("name", ln.FQDN), zap.Stringer("local_socket", ln.LocalAddr()))
 	go l.watchApproval(ctx)
+	backoff := 5 * time.Millisecond
 	for {
 		c, err := ln.Accept()
-		if err != nil {
+		if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
 			return
 		}
+		if err != nil {
+			// Out of file descriptors, for instance: the Service must not
+			// stop serving for good over it.
+			l.logger().Warn("accepting on the Service's local socket", zap.Error(err), zap.Duration("retry_in", backoff))
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
 		go l.admit(c)
 	}
 }
@@ -385,8 +399,8 @@ func (l *serviceListener) Close() error {
 		l.mu.Lock()
 		l.stopped = true
 		ln := l.ln
-		l.mu.Unlock()
 		liveServiceListeners.Delete(l)
+		l.mu.Unlock()
 		if ln != nil {
 			err = ln.Close()
 		}

@@ -277,6 +277,7 @@ func TestTailnetServiceReload(t *testing.T) {
 	// first (an autoApprovers rule would).
 	f.tn.ApproveService(t, "gw", "claw")
 	f.tn.WaitService(t, f.alice, "claw")
+	deadline = time.Now().Add(60 * time.Second)
 	for {
 		client := f.alice.HTTPClient()
 		client.Timeout = 5 * time.Second

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"tailscale.com/ipn/ipnlocal"
 	"tailscale.com/tailcfg"
 	ts "tailscale.com/tsnet"
 )
@@ -38,6 +39,17 @@ func ServiceName(name string) (string, error) {
 // withdraws the node's advertisement of the port.
 type ServiceListener struct {
 	*ts.ServiceListener
+	node *Node
+}
+
+// Close withdraws the node's advertisement of the Service port, if no other
+// listener of the node advertises it, and closes the local socket.
+func (l *ServiceListener) Close() error {
+	// Serialized with the node's other Service changes: each rewrites the
+	// node's serve config, and tsnet refuses a write made on a stale copy.
+	l.node.serviceMu.Lock()
+	defer l.node.serviceMu.Unlock()
+	return l.ServiceListener.Close()
 }
 
 // LocalAddr is the loopback address of the socket the node forwards the
@@ -74,11 +86,21 @@ func (n *Node) ListenService(ctx context.Context, service string, port uint16) (
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%v: waiting to run before hosting Service %s: %w", n, name, ctx.Err())
 	}
-	ln, err := srv.ListenService(name, ts.ServiceModeTCP{Port: port, PROXYProtocolVersion: 2})
-	if err != nil {
-		return nil, fmt.Errorf("%v: hosting Service %s on port %d: %w", n, name, port, err)
+	// tsnet rewrites the node's serve config on a copy tagged with its
+	// version, and refuses the write if another change came in between:
+	// the node's Service listeners take turns, and a write that still
+	// loses (to tsnet's own changes) is tried again.
+	n.serviceMu.Lock()
+	defer n.serviceMu.Unlock()
+	for attempt := 1; ; attempt++ {
+		ln, err := srv.ListenService(name, ts.ServiceModeTCP{Port: port, PROXYProtocolVersion: 2})
+		if err == nil {
+			return &ServiceListener{ServiceListener: ln, node: n}, nil
+		}
+		if !errors.Is(err, ipnlocal.ErrETagMismatch) || attempt == 5 {
+			return nil, fmt.Errorf("%v: hosting Service %s on port %d: %w", n, name, port, err)
+		}
 	}
-	return &ServiceListener{ln}, nil
 }
 
 // ServiceAddrs returns the addresses the tailnet has assigned to the
