@@ -23,6 +23,7 @@ import (
 	"github.com/coder/websocket"
 	"tailscale.com/tailcfg"
 	"tailscale.com/types/ipproto"
+	"tailscale.com/types/key"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/multiproc"
 	"github.com/clawgate/clawgate/caddymodule/internal/openclawtest"
@@ -365,7 +366,7 @@ http://:%d {
 		defer viaNode.CloseNow()
 		endService, endNode := readUntilClosed(ctx, viaService), readUntilClosed(ctx, viaNode)
 
-		key, ok := tn.NodeKey(holder.name)
+		key, ok := registeredNodeKey(tn, holder.name)
 		if !ok {
 			t.Fatalf("no node key for %s", holder.name)
 		}
@@ -414,13 +415,24 @@ func servicesHash(services ...*tailcfg.VIPService) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// registeredNodeKey returns the node key of the node named host, once it
+// has registered with the control server.
+func registeredNodeKey(tn *tailnettest.Tailnet, host string) (key.NodePublic, bool) {
+	for _, n := range tn.Control.AllNodes() {
+		if n.Hostinfo.Valid() && n.Hostinfo.Hostname() == host {
+			return n.Key, true
+		}
+	}
+	return key.NodePublic{}, false
+}
+
 // approveWhenRegistered approves the node named host as a host of service
 // once the node has registered, in the background.
 func approveWhenRegistered(t *testing.T, tn *tailnettest.Tailnet, host, service string) {
 	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		if _, ok := tn.NodeKey(host); ok {
+		if _, ok := registeredNodeKey(tn, host); ok {
 			tn.ApproveService(t, host, service)
 			return
 		}

@@ -12,7 +12,6 @@ import (
 
 	"tailscale.com/ipn"
 	"tailscale.com/tailcfg"
-	"tailscale.com/types/key"
 )
 
 // firstServiceAddr is the address of the first Service approved on a
@@ -129,15 +128,6 @@ func (tn *Tailnet) forgetOlderHosts(host string, node *tailcfg.Node) {
 			tn.Control.SetNodeCapMap(n.Key, nil)
 		}
 	}
-}
-
-// NodeKey returns the node key of the registered node with that hostname.
-func (tn *Tailnet) NodeKey(host string) (key.NodePublic, bool) {
-	n := tn.nodeByHostname(host)
-	if n == nil {
-		return key.NodePublic{}, false
-	}
-	return n.Key, true
 }
 
 // AcceptRoutes makes the node use the routes other nodes advertise (as
