@@ -94,6 +94,7 @@ type exampleRequest struct {
 	upstream string // the gateway address that must answer
 	user     string // x-forwarded-user the gateway must see; none on Funnel
 	funnel   []byte // a Telegram update POSTed to url through Funnel, from the internet
+	service  string // "<node>/<service>": url names a Tailscale Service the node hosts, which the tailnet approves
 }
 
 // TestExamplesStart loads each example into a real Caddy on the in-process
@@ -127,6 +128,9 @@ func TestExamplesStart(t *testing.T) {
 		{file: "../examples/several-gateways-by-identity.caddyfile", requests: []exampleRequest{
 			{url: "https://claw.tail1234.ts.net/", from: "login:alice@example.com", upstream: "127.0.0.1:18789", user: "alice@example.com"},
 			{url: "https://claw.tail1234.ts.net/", from: "login:bob@example.com", upstream: "127.0.0.1:19789", user: "bob@example.com"},
+		}},
+		{file: "../examples/service.caddyfile", requests: []exampleRequest{
+			{url: "http://claw.tail1234.ts.net/", from: "login:alice@example.com", upstream: "127.0.0.1:18789", user: "alice@example.com", service: "claw-a/claw"},
 		}},
 		{file: "../examples/webhooks-funnel.caddyfile", channels: `telegram: {
       dmPolicy: "allowlist", allowFrom: [123456789],
@@ -281,6 +285,15 @@ func runExample(t *testing.T, file, channels string, requests []exampleRequest) 
 		}
 		from := nodes[r.from]
 		site, _, _ := strings.Cut(strings.SplitN(url, "//", 2)[1], ".")
+		if host, service, ok := strings.Cut(r.service, "/"); ok {
+			// The tailnet's side: it approves the host, and the client
+			// accepts the route to the Service's address.
+			waitNodeUp(t, host)
+			tn.ApproveService(t, host, service)
+			from.AcceptRoutes(t)
+			tn.WaitService(t, from, service)
+			site = host
+		}
 		tn.WaitPeer(t, from, site)
 		c := from.HTTPClient()
 		if tr, ok := c.Transport.(*http.Transport); ok && roots != nil {

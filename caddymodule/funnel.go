@@ -173,6 +173,12 @@ func checkServerListeners(httpApp *caddyhttp.App, app *App, srv *caddyhttp.Serve
 	repl := caddy.NewReplacer()
 	for _, l := range srv.Listen {
 		na, err := caddy.ParseNetworkAddress(repl.ReplaceKnown(l, ""))
+		if err == nil && na.Network == serviceNetwork {
+			if err := checkServiceAddress(app, na); err != nil {
+				return err
+			}
+			continue
+		}
 		if err != nil || (na.Network != networkName && na.Network != funnelNetwork) {
 			continue
 		}

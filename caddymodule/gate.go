@@ -757,10 +757,12 @@ type trackedConn struct {
 	nodeID  string // the tailnet device's stable node ID; "" off the tailnet
 	untrack func() // set by poolNode.trackUpgrade
 	once    sync.Once
+	ws      wsWriter // what went to the client, for a clean close (wsclose.go)
 }
 
 func (c *trackedConn) Close() error {
 	c.once.Do(func() {
+		close(c.ws.doneCh())
 		gateConns.Lock()
 		delete(gateConns.m[c.gateway], c)
 		gateConns.Unlock()
@@ -795,6 +797,12 @@ type hijackTracker struct {
 func (w *hijackTracker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := http.NewResponseController(w.ResponseWriterWrapper).Hijack()
 	if err != nil {
+		return nil, nil, err
+	}
+	// The response header goes out before anything else can: what the
+	// tracked connection writes from here on is WebSocket frames.
+	if err := brw.Flush(); err != nil {
+		conn.Close()
 		return nil, nil, err
 	}
 	tc := &trackedConn{Conn: conn, gateway: w.gateway, nodeID: w.nodeID}

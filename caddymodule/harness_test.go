@@ -184,6 +184,9 @@ func (g globalOptions) String() string {
 			if n.Ephemeral {
 				b.WriteString("\t\t\tephemeral\n")
 			}
+			if len(n.Tags) > 0 {
+				b.WriteString("\t\t\ttags " + strings.Join(n.Tags, " ") + "\n")
+			}
 			if lines := strings.Trim(g.nodeLines, "\n"); lines != "" {
 				b.WriteString(indentLines(lines, "\t\t\t") + "\n")
 			}

@@ -57,8 +57,10 @@ type poolNode struct {
 }
 
 // Destruct closes the node once its last listener is gone, and returns when it
-// has shut down (state written, listeners closed).
+// has shut down (state written, listeners closed). Its WebSockets get a
+// close frame first: the node's own shutdown would drop them silently.
 func (p *poolNode) Destruct() error {
+	p.closeUpgrades()
 	err := p.Node.Close()
 	liveNodes.Delete(p.key)
 	openNodes.Add(-1)
@@ -148,6 +150,7 @@ func acquireNode(ctx context.Context, name string) (*poolNode, error) {
 		liveNodes.Range(func(k, v any) bool {
 			if old := v.(*poolNode); old.name == name && old.key != key {
 				logger.Info("node configuration changed; replacing the node")
+				old.closeUpgrades()
 				_ = old.Node.Close()
 			}
 			return true
@@ -247,7 +250,7 @@ var tailnetRanges = []netip.Prefix{
 }
 
 // checkTailnetTrustedProxies refuses a server that listens on a clawgate
-// node and trusts proxies in the tailnet's ranges. Nothing stands between a
+// node (or a Tailscale Service it hosts) and trusts proxies in the tailnet's ranges. Nothing stands between a
 // tailnet peer and the node's listener, so such a setting only lets a
 // device choose the client address Caddy reports ({client_ip}, client_ip
 // matchers, access logs) with X-Forwarded-For. The guard never reads it on
@@ -259,6 +262,9 @@ func checkTailnetTrustedProxies(srv *caddyhttp.Server, name string) error {
 		return nil
 	}
 	bind := tailnetListenAddr(srv)
+	if bind == "" {
+		bind = serviceListenAddr(srv)
+	}
 	if bind == "" {
 		return nil
 	}
@@ -437,8 +443,16 @@ func (s *sharedListener) remove(f *fakeListener) {
 }
 
 // Destruct closes the tsnet listener once no config uses it, and releases the
-// node.
+// node. When Caddy is exiting, the node's WebSockets get their close frame
+// first, while every path to their clients still works: once a Service
+// listener has closed, the node no longer delivers the packets of the
+// Service's open connections, so the clients' answers would be lost.
 func (s *sharedListener) Destruct() error {
+	if caddy.Exiting() {
+		if v, ok := liveNodes.Load(s.nodeKey); ok {
+			v.(*poolNode).closeUpgrades()
+		}
+	}
 	err := s.ln.Close()
 	_, _ = nodes.Delete(s.nodeKey)
 	return err

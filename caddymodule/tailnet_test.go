@@ -23,7 +23,8 @@ import (
 )
 
 // tailnetFixture is a real in-process tailnet (control, DERP, tsnet nodes) with
-// a real Caddy whose site is bound to the clawgate node "gw".
+// a real Caddy whose site is bound to the clawgate node "gw" (and, when the
+// fixture hosts a Service, to that Service on gw too).
 type tailnetFixture struct {
 	tn             *tailnettest.Tailnet
 	alice, bob, ci *tailnettest.Node
@@ -32,12 +33,29 @@ type tailnetFixture struct {
 	tokCI          string
 	caddyfile      func(extra string) string
 	siteURL        string
+	service        string // the Service gw hosts, or ""
+	serviceURL     string // the site through the Service
 }
 
 func newTailnetFixture(t *testing.T, opts ...tailnettest.TailnetOption) *tailnetFixture {
+	return newTailnetFixtureHosting(t, "", opts...)
+}
+
+// newTailnetFixtureHosting is newTailnetFixture with gw, tagged tag:gw,
+// also hosting the Tailscale Service svc:<service> for both sites, approved
+// by the tailnet, and the clients accepting routes to reach it. An empty
+// service is newTailnetFixture.
+func newTailnetFixtureHosting(t *testing.T, service string, opts ...tailnettest.TailnetOption) *tailnetFixture {
 	begin := time.Now()
-	f := &tailnetFixture{tn: tailnettest.New(t, opts...), be: newBackend(t)}
-	gw := f.tn.Config(t, "gw")
+	f := &tailnetFixture{tn: tailnettest.New(t, opts...), be: newBackend(t), service: service}
+	var gw tsnet.Config
+	bind := "clawgate/gw"
+	if service != "" {
+		gw = f.tn.Config(t, "gw", tailnettest.WithTags("tag:gw"))
+		bind += " " + serviceNetwork + "/gw/" + service
+	} else {
+		gw = f.tn.Config(t, "gw")
+	}
 	f.alice = f.tn.NewNode(t, "alice-laptop", tailnettest.WithLogin("alice@example.com"))
 	f.bob = f.tn.NewNode(t, "bob-phone", tailnettest.WithLogin("bob@example.com"))
 	f.ci = f.tn.NewNode(t, "ci-bot", tailnettest.WithTags("tag:ci"))
@@ -45,9 +63,10 @@ func newTailnetFixture(t *testing.T, opts ...tailnettest.TailnetOption) *tailnet
 	t.Setenv("CG_TEST_TOKEN_CI", f.tokCI)
 	f.port = 18080
 	f.siteURL = fmt.Sprintf("http://gw.%s:%d", tailnettest.Domain, f.port)
+	f.serviceURL = fmt.Sprintf("http://%s.%s:%d", service, tailnettest.Domain, f.port)
 	f.caddyfile = func(nodeExtra string) string {
 		return globalOptions{nodes: []tsnet.Config{gw}, nodeLines: nodeExtra}.String() + fmt.Sprintf(`http://:%d {
-	bind clawgate/gw
+	bind %s
 	clawgate %s {
 		gateway home
 		token ci {
@@ -58,7 +77,7 @@ func newTailnetFixture(t *testing.T, opts ...tailnettest.TailnetOption) *tailnet
 	}
 }
 http://:%d {
-	bind clawgate/gw
+	bind %s
 	clawgate {
 		upstream %s
 		allow user:alice@example.com scopes operator.read
@@ -73,10 +92,17 @@ http://:%d {
 		header_up X-Test-Decision {clawgate.decision}
 	}
 }
-`, f.port, f.be.addr(), f.port+1, f.be.addr(), f.be.addr())
+`, f.port, bind, f.be.addr(), f.port+1, bind, f.be.addr(), f.be.addr())
 	}
 	startCaddyTailnet(t, f.caddyfile(""))
 	f.waitGW(t)
+	if service != "" {
+		f.tn.ApproveService(t, "gw", service)
+		for _, n := range []*tailnettest.Node{f.alice, f.bob, f.ci} {
+			n.AcceptRoutes(t)
+			f.tn.WaitService(t, n, service)
+		}
+	}
 	t.Logf("tailnet with 4 nodes and Caddy up in %v", time.Since(begin))
 	return f
 }
@@ -120,7 +146,12 @@ func (f *tailnetFixture) waitGW(t testing.TB) {
 
 func (f *tailnetFixture) get(t testing.TB, from *tailnettest.Node, path string, h http.Header) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest("GET", f.siteURL+path, nil)
+	return f.getURL(t, from, f.siteURL+path, h)
+}
+
+func (f *tailnetFixture) getURL(t testing.TB, from *tailnettest.Node, url string, h http.Header) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,15 +162,19 @@ func (f *tailnetFixture) get(t testing.TB, from *tailnettest.Node, path string, 
 	defer c.CloseIdleConnections()
 	resp, err := c.Do(req)
 	if err != nil {
-		t.Fatalf("%s: GET %s: %v", from.Hostname, path, err)
+		t.Fatalf("%s: GET %s: %v", from.Hostname, url, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(body)
 }
 
-func TestTailnetFrontDoor(t *testing.T) {
-	f := newTailnetFixture(t)
+// checkGuardCases runs the guard's cases through host ("gw", the node's
+// own name, or the name of a Service gw hosts): allowed users and tokens
+// pass with their identity, others are refused, over HTTP and WebSocket,
+// and identity or forwarding headers a client sends change nothing.
+func (f *tailnetFixture) checkGuardCases(t *testing.T, host string) {
+	siteURL := fmt.Sprintf("http://%s.%s:%d", host, tailnettest.Domain, f.port)
 	bearer := http.Header{"Authorization": {"Bearer " + f.tokCI}}
 	spoof := http.Header{
 		"X-Forwarded-User":     {"alice@example.com"},
@@ -178,7 +213,7 @@ func TestTailnetFrontDoor(t *testing.T) {
 	for _, tt := range tests {
 		t.Run("http/"+tt.name, func(t *testing.T) {
 			before := f.be.count()
-			status, body := f.get(t, tt.from, "/tools/invoke", tt.h)
+			status, body := f.getURL(t, tt.from, siteURL+"/tools/invoke", tt.h)
 			if status != tt.status {
 				t.Fatalf("status = %d, want %d; %s", status, tt.status, body)
 			}
@@ -197,7 +232,7 @@ func TestTailnetFrontDoor(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			before := f.be.count()
-			c, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(f.siteURL, "http")+"/ws", &websocket.DialOptions{
+			c, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(siteURL, "http")+"/ws", &websocket.DialOptions{
 				HTTPClient: tt.from.HTTPClient(), HTTPHeader: tt.h,
 			})
 			if tt.status != 200 {
@@ -238,7 +273,7 @@ func TestTailnetFrontDoor(t *testing.T) {
 		}
 		for _, tt := range tests {
 			client := tt.from.HTTPClient()
-			resp, err := client.Get(fmt.Sprintf("http://gw.%s:%d/", tailnettest.Domain, f.port+1))
+			resp, err := client.Get(fmt.Sprintf("http://%s.%s:%d/", host, tailnettest.Domain, f.port+1))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -255,6 +290,12 @@ func TestTailnetFrontDoor(t *testing.T) {
 			}
 		}
 	})
+
+}
+
+func TestTailnetFrontDoor(t *testing.T) {
+	f := newTailnetFixture(t)
+	f.checkGuardCases(t, "gw")
 
 	t.Run("only the site's port is reachable", func(t *testing.T) {
 		gwIP := nodeByName("gw").tailnetIPs()[0]

@@ -75,6 +75,10 @@ type Node struct {
 	// on every tailnet request, so not under mu.
 	tailnet atomic.Pointer[string]
 
+	// serviceMu serializes the changes Service listeners make to the
+	// node's serve config (see ListenService).
+	serviceMu sync.Mutex
+
 	watchMu     sync.Mutex
 	watchFns    map[int]func()
 	watchNext   int

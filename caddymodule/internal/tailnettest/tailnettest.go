@@ -109,6 +109,10 @@ type Tailnet struct {
 	hosts   map[string]identity       // by hostname
 	userIDs map[string]tailcfg.UserID // by login
 	changed chan struct{}             // closed and replaced on every change
+
+	svcMu    sync.Mutex
+	svcAddrs map[tailcfg.ServiceName]netip.Addr   // each Service's address
+	svcHosts map[string]tailcfg.ServiceIPMappings // approved Services by host name
 }
 
 // identity is what the Tailnet decides about a node, by hostname.
