@@ -143,6 +143,7 @@ type gate struct {
 	expect audit.Expect // what the guards of this gateway send and admit
 
 	state   atomic.Pointer[gateState]
+	audited chan struct{} // closed once the first audit has a verdict
 	cancel  context.CancelFunc
 	done    chan struct{}
 	recheck chan struct{} // what the guards send or admit changed
@@ -195,7 +196,7 @@ type gateState struct {
 func (a *App) provisionGates() error {
 	a.gates = make(map[string]*gate, len(a.Gateways))
 	for name, gc := range a.Gateways {
-		g := &gate{name: name, cfg: *gc, logger: a.logger.With(zap.String("gateway", name)), metrics: a.metrics, done: make(chan struct{}), recheck: make(chan struct{}, 1)}
+		g := &gate{name: name, cfg: *gc, logger: a.logger.With(zap.String("gateway", name)), metrics: a.metrics, done: make(chan struct{}), audited: make(chan struct{}), recheck: make(chan struct{}, 1)}
 		switch strings.ToLower(gc.BlockOn) {
 		case "", "critical":
 			g.level = audit.SeverityCritical
@@ -264,6 +265,35 @@ func (a *App) gateStatus(gateway string) (bool, []string) {
 	return st.Blocked, st.Reasons
 }
 
+// firstAuditWait bounds how long a request waits for its gateway's first
+// audit. Caddy starts its apps in no fixed order, so the servers can take a
+// request before the clawgate app has audited; the gateway is blocked until
+// then (fail closed), and the request waits for the verdict rather than
+// being refused because no audit has run yet.
+const firstAuditWait = 10 * time.Second
+
+// awaitFirstAudit returns once the named gateway's first audit has a
+// verdict, ctx ends, or firstAuditWait passes; at once for a gateway
+// without a gate.
+func (a *App) awaitFirstAudit(ctx context.Context, gateway string) {
+	g := a.gates[gateway]
+	if g == nil {
+		return
+	}
+	select {
+	case <-g.audited:
+		return
+	default:
+	}
+	t := time.NewTimer(firstAuditWait)
+	defer t.Stop()
+	select {
+	case <-g.audited:
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
 // gateRefusal returns the refusal code and message for the named gateway
 // while its gate blocks it, or an empty code while it serves.
 func (a *App) gateRefusal(gateway string) (code, msg string) {
@@ -298,6 +328,7 @@ func (g *gate) start() {
 	default:
 	}
 	g.check()
+	close(g.audited)
 	ctx, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
 	go g.run(ctx)

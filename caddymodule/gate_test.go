@@ -307,3 +307,47 @@ func TestGate(t *testing.T) {
 	})
 
 }
+
+// TestAwaitFirstAudit: a request that reaches a gateway before its first
+// audit waits for the verdict instead of being refused for the audit that
+// has not run; it stops waiting when its own context ends.
+func TestAwaitFirstAudit(t *testing.T) {
+	g := &gate{audited: make(chan struct{})}
+	a := &App{gates: map[string]*gate{"home": g}}
+
+	returned := make(chan struct{})
+	go func() {
+		a.awaitFirstAudit(context.Background(), "home")
+		close(returned)
+	}()
+	select {
+	case <-returned:
+		t.Fatal("returned before the first audit had a verdict")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(g.audited)
+	select {
+	case <-returned:
+	case <-time.After(5 * time.Second):
+		t.Fatal("still waiting after the first audit")
+	}
+
+	// A request that goes away stops waiting.
+	g2 := &gate{audited: make(chan struct{})}
+	a.gates["other"] = g2
+	ctx, cancel := context.WithCancel(context.Background())
+	returned = make(chan struct{})
+	go func() {
+		a.awaitFirstAudit(ctx, "other")
+		close(returned)
+	}()
+	cancel()
+	select {
+	case <-returned:
+	case <-time.After(5 * time.Second):
+		t.Fatal("still waiting after the request's context ended")
+	}
+
+	// A gateway with no gate does not wait.
+	a.awaitFirstAudit(context.Background(), "unknown")
+}

@@ -519,6 +519,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	if h.app != nil {
+		h.app.awaitFirstAudit(r.Context(), h.Gateway)
 		if code, msg := h.app.gateRefusal(h.Gateway); code == "config_invalid" {
 			return h.deny(w, r, http.StatusServiceUnavailable, code, msg, id, fingerprint())
 		}

@@ -388,6 +388,7 @@ func (s *Senders) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return s.drop(w, r, http.StatusServiceUnavailable, "gateway_config_unavailable", "the allowlist cannot be read; retry later", v)
 	}
 	if s.app != nil {
+		s.app.awaitFirstAudit(r.Context(), s.Gateway)
 		if blocked, reasons := s.app.gateStatus(s.Gateway); blocked {
 			// The reasons are the gateway's config findings: for the log, not
 			// for the internet.
