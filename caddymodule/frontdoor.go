@@ -166,6 +166,10 @@ func (t *RemoteTransport) Provision(ctx caddy.Context) error {
 		MaxIdleConnsPerHost:   8,
 		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: 0, // the gateway streams; Caddy's own timeouts apply
+		// The host's answer passes through as the host sent it: asking it
+		// for gzip on behalf of a caller that did not, and decompressing,
+		// would drop the answer's Content-Encoding and Content-Length.
+		DisableCompression: true,
 	}
 	t.state = &remoteState{Host: t.Host, Via: t.Via}
 	t.conns = &hostConns{set: make(map[*hostConn]struct{})}
