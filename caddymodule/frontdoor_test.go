@@ -190,6 +190,22 @@ func TestFrontDoorRoutesByIdentity(t *testing.T) {
 	t.Run("answers pass through unchanged", f.checkPassThrough)
 }
 
+// TestFrontDoorOnService: the front door's site is bound only to the
+// Tailscale Service svc:claw, as every instance of a front door on several
+// machines is; callers reach their own gateways through claw.<tailnet>, and
+// the hosts, naming the front doors by tag, see each caller's own identity.
+func TestFrontDoorOnService(t *testing.T) {
+	suites.SkipShort(t, suites.Tailnet)
+	f := newFrontDoorFixtureOn(t, "claw")
+	_, before := serviceSocket("door", "svc:claw", frontDoorPort)
+	f.checkRouting(t)
+	if _, after := serviceSocket("door", "svc:claw", frontDoorPort); after == before {
+		t.Errorf("no connection came through svc:claw's listener on door")
+	}
+	t.Run("answers pass through unchanged", f.checkPassThrough)
+	t.Run("a device cannot forward", f.checkForgery)
+}
+
 // checkRouting: alice and bob through the front door reach only their own
 // gateways, whose hosts see each caller's own user, device and tailnet
 // address; mallory is refused by the host she is routed to; a WebSocket
