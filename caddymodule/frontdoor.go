@@ -72,8 +72,8 @@ type RemoteTransport struct {
 	// Via is the front door's clawgate node the connections go through.
 	// Default: the node the site listens on (`bind clawgate/<node>`, or
 	// `bind clawgate+service/<node>/<service>` for a front door on a
-	// Tailscale Service); required when the site listens on more than one
-	// node.
+	// Tailscale Service); required when the site listens on no clawgate
+	// node, or on more than one.
 	Via string `json:"via,omitempty"`
 
 	// DialTimeout bounds connecting to the host. Default: 5s.
