@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -71,7 +70,10 @@ type RemoteTransport struct {
 	Gateway string `json:"gateway,omitempty"`
 
 	// Via is the front door's clawgate node the connections go through.
-	// Default: the node the site listens on (`bind clawgate/<node>`).
+	// Default: the node the site listens on (`bind clawgate/<node>`, or
+	// `bind clawgate+service/<node>/<service>` for a front door on a
+	// Tailscale Service); required when the site listens on no clawgate
+	// node, or on more than one.
 	Via string `json:"via,omitempty"`
 
 	// DialTimeout bounds connecting to the host. Default: 5s.
@@ -147,9 +149,11 @@ func (t *RemoteTransport) Provision(ctx caddy.Context) error {
 	}
 	if t.Via == "" {
 		if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
-			if addr := tailnetListenAddr(srv); addr != "" {
-				t.Via = strings.TrimPrefix(addr, networkName+"/")
+			node, err := siteNode(srv)
+			if err != nil {
+				return fmt.Errorf("clawgate_remote %s: via: %w", t.Gateway, err)
 			}
+			t.Via = node
 		}
 	}
 	if err := t.Validate(); err != nil {
@@ -162,6 +166,10 @@ func (t *RemoteTransport) Provision(ctx caddy.Context) error {
 		MaxIdleConnsPerHost:   8,
 		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: 0, // the gateway streams; Caddy's own timeouts apply
+		// The host's answer passes through as the host sent it: asking it
+		// for gzip on behalf of a caller that did not, and decompressing,
+		// would drop the answer's Content-Encoding and Content-Length.
+		DisableCompression: true,
 	}
 	t.state = &remoteState{Host: t.Host, Via: t.Via}
 	t.conns = &hostConns{set: make(map[*hostConn]struct{})}
@@ -187,7 +195,7 @@ func (t *RemoteTransport) Validate() error {
 	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
 		return fmt.Errorf("clawgate_remote %s: host %q: bad port", t.Gateway, t.Host)
 	}
-	if ip, err := netip.ParseAddr(host); err == nil && !inTailnetRanges(ip) {
+	if ip, err := netip.ParseAddr(host); err == nil && !isTailnetAddr(ip) {
 		return fmt.Errorf("clawgate_remote %s: host %q: not a tailnet address; a front door reaches gateway hosts over the tailnet only", t.Gateway, t.Host)
 	}
 	if t.DialTimeout < 0 || t.StateInterval < 0 {
@@ -247,7 +255,7 @@ func (t *RemoteTransport) caller(req *http.Request) (netip.AddrPort, error) {
 		return netip.AddrPort{}, fmt.Errorf("remote address %q: %w", req.RemoteAddr, err)
 	}
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	if !inTailnetRanges(ap.Addr()) {
+	if !isTailnetAddr(ap.Addr()) {
 		return netip.AddrPort{}, fmt.Errorf("remote address %s is not a tailnet address", ap.Addr())
 	}
 	// reverse_proxy keys its connection pool by the client IP it
@@ -345,13 +353,39 @@ func (r *responseRecorder) Write(b []byte) (int, error) {
 }
 func (r *responseRecorder) WriteHeader(status int) { r.status = status }
 
-func inTailnetRanges(ip netip.Addr) bool {
-	for _, r := range tailnetRanges {
-		if r.Contains(ip.Unmap()) {
-			return true
+// siteNode returns the clawgate node a site's listeners are on, from its
+// `clawgate/<node>` and `clawgate+service/<node>/<service>` addresses: the
+// node a front door's connections to its hosts go through. It is "" when
+// the site listens on no clawgate node, and an error when its listeners are
+// on different nodes, since no one of them is the obvious choice.
+func siteNode(srv *caddyhttp.Server) (string, error) {
+	repl := caddy.NewReplacer()
+	var node, from string
+	for _, l := range srv.Listen {
+		na, err := caddy.ParseNetworkAddress(repl.ReplaceKnown(l, ""))
+		if err != nil {
+			continue
+		}
+		var n string
+		switch na.Network {
+		case networkName:
+			n = na.Host
+		case serviceNetwork:
+			if n, _, err = parseServiceHost(na.Host); err != nil {
+				continue // the listener itself refuses it, with the reason
+			}
+		default:
+			continue
+		}
+		addr := na.Network + "/" + na.Host
+		switch {
+		case node == "":
+			node, from = n, addr
+		case n != node:
+			return "", fmt.Errorf("the site listens on %s and %s, two different clawgate nodes; name the one the front door dials its hosts through with `via <node>`", from, addr)
 		}
 	}
-	return false
+	return node, nil
 }
 
 // remoteState is what the front door knows of a remote gateway.

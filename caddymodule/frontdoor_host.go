@@ -187,14 +187,8 @@ func (l *frontDoorListener) classify(c net.Conn) net.Conn {
 
 // badSource says why a claimed client address is refused, or "".
 func (l *frontDoorListener) badSource(ctx context.Context, src netip.Addr) string {
-	inTailnet := false
-	for _, r := range tailnetRanges {
-		if r.Contains(src) {
-			inTailnet = true
-		}
-	}
 	switch {
-	case !inTailnet:
+	case !isTailnetAddr(src):
 		return "not a tailnet address"
 	case slices.Contains(l.node.tailnetIPs(), src):
 		return "the host's own address"

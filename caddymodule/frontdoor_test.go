@@ -21,12 +21,16 @@ import (
 // frontDoorFixture is one Caddy running a front door (node door, tagged
 // tag:door) and two gateway hosts (nodes alicehost and bobhost, each naming
 // tag:door as its front door), on a real in-process tailnet with the
-// devices alice-laptop, bob-phone and mallory-pc.
+// devices alice-laptop, bob-phone and mallory-pc. Bob's host compresses
+// its answers for clients that accept it (`encode gzip`) and tells its
+// backend the caller's device in X-Test-Node; alice's is the plain shortcut
+// (BenchmarkFrontDoorHops times it).
 type frontDoorFixture struct {
 	tn                  *tailnettest.Tailnet
 	alice, bob, mallory *tailnettest.Node
 	beA, beB            *backend
 	doorURL             string
+	bobHostURL          string // bob's host site, straight
 }
 
 const (
@@ -36,15 +40,28 @@ const (
 )
 
 func newFrontDoorFixture(t testing.TB) *frontDoorFixture {
+	return newFrontDoorFixtureOn(t, "")
+}
+
+// newFrontDoorFixtureOn is newFrontDoorFixture with the front door's site
+// bound to the Tailscale Service svc:<service>, hosted by door, instead of
+// to door's own name; the tailnet approves door as its host and the devices
+// accept routes to reach it. An empty service is newFrontDoorFixture.
+func newFrontDoorFixtureOn(t testing.TB, service string) *frontDoorFixture {
 	tn := tailnettest.New(t)
 	f := &frontDoorFixture{tn: tn, beA: newBackend(t), beB: newBackend(t)}
+	doorBind, doorName := "clawgate/door", "door"
+	if service != "" {
+		doorBind, doorName = serviceNetwork+"/door/"+service, service
+	}
 	door := tn.Config(t, "door", tailnettest.WithTags("tag:door"))
 	aliceHost := tn.Config(t, "alicehost", tailnettest.WithTags("tag:gateway-host"))
 	bobHost := tn.Config(t, "bobhost", tailnettest.WithTags("tag:gateway-host"))
 	f.alice = tn.NewNode(t, "alice-laptop", tailnettest.WithLogin("alice@example.com"))
 	f.bob = tn.NewNode(t, "bob-phone", tailnettest.WithLogin("bob@example.com"))
 	f.mallory = tn.NewNode(t, "mallory-pc", tailnettest.WithLogin("mallory@example.com"))
-	f.doorURL = fmt.Sprintf("http://door.%s:%d", tailnettest.Domain, frontDoorPort)
+	f.doorURL = fmt.Sprintf("http://%s.%s:%d", doorName, tailnettest.Domain, frontDoorPort)
+	f.bobHostURL = fmt.Sprintf("http://bobhost.%s:%d", tailnettest.Domain, bobPort)
 	t.Cleanup(func() { waitNodesClosed(t) }) // after startCaddy's Stop
 	startCaddy(t, fmt.Sprintf(`{
 	admin off
@@ -73,7 +90,7 @@ func newFrontDoorFixture(t testing.TB) *frontDoorFixture {
 	}
 }
 http://:%[5]d {
-	bind clawgate/door
+	bind %[10]s
 	@alice clawgate_identity user:alice@example.com
 	handle @alice {
 		clawgate_remote alicehost:%[6]d {
@@ -96,17 +113,29 @@ http://:%[6]d {
 }
 http://:%[7]d {
 	bind clawgate/bobhost
-	clawgate %[9]s {
+	encode gzip
+	clawgate {
 		gateway bob
+		upstream %[9]s
 		allow user:bob@example.com scopes operator.read
 	}
+	reverse_proxy %[9]s {
+		header_up X-Test-Node {clawgate.node}
+	}
 }
-`, tn.ControlURL, door.StateDir, aliceHost.StateDir, bobHost.StateDir, frontDoorPort, alicePort, bobPort, f.beA.addr(), f.beB.addr()))
+`, tn.ControlURL, door.StateDir, aliceHost.StateDir, bobHost.StateDir, frontDoorPort, alicePort, bobPort, f.beA.addr(), f.beB.addr(), doorBind))
 	for _, name := range []string{"door", "alicehost", "bobhost"} {
 		waitNodeUp(t, name)
 	}
 	for _, n := range []*tailnettest.Node{f.alice, f.bob, f.mallory} {
 		tn.WaitPeer(t, n, "door")
+	}
+	if service != "" {
+		tn.ApproveService(t, "door", service)
+		for _, n := range []*tailnettest.Node{f.alice, f.bob, f.mallory} {
+			n.AcceptRoutes(t)
+			tn.WaitService(t, n, service)
+		}
 	}
 	waitRemotesReachable(t, "alice", "bob")
 	return f
@@ -158,7 +187,32 @@ func tailnetGet(t testing.TB, from *tailnettest.Node, url string) (int, string) 
 func TestFrontDoorRoutesByIdentity(t *testing.T) {
 	suites.SkipShort(t, suites.Tailnet)
 	f := newFrontDoorFixture(t)
+	f.checkRouting(t)
+	t.Run("answers pass through unchanged", f.checkPassThrough)
+}
 
+// TestFrontDoorOnService: the front door's site is bound only to the
+// Tailscale Service svc:claw, as every instance of a front door on several
+// machines is; callers reach their own gateways through claw.<tailnet>, and
+// the hosts, naming the front doors by tag, see each caller's own identity.
+func TestFrontDoorOnService(t *testing.T) {
+	suites.SkipShort(t, suites.Tailnet)
+	f := newFrontDoorFixtureOn(t, "claw")
+	_, before := serviceSocket("door", "svc:claw", frontDoorPort)
+	f.checkRouting(t)
+	if _, after := serviceSocket("door", "svc:claw", frontDoorPort); after == before {
+		t.Errorf("no connection came through svc:claw's listener on door")
+	}
+	t.Run("answers pass through unchanged", f.checkPassThrough)
+	t.Run("a device cannot forward", f.checkForgery)
+}
+
+// checkRouting: alice and bob through the front door reach only their own
+// gateways, whose hosts see each caller's own user, device and tailnet
+// address; mallory is refused by the host she is routed to; a WebSocket
+// works through both hops.
+func (f *frontDoorFixture) checkRouting(t *testing.T) {
+	t.Helper()
 	code, body := tailnetGet(t, f.alice, f.doorURL+"/v1/models")
 	if code != http.StatusOK || !strings.Contains(body, `"user":"alice@example.com"`) {
 		t.Fatalf("alice through the front door = %d %s, want 200 as alice", code, body)
@@ -171,12 +225,20 @@ func TestFrontDoorRoutesByIdentity(t *testing.T) {
 		t.Errorf("bob's gateway received %d requests meant for alice", f.beB.count())
 	}
 
+	aliceSeen := f.beA.count()
 	code, body = tailnetGet(t, f.bob, f.doorURL+"/v1/models")
 	if code != http.StatusOK || !strings.Contains(body, `"user":"bob@example.com"`) {
 		t.Fatalf("bob through the front door = %d %s, want 200 as bob", code, body)
 	}
-	if xff := f.beB.last(t).Header.Get("X-Forwarded-For"); xff != f.bob.IPs[0].String() {
+	got = f.beB.last(t)
+	if xff := got.Header.Get("X-Forwarded-For"); xff != f.bob.IPs[0].String() {
 		t.Errorf("bob's gateway saw X-Forwarded-For %q, want %s", xff, f.bob.IPs[0])
+	}
+	if dev := got.Header.Get("X-Test-Node"); dev != "bob-phone" {
+		t.Errorf("bob's host named the device %q, want bob-phone", dev)
+	}
+	if n := f.beA.count() - aliceSeen; n != 0 {
+		t.Errorf("alice's gateway received %d requests meant for bob", n)
 	}
 
 	// mallory is routed to bob's host, whose own rules refuse her: the host
@@ -206,14 +268,59 @@ func TestFrontDoorRoutesByIdentity(t *testing.T) {
 	}
 }
 
+// checkPassThrough: a caller that sends no Accept-Encoding gets the same
+// bytes and headers through the front door as straight from the host. Bob's
+// host compresses for clients that ask; a front door that asked on the
+// caller's behalf and decompressed would drop the answer's Content-Length.
+func (f *frontDoorFixture) checkPassThrough(t *testing.T) {
+	type answer struct {
+		code                   int
+		encoding, length, body string
+	}
+	get := func(url string) answer {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		client := &http.Client{Transport: &http.Transport{DialContext: f.bob.Dial, DisableCompression: true}}
+		defer client.CloseIdleConnections()
+		req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s from bob-phone: %v", url, err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("reading %s: %v", url, err)
+		}
+		return answer{resp.StatusCode, resp.Header.Get("Content-Encoding"), resp.Header.Get("Content-Length"), string(body)}
+	}
+	straight := get(f.bobHostURL + "/large")
+	if straight.code != http.StatusOK || straight.body != string(largeBody) {
+		t.Fatalf("straight from bob's host = %d, %d bytes, want 200 and the backend's %d bytes", straight.code, len(straight.body), len(largeBody))
+	}
+	through := get(f.doorURL + "/large")
+	if through != straight {
+		t.Errorf("through the front door: %d, Content-Encoding %q, Content-Length %q, %d bytes; straight from the host: %d, %q, %q, %d bytes",
+			through.code, through.encoding, through.length, len(through.body), straight.code, straight.encoding, straight.length, len(straight.body))
+	}
+}
+
 // TestFrontDoorForgery: a device that is not a front door sends a PROXY
 // header straight to a gateway host, claiming to be alice; the host closes
 // the connection. The front door's own forwarding headers cannot move the
 // address either.
 func TestFrontDoorForgery(t *testing.T) {
 	suites.SkipShort(t, suites.Tailnet)
-	f := newFrontDoorFixture(t)
+	newFrontDoorFixture(t).checkForgery(t)
+}
+
+func (f *frontDoorFixture) checkForgery(t *testing.T) {
 	f.tn.WaitPeer(t, f.mallory, "alicehost")
+	aliceSeen, bobSeen := f.beA.count(), f.beB.count()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -229,8 +336,8 @@ func TestFrontDoorForgery(t *testing.T) {
 	if len(got) != 0 {
 		t.Errorf("a PROXY header from mallory-pc got an answer, want the connection closed:\n%s", got)
 	}
-	if f.beA.count() != 0 {
-		t.Errorf("alice's gateway received %d requests from a forged header", f.beA.count())
+	if n := f.beA.count() - aliceSeen; n != 0 {
+		t.Errorf("alice's gateway received %d requests from a forged header", n)
 	}
 
 	// Forwarded headers sent to the front door do not change who the host
@@ -247,8 +354,8 @@ func TestFrontDoorForgery(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("mallory claiming alice in headers = %d %s, want 403", resp.StatusCode, body)
 	}
-	if f.beA.count() != 0 || f.beB.count() != 0 {
-		t.Errorf("a gateway received mallory's forged headers (alice %d, bob %d requests)", f.beA.count(), f.beB.count())
+	if a, b := f.beA.count()-aliceSeen, f.beB.count()-bobSeen; a != 0 || b != 0 {
+		t.Errorf("a gateway received mallory's forged headers (alice %d, bob %d requests)", a, b)
 	}
 }
 

@@ -4,9 +4,12 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/clawgate/clawgate/caddymodule/internal/proxyproto"
 )
@@ -107,17 +110,24 @@ func TestSignatureGuard(t *testing.T) {
 func TestFrontDoorConfigRefusals(t *testing.T) {
 	tests := []struct {
 		name, site, nodeExtra, want string
+		bind                        string // default clawgate/gw
 	}{
+		{name: "remote via two nodes", bind: "clawgate/gw clawgate+service/door/claw", site: `clawgate_remote alicehost:8080 {
+		gateway alice
+	}`, nodeExtra: "tags tag:door", want: "clawgate_remote alice: via: the site listens on clawgate+service/door/claw and clawgate/gw, two different clawgate nodes; name the one the front door dials its hosts through with `via <node>`"},
 		{"remote on a non-tailnet address", `clawgate_remote 192.168.1.20:8080 {
 		gateway alice
-	}`, "", `clawgate_remote alice: host "192.168.1.20:8080": not a tailnet address; a front door reaches gateway hosts over the tailnet only`},
+	}`, "", `clawgate_remote alice: host "192.168.1.20:8080": not a tailnet address; a front door reaches gateway hosts over the tailnet only`, ""},
 		{"remote without a port", `clawgate_remote alice-mini {
 		gateway alice
-	}`, "", `clawgate_remote alice: host "alice-mini": want host:port`},
-		{"front door by user", `respond ok`, "front_doors user:alice@example.com", `clawgate.nodes.gw.front_doors[0]: "user:alice@example.com": want tag:<tag> or node:<name>`},
+	}`, "", `clawgate_remote alice: host "alice-mini": want host:port`, ""},
+		{"front door by user", `respond ok`, "front_doors user:alice@example.com", `clawgate.nodes.gw.front_doors[0]: "user:alice@example.com": want tag:<tag> or node:<name>`, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if tt.bind == "" {
+				tt.bind = "clawgate/gw"
+			}
 			err := loadCaddyErr(t, `{
 	admin off
 	auto_https off
@@ -128,7 +138,7 @@ func TestFrontDoorConfigRefusals(t *testing.T) {
 	}
 }
 http://:18080 {
-	bind clawgate/gw
+	bind `+tt.bind+`
 	`+tt.site+`
 }
 `)
@@ -154,5 +164,62 @@ func TestRemoteDirectiveRefusals(t *testing.T) {
 				t.Errorf("adapt = %v, want an error with %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestSiteNode(t *testing.T) {
+	tests := []struct {
+		name    string
+		listen  []string
+		want    string
+		wantErr string
+	}{
+		{"a node", []string{"clawgate/door:8080"}, "door", ""},
+		{"a Service", []string{"clawgate+service/door/claw:8080"}, "door", ""},
+		{"node and Service on one node", []string{"clawgate/door:8080", "clawgate+service/door/claw:8080"}, "door", ""},
+		{"Service first", []string{"clawgate+service/door/claw:8080", "clawgate/door:8080"}, "door", ""},
+		{"two Services on one node", []string{"clawgate+service/door/claw:8080", "clawgate+service/door/paw:8080"}, "door", ""},
+		{"host network and a node", []string{"tcp/127.0.0.1:8080", "clawgate+service/door/claw:8080"}, "door", ""},
+		{"no clawgate node", []string{"tcp/127.0.0.1:8080", ":8081"}, "", ""},
+		{"nothing", nil, "", ""},
+		{"a bad Service address", []string{"clawgate+service/door:8080"}, "", ""},
+		{"node and Service on two nodes", []string{"clawgate/door:8080", "clawgate+service/door2/claw:8080"}, "",
+			"the site listens on clawgate/door and clawgate+service/door2/claw, two different clawgate nodes; name the one the front door dials its hosts through with `via <node>`"},
+		{"two nodes", []string{"clawgate/a:8080", "clawgate/b:8080"}, "", "clawgate/a and clawgate/b, two different clawgate nodes"},
+	}
+	for _, tt := range tests {
+		got, err := siteNode(&caddyhttp.Server{Listen: tt.listen})
+		switch {
+		case tt.wantErr == "" && err != nil:
+			t.Errorf("%s: siteNode(%q) = %v, want %q", tt.name, tt.listen, err, tt.want)
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("%s: siteNode(%q) = %q, %v, want an error with %q", tt.name, tt.listen, got, err, tt.wantErr)
+		case got != tt.want:
+			t.Errorf("%s: siteNode(%q) = %q, want %q", tt.name, tt.listen, got, tt.want)
+		}
+	}
+}
+
+func TestIsTailnetAddr(t *testing.T) {
+	tests := []struct {
+		ip   string
+		want bool
+	}{
+		{"100.64.0.1", true},
+		{"100.127.255.254", true},
+		{"100.128.0.1", false},
+		{"100.63.255.255", false},
+		{"::ffff:100.101.102.103", true},
+		{"::ffff:10.1.2.3", false},
+		{"fd7a:115c:a1e0::1", true},
+		{"fd7a:115c:a1e1::1", false},
+		{"10.1.2.3", false},
+		{"127.0.0.1", false},
+		{"::1", false},
+	}
+	for _, tt := range tests {
+		if got := isTailnetAddr(netip.MustParseAddr(tt.ip)); got != tt.want {
+			t.Errorf("isTailnetAddr(%s) = %v, want %v", tt.ip, got, tt.want)
+		}
 	}
 }

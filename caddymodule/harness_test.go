@@ -364,12 +364,23 @@ func newBackend(t testing.TB) *backend {
 				}
 			}
 		}
+		if r.URL.Path == "/large" {
+			// Large enough for Caddy's encode to compress it, with its
+			// length declared, which a decompressing proxy drops.
+			w.Header().Set("Content-Type", "text/plain")
+			w.Header().Set("Content-Length", strconv.Itoa(len(largeBody)))
+			_, _ = w.Write(largeBody)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "user": r.Header.Get("X-Forwarded-User")})
 	}))
 	t.Cleanup(b.srv.Close)
 	return b
 }
+
+// largeBody is what the backend answers on /large.
+var largeBody = []byte(strings.Repeat("clawgate passes the gateway's answer through as it was sent.\n", 64))
 
 func (b *backend) addr() string { return b.srv.Listener.Addr().String() }
 

@@ -249,6 +249,18 @@ var tailnetRanges = []netip.Prefix{
 	netip.MustParsePrefix("fd7a:115c:a1e0::/48"),
 }
 
+// isTailnetAddr reports whether ip is in one of Tailscale's address ranges;
+// an IPv4-mapped IPv6 address counts as its IPv4 address.
+func isTailnetAddr(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	for _, r := range tailnetRanges {
+		if r.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
 // checkTailnetTrustedProxies refuses a server that listens on a clawgate
 // node (or a Tailscale Service it hosts) and trusts proxies in the tailnet's ranges. Nothing stands between a
 // tailnet peer and the node's listener, so such a setting only lets a

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+
 	"github.com/clawgate/clawgate/caddymodule/internal/openclawtest"
 	"github.com/clawgate/clawgate/caddymodule/internal/suites"
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
@@ -609,4 +611,56 @@ func startUserGateway(t *testing.T, bin, home string, env []string, logPath stri
 		}
 	}
 	t.Logf("the OpenClaw gateway is ready on the written config in %v", time.Since(begin).Round(100*time.Millisecond))
+}
+
+// TestReadmeFrontDoorOnService: the README's Caddyfile for a front door on a
+// Tailscale Service passes `caddy validate`, its site is bound only to the
+// Service, and clawgate_remote leaves via to its default, the Service's node.
+func TestReadmeFrontDoorOnService(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := readmeSection(t, string(readme), "One name on several hosts: a Tailscale Service")
+	_, para, ok := strings.Cut(section, "**A front door on a Service.**")
+	if !ok {
+		t.Fatal("the Service section has no paragraph \"A front door on a Service\"")
+	}
+	_, block, ok := strings.Cut(para, "```caddyfile\n")
+	if !ok {
+		t.Fatal("the paragraph has no caddyfile block")
+	}
+	block, _, _ = strings.Cut(block, "```")
+	if err := caddyValidate(t, block); err != nil {
+		t.Fatalf("caddy validate of the README's front door on a Service: %v\n%s", err, block)
+	}
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(block), map[string]any{"filename": "Caddyfile"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var adapted struct {
+		Apps struct {
+			HTTP struct {
+				Servers map[string]struct {
+					Listen []string `json:"listen"`
+				} `json:"servers"`
+			} `json:"http"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(cfg, &adapted); err != nil {
+		t.Fatal(err)
+	}
+	var listens [][]string
+	for _, srv := range adapted.Apps.HTTP.Servers {
+		listens = append(listens, srv.Listen)
+	}
+	if want := [][]string{{"clawgate+service/door-a/claw:80"}}; fmt.Sprint(listens) != fmt.Sprint(want) {
+		t.Errorf("the example's servers listen on %q, want %q", listens, want)
+	}
+	if n := bytes.Count(cfg, []byte(`"transport":{"gateway":`)); n != 2 {
+		t.Errorf("the example has %d clawgate_remote transports, want 2:\n%s", n, cfg)
+	}
+	if bytes.Contains(cfg, []byte(`"via"`)) {
+		t.Errorf("the example sets via; it shows the default:\n%s", cfg)
+	}
 }

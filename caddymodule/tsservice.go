@@ -369,16 +369,6 @@ func (l *serviceListener) localAddr(src netip.Addr) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-// isTailnetAddr reports whether ip is in one of Tailscale's address ranges.
-func isTailnetAddr(ip netip.Addr) bool {
-	for _, r := range tailnetRanges {
-		if r.Contains(ip) {
-			return true
-		}
-	}
-	return false
-}
-
 func (l *serviceListener) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.conns:
