@@ -3,12 +3,10 @@ package caddymodule
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
 	"net/http"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -289,21 +287,7 @@ func newFrontDoorOpenClawFixture(b *testing.B) *frontDoorOCFixture {
 		hostURL: fmt.Sprintf("http://alicehost.%s:%d", tailnettest.Domain, alicePort),
 	}
 	ocPort := openclawtest.FreePort(b)
-	ocCfg, err := json.Marshal(map[string]any{
-		"gateway": map[string]any{
-			"mode": "local", "bind": "loopback", "port": ocPort,
-			"trustedProxies": []string{"127.0.0.1", "::1"},
-			"auth": map[string]any{"mode": "trusted-proxy", "trustedProxy": map[string]any{
-				"userHeader": "x-forwarded-user", "requiredHeaders": []string{"x-forwarded-proto", "x-forwarded-host"},
-				"allowUsers": []string{"alice@example.com"}, "allowLoopback": true},
-				"identityScopes": map[string]any{"alice@example.com": []string{"operator.read", "operator.write"}}},
-			"controlUi": map[string]any{"allowedOrigins": []string{f.doorURL, f.hostURL}},
-		},
-		"logging": map[string]any{"file": filepath.Join(b.TempDir(), "openclaw.log")},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
+	ocCfg := aliceTrustedProxyConfig(b, ocPort, []string{"operator.read", "operator.write"}, f.doorURL, f.hostURL)
 	f.gw = openclawtest.Start(b, ocCfg, ocPort)
 	b.Cleanup(func() { waitNodesClosed(b) }) // after startCaddy's Stop
 	startCaddy(b, fmt.Sprintf(`{

@@ -48,20 +48,9 @@ func TestFrontDoorAcrossProcesses(t *testing.T) {
 
 	// alice's gateway: the real OpenClaw, trusting its host's clawgate.
 	ocPort := openclawtest.FreePort(t)
-	ocCfg, _ := json.Marshal(map[string]any{
-		"gateway": map[string]any{
-			"mode": "local", "bind": "loopback", "port": ocPort,
-			"trustedProxies": []string{"127.0.0.1", "::1"},
-			"auth": map[string]any{"mode": "trusted-proxy", "trustedProxy": map[string]any{
-				"userHeader": "x-forwarded-user", "requiredHeaders": []string{"x-forwarded-proto", "x-forwarded-host"},
-				"allowUsers": []string{"alice@example.com"}, "allowLoopback": true},
-				// OpenClaw grants alice admin too, so the scopes she ends up
-				// with show her host's cap, not OpenClaw's grant.
-				"identityScopes": map[string]any{"alice@example.com": []string{"operator.read", "operator.write", "operator.admin"}}},
-			"controlUi": map[string]any{"allowedOrigins": []string{doorURL}},
-		},
-		"logging": map[string]any{"file": filepath.Join(t.TempDir(), "openclaw.log")},
-	})
+	// OpenClaw grants alice admin too, so the scopes she ends up with show
+	// her host's cap, not OpenClaw's grant.
+	ocCfg := aliceTrustedProxyConfig(t, ocPort, []string{"operator.read", "operator.write", "operator.admin"}, doorURL)
 	oc := openclawtest.Start(t, ocCfg, ocPort)
 
 	// bob's gateway: a loopback backend with an openclaw.json for the gate.
@@ -539,4 +528,27 @@ func waitDoorGateway(t *testing.T, door *multiproc.Process, name string, d time.
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// aliceTrustedProxyConfig is an openclaw.json for the real gateway on port
+// behind a clawgate on its host: trusted-proxy auth for alice from loopback,
+// with OpenClaw's own grant of scopes to her and the Control UI's origins.
+func aliceTrustedProxyConfig(tb testing.TB, port int, scopes []string, origins ...string) []byte {
+	tb.Helper()
+	cfg, err := json.Marshal(map[string]any{
+		"gateway": map[string]any{
+			"mode": "local", "bind": "loopback", "port": port,
+			"trustedProxies": []string{"127.0.0.1", "::1"},
+			"auth": map[string]any{"mode": "trusted-proxy", "trustedProxy": map[string]any{
+				"userHeader": "x-forwarded-user", "requiredHeaders": []string{"x-forwarded-proto", "x-forwarded-host"},
+				"allowUsers": []string{"alice@example.com"}, "allowLoopback": true},
+				"identityScopes": map[string]any{"alice@example.com": scopes}},
+			"controlUi": map[string]any{"allowedOrigins": origins},
+		},
+		"logging": map[string]any{"file": filepath.Join(tb.TempDir(), "openclaw.log")},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return cfg
 }

@@ -571,20 +571,9 @@ func TestServiceRealOpenClawWebSockets(t *testing.T) {
 	serviceURL := fmt.Sprintf("http://claw.%s:%d", tailnettest.Domain, serviceSitePort)
 
 	ocPort := openclawtest.FreePort(t)
-	ocCfg, _ := json.Marshal(map[string]any{
-		"gateway": map[string]any{
-			"mode": "local", "bind": "loopback", "port": ocPort,
-			"trustedProxies": []string{"127.0.0.1", "::1"},
-			"auth": map[string]any{"mode": "trusted-proxy", "trustedProxy": map[string]any{
-				"userHeader": "x-forwarded-user", "requiredHeaders": []string{"x-forwarded-proto", "x-forwarded-host"},
-				"allowUsers": []string{"alice@example.com"}, "allowLoopback": true},
-				// OpenClaw would grant alice admin too: the scopes she ends
-				// up with are the cap of clawgate's rule.
-				"identityScopes": map[string]any{"alice@example.com": []string{"operator.read", "operator.write", "operator.admin"}}},
-			"controlUi": map[string]any{"allowedOrigins": []string{serviceURL}},
-		},
-		"logging": map[string]any{"file": filepath.Join(t.TempDir(), "openclaw.log")},
-	})
+	// OpenClaw would grant alice admin too: the scopes she ends up with are
+	// the cap of clawgate's rule.
+	ocCfg := aliceTrustedProxyConfig(t, ocPort, []string{"operator.read", "operator.write", "operator.admin"}, serviceURL)
 	oc := openclawtest.Start(t, ocCfg, ocPort)
 
 	render := func(adminSocket string, scopes string) string {

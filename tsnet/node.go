@@ -20,6 +20,7 @@ import (
 
 	"tailscale.com/envknob"
 	"tailscale.com/ipn"
+	"tailscale.com/ipn/ipnstate"
 	"tailscale.com/tailcfg"
 	ts "tailscale.com/tsnet"
 	"tailscale.com/wgengine/filter"
@@ -354,17 +355,9 @@ func (n *Node) Tailnet(ctx context.Context) (string, error) {
 	if t := n.tailnet.Load(); t != nil {
 		return *t, nil
 	}
-	srv, err := n.server()
+	st, err := n.selfStatus(ctx)
 	if err != nil {
 		return "", err
-	}
-	lc, err := srv.LocalClient()
-	if err != nil {
-		return "", fmt.Errorf("%v: %w", n, err)
-	}
-	st, err := lc.StatusWithoutPeers(ctx)
-	if err != nil {
-		return "", fmt.Errorf("%v: reading status: %w", n, err)
 	}
 	if st.Self != nil {
 		n.setTailnet(st.Self.DNSName)
@@ -524,10 +517,8 @@ func (n *Node) TailnetIPs() []netip.Addr {
 	return ips
 }
 
-// CertDomains returns the DNS names the node can get certificates for, such
-// as "gw.tail1234.ts.net". When the tailnet offers none, the error wraps
-// ErrHTTPSDisabled and says how to turn certificates on.
-func (n *Node) CertDomains(ctx context.Context) ([]string, error) {
+// selfStatus reads the node's own status (no peers) from its LocalAPI.
+func (n *Node) selfStatus(ctx context.Context) (*ipnstate.Status, error) {
 	srv, err := n.server()
 	if err != nil {
 		return nil, err
@@ -539,6 +530,17 @@ func (n *Node) CertDomains(ctx context.Context) ([]string, error) {
 	st, err := lc.StatusWithoutPeers(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%v: reading status: %w", n, err)
+	}
+	return st, nil
+}
+
+// CertDomains returns the DNS names the node can get certificates for, such
+// as "gw.tail1234.ts.net". When the tailnet offers none, the error wraps
+// ErrHTTPSDisabled and says how to turn certificates on.
+func (n *Node) CertDomains(ctx context.Context) ([]string, error) {
+	st, err := n.selfStatus(ctx)
+	if err != nil {
+		return nil, err
 	}
 	if st.BackendState != ipn.Running.String() {
 		return nil, fmt.Errorf("%v: not running (state %s)", n, st.BackendState)

@@ -111,17 +111,9 @@ func (n *Node) ServiceAddrs(ctx context.Context, service string) ([]netip.Addr, 
 	if err != nil {
 		return nil, err
 	}
-	srv, err := n.server()
+	st, err := n.selfStatus(ctx)
 	if err != nil {
 		return nil, err
-	}
-	lc, err := srv.LocalClient()
-	if err != nil {
-		return nil, fmt.Errorf("%v: %w", n, err)
-	}
-	st, err := lc.StatusWithoutPeers(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("%v: reading status: %w", n, err)
 	}
 	if st.Self == nil {
 		return nil, errors.New("status has no self node")
