@@ -17,6 +17,7 @@ import (
 
 	"github.com/clawgate/clawgate/caddymodule/internal/openclawtest"
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
+	"github.com/clawgate/clawgate/tsnet"
 )
 
 // BenchmarkFrontDoorHops compares one hop (alice's device straight to her
@@ -290,49 +291,31 @@ func newFrontDoorOpenClawFixture(b *testing.B) *frontDoorOCFixture {
 	ocCfg := aliceTrustedProxyConfig(b, ocPort, []string{"operator.read", "operator.write"}, f.doorURL, f.hostURL)
 	f.gw = openclawtest.Start(b, ocCfg, ocPort)
 	b.Cleanup(func() { waitNodesClosed(b) }) // after startCaddy's Stop
-	startCaddy(b, fmt.Sprintf(`{
-	admin off
-	auto_https off
-	clawgate {
-		node door {
-			control_url %[1]s
-			state_dir %[2]s
-			ephemeral
-			tags tag:door
-		}
-		node alicehost {
-			control_url %[1]s
-			state_dir %[3]s
-			ephemeral
-			tags tag:gateway-host
-			front_doors tag:door
-		}
-		gateway alice {
-			config %[4]s
-			state_dir %[5]s
-			upstream 127.0.0.1:%[6]d
-			origins %[7]s %[8]s
-		}
-	}
-}
-http://:%[9]d {
+	global := globalOptions{nodes: []tsnet.Config{door, aliceHost},
+		lines: map[string]string{"alicehost": "front_doors tag:door"},
+		clawgate: fmt.Sprintf(`gateway alice {
+	config %s
+	state_dir %s
+	upstream 127.0.0.1:%d
+	origins %s %s
+}`, f.gw.ConfigPath(), f.gw.StateDir(), ocPort, f.doorURL, f.hostURL)}
+	startCaddy(b, global.String()+fmt.Sprintf(`http://:%[1]d {
 	bind clawgate/door
 	@alice clawgate_identity user:alice@example.com
 	handle @alice {
-		clawgate_remote alicehost:%[10]d {
+		clawgate_remote alicehost:%[2]d {
 			gateway alice
 		}
 	}
 }
-http://:%[10]d {
+http://:%[2]d {
 	bind clawgate/alicehost
-	clawgate 127.0.0.1:%[6]d {
+	clawgate 127.0.0.1:%[3]d {
 		gateway alice
 		allow user:alice@example.com scopes operator.read,operator.write
 	}
 }
-`, tn.ControlURL, door.StateDir, aliceHost.StateDir, f.gw.ConfigPath(), f.gw.StateDir(), ocPort, f.doorURL, f.hostURL,
-		frontDoorPort, alicePort))
+`, frontDoorPort, alicePort, ocPort))
 	for _, name := range []string{"door", "alicehost"} {
 		waitNodeUp(b, name)
 	}

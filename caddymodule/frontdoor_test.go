@@ -16,6 +16,7 @@ import (
 	"github.com/clawgate/clawgate/caddymodule/internal/proxyproto"
 	"github.com/clawgate/clawgate/caddymodule/internal/suites"
 	"github.com/clawgate/clawgate/caddymodule/internal/tailnettest"
+	"github.com/clawgate/clawgate/tsnet"
 )
 
 // frontDoorFixture is one Caddy running a front door (node door, tagged
@@ -63,67 +64,43 @@ func newFrontDoorFixtureOn(t testing.TB, service string) *frontDoorFixture {
 	f.doorURL = fmt.Sprintf("http://%s.%s:%d", doorName, tailnettest.Domain, frontDoorPort)
 	f.bobHostURL = fmt.Sprintf("http://bobhost.%s:%d", tailnettest.Domain, bobPort)
 	t.Cleanup(func() { waitNodesClosed(t) }) // after startCaddy's Stop
-	startCaddy(t, fmt.Sprintf(`{
-	admin off
-	auto_https off
-	clawgate {
-		node door {
-			control_url %[1]s
-			state_dir %[2]s
-			ephemeral
-			tags tag:door
-		}
-		node alicehost {
-			control_url %[1]s
-			state_dir %[3]s
-			ephemeral
-			tags tag:gateway-host
-			front_doors tag:door
-		}
-		node bobhost {
-			control_url %[1]s
-			state_dir %[4]s
-			ephemeral
-			tags tag:gateway-host
-			front_doors tag:door
-		}
-	}
-}
-http://:%[5]d {
-	bind %[10]s
+	global := globalOptions{nodes: []tsnet.Config{door, aliceHost, bobHost},
+		lines: map[string]string{"alicehost": "front_doors tag:door", "bobhost": "front_doors tag:door"}}
+	startCaddy(t, global.String()+fmt.Sprintf(`http://:%[1]d {
+	bind %[6]s
 	@alice clawgate_identity user:alice@example.com
 	handle @alice {
-		clawgate_remote alicehost:%[6]d {
+		clawgate_remote alicehost:%[2]d {
 			gateway alice
 		}
 	}
 	@others clawgate_identity tailnet
 	handle @others {
-		clawgate_remote bobhost:%[7]d {
+		clawgate_remote bobhost:%[3]d {
 			gateway bob
 		}
 	}
 }
-http://:%[6]d {
+http://:%[2]d {
 	bind clawgate/alicehost
-	clawgate %[8]s {
+	clawgate %[4]s {
 		gateway alice
 		allow user:alice@example.com scopes operator.read
 	}
 }
-http://:%[7]d {
+http://:%[3]d {
 	bind clawgate/bobhost
 	encode gzip
 	clawgate {
 		gateway bob
-		upstream %[9]s
+		upstream %[5]s
 		allow user:bob@example.com scopes operator.read
 	}
-	reverse_proxy %[9]s {
+	reverse_proxy %[5]s {
 		header_up X-Test-Node {clawgate.node}
 	}
 }
-`, tn.ControlURL, door.StateDir, aliceHost.StateDir, bobHost.StateDir, frontDoorPort, alicePort, bobPort, f.beA.addr(), f.beB.addr(), doorBind))
+`, frontDoorPort, alicePort, bobPort, f.beA.addr(), f.beB.addr(), doorBind))
 	for _, name := range []string{"door", "alicehost", "bobhost"} {
 		waitNodeUp(t, name)
 	}

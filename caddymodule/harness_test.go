@@ -144,6 +144,9 @@ type globalOptions struct {
 	nodes []tsnet.Config
 	// nodeLines are further lines in every node block, such as `port 41641`.
 	nodeLines string
+	// lines are further lines in one node's block, by the node's name, such
+	// as `front_doors tag:door`.
+	lines map[string]string
 	// admin is the admin endpoint's address. Default: off.
 	admin string
 	// tlsInternal leaves automatic HTTPS on for https:// sites, which get
@@ -187,8 +190,10 @@ func (g globalOptions) String() string {
 			if len(n.Tags) > 0 {
 				b.WriteString("\t\t\ttags " + strings.Join(n.Tags, " ") + "\n")
 			}
-			if lines := strings.Trim(g.nodeLines, "\n"); lines != "" {
-				b.WriteString(indentLines(lines, "\t\t\t") + "\n")
+			for _, lines := range []string{g.nodeLines, g.lines[n.Hostname]} {
+				if lines := strings.Trim(lines, "\n"); lines != "" {
+					b.WriteString(indentLines(lines, "\t\t\t") + "\n")
+				}
 			}
 			b.WriteString("\t\t}\n")
 		}
@@ -212,6 +217,7 @@ func TestGlobalOptions(t *testing.T) {
 		StateDir   string `json:"state_dir"`
 		Ephemeral  bool   `json:"ephemeral"`
 		Port       int    `json:"port"`
+		AuthKey    string `json:"auth_key"`
 	}
 	type adapted struct {
 		Admin struct {
@@ -255,7 +261,7 @@ func TestGlobalOptions(t *testing.T) {
 			}
 		}},
 		{"nodes, admin, gateways and more options", globalOptions{
-			nodes: []tsnet.Config{gw, claw}, nodeLines: "port 41641", admin: "127.0.0.1:2999",
+			nodes: []tsnet.Config{gw, claw}, nodeLines: "port 41641", lines: map[string]string{"claw": "auth_key tskey-test"}, admin: "127.0.0.1:2999",
 			extra: "servers {\n\tprotocols h1 h2\n}", clawgate: "gateway home {\n\tconfig /tmp/openclaw.json\n}",
 		}, func(t *testing.T, a adapted) {
 			if a.Admin.Disabled || a.Admin.Listen != "127.0.0.1:2999" {
@@ -266,7 +272,7 @@ func TestGlobalOptions(t *testing.T) {
 			}
 			want := map[string]node{
 				"gw":   {ControlURL: gw.ControlURL, StateDir: gw.StateDir, Ephemeral: true, Port: 41641},
-				"claw": {ControlURL: claw.ControlURL, StateDir: claw.StateDir, Port: 41641},
+				"claw": {ControlURL: claw.ControlURL, StateDir: claw.StateDir, Port: 41641, AuthKey: "tskey-test"},
 			}
 			if !maps.Equal(a.Apps.Clawgate.Nodes, want) {
 				t.Errorf("nodes = %+v, want %+v", a.Apps.Clawgate.Nodes, want)
