@@ -273,9 +273,9 @@ func checkTailnetTrustedProxies(srv *caddyhttp.Server, name string) error {
 	if srv == nil {
 		return nil
 	}
-	bind := tailnetListenAddr(srv)
+	bind := listenAddrOn(srv, networkName)
 	if bind == "" {
-		bind = serviceListenAddr(srv)
+		bind = listenAddrOn(srv, serviceNetwork)
 	}
 	if bind == "" {
 		return nil
@@ -313,14 +313,14 @@ func checkTailnetTrustedProxies(srv *caddyhttp.Server, name string) error {
 	return nil
 }
 
-// tailnetListenAddr returns the first of the server's listener addresses on
-// a clawgate node (`clawgate/<node>`), or "".
-func tailnetListenAddr(srv *caddyhttp.Server) string {
+// listenAddrOn returns the first of the server's listener addresses on
+// network (`clawgate/<node>`, `clawgate+service/<node>/<service>`), or "".
+func listenAddrOn(srv *caddyhttp.Server, network string) string {
 	repl := caddy.NewReplacer()
 	for _, l := range srv.Listen {
 		na, err := caddy.ParseNetworkAddress(repl.ReplaceKnown(l, ""))
-		if err == nil && na.Network == networkName {
-			return networkName + "/" + na.Host
+		if err == nil && na.Network == network {
+			return network + "/" + na.Host
 		}
 	}
 	return ""

@@ -153,19 +153,6 @@ func listenOnService(ctx context.Context, network, host, portRange string, portO
 	return withFrontDoors(ctx, p, ln), nil
 }
 
-// serviceListenAddr returns the first of the server's listener addresses on
-// a Tailscale Service, or "".
-func serviceListenAddr(srv *caddyhttp.Server) string {
-	repl := caddy.NewReplacer()
-	for _, l := range srv.Listen {
-		na, err := caddy.ParseNetworkAddress(repl.ReplaceKnown(l, ""))
-		if err == nil && na.Network == serviceNetwork {
-			return serviceNetwork + "/" + na.Host
-		}
-	}
-	return ""
-}
-
 // serviceListener is a node's listener for one Service port: it advertises
 // the Service once the node runs, and accepts the connections the node
 // forwards, each with a valid PROXY header from a process of this user (on
